@@ -1,0 +1,1 @@
+"""cep: declarative complex-event processing for event-driven trading."""

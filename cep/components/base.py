@@ -1,0 +1,153 @@
+"""The interfaces every component kind implements, and the context they are built with.
+
+Components never import the runtime: everything they need from it (where to send dead letters,
+how to count drops, which key partitions the stream) arrives in the `BuildContext`.
+
+Operators and rules are ReactiveX operators over *batches*: `Observable[Batch] -> Observable[Batch]`.
+A batch is a list of records; one Rx notification per batch keeps the operator model users know
+while the per-event cost stays that of a Python loop (DESIGN §4). `on_completed` is end of stream:
+an operator holding state (a time window, a pending bar) flushes it then. An exception raised for
+one record must not end the stream: catch it, `ctx.dead_letter(...)` the record, go on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+
+import reactivex
+from reactivex import Observable
+
+from cep.events import Batch, Record
+
+BatchOperator = Callable[[Observable], Observable]
+
+
+class Counters:
+    """What one node did; every drop is counted under a reason, never lost silently."""
+
+    __slots__ = ("received", "emitted", "dropped", "dead_lettered")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.emitted = 0
+        self.dropped: dict[str, int] = {}
+        self.dead_lettered = 0
+
+    def drop(self, reason: str, count: int = 1) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"in": self.received, "out": self.emitted, "dropped": dict(self.dropped),
+                "dead_lettered": self.dead_lettered}
+
+
+DeadLetterFn = Callable[[str, str, Any], None]
+"""`dead_letter(node, reason, raw)`: raw is the offending record, row or bytes."""
+
+
+def _print_dead_letter(node: str, reason: str, raw: Any) -> None:
+    import sys
+    print(f"cep: dead letter from {node}: {reason}: {raw!r:.200}", file=sys.stderr)
+
+
+@dataclass
+class BuildContext:
+    """What a component factory may know about where it runs."""
+
+    node: str                                   # the pipeline id of the node being built
+    key: str | None = None                      # the field the input stream is partitioned by
+    base_dir: Path = field(default_factory=Path.cwd)  # relative paths resolve against the pipeline file
+    partition: tuple[int, int] = (0, 1)         # (this worker's index, number of workers)
+    counters: Counters = field(default_factory=Counters)
+    dead_letter_fn: DeadLetterFn = _print_dead_letter
+    batch_size: int = 256                       # how many records a source puts in one batch
+
+    def dead_letter(self, reason: str, raw: Any) -> None:
+        """Send one record/row/frame that could not be processed to the dead-letter queue."""
+        self.counters.dead_lettered += 1
+        self.dead_letter_fn(self.node, reason, raw)
+
+    def resolve(self, path: str | Path) -> Path:
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else (self.base_dir / path)
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Produces batches of records until exhausted (finite) or stopped (live).
+
+    `live` sources never stall for a slow consumer (default backpressure: drop); replays block.
+    `replayable` sources can seek (exactly-once capable once checkpoints exist).
+    """
+
+    live: bool
+    replayable: bool
+
+    def batches(self) -> Iterator[Batch]:
+        """Yield batches in event-time order; bad input is dead-lettered, not raised."""
+        ...
+
+    def close(self) -> None:
+        """Release files and sockets; called once, also after an early stop."""
+        ...
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Consumes batches; `close()` at end of stream or drain flushes everything it holds."""
+
+    def write(self, batch: Batch) -> None:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def per_record(transform: Callable[[Record], Record | None], ctx: BuildContext) -> BatchOperator:
+    """Lift a record -> record|None function into a batch operator.
+
+    None drops the record (as a filter does); an exception dead-letters the record only.
+    """
+    def apply(batch: Batch) -> Batch:
+        out: Batch = []
+        append = out.append
+        for record in batch:
+            try:
+                result = transform(record)
+            except Exception as exc:  # one bad record must not end the stream
+                ctx.dead_letter(f"{type(exc).__name__}: {exc}", record)
+                continue
+            if result is not None:
+                append(result)
+        return out
+
+    return batch_map(apply)
+
+
+def batch_map(apply: Callable[[Batch], Batch]) -> BatchOperator:
+    """A batch operator from a batch -> batch function; empty batches are not passed on."""
+    from reactivex import operators as ops
+
+    return lambda source: source.pipe(ops.map(apply), ops.filter(bool))
+
+
+def stateful(step: Callable[[Batch], Batch], finish: Callable[[], Batch] | None = None) -> BatchOperator:
+    """A batch operator whose state is flushed by `finish()` at end of stream (windows, bars)."""
+    def operate(source: Observable) -> Observable:
+        def subscribe(observer, scheduler=None):
+            def on_next(batch: Batch) -> None:
+                out = step(batch)
+                if out:
+                    observer.on_next(out)
+
+            def on_completed() -> None:
+                if finish is not None:
+                    tail = finish()
+                    if tail:
+                        observer.on_next(tail)
+                observer.on_completed()
+
+            return source.subscribe(on_next, observer.on_error, on_completed, scheduler=scheduler)
+        return reactivex.create(subscribe)
+    return operate

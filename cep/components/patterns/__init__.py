@@ -1,0 +1,2 @@
+"""(filled in by its owner)"""
+__all__: list[str] = []

@@ -1,0 +1,125 @@
+"""The pipeline as validated data: the envelope every component shares.
+
+Validation happens in two passes (pydantic's advice for plugin-extended unions): this envelope
+first, then each component's own `params` model, looked up in the registry by `type:` (or `use:`
+for rules). Unknown keys are rejected in both. `Pipeline.locations` maps every key path to its
+place in the YAML file, so any later stage (the compiler too) can point at the user's line.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from cep.errors import Location
+
+Delivery = Literal["at_most_once", "at_least_once", "exactly_once"]
+Backpressure = Literal["block", "drop"]
+AVAILABLE_DELIVERY: tuple[str, ...] = ("at_most_once",)
+"""Delivery modes built so far; the others are rejected with 'not available yet'."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Defaults(_Strict):
+    """Pipeline-wide settings a component may override."""
+
+    delivery: Delivery = "at_most_once"
+    backpressure: Backpressure | None = None     # None: block for replays, drop for live sources
+    batch_size: int = Field(256, ge=1, le=65536)  # records per frame before it is sent
+    flush_interval: str = "5ms"                  # send a partial frame after this long
+    dead_letter: str = "out/deadletter.jsonl"     # relative to the pipeline file
+
+
+class Transport(_Strict):
+    """Where sockets live. Loopback unless a host is given explicitly."""
+
+    kind: Literal["ipc", "tcp"] = "ipc"
+    dir: str | None = None       # ipc: directory of socket files (default: a per-pipeline tmp dir)
+    host: str = "127.0.0.1"      # tcp: bind address
+    base_port: int = Field(0, ge=0, le=65535)  # tcp: first port; 0 picks free ports at run time
+
+
+class Spec(_Strict):
+    """A component in the pipeline: its id (the mapping key), type, and raw params.
+
+    `params` holds every key that is not part of the envelope; the component's own model
+    validates it (`config` is the validated instance, set by the loader).
+    """
+
+    id: str
+    type: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    config: Any = None
+
+
+class SourceSpec(Spec):
+    backpressure: Backpressure | None = None
+
+
+class OpSpec(_Strict):
+    """One step of a stream's `ops:` list, e.g. `- filter: "ask_price > bid_price"`."""
+
+    name: str
+    args: Any = None
+    config: Any = None
+    index: int = 0
+
+
+class StreamSpec(_Strict):
+    id: str
+    from_: tuple[str, ...] = Field(alias="from")
+    key_by: str | None = None     # partition key field for keyed operators and parallelism
+    ops: tuple[OpSpec, ...] = ()
+
+
+class RuleSpec(Spec):
+    """`use: NAME` + `with: {...}` (registry rule or imported template), or an inline `pattern:`
+    which the loader turns into `type: pattern` with the pattern keys as params."""
+
+    from_: tuple[str, ...] = Field(alias="from")
+    partition_by: str | None = "instrument"
+
+
+class SinkSpec(Spec):
+    from_: tuple[str, ...] = Field(alias="from")
+    delivery: Delivery | None = None
+    backpressure: Backpressure | None = None
+
+
+class DeploySpec(_Strict):
+    parallelism: int = Field(1, ge=1, le=64)
+    process: str | None = None    # put this node in the named process (grouping override)
+
+
+class Pipeline(_Strict):
+    version: Literal[1] = 1
+    name: str
+    path: Path | None = None      # the file it came from; relative paths resolve against its dir
+    imports: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
+    defaults: Defaults = Defaults()
+    transport: Transport = Transport()
+    sources: dict[str, SourceSpec] = Field(default_factory=dict)
+    streams: dict[str, StreamSpec] = Field(default_factory=dict)
+    rules: dict[str, RuleSpec] = Field(default_factory=dict)
+    sinks: dict[str, SinkSpec] = Field(default_factory=dict)
+    deploy: dict[str, DeploySpec] = Field(default_factory=dict)
+
+    _locations: dict[tuple, Location] = PrivateAttr(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    def locate(self, *path: Any) -> Location | None:
+        """The YAML location of a key path, or of its nearest ancestor that has one."""
+        key = tuple(path)
+        while key:
+            if key in self._locations:
+                return self._locations[key]
+            key = key[:-1]
+        return self._locations.get((), None)

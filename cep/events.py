@@ -1,0 +1,139 @@
+"""The domain events (DESIGN §2) and the record they travel as.
+
+Inside the engine every event is a *record*: a plain `dict` of field name to value. Plain dicts are
+what operators, expressions and the codec handle fastest, and a stream may add derived fields
+(`mid`) to a record without a new class. The classes here give the domain meaning of the known
+shapes: construct them, convert with `to_record()` / `from_record()`, and use their methods.
+
+Timestamps are integer nanoseconds since the Unix epoch, UTC. Volumes may be `None` (the source
+publishes no sizes, e.g. Oanda FX quotes) or fractional (crypto base-asset sizes).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+from typing import Any, Mapping
+
+Record = dict[str, Any]
+"""One event plus any derived fields, as it flows between operators."""
+
+Batch = list[Record]
+"""Records travel in batches; every operator and sink handles a batch at a time."""
+
+
+class Action(str, Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderStatus(str, Enum):
+    """States of an order; `TRANSITIONS` says which moves are legal."""
+
+    NEW = "NEW"
+    ACCEPTED = "ACCEPTED"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+
+    def can_become(self, other: "OrderStatus") -> bool:
+        return other in TRANSITIONS[self]
+
+    @property
+    def is_final(self) -> bool:
+        return not TRANSITIONS[self]
+
+
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.NEW: frozenset({OrderStatus.ACCEPTED, OrderStatus.REJECTED, OrderStatus.CANCELED}),
+    OrderStatus.ACCEPTED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED,
+                                     OrderStatus.CANCELED}),
+    OrderStatus.PARTIALLY_FILLED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED,
+                                             OrderStatus.CANCELED}),
+    OrderStatus.FILLED: frozenset(),
+    OrderStatus.CANCELED: frozenset(),
+    OrderStatus.REJECTED: frozenset(),
+}
+
+
+class _RecordConvertible:
+    """Conversion between a dataclass event and its record form (enums as their string value)."""
+
+    def to_record(self) -> Record:
+        record = asdict(self)  # type: ignore[call-overload]
+        for name, value in record.items():
+            if isinstance(value, Enum):
+                record[name] = value.value
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]):
+        """Build the event from a record, ignoring derived fields it does not declare."""
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        return cls(**{name: record[name] for name in names if name in record})
+
+
+@dataclass(frozen=True, slots=True)
+class TickEvent(_RecordConvertible):
+    """Top of book for one instrument at one instant."""
+
+    timestamp: int
+    instrument: str
+    bid_price: float
+    ask_price: float
+    bid_volume: float | None = None
+    ask_volume: float | None = None
+
+    FIELDS = ("timestamp", "instrument", "bid_price", "ask_price", "bid_volume", "ask_volume")
+
+    def spread(self) -> float:
+        return self.ask_price - self.bid_price
+
+
+@dataclass(frozen=True, slots=True)
+class TradingSignal(_RecordConvertible):
+    """A rule's decision to trade; `signal_id` is deterministic so downstream can dedupe."""
+
+    signal_id: str
+    timestamp: int
+    action: Action
+    instrument: str
+    trigger_price: float
+    quantity: float
+    strategy_name: str
+    confidence: float
+
+    FIELDS = ("signal_id", "timestamp", "action", "instrument", "trigger_price", "quantity",
+              "strategy_name", "confidence")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "action", Action(self.action))
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"confidence must be within 0..1, got {self.confidence}")
+
+    def is_high_confidence(self) -> bool:
+        return self.confidence > 0.8
+
+
+@dataclass(frozen=True, slots=True)
+class OrderEvent(_RecordConvertible):
+    """What happened to the order placed for a signal."""
+
+    order_id: str
+    signal_id: str
+    status: OrderStatus
+    filled_quantity: float
+    fill_price: float | None
+    timestamp: int
+
+    FIELDS = ("order_id", "signal_id", "status", "filled_quantity", "fill_price", "timestamp")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", OrderStatus(self.status))
+
+    def is_fully_filled(self) -> bool:
+        return self.status is OrderStatus.FILLED
+
+
+EVENT_TYPES: dict[str, type] = {"TickEvent": TickEvent, "TradingSignal": TradingSignal,
+                                "OrderEvent": OrderEvent}
