@@ -1,0 +1,101 @@
+"""Pipeline -> logical graph -> checks -> physical plan. One call, `compile_pipeline`, serves
+`cep validate`, `cep graph` and `cep run`, so what is printed is what runs."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cep.compiler.fields import check_fields
+from cep.compiler.graph import build_graph
+from cep.compiler.placement import Endpoints, place, role_of, wire
+from cep.compiler.plan import EdgePlan, NodePlan, Plan, ProcessPlan
+from cep.config.models import Pipeline
+from cep.durations import parse_duration
+from cep.errors import CompileError, Problem
+from cep.plugins import Registry
+
+__all__ = ["EdgePlan", "NodePlan", "Plan", "ProcessPlan", "compile_pipeline", "default_run_dir"]
+
+
+def default_run_dir(pipeline: Pipeline) -> Path:
+    """Where a pipeline's ipc sockets live: `$CEP_RUN_DIR` or a per-user tmp dir, per pipeline."""
+    if pipeline.transport.dir:
+        return (pipeline.base_dir / pipeline.transport.dir).resolve()
+    base = os.environ.get("CEP_RUN_DIR") or f"/tmp/cep-{os.getuid()}"
+    return Path(base) / pipeline.name
+
+
+def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | None = None) -> Plan:
+    """The plan for `pipeline`, or CompileError listing every problem (warnings ride on the plan)."""
+    checked = build_graph(pipeline)
+    graph = checked.graph
+    nodes = {node_id: _node_plan(node_id, data, registry) for node_id, data in graph.nodes(data=True)}
+    errors = list(checked.errors)
+    if not errors:
+        errors += check_fields(pipeline, graph, registry)
+    if errors:
+        raise CompileError(errors)
+
+    run_dir = run_dir or default_run_dir(pipeline)
+    processes = []
+    for name, members in place(pipeline, graph, nodes).items():
+        parallelism = max((pipeline.deploy[n].parallelism for n in members if n in pipeline.deploy), default=1)
+        keys = {nodes[n].key for n in members if n in pipeline.deploy and pipeline.deploy[n].parallelism > 1}
+        if parallelism > 1 and (len(keys) != 1 or None in keys):
+            raise CompileError(Problem(
+                f'process "{name}": parallelism {parallelism} needs one partition key, found {sorted(map(str, keys))}',
+                pipeline.locate("deploy"), "set partition_by on the rule or key_by on the stream"))
+        processes.append(ProcessPlan(name=name, role=role_of(members, graph), nodes=tuple(members),
+                                     parallelism=parallelism,
+                                     partition_key=keys.pop() if parallelism > 1 else None))
+
+    live = {n for n in graph if graph.nodes[n]["kind"] == "source" and _is_live(graph.nodes[n]["spec"], registry)}
+
+    def backpressure_of(node_id: str) -> str:
+        explicit = [graph.nodes[s]["spec"].backpressure for s in _sources_of(graph, node_id)]
+        chosen = next((b for b in explicit if b), None) or pipeline.defaults.backpressure
+        if chosen:
+            return chosen
+        return "drop" if any(s in live for s in _sources_of(graph, node_id)) else "block"
+
+    edges = wire(pipeline, graph, nodes, processes, Endpoints(pipeline, run_dir), backpressure_of)
+    return Plan(
+        name=pipeline.name, pipeline=str(pipeline.path) if pipeline.path else None,
+        base_dir=str(pipeline.base_dir), plugins=tuple(str((pipeline.base_dir / p).resolve()) for p in pipeline.plugins),
+        nodes=nodes, processes=tuple(processes), edges=tuple(edges), run_dir=str(run_dir),
+        control=f"ipc://{run_dir / 'control'}", batch_size=pipeline.defaults.batch_size,
+        flush_interval_ns=parse_duration(pipeline.defaults.flush_interval),
+        dead_letter=str(pipeline.base_dir / pipeline.defaults.dead_letter),
+        warnings=tuple(str(w) for w in checked.warnings))
+
+
+def _node_plan(node_id: str, data: dict, registry: Registry) -> NodePlan:
+    spec = data["spec"]
+    kind = data["kind"]
+    if kind == "stream":
+        key = spec.key_by
+        stateless = True
+        ops = [("key_by", spec.key_by)] if spec.key_by else []
+        for op in spec.ops:
+            ops.append((op.name, op.args))
+            component = registry.get("operator", op.name)
+            if component is not None:
+                stateless = stateless and component.state == "stateless"
+                if component.extra.get("sets_key"):
+                    key = op.config.field if op.config is not None and hasattr(op.config, "field") else op.args
+        return NodePlan(id=node_id, kind="stream", type="stream", inputs=spec.from_,
+                        ops=tuple(ops), key=key, stateless=stateless)
+    key = spec.partition_by if kind == "rule" else None
+    return NodePlan(id=node_id, kind=kind, type=spec.type, inputs=getattr(spec, "from_", ()),
+                    params=dict(spec.params), key=key, stateless=False)
+
+
+def _sources_of(graph, node_id: str) -> list[str]:
+    import networkx as nx
+    found = [n for n in nx.ancestors(graph, node_id) if graph.nodes[n]["kind"] == "source"]
+    return sorted(found + ([node_id] if graph.nodes[node_id]["kind"] == "source" else []))
+
+
+def _is_live(spec, registry: Registry) -> bool:
+    component = registry.get("source", spec.type)
+    return bool(component and component.extra.get("live"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -44,6 +45,19 @@ class Component:
     # For sources: the record fields every record carries (drives type checks of expressions).
     fields: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def configure(self, args: Any, base_dir: Path | None = None, registry: Any = None) -> BaseModel:
+        """Validate raw YAML `args` into the params model (raises pydantic.ValidationError).
+
+        With a `shorthand`, a bare value or a mapping that is not made of the model's own
+        fields is the shorthand field's value: `filter: "x > 1"`, `take: 10`,
+        `map: {mid: "(bid_price + ask_price) / 2"}`.
+        """
+        if self.shorthand is not None and not (
+                isinstance(args, dict) and args and set(args) <= set(self.params.model_fields)):
+            args = {self.shorthand: args}
+        context = {"base_dir": base_dir or Path.cwd(), "registry": registry}
+        return self.params.model_validate(args if args is not None else {}, context=context)
 
     @property
     def summary(self) -> str:

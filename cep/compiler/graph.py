@@ -1,0 +1,85 @@
+"""The logical graph of a pipeline and every check on it, all errors collected at once.
+
+Nodes are the pipeline's sources, streams, rules and sinks (networkx DiGraph, node attribute
+`kind` and `spec`); an edge u -> v means v reads u (`from:`). Errors name the component kind and
+id and point at the line of the offending key, as Vector's compiler does
+(`stream "quotes": reads "tiks", which does not exist (did you mean "ticks"?)`); warnings
+(a source nobody reads) are kept apart and do not fail validation.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from cep.config.models import Pipeline
+from cep.errors import Problem
+
+SECTIONS = (("source", "sources"), ("stream", "streams"), ("rule", "rules"), ("sink", "sinks"))
+READABLE = ("source", "stream", "rule")  # what a `from:` may name
+
+
+@dataclass
+class Checked:
+    graph: nx.DiGraph
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+
+def build_graph(pipeline: Pipeline) -> Checked:
+    """The logical graph plus the problems found building it (references, cycles, orphans)."""
+    graph = nx.DiGraph()
+    result = Checked(graph)
+    for kind, section in SECTIONS:
+        for node_id, spec in getattr(pipeline, section).items():
+            if node_id in graph:
+                other = graph.nodes[node_id]["kind"]
+                result.errors.append(Problem(
+                    f'{kind} "{node_id}": the id is already used by a {other}',
+                    pipeline.locate(section, node_id), "ids must be unique across sections"))
+                continue
+            graph.add_node(node_id, kind=kind, spec=spec, section=section)
+
+    readable = [n for n, data in graph.nodes(data=True) if data["kind"] in READABLE]
+    for node_id, data in list(graph.nodes(data=True)):
+        if data["kind"] == "source":
+            continue
+        for index, upstream in enumerate(data["spec"].from_):
+            where = pipeline.locate(data["section"], node_id, "from", index)
+            if upstream not in graph:
+                close = difflib.get_close_matches(upstream, readable, n=1, cutoff=0.5)
+                hint = f'did you mean "{close[0]}"?' if close else (
+                    "known: " + ", ".join(sorted(readable)) if readable else "declare it first")
+                result.errors.append(Problem(
+                    f'{data["kind"]} "{node_id}": reads "{upstream}", which does not exist',
+                    where, hint))
+            elif graph.nodes[upstream]["kind"] == "sink":
+                result.errors.append(Problem(
+                    f'{data["kind"]} "{node_id}": reads sink "{upstream}", but sinks produce nothing',
+                    where, "read a source, stream or rule instead"))
+            else:
+                graph.add_edge(upstream, node_id)
+
+    for cycle in nx.simple_cycles(graph):
+        path = " -> ".join([*cycle, cycle[0]])
+        first = graph.nodes[cycle[0]]
+        result.errors.append(Problem(f"cycle: {path}", pipeline.locate(first["section"], cycle[0], "from"),
+                                     "a stream cannot read, directly or not, its own output"))
+
+    for node_id in pipeline.deploy:
+        if node_id not in graph:
+            close = difflib.get_close_matches(node_id, list(graph), n=1, cutoff=0.5)
+            result.errors.append(Problem(f'deploy "{node_id}": no such node',
+                                         pipeline.locate("deploy", node_id),
+                                         f'did you mean "{close[0]}"?' if close else None))
+
+    for node_id, data in graph.nodes(data=True):
+        if data["kind"] != "sink" and graph.out_degree(node_id) == 0:
+            result.warnings.append(Problem(
+                f'{data["kind"]} "{node_id}" has no consumers', pipeline.locate(data["section"], node_id),
+                "its output goes nowhere; read it from a stream, rule or sink", severity="warning"))
+    if not any(data["kind"] == "source" for _, data in graph.nodes(data=True)):
+        result.errors.append(Problem("the pipeline has no sources", pipeline.locate("sources"),
+                                     "add one, e.g. sources: {ticks: {type: synthetic}}"))
+    return result

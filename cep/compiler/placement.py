@@ -1,0 +1,138 @@
+"""Where each node runs and which sockets join the processes (DESIGN §4).
+
+Default placement: each source is a process (its gateway); rules sharing a parallelism and
+partition key are one strategy process; each sink is a process; a stream is fused into the process
+of its consumer, and replicated into each consumer's process when its operators are stateless.
+`deploy: {NODE: {parallelism: N, process: NAME}}` overrides. Market data (what sources and
+streams emit) fans out over PUB/SUB with `TICK.<instrument>` topics; what rules emit (signals)
+travels over PUSH/PULL.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import networkx as nx
+
+from cep.compiler.plan import EdgePlan, NodePlan, ProcessPlan
+from cep.config.models import Pipeline
+
+
+def place(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan]) -> dict[str, list[str]]:
+    """Process name -> node ids (a replicated stream appears in several processes)."""
+    owner: dict[str, set[str]] = {}
+
+    def pinned(node_id: str, default: str) -> str:
+        deploy = pipeline.deploy.get(node_id)
+        return deploy.process if deploy and deploy.process else default
+
+    for node_id, data in graph.nodes(data=True):
+        kind = data["kind"]
+        if kind == "source":
+            owner[node_id] = {pinned(node_id, f"gateway-{node_id}")}
+        elif kind == "rule":
+            deploy = pipeline.deploy.get(node_id)
+            parallelism = deploy.parallelism if deploy else 1
+            group = "strategy" if parallelism == 1 else f"strategy-x{parallelism}-{nodes[node_id].key}"
+            owner[node_id] = {pinned(node_id, group)}
+        elif kind == "sink":
+            role = "executor" if data["spec"].type == "order_executor" else "sink"
+            owner[node_id] = {pinned(node_id, f"{role}-{node_id}")}
+
+    for node_id in reversed(list(nx.topological_sort(graph))):
+        if graph.nodes[node_id]["kind"] != "stream":
+            continue
+        deploy = pipeline.deploy.get(node_id)
+        consumers = set().union(*(owner[c] for c in graph.successors(node_id))) if graph.out_degree(node_id) else set()
+        if deploy and (deploy.process or deploy.parallelism > 1):
+            owner[node_id] = {deploy.process or f"stream-{node_id}"}
+        elif len(consumers) == 1 or (consumers and nodes[node_id].stateless):
+            owner[node_id] = consumers
+        else:
+            owner[node_id] = {f"stream-{node_id}"}
+
+    processes: dict[str, list[str]] = defaultdict(list)
+    for node_id in nx.topological_sort(graph):
+        for process in sorted(owner[node_id]):
+            processes[process].append(node_id)
+    return dict(processes)
+
+
+def role_of(members: list[str], graph: nx.DiGraph) -> str:
+    kinds = {graph.nodes[n]["kind"] for n in members}
+    types = {graph.nodes[n]["spec"].type for n in members if graph.nodes[n]["kind"] == "sink"}
+    if "source" in kinds:
+        return "gateway"
+    if "rule" in kinds:
+        return "strategy"
+    if "order_executor" in types:
+        return "executor"
+    if "sink" in kinds:
+        return "sink"
+    return "stream"
+
+
+class Endpoints:
+    """Hands out endpoints: ipc socket files in the run directory, or loopback TCP ports."""
+
+    def __init__(self, pipeline: Pipeline, run_dir: Path) -> None:
+        self.transport = pipeline.transport
+        self.run_dir = run_dir
+        self.next_port = pipeline.transport.base_port
+
+    def __call__(self, name: str) -> str:
+        if self.transport.kind == "ipc":
+            return f"ipc://{self.run_dir / name}"
+        port, self.next_port = self.next_port, self.next_port + 1
+        return f"tcp://{self.transport.host}:{port}"
+
+
+def wire(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan],
+         processes: list[ProcessPlan], endpoint: Endpoints, backpressure_of) -> list[EdgePlan]:
+    """One edge per (producing node, consuming process) where the two live in different processes."""
+    hosts: dict[str, list[ProcessPlan]] = defaultdict(list)
+    for process in processes:
+        for node_id in process.nodes:
+            hosts[node_id].append(process)
+    edges: list[EdgePlan] = []
+    pub_endpoints: dict[str, str] = {}
+    for node_id in nx.topological_sort(graph):
+        for consumer in _consumer_processes(node_id, graph, hosts):
+            if node_id in consumer.nodes:
+                continue  # fused: the node runs in its consumer's process
+            (producer,) = hosts[node_id]  # a node feeding another process is never replicated
+            pubsub = nodes[node_id].kind in ("source", "stream")
+            if pubsub:
+                if node_id not in pub_endpoints:
+                    pub_endpoints[node_id] = endpoint(f"{node_id}.pub")
+                endpoints = (pub_endpoints[node_id],)
+                topic = "TICK.<instrument>"
+            else:
+                endpoints = tuple(endpoint(f"{worker}.{node_id}.pull") for worker in consumer.workers)
+                topic = node_id
+            edges.append(EdgePlan(
+                id=f"{node_id}->{consumer.name}", node=node_id, producer=producer.name,
+                consumer=consumer.name, pattern="pub/sub" if pubsub else "push/pull",
+                endpoints=endpoints, topic=topic, delivery=_delivery(pipeline, graph, node_id),
+                backpressure=backpressure_of(node_id),
+                partition_key=consumer.partition_key if consumer.parallelism > 1 else None))
+    return edges
+
+
+def _consumer_processes(node_id: str, graph: nx.DiGraph, hosts) -> list[ProcessPlan]:
+    seen: dict[str, ProcessPlan] = {}
+    for successor in graph.successors(node_id):
+        for process in hosts[successor]:
+            seen.setdefault(process.name, process)
+    return list(seen.values())
+
+
+def _delivery(pipeline: Pipeline, graph: nx.DiGraph, node_id: str) -> str:
+    """The strongest guarantee any sink downstream of `node_id` asks for (propagated back)."""
+    order = ("at_most_once", "at_least_once", "exactly_once")
+    wanted = [pipeline.defaults.delivery]
+    for downstream in nx.descendants(graph, node_id):
+        data = graph.nodes[downstream]
+        if data["kind"] == "sink" and data["spec"].delivery:
+            wanted.append(data["spec"].delivery)
+    return max(wanted, key=order.index)

@@ -1,0 +1,133 @@
+"""The physical plan: frozen plain data that `cep graph` prints and `cep run` executes.
+
+Nothing here runs anything. A plan names every process (and its workers when a node is
+parallel), the pipeline nodes inside each, and every edge that crosses a process boundary with its
+socket pattern, endpoints and delivery guarantee. `to_dict()` is the JSON form (`cep graph
+--format json`); `Plan.from_dict` rebuilds it, which is how a worker process receives its slice.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+NodeKind = Literal["source", "stream", "rule", "sink"]
+Pattern = Literal["pub/sub", "push/pull"]
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One pipeline node: a source, a stream (its ops), a rule or a sink, with raw params."""
+
+    id: str
+    kind: NodeKind
+    type: str                              # component name; "stream" for streams
+    inputs: tuple[str, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    ops: tuple[tuple[str, Any], ...] = ()  # streams: (operator name, raw args) in order
+    key: str | None = None                 # the field its input is partitioned by, if any
+    stateless: bool = True                 # may be replicated into every consumer's process
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    """An OS process (or `parallelism` of them, one per key partition) hosting some nodes."""
+
+    name: str
+    role: Literal["gateway", "strategy", "stream", "sink", "executor"]
+    nodes: tuple[str, ...]
+    parallelism: int = 1
+    partition_key: str | None = None
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        if self.parallelism == 1:
+            return (self.name,)
+        return tuple(f"{self.name}.{index}" for index in range(self.parallelism))
+
+
+@dataclass(frozen=True)
+class EdgePlan:
+    """Events of node `node` leaving process `producer` for process `consumer`.
+
+    pub/sub: the producer binds one endpoint (XPUB) that every consumer subscribes to, topic
+    `topic` (e.g. `TICK.<instrument>`). push/pull: every consumer worker binds its own PULL
+    endpoint (`endpoints`, one per worker) and the producer routes records by `partition_key`.
+    """
+
+    id: str
+    node: str
+    producer: str
+    consumer: str
+    pattern: Pattern
+    endpoints: tuple[str, ...]
+    topic: str
+    delivery: str
+    backpressure: Literal["block", "drop"]
+    partition_key: str | None = None
+    hwm: int = 1000  # frames
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    pipeline: str | None                   # path of the pipeline file, for the worker's registry
+    base_dir: str
+    plugins: tuple[str, ...]
+    nodes: dict[str, NodePlan]
+    processes: tuple[ProcessPlan, ...]
+    edges: tuple[EdgePlan, ...]
+    run_dir: str                           # ipc socket files, control endpoint, lock
+    control: str                           # the supervisor's endpoint
+    batch_size: int = 256
+    flush_interval_ns: int = 5_000_000
+    dead_letter: str = "out/deadletter.jsonl"
+    warnings: tuple[str, ...] = ()
+
+    def process(self, name: str) -> ProcessPlan:
+        for process in self.processes:
+            if process.name == name:
+                return process
+        raise KeyError(name)
+
+    def process_of_worker(self, worker: str) -> tuple[ProcessPlan, int]:
+        for process in self.processes:
+            if worker in process.workers:
+                return process, process.workers.index(worker)
+        raise KeyError(worker)
+
+    def edges_from(self, process: str) -> list[EdgePlan]:
+        return [edge for edge in self.edges if edge.producer == process]
+
+    def edges_to(self, process: str) -> list[EdgePlan]:
+        return [edge for edge in self.edges if edge.consumer == process]
+
+    def workers(self) -> list[str]:
+        return [worker for process in self.processes for worker in process.workers]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["nodes"] = [asdict(node) for node in self.nodes.values()]
+        for process, raw in zip(self.processes, data["processes"]):
+            raw["workers"] = list(process.workers)
+        for raw in data["edges"]:
+            raw["from"], raw["to"] = raw.pop("producer"), raw.pop("consumer")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Plan":
+        data = dict(data)
+        nodes = {}
+        for raw in data.pop("nodes"):
+            raw = dict(raw, inputs=tuple(raw["inputs"]), ops=tuple(tuple(op) for op in raw["ops"]))
+            nodes[raw["id"]] = NodePlan(**raw)
+        processes = tuple(ProcessPlan(**{k: (tuple(v) if k == "nodes" else v)
+                                         for k, v in raw.items() if k != "workers"})
+                          for raw in data.pop("processes"))
+        edges = []
+        for raw in data.pop("edges"):
+            raw = dict(raw)
+            raw["producer"], raw["consumer"] = raw.pop("from"), raw.pop("to")
+            raw["endpoints"] = tuple(raw["endpoints"])
+            edges.append(EdgePlan(**raw))
+        return cls(nodes=nodes, processes=processes, edges=tuple(edges),
+                   plugins=tuple(data.pop("plugins")), warnings=tuple(data.pop("warnings")), **data)

@@ -1,0 +1,158 @@
+"""Builds one process's slice of the plan into a live ReactiveX graph.
+
+The same builder serves a worker process (some inputs arrive over sockets, some outputs leave
+over them) and the inline runner (the whole plan in one process). Each node's output is a
+`Subject` so several consumers share one computation; a stream or rule with several `from:`
+inputs reads their merge. End of stream is `on_completed`, which flows through the graph: merge
+completes when all its inputs have; a sink closes when its input completes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import reactivex
+from reactivex import operators as ops
+from reactivex.subject import Subject
+
+from cep.compiler.plan import NodePlan, Plan, ProcessPlan
+from cep.components.base import BuildContext, Counters, DeadLetterFn, Sink, Source
+from cep.errors import CepError, RuntimeFailure
+from cep.events import Batch
+from cep.plugins import Component, Registry
+
+
+@dataclass
+class ProcessGraph:
+    """The built graph: what drives it (sources, remote inputs) and what it counts."""
+
+    sources: dict[str, tuple[Source, Subject]] = field(default_factory=dict)
+    remote_inputs: dict[str, Subject] = field(default_factory=dict)
+    outputs: dict[str, Subject] = field(default_factory=dict)
+    sinks: dict[str, Sink] = field(default_factory=dict)
+    counters: dict[str, Counters] = field(default_factory=dict)
+    open_sinks: set[str] = field(default_factory=set)
+    failure: BaseException | None = None
+
+    @property
+    def sinks_done(self) -> bool:
+        return not self.open_sinks
+
+    def raise_failure(self) -> None:
+        if self.failure is not None:
+            if isinstance(self.failure, CepError):
+                raise self.failure
+            raise RuntimeFailure(f"{type(self.failure).__name__}: {self.failure}") from self.failure
+
+
+def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry: Registry,
+                  dead_letter: DeadLetterFn) -> ProcessGraph:
+    graph = ProcessGraph()
+    base_dir = Path(plan.base_dir)
+    local = set(process.nodes)
+
+    def context(node: NodePlan, key: str | None) -> BuildContext:
+        return BuildContext(node=node.id, key=key, base_dir=base_dir,
+                            partition=(worker_index, process.parallelism),
+                            counters=graph.counters[node.id], dead_letter_fn=dead_letter,
+                            batch_size=plan.batch_size)
+
+    def input_of(node: NodePlan) -> reactivex.Observable:
+        streams = []
+        for upstream in node.inputs:
+            if upstream in local:
+                streams.append(graph.outputs[upstream])
+            else:
+                streams.append(graph.remote_inputs.setdefault(upstream, Subject()))
+        merged = streams[0] if len(streams) == 1 else reactivex.merge(*streams)
+        return merged.pipe(ops.do_action(_count_in(graph.counters[node.id])))
+
+    def fail(error: BaseException) -> None:
+        if graph.failure is None:
+            graph.failure = error
+
+    for node_id in process.nodes:
+        node = plan.nodes[node_id]
+        graph.counters[node_id] = Counters()
+        if node.kind == "source":
+            component = _component(registry, "source", node.type)
+            source = component.factory(component.configure(node.params, base_dir),
+                                       context(node, None))
+            subject = Subject()
+            graph.sources[node_id] = (source, subject)
+            graph.outputs[node_id] = subject
+            subject.subscribe(_count_out(graph.counters[node_id]))
+            continue
+        if node.kind == "sink":
+            component = _component(registry, "sink", node.type)
+            sink = component.factory(component.configure(node.params, base_dir), context(node, None))
+            graph.sinks[node_id] = sink
+            graph.open_sinks.add(node_id)
+            input_of(node).subscribe(sink.write, fail, _closer(graph, node_id, sink, fail))
+            continue
+        observable = input_of(node)
+        if node.kind == "stream":
+            key = None  # a declared `key_by:` is the stream's first op (see the compiler)
+            for name, args in node.ops:
+                component = _component(registry, "operator", name)
+                config = component.configure(args, base_dir)
+                if component.extra.get("sets_key"):
+                    key = getattr(config, "field", None) or args
+                    continue
+                observable = observable.pipe(component.factory(config, context(node, key)))
+        else:
+            component = _component(registry, "rule", node.type)
+            observable = observable.pipe(component.factory(component.configure(node.params, base_dir),
+                                                           context(node, node.key)))
+        output = Subject()
+        graph.outputs[node_id] = output
+        output.subscribe(_count_out(graph.counters[node_id]))
+        observable.subscribe(output.on_next, fail, output.on_completed)
+    return graph
+
+
+def _component(registry: Registry, kind: str, name: str) -> Component:
+    component = registry.get(kind, name)  # type: ignore[arg-type]
+    if component is None:
+        raise RuntimeFailure(f"{kind} {name!r} is not registered in this process "
+                             "(is the plugin installed where the worker runs?)")
+    return component
+
+
+def _count_in(counters: Counters) -> Callable[[Batch], None]:
+    def count(batch: Batch) -> None:
+        counters.received += len(batch)
+    return count
+
+
+def _count_out(counters: Counters) -> Callable[[Batch], None]:
+    def count(batch: Batch) -> None:
+        counters.emitted += len(batch)
+    return count
+
+
+def _closer(graph: ProcessGraph, node_id: str, sink: Sink, fail: Callable[[BaseException], None]):
+    def close() -> None:
+        try:
+            sink.close()
+        except Exception as exc:  # reported like any other failure of the process
+            fail(exc)
+        graph.open_sinks.discard(node_id)
+    return close
+
+
+def drive_source(source: Source, subject: Subject, stopping: Callable[[], bool],
+                 between: Callable[[], Any] | None = None) -> None:
+    """Push every batch of `source` through the graph, then complete it (end of stream)."""
+    try:
+        for batch in source.batches():
+            if batch:
+                subject.on_next(batch)
+            if between is not None:
+                between()
+            if stopping():
+                break
+    finally:
+        source.close()
+    subject.on_completed()

@@ -1,0 +1,345 @@
+"""ZeroMQ channels between processes: the sending side (`Outlet`) and receiving side (`Inlet`) of
+plan edges.
+
+- pub/sub: the producer binds an XPUB; consumers connect SUBs. Subscribers join by handshake,
+  never by sleeping: each subscribes to everything, then to its own `!HELLO.<worker>` topic; the
+  XPUB sees that subscription arrive after the first, so once it is seen the subscriber gets every
+  frame that follows. XPUB_NODROP makes a full peer visible (EAGAIN) instead of a silent drop.
+- push/pull: every consumer worker binds a PULL; the producer connects one PUSH to each and routes
+  records by partition key, so a key always reaches the same worker.
+
+Every frame carries producer id and a sequence number per (producer, topic); receivers count gaps.
+A full peer is handled per the edge's `backpressure`: `block` waits (nothing is lost while nothing
+crashes) and `drop` drops the frame and counts it. HWM and LINGER are set on every socket.
+End of stream is an END frame; the producer keeps its socket open until every consumer worker has
+acknowledged it (through the supervisor), because closing a PUSH whose peer is backed up loses the
+unread tail (DESIGN §4).
+"""
+from __future__ import annotations
+
+import errno
+import time
+from typing import Callable
+
+import zmq
+
+from cep import codec
+from cep.compiler.plan import EdgePlan, Plan
+from cep.errors import CodecError, TransportError
+from cep.events import Batch
+from cep.partition import Partitioner
+
+CONTROL_TOPIC = b"!"
+END_TOPIC = b"!END"
+HELLO_PREFIX = "!HELLO."
+SEND_RETRY_MS = 100
+
+
+class EdgeCounters:
+    """Per edge: frames and events sent or received, drops, and sequence gaps."""
+
+    __slots__ = ("frames", "events", "dropped", "gaps")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.events = 0
+        self.dropped = 0
+        self.gaps = 0
+
+    def snapshot(self) -> dict[str, int]:
+        return {"frames": self.frames, "events": self.events, "dropped": self.dropped, "gaps": self.gaps}
+
+
+def bind(socket: zmq.Socket, endpoint: str) -> None:
+    """Bind, translating 'address in use' into an error that says which address."""
+    try:
+        socket.bind(endpoint)
+    except zmq.ZMQError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise TransportError(f"{endpoint} is already in use by another process "
+                                 "(is the pipeline already running? set transport.base_port or "
+                                 "transport.dir to run a second copy)") from exc
+        raise TransportError(f"cannot bind {endpoint}: {exc}") from exc
+
+
+def _send(socket: zmq.Socket, parts: list[bytes], blocking: bool, stopping: Callable[[], bool]) -> bool:
+    """Send a frame; True if sent. `block` retries while the peer is full, until stopping."""
+    while True:
+        try:
+            socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:
+            if not blocking or stopping():
+                return False
+            socket.poll(SEND_RETRY_MS, zmq.POLLOUT)
+
+
+class Outlet:
+    """The producing side of the edges leaving one process for one node's output."""
+
+    def __init__(self, producer: str, node: str, edges: list[EdgePlan], batch_size: int,
+                 stopping: Callable[[], bool]) -> None:
+        self.producer = producer
+        self.node = node
+        self.edges = edges
+        self.batch_size = batch_size
+        self.blocking = all(edge.backpressure == "block" for edge in edges)
+        self.stopping = stopping
+        self.counters = EdgeCounters()
+        self.ended = False
+        # consumer workers that must acknowledge the END frame before the socket may close
+        self.awaiting_ack: set[str] = set()
+
+    def acknowledged(self, consumer_worker: str) -> None:
+        self.awaiting_ack.discard(consumer_worker)
+
+    @property
+    def done(self) -> bool:
+        return self.ended and not self.awaiting_ack
+
+    def _frame(self, topic: bytes, kind: int, seq: int, batch: Batch | None) -> list[bytes]:
+        header = codec.encode_header(kind, self.producer, seq, len(batch) if batch else 0)
+        return [topic, header, codec.encode_batch(batch) if batch else b""]
+
+
+class PubOutlet(Outlet):
+    """XPUB fan-out of market data, one topic per instrument (`TICK.<instrument>`)."""
+
+    def __init__(self, context: zmq.Context, plan: Plan, producer: str, node: str,
+                 edges: list[EdgePlan], batch_size: int, stopping: Callable[[], bool]) -> None:
+        super().__init__(producer, node, edges, batch_size, stopping)
+        self.socket = context.socket(zmq.XPUB)
+        self.socket.setsockopt(zmq.SNDHWM, edges[0].hwm)
+        self.socket.setsockopt(zmq.LINGER, 0)   # END is acknowledged before close; nothing left to flush
+        self.socket.setsockopt(zmq.XPUB_NODROP, 1)
+        bind(self.socket, edges[0].endpoints[0])
+        self.expected = {w for edge in edges for w in plan.process(edge.consumer).workers}
+        self.joined: set[str] = set()
+        self.buckets: dict[object, Batch] = {}
+        self.seq: dict[bytes, int] = {}
+        self.topics: dict[object, bytes] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.expected <= self.joined
+
+    def on_readable(self) -> None:
+        """Subscription messages: track which consumer workers are connected."""
+        while True:
+            try:
+                message = self.socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            subscribed, topic = message[:1] == b"\x01", message[1:].decode(errors="replace")
+            if not topic.startswith(HELLO_PREFIX):
+                continue
+            worker = topic[len(HELLO_PREFIX):]
+            if subscribed:
+                self.joined.add(worker)
+                if self.ended:  # a restarted consumer joined after the end: tell it again
+                    self._send_end()
+            else:
+                self.joined.discard(worker)
+
+    def send(self, batch: Batch) -> None:
+        buckets = self.buckets
+        for record in batch:
+            instrument = record.get("instrument")
+            bucket = buckets.get(instrument)
+            if bucket is None:
+                bucket = buckets[instrument] = []
+            bucket.append(record)
+            if len(bucket) >= self.batch_size:
+                self._publish(instrument, bucket)
+                buckets[instrument] = []
+
+    def flush(self) -> None:
+        for instrument, bucket in self.buckets.items():
+            if bucket:
+                self._publish(instrument, bucket)
+        self.buckets = {}
+
+    def _publish(self, instrument: object, bucket: Batch) -> None:
+        topic = self.topics.get(instrument)
+        if topic is None:
+            topic = self.topics[instrument] = (f"TICK.{instrument}" if instrument is not None else f"{self.node}").encode()
+        seq = self.seq.get(topic, 0) + 1
+        self.seq[topic] = seq
+        missing = len(self.expected - self.joined)
+        if missing:  # a consumer worker is down (restarting): what it misses is counted, not hidden
+            self.counters.dropped += len(bucket) * missing
+        if _send(self.socket, self._frame(topic, codec.DATA, seq, bucket), self.blocking, self.stopping):
+            self.counters.frames += 1
+            self.counters.events += len(bucket)
+        else:
+            self.counters.dropped += len(bucket)
+
+    def end(self) -> None:
+        self.flush()
+        self.ended = True
+        self.awaiting_ack = set(self.expected)
+        self._send_end()
+
+    def _send_end(self) -> None:
+        _send(self.socket, self._frame(END_TOPIC, codec.END, 0, None), True, self.stopping)
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+
+class PushOutlet(Outlet):
+    """PUSH to each worker of one consuming process; records routed by partition key."""
+
+    def __init__(self, context: zmq.Context, plan: Plan, producer: str, edge: EdgePlan,
+                 batch_size: int, stopping: Callable[[], bool]) -> None:
+        super().__init__(producer, edge.node, [edge], batch_size, stopping)
+        self.workers = plan.process(edge.consumer).workers
+        self.sockets = []
+        for endpoint in edge.endpoints:
+            socket = context.socket(zmq.PUSH)
+            socket.setsockopt(zmq.SNDHWM, edge.hwm)
+            socket.setsockopt(zmq.LINGER, 0)  # END is acknowledged before close
+            socket.connect(endpoint)
+            self.sockets.append(socket)
+        self.key = edge.partition_key
+        self.partition = Partitioner(len(self.sockets))
+        self.buckets: list[Batch] = [[] for _ in self.sockets]
+        self.seq = [0] * len(self.sockets)
+        self.topic = edge.topic.encode()
+
+    ready = True
+
+    def on_readable(self) -> None:  # PUSH sockets never become readable
+        pass
+
+    def send(self, batch: Batch) -> None:
+        if len(self.sockets) == 1:
+            bucket = self.buckets[0]
+            bucket.extend(batch)
+            if len(bucket) >= self.batch_size:
+                self._push(0)
+            return
+        key, partition = self.key, self.partition
+        for record in batch:
+            index = partition(record.get(key))
+            self.buckets[index].append(record)
+            if len(self.buckets[index]) >= self.batch_size:
+                self._push(index)
+
+    def flush(self) -> None:
+        for index, bucket in enumerate(self.buckets):
+            if bucket:
+                self._push(index)
+
+    def _push(self, index: int) -> None:
+        bucket, self.buckets[index] = self.buckets[index], []
+        self.seq[index] += 1
+        frame = self._frame(self.topic, codec.DATA, self.seq[index], bucket)
+        if _send(self.sockets[index], frame, self.blocking, self.stopping):
+            self.counters.frames += 1
+            self.counters.events += len(bucket)
+        else:
+            self.counters.dropped += len(bucket)
+
+    def end(self) -> None:
+        self.flush()
+        self.ended = True
+        self.awaiting_ack = set(self.workers)
+        for index, socket in enumerate(self.sockets):
+            _send(socket, self._frame(self.topic, codec.END, self.seq[index] + 1, None), True, self.stopping)
+
+    def close(self) -> None:
+        for socket in self.sockets:
+            socket.close(0)
+
+
+class Inlet:
+    """The receiving side of one edge in one consumer worker.
+
+    `receive()` returns the decoded batch of the next frame (or None for a control frame, a frame
+    of another partition, or one that failed to decode and was dead-lettered). Gaps in sequence
+    numbers are counted per (producer, topic); END frames are tracked per producer worker.
+    """
+
+    def __init__(self, context: zmq.Context, plan: Plan, edge: EdgePlan, worker: str, index: int,
+                 dead_letter: Callable[[str, bytes], None]) -> None:
+        self.edge = edge
+        self.worker = worker
+        self.counters = EdgeCounters()
+        self.dead_letter = dead_letter
+        consumer = plan.process(edge.consumer)
+        self.producers = set(plan.process(edge.producer).workers)
+        self.ended: set[str] = set()
+        self.last_seq: dict[tuple[str, bytes], int] = {}
+        self.partitions = consumer.parallelism
+        self.index = index
+        self.partition = Partitioner(self.partitions)
+        self.topic_filter = self.partitions > 1 and edge.pattern == "pub/sub" and edge.partition_key == "instrument"
+        self.record_filter = self.partitions > 1 and edge.pattern == "pub/sub" and not self.topic_filter
+        self._topic_owned: dict[bytes, bool] = {}
+        if edge.pattern == "pub/sub":
+            self.socket = context.socket(zmq.SUB)
+            self.socket.setsockopt(zmq.RCVHWM, edge.hwm)
+            self.socket.setsockopt(zmq.LINGER, 0)
+            self.socket.connect(edge.endpoints[0])
+            self.socket.setsockopt(zmq.SUBSCRIBE, b"")
+            self.socket.setsockopt(zmq.SUBSCRIBE, f"{HELLO_PREFIX}{worker}".encode())
+        else:
+            self.socket = context.socket(zmq.PULL)
+            self.socket.setsockopt(zmq.RCVHWM, edge.hwm)
+            self.socket.setsockopt(zmq.LINGER, 0)
+            bind(self.socket, edge.endpoints[index])
+
+    @property
+    def complete(self) -> bool:
+        return self.producers <= self.ended
+
+    def receive(self) -> tuple[Batch | None, str | None]:
+        """(batch or None, producer that just ended or None)."""
+        parts = self.socket.recv_multipart(copy=True)
+        if len(parts) != 3:
+            self.dead_letter(f"frame with {len(parts)} parts, expected 3", b"|".join(parts))
+            return None, None
+        topic, header, payload = parts
+        try:
+            kind, producer, seq, count = codec.decode_header(header)
+        except CodecError as exc:
+            self.dead_letter(str(exc), header + payload)
+            return None, None
+        if kind == codec.END:
+            if producer in self.ended:
+                return None, None
+            self.ended.add(producer)
+            return None, producer
+        stream = (producer, topic)
+        expected = self.last_seq.get(stream, 0) + 1
+        if seq > expected:
+            self.counters.gaps += seq - expected
+        self.last_seq[stream] = max(seq, self.last_seq.get(stream, 0))
+        if self.topic_filter and not self._owns_topic(topic):
+            return None, None
+        try:
+            batch = codec.decode_batch(payload)
+        except CodecError as exc:
+            self.dead_letter(str(exc), payload)
+            return None, None
+        if self.record_filter:
+            key, partition, index = self.edge.partition_key, self.partition, self.index
+            batch = [r for r in batch if partition(r.get(key)) == index]
+        self.counters.frames += 1
+        self.counters.events += len(batch)
+        return batch, None
+
+    def _owns_topic(self, topic: bytes) -> bool:
+        owned = self._topic_owned.get(topic)
+        if owned is None:
+            instrument = topic.decode(errors="replace").removeprefix("TICK.")
+            owned = self._topic_owned[topic] = self.partition(instrument) == self.index
+        return owned
+
+    def close(self) -> None:
+        self.socket.close(0)
+
+
+def now_ns() -> int:
+    return time.monotonic_ns()
