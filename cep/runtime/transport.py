@@ -18,7 +18,6 @@ unread tail (DESIGN §4).
 from __future__ import annotations
 
 import errno
-import time
 from typing import Callable
 
 import zmq
@@ -294,9 +293,12 @@ class Inlet:
     def complete(self) -> bool:
         return self.producers <= self.ended
 
-    def receive(self) -> tuple[Batch | None, str | None]:
-        """(batch or None, producer that just ended or None)."""
-        parts = self.socket.recv_multipart(copy=True)
+    def receive_nowait(self) -> tuple[Batch | None, str | None]:
+        """(batch or None, producer that just ended or None); BlockingIOError when empty."""
+        try:
+            parts = self.socket.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            raise BlockingIOError from None
         if len(parts) != 3:
             self.dead_letter(f"frame with {len(parts)} parts, expected 3", b"|".join(parts))
             return None, None
@@ -339,7 +341,3 @@ class Inlet:
 
     def close(self) -> None:
         self.socket.close(0)
-
-
-def now_ns() -> int:
-    return time.monotonic_ns()

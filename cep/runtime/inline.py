@@ -1,0 +1,60 @@
+"""Runs a whole plan in the calling process: the same builder, no sockets.
+
+For tests, debugging and the in-process benchmark. By topology invariance (DESIGN §6) its output
+equals the multi-process run's, which the integration tests check.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from cep.compiler.plan import Plan, ProcessPlan
+from cep.runtime.builder import build_process
+from cep.runtime.deadletter import DeadLetters
+from cep.runtime.metrics import RunStatus
+from cep.runtime.registry import registry_for
+
+
+def topological(plan: Plan) -> list[str]:
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(node: str) -> None:
+        if node not in seen:
+            seen.add(node)
+            for upstream in plan.nodes[node].inputs:
+                visit(upstream)
+            order.append(node)
+
+    for node in plan.nodes:
+        visit(node)
+    return order
+
+
+def run_inline(plan: Plan, stopping: Callable[[], bool] = lambda: False) -> RunStatus:
+    """Run every node of `plan` in this process until the sources are exhausted (or `stopping`)."""
+    status = RunStatus(plan)
+    process = ProcessPlan(name="inline", role="strategy", nodes=tuple(topological(plan)))
+    dead_letters = DeadLetters(plan.dead_letter, "inline")
+    graph = build_process(plan, process, 0, registry_for(plan), dead_letters)
+    status.started = time.monotonic()
+    active = [(iter(source.batches()), source, subject) for source, subject in graph.sources.values()]
+    try:
+        while active:
+            for entry in list(active):
+                batches, source, subject = entry
+                batch = next(batches, None)
+                if batch is None or stopping():
+                    active.remove(entry)
+                    source.close()
+                    subject.on_completed()
+                elif batch:
+                    subject.on_next(batch)
+                graph.raise_failure()
+            status.interrupted = stopping()
+    finally:
+        dead_letters.close()
+    graph.raise_failure()
+    status.finished = time.monotonic()
+    status.record_inline({"nodes": {node: c.snapshot() for node, c in graph.counters.items()}})
+    return status

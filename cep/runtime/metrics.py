@@ -1,0 +1,83 @@
+"""What a run did, per node and per edge, summed over workers and their incarnations.
+
+Workers report cumulative counters; a restarted worker starts from zero, so the status keeps the
+last report of every (worker, incarnation) and sums them: counts survive a crash up to the crashed
+incarnation's last report.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cep.compiler.plan import Plan
+
+
+@dataclass
+class NodeTotals:
+    received: int = 0
+    emitted: int = 0
+    dropped: int = 0
+    dead_lettered: int = 0
+    gaps: int = 0
+
+
+@dataclass
+class RunStatus:
+    plan: Plan
+    started: float | None = None
+    finished: float | None = None
+    interrupted: bool = False
+    pids: dict[str, int] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    _reports: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+
+    def update(self, worker: str, report: dict[str, Any]) -> None:
+        self._reports[(worker, report.get("incarnation", 0))] = report
+
+    def record_inline(self, report: dict[str, Any]) -> None:
+        self._reports[("inline", 0)] = report
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.monotonic()) - self.started
+
+    def nodes(self) -> dict[str, NodeTotals]:
+        """Per pipeline node. A replicated stream is summed over its processes."""
+        totals = {node: NodeTotals() for node in self.plan.nodes}
+        edge_node = {edge.id: edge.node for edge in self.plan.edges}
+        for report in self._reports.values():
+            for node, counters in report.get("nodes", {}).items():
+                total = totals.setdefault(node, NodeTotals())
+                total.received += counters["in"]
+                total.emitted += counters["out"]
+                total.dropped += sum(counters["dropped"].values())
+                total.dead_lettered += counters["dead_lettered"]
+            for edge_id, counters in report.get("edges_out", {}).items():
+                totals[edge_node[edge_id]].dropped += counters["dropped"]
+            for edge_id, counters in report.get("edges_in", {}).items():
+                totals[edge_node[edge_id]].gaps += counters["gaps"]
+        return totals
+
+    def rows(self) -> list[tuple[str, str, NodeTotals, float]]:
+        """(node, kind, totals, events out per second) in plan order."""
+        elapsed = max(self.elapsed, 1e-9)
+        return [(node, self.plan.nodes[node].kind, totals, totals.emitted / elapsed if self.plan.nodes[node].kind != "sink"
+                 else totals.received / elapsed)
+                for node, totals in self.nodes().items()]
+
+    def summary_lines(self) -> list[str]:
+        width = max(len(node) for node in self.plan.nodes)
+        lines = [f"{'node':<{width}}  {'kind':<6} {'in':>10} {'out':>10} {'dropped':>8} "
+                 f"{'dead':>6} {'gaps':>5} {'rate/s':>10}"]
+        for node, kind, t, rate in self.rows():
+            lines.append(f"{node:<{width}}  {kind:<6} {t.received:>10,} {t.emitted:>10,} {t.dropped:>8,} "
+                         f"{t.dead_lettered:>6,} {t.gaps:>5,} {rate:>10,.0f}")
+        restarts = sum(self.restarts.values())
+        lines.append(f"elapsed {self.elapsed:.2f}s, {len(self.plan.workers())} worker processes, "
+                     f"restarts {restarts}" + (" (interrupted, drained)" if self.interrupted else ""))
+        lines += [f"note: {note}" for note in self.notes]
+        return lines

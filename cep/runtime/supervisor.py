@@ -1,0 +1,225 @@
+"""The parent side: spawns one OS process per plan worker, relays the end-of-stream handshake,
+collects metrics, restarts crashed workers with backoff, and stops everything cleanly.
+
+Runs in the parent only (the child side is `worker.py`). Failure isolation: a crashed worker is
+restarted while the others keep running; after `max_restarts` crashes of one worker the run stops
+and its exception is re-raised here, chained. Stop is drain first (`stop` to every worker: sources
+end, the end of stream flows through), then SIGTERM, then SIGKILL.
+"""
+from __future__ import annotations
+
+import fcntl
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import msgpack
+import zmq
+
+from cep.compiler.plan import Plan
+from cep.errors import RuntimeFailure, TransportError, WorkerCrashed
+from cep.runtime.metrics import RunStatus
+from cep.runtime.transport import bind
+from cep.runtime.worker import worker_main
+
+READY_TIMEOUT_S = 60.0
+STATUS_EVERY_S = 0.5
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass
+class _Child:
+    worker: str
+    process: multiprocessing.process.BaseProcess
+    incarnation: int
+    started_at: float
+    done: bool = False
+    ready: bool = False
+    error: dict[str, Any] | None = None
+    restart_at: float | None = None
+
+
+@dataclass
+class Supervisor:
+    plan: Plan
+    on_status: Callable[[RunStatus], None] | None = None
+    max_restarts: int = 3
+    backoff_s: float = 0.2
+    drain_timeout_s: float = 10.0
+    status: RunStatus = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.status = RunStatus(self.plan)
+        self._mp = multiprocessing.get_context("spawn")
+        self._children: dict[str, _Child] = {}
+        self._stop_requested_at: float | None = None
+
+    # -- public -------------------------------------------------------------------------------
+    def run(self) -> RunStatus:
+        """Run the plan to completion (or until `stop()`); returns the final status."""
+        run_dir = Path(self.plan.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = self._lock(run_dir)
+        context = zmq.Context()
+        self._control = context.socket(zmq.ROUTER)
+        self._control.setsockopt(zmq.LINGER, 0)
+        self._control.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        try:
+            bind(self._control, self.plan.control)
+            self.status.started = time.monotonic()
+            for worker in self.plan.workers():
+                self._spawn(worker, 0)
+            self._wait_ready()
+            for worker in self._children:
+                self._tell(worker, {"t": "start"})
+            self._loop()
+        except KeyboardInterrupt:
+            self._drain_after_interrupt()
+        finally:
+            self._terminate_all()
+            self._control.close(0)
+            context.term()
+            os.close(lock)
+        self.status.finished = time.monotonic()
+        return self.status
+
+    def stop(self) -> None:
+        """Ask every worker to drain (what Ctrl-C does)."""
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
+            self.status.interrupted = True
+            for worker, child in self._children.items():
+                if not child.done:
+                    self._tell(worker, {"t": "stop"})
+
+    def pid(self, worker: str) -> int | None:
+        child = self._children.get(worker)
+        return child.process.pid if child else None
+
+    # -- internals ------------------------------------------------------------------------------
+    def _lock(self, run_dir: Path) -> int:
+        fd = os.open(run_dir / "lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise TransportError(f"ipc path {run_dir} is already in use: pipeline {self.plan.name!r} "
+                                 "is running there (stop it, or set transport.dir / $CEP_RUN_DIR)") from None
+        return fd
+
+    def _spawn(self, worker: str, incarnation: int) -> None:
+        process = self._mp.Process(target=worker_main, args=(self.plan.to_dict(), worker, incarnation),
+                                   name=f"cep:{worker}", daemon=True)
+        process.start()
+        self._children[worker] = _Child(worker, process, incarnation, time.monotonic())
+        self.status.pids[worker] = process.pid
+
+    def _tell(self, worker: str, message: dict[str, Any]) -> None:
+        try:
+            self._control.send_multipart([worker.encode(), msgpack.packb(message)])
+        except zmq.ZMQError:
+            pass  # the worker is gone (crashed); the restart logic deals with it
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not all(c.ready for c in self._children.values()):
+            if time.monotonic() > deadline:
+                waiting = sorted(w for w, c in self._children.items() if not c.ready)
+                raise RuntimeFailure(f"workers not ready after {READY_TIMEOUT_S:.0f}s: {', '.join(waiting)}")
+            self._receive(100)
+            self._check_children(restart=False)
+
+    def _loop(self) -> None:
+        next_status = 0.0
+        while not all(c.done for c in self._children.values()):
+            self._receive(50)
+            self._check_children(restart=True)
+            now = time.monotonic()
+            if self._stop_requested_at and now - self._stop_requested_at > self.drain_timeout_s:
+                self.status.notes.append(f"drain took longer than {self.drain_timeout_s:.0f}s: terminated")
+                return
+            if self.on_status and now >= next_status:
+                self.on_status(self.status)
+                next_status = now + STATUS_EVERY_S
+
+    def _drain_after_interrupt(self) -> None:
+        self.stop()
+        try:
+            self._loop()
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the drain
+            self.status.notes.append("second interrupt: terminated without draining")
+
+    def _receive(self, timeout_ms: int) -> None:
+        if not self._control.poll(timeout_ms):
+            return
+        while True:
+            try:
+                _, raw = self._control.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            message = msgpack.unpackb(raw, raw=False)
+            self._on_message(message)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind, worker = message.get("t"), message.get("worker")
+        child = self._children.get(worker)
+        if kind == "ready" and child is not None:
+            child.ready = True
+            if self.status.started and all(c.ready for c in self._children.values()) and child.incarnation:
+                self._tell(worker, {"t": "start"})  # a restarted worker joins the running pipeline
+        elif kind in ("metrics", "done"):
+            self.status.update(worker, message)
+            if kind == "done" and child is not None:
+                child.done = True
+        elif kind == "eos":
+            self._tell(message["producer"], {"t": "eos_ack", "edge": message["edge"],
+                                             "consumer": message["consumer"]})
+        elif kind == "error" and child is not None:
+            child.error = message
+
+    def _check_children(self, restart: bool) -> None:
+        now = time.monotonic()
+        for worker, child in list(self._children.items()):
+            if child.restart_at is not None:
+                if now >= child.restart_at:
+                    self._spawn(worker, child.incarnation + 1)
+                continue
+            if child.done or child.process.is_alive():
+                continue
+            code = child.process.exitcode
+            if code == 0:
+                continue
+            failure = child.error or {"error": f"exited with code {code}", "traceback": ""}
+            self.status.restarts[worker] = self.status.restarts.get(worker, 0) + 1
+            self.status.notes.append(f"{worker} failed ({failure['error']}); "
+                                     f"restart {self.status.restarts[worker]}/{self.max_restarts}")
+            if not restart or self.status.restarts[worker] > self.max_restarts or self._stop_requested_at:
+                raise WorkerCrashed(f"worker {worker} failed: {failure['error']}") from RemoteTraceback(
+                    failure.get("traceback") or failure["error"])
+            child.restart_at = now + self.backoff_s * 2 ** (self.status.restarts[worker] - 1)
+            child.error = None
+
+    def _terminate_all(self) -> None:
+        children = [c.process for c in self._children.values()]
+        for process in children:
+            if process.is_alive():
+                process.terminate()
+        deadline = time.monotonic() + 3
+        for process in children:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1)

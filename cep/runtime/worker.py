@@ -1,0 +1,225 @@
+"""The child side: one OS process hosting one worker of one plan process.
+
+Runs in the child only. It builds its slice of the plan, binds and connects its sockets, reports
+`ready` to the supervisor once every subscriber it publishes to has joined, waits for `start`,
+then loops: read inbound frames, drive its sources, flush outbound frames when idle, report
+metrics. It ends by itself once every input has ended, every sink is closed and every consumer has
+acknowledged its END frames. SIGTERM (or `stop` from the supervisor) drains: sources stop, the
+end of stream flows on, the worker exits when drained. Any exception is sent to the supervisor
+with its traceback before the process exits 1; the supervisor re-raises it chained.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from typing import Any, Iterator
+
+import msgpack
+import zmq
+
+from cep.compiler.plan import Plan
+from cep.events import Batch
+from cep.runtime.builder import ProcessGraph, build_process
+from cep.runtime.deadletter import DeadLetters
+from cep.runtime.registry import registry_for
+from cep.runtime.transport import Inlet, Outlet, PubOutlet, PushOutlet
+
+METRICS_EVERY_S = 0.5
+INBOUND_BURST = 64  # frames read per socket before giving others a turn
+
+
+def worker_main(plan_data: dict, worker: str, incarnation: int) -> None:
+    """Entry point of the child process (a multiprocessing target)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    plan = Plan.from_dict(plan_data)
+    context = zmq.Context()
+    control = context.socket(zmq.DEALER)
+    control.setsockopt(zmq.IDENTITY, worker.encode())
+    control.setsockopt(zmq.LINGER, 2000)
+    control.connect(plan.control)
+    try:
+        Worker(plan, worker, incarnation, context, control).run()
+    except BaseException as exc:  # everything reaches the parent, chained there
+        _send(control, {"t": "error", "worker": worker, "error": f"{type(exc).__name__}: {exc}",
+                        "traceback": traceback.format_exc()})
+        control.close()
+        context.term()
+        os._exit(1)
+    control.close()
+    context.term()
+
+
+def _send(socket: zmq.Socket, message: dict[str, Any]) -> None:
+    socket.send(msgpack.packb(message, use_bin_type=True))
+
+
+class Worker:
+    def __init__(self, plan: Plan, worker: str, incarnation: int, context: zmq.Context,
+                 control: zmq.Socket) -> None:
+        self.plan = plan
+        self.worker = worker
+        self.incarnation = incarnation
+        self.context = context
+        self.control = control
+        self.process, self.index = plan.process_of_worker(worker)
+        self.stopping = False
+        self.started = False
+        self.dead_letters = DeadLetters(plan.dead_letter, worker)
+        self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
+                                                 self.dead_letters)
+        self.outlets: list[Outlet] = []
+        self.outlet_by_edge: dict[str, Outlet] = {}
+        self.inlets: list[Inlet] = []
+        self.completed_inputs: set[str] = set()
+        self.sources: list[tuple[Iterator[Batch], Any, Any]] = []
+        self._wire()
+        signal.signal(signal.SIGTERM, lambda *_: self._stop())
+
+    # -- setup ----------------------------------------------------------------------------------
+    def _wire(self) -> None:
+        is_stopping = lambda: self.stopping  # noqa: E731
+        outgoing = self.plan.edges_from(self.process.name)
+        for node in dict.fromkeys(edge.node for edge in outgoing):
+            edges = [edge for edge in outgoing if edge.node == node]
+            pubsub = [edge for edge in edges if edge.pattern == "pub/sub"]
+            outlets: list[Outlet] = []
+            if pubsub:
+                outlets.append(PubOutlet(self.context, self.plan, self.worker, node, pubsub,
+                                         self.plan.batch_size, is_stopping))
+            outlets += [PushOutlet(self.context, self.plan, self.worker, edge, self.plan.batch_size, is_stopping)
+                        for edge in edges if edge.pattern == "push/pull"]
+            for outlet in outlets:
+                self.graph.outputs[node].subscribe(outlet.send, on_completed=outlet.end)
+                for edge in outlet.edges:
+                    self.outlet_by_edge[edge.id] = outlet
+            self.outlets += outlets
+        for edge in self.plan.edges_to(self.process.name):
+            self.inlets.append(Inlet(self.context, self.plan, edge, self.worker, self.index,
+                                     lambda reason, raw, node=edge.node: self._dead_letter(node, reason, raw)))
+        for node, (source, subject) in self.graph.sources.items():
+            self.sources.append((iter(source.batches()), source, subject))
+
+    def _dead_letter(self, node: str, reason: str, raw: bytes) -> None:
+        self.graph.counters[node].dead_lettered += 1
+        self.dead_letters(node, reason, raw)
+
+    def _stop(self) -> None:
+        self.stopping = True
+
+    # -- the loop -------------------------------------------------------------------------------
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.control, zmq.POLLIN)
+        for inlet in self.inlets:
+            poller.register(inlet.socket, zmq.POLLIN)
+        for outlet in self.outlets:
+            if isinstance(outlet, PubOutlet):
+                poller.register(outlet.socket, zmq.POLLIN)
+        sockets = {inlet.socket: inlet for inlet in self.inlets}
+        publishers = {o.socket: o for o in self.outlets if isinstance(o, PubOutlet)}
+        announced_ready = False
+        next_metrics = time.monotonic()
+
+        while True:
+            busy = bool(self.sources) and self.started and not self.stopping
+            events = dict(poller.poll(0 if busy else 50))
+            for socket in events:
+                if socket is self.control:
+                    self._on_control()
+                elif socket in publishers:
+                    publishers[socket].on_readable()
+                else:
+                    self._on_inbound(sockets[socket])
+            if not announced_ready and all(getattr(o, "ready", True) for o in self.outlets):
+                _send(self.control, {"t": "ready", "worker": self.worker, "pid": os.getpid(),
+                                     "incarnation": self.incarnation})
+                announced_ready = True
+            if self.started:
+                if self.stopping:
+                    self._stop_sources()
+                elif self.sources:
+                    self._pump_sources()
+                if not events:  # idle: ship partial frames now, so latency stays low at low rates
+                    for outlet in self.outlets:
+                        if not outlet.ended:
+                            outlet.flush()
+            self.graph.raise_failure()
+            now = time.monotonic()
+            if now >= next_metrics:
+                self._report("metrics")
+                next_metrics = now + METRICS_EVERY_S
+            if self.started and self._finished():
+                break
+        self._report("done")
+        for outlet in self.outlets:
+            outlet.close()
+        for inlet in self.inlets:
+            inlet.close()
+        self.dead_letters.close()
+
+    def _finished(self) -> bool:
+        return (not self.sources and all(i.complete for i in self.inlets)
+                and self.graph.sinks_done and all(o.done for o in self.outlets))
+
+    def _pump_sources(self) -> None:
+        for entry in list(self.sources):
+            batches, source, subject = entry
+            try:
+                batch = next(batches)
+            except StopIteration:
+                self._end_source(entry)
+                continue
+            if batch:
+                subject.on_next(batch)
+
+    def _stop_sources(self) -> None:
+        for entry in list(self.sources):
+            self._end_source(entry)
+
+    def _end_source(self, entry) -> None:
+        _, source, subject = entry
+        self.sources.remove(entry)
+        source.close()
+        subject.on_completed()
+
+    def _on_inbound(self, inlet: Inlet) -> None:
+        subject = self.graph.remote_inputs[inlet.edge.node]
+        for _ in range(INBOUND_BURST):
+            try:
+                batch, ended = inlet.receive_nowait()
+            except BlockingIOError:
+                return
+            if batch:
+                subject.on_next(batch)
+            if ended is not None:
+                _send(self.control, {"t": "eos", "edge": inlet.edge.id, "producer": ended,
+                                     "consumer": self.worker})
+                if inlet.complete and inlet.edge.node not in self.completed_inputs:
+                    self.completed_inputs.add(inlet.edge.node)
+                    subject.on_completed()
+
+    def _on_control(self) -> None:
+        while True:
+            try:
+                message = msgpack.unpackb(self.control.recv(zmq.NOBLOCK), raw=False)
+            except zmq.Again:
+                return
+            kind = message.get("t")
+            if kind == "start":
+                self.started = True
+            elif kind == "stop":
+                self.stopping = True
+            elif kind == "eos_ack":
+                outlet = self.outlet_by_edge.get(message["edge"])
+                if outlet is not None:
+                    outlet.acknowledged(message["consumer"])
+
+    def _report(self, kind: str) -> None:
+        _send(self.control, {
+            "t": kind, "worker": self.worker, "incarnation": self.incarnation,
+            "nodes": {node: c.snapshot() for node, c in self.graph.counters.items()},
+            "edges_out": {edge_id: o.counters.snapshot() for edge_id, o in self.outlet_by_edge.items()},
+            "edges_in": {i.edge.id: i.counters.snapshot() for i in self.inlets},
+        })
