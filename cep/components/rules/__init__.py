@@ -1,2 +1,4 @@
-"""(filled in by its owner)"""
-__all__: list[str] = []
+"""Built-in rules: ready-made strategies that turn a stream into TradingSignals."""
+from cep.components.rules.momentum import momentum
+
+__all__ = ["momentum"]

@@ -1,2 +1,11 @@
-"""(filled in by its owner)"""
-__all__: list[str] = []
+"""Built-in sources: where records enter the engine, in batches, in event-time order.
+
+Each states the delivery it supports: replays (csv, jsonl, synthetic) are finite and replayable;
+the zmq subscriber is live. Replay pacing (`speed: max | realtime | 10x`) lives in `_pacing`.
+"""
+from cep.components.sources.csv_file import csv_source
+from cep.components.sources.jsonl_file import jsonl_source
+from cep.components.sources.synthetic import synthetic_source
+from cep.components.sources.zmq_subscriber import zmq_source
+
+__all__ = ["csv_source", "jsonl_source", "synthetic_source", "zmq_source"]

@@ -1,0 +1,107 @@
+"""The built-in `momentum` rule: trade when a key's mid price moves the same way N times running."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cep.components.base import BatchOperator, BuildContext, batch_map
+from cep.events import Batch
+from cep.plugins.markers import rule
+
+
+class MomentumParams(BaseModel):
+    """N consecutive strictly rising (BUY) or falling (SELL) mid prices per key -> one signal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(5, ge=1, description="consecutive moves (not ticks) that make a streak")
+    direction: Literal["up", "down", "both"] = Field(
+        "both", description="up: BUY on rising streaks; down: SELL on falling ones; both")
+    quantity: float = Field(1.0, gt=0, description="quantity of every signal")
+    strategy_name: str | None = Field(None, description="strategy_name of the signals "
+                                                        "(default: the rule's id)")
+    confidence_scale_bps: float = Field(
+        1.0, gt=0, description="streak move, in basis points, that gives confidence 0.5")
+
+
+def confidence(start_mid: float, mid: float, scale_bps: float) -> float:
+    """How strong a streak is, from 0 (no move) towards 1 (a move much larger than the scale).
+
+    `move = |mid - start_mid| / start_mid` in basis points, where `start_mid` is the mid before
+    the streak's first move; `confidence = move / (move + scale_bps)`, so a move of exactly
+    `scale_bps` gives 0.5. Rounded to 6 decimals so the value reads the same in every output.
+    """
+    move = abs(mid - start_mid) / start_mid * 1e4 if start_mid else 0.0
+    return round(move / (move + scale_bps), 6)
+
+
+@rule("momentum", params=MomentumParams, state="keyed")
+def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
+    """N consecutive strictly rising (BUY) or falling (SELL) mid prices per key -> TradingSignal.
+
+    The mid is the record's `mid` field if present, else (bid_price + ask_price) / 2. A mid equal
+    to the previous one neither extends nor breaks a streak. A streak fires once, when it reaches
+    `count` moves; it fires again only after it breaks and a new one reaches `count`. BUY triggers
+    at the ask price, SELL at the bid; `signal_id` is `node:instrument:timestamp:action`, the same
+    on every run. Confidence: see `confidence()`. State is per key (the stream's partition key,
+    usually the instrument; none = one streak over the whole stream), so the output does not
+    depend on how records are batched or how keys are spread over workers. A record without a
+    price is dead-lettered; the stream goes on.
+    """
+    count = params.count
+    want_buy = params.direction in ("up", "both")
+    want_sell = params.direction in ("down", "both")
+    quantity = params.quantity
+    strategy = params.strategy_name or ctx.node
+    scale = params.confidence_scale_bps
+    key_field = ctx.key
+    node = ctx.node
+    # key -> (last mid, signed run length: +n rising / -n falling, mid before the run started)
+    streaks: dict[object, tuple[float, int, float]] = {}
+
+    def signal(record: dict, action: str, price: float, start: float, mid: float) -> dict:
+        instrument = record.get("instrument")
+        timestamp = record["timestamp"]
+        return {"signal_id": f"{node}:{instrument}:{timestamp}:{action}", "timestamp": timestamp,
+                "action": action, "instrument": instrument, "trigger_price": price,
+                "quantity": quantity, "strategy_name": strategy,
+                "confidence": confidence(start, mid, scale)}
+
+    def step(batch: Batch) -> Batch:
+        out: Batch = []
+        get = streaks.get
+        for record in batch:
+            try:
+                mid = record.get("mid")
+                if mid is None:
+                    mid = (record["bid_price"] + record["ask_price"]) / 2
+                key = record.get(key_field) if key_field else None
+                streak = get(key)
+                if streak is None:
+                    streaks[key] = (mid, 0, mid)
+                    continue
+                last, run, start = streak
+                if mid > last:
+                    if run > 0:
+                        run += 1
+                    else:
+                        run, start = 1, last
+                elif mid < last:
+                    if run < 0:
+                        run -= 1
+                    else:
+                        run, start = -1, last
+                else:
+                    continue
+                streaks[key] = (mid, run, start)
+                if run == count:
+                    if want_buy:
+                        out.append(signal(record, "BUY", record["ask_price"], start, mid))
+                elif run == -count and want_sell:
+                    out.append(signal(record, "SELL", record["bid_price"], start, mid))
+            except (KeyError, TypeError, ArithmeticError) as exc:
+                ctx.dead_letter(f"momentum: {type(exc).__name__}: {exc}", record)
+        return out
+
+    return batch_map(step)

@@ -1,0 +1,71 @@
+"""How records look outside the engine: one JSON convention, and the ZeroMQ message format.
+
+Every sink that writes JSON (stdout, jsonl, zmq with `format: json`) uses `to_json`, so a record
+reads the same wherever it lands: compact, UTF-8 (not ASCII-escaped), enums as their value, other
+non-JSON values (Decimal, datetime, Path, bytes) as their natural string or number.
+
+The ZeroMQ format, shared by the `zmq` sink and the `zmq` source: one record per message, a
+two-frame multipart `[topic, payload]` where the payload is a msgpack or JSON map.
+"""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Literal
+
+import msgpack
+
+from cep.events import Record
+
+WireFormat = Literal["msgpack", "json"]
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    return str(value)
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_jsonable)
+
+
+def to_json(record: Record) -> str:
+    """One record as one line of JSON (no newline)."""
+    return _encoder.encode(record)
+
+
+def encode_payload(record: Record, fmt: WireFormat) -> bytes:
+    """The payload frame of one record."""
+    if fmt == "msgpack":
+        return msgpack.packb(record, default=_jsonable, use_bin_type=True)
+    return to_json(record).encode("utf-8")
+
+
+def decode_payload(payload: bytes, fmt: WireFormat, max_bytes: int) -> Record:
+    """The record in one payload frame; ValueError saying why when it is not a map of fields.
+
+    `max_bytes` bounds what a publisher can make us allocate: larger payloads are refused before
+    decoding, and msgpack's own length limits follow from the payload size.
+    """
+    if len(payload) > max_bytes:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds max_message_bytes={max_bytes}")
+    try:
+        if fmt == "msgpack":
+            record = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+        else:
+            record = json.loads(payload)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage; all mean "bad frame"
+        raise ValueError(f"undecodable {fmt} payload: {type(exc).__name__}: {exc}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"payload is a {type(record).__name__}, expected a map of fields")
+    return record

@@ -1,0 +1,38 @@
+"""Data files named in a pipeline: resolved against the pipeline's directory, checked at load time.
+
+The config loader validates params with `context={"base_dir": Path}`; a file that is missing must
+be reported then (with the pipeline's file:line), not when the run reaches the source.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import ValidationInfo
+
+
+def resolve_existing(path: str | Path, info: ValidationInfo, what: str = "data file") -> Path:
+    """The absolute path of an existing file; ValueError with a hint when it does not exist."""
+    context: Any = info.context or {}
+    base_dir = Path(context.get("base_dir") or Path.cwd())
+    given = Path(path).expanduser()
+    resolved = (given if given.is_absolute() else base_dir / given).resolve()
+    if not resolved.is_file():
+        where = "" if given.is_absolute() else f" (resolved against {base_dir})"
+        raise ValueError(f"{what} {str(path)!r} does not exist: {resolved}{where}; "
+                         f"hint: relative paths are relative to the pipeline file's directory")
+    return resolved
+
+
+def open_text(path: Path) -> TextIO:
+    """Open a text data file for streaming; `.gz` files are decompressed on the fly.
+
+    Undecodable bytes become U+FFFD instead of raising, so a garbled line fails to parse and is
+    dead-lettered alone rather than ending the whole replay.
+    """
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace",
+                                newline="")
+    return open(path, encoding="utf-8", errors="replace", newline="")

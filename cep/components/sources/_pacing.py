@@ -1,0 +1,83 @@
+"""Replay pacing shared by every source: how fast event time is turned into wall time.
+
+`speed` is what users write: `max` (as fast as the consumer takes it), `realtime` (one second of
+event time per wall second) or `Nx` (N times faster than real time, e.g. `10x`, `0.5x`). Pacing
+sleeps until each record is due, which is fine inside a source: it is the only thing the source's
+thread has to do. Records already due are grouped into one batch, so a replay that falls behind
+catches up in full batches instead of one record at a time.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Annotated, Callable, Iterable, Iterator
+
+from pydantic import AfterValidator
+
+from cep.events import Batch, Record
+
+_FACTOR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*x\s*$")
+
+
+def speed_factor(speed: str) -> float | None:
+    """Event-time seconds per wall second for `speed`, or None for `max` (no pacing)."""
+    text = speed.strip().lower()
+    if text == "max":
+        return None
+    if text == "realtime":
+        return 1.0
+    match = _FACTOR.match(text)
+    if match and float(match.group(1)) > 0:
+        return float(match.group(1))
+    raise ValueError(f"speed must be max, realtime or a factor such as 10x, got {speed!r}")
+
+
+def _check_speed(speed: str) -> str:
+    speed_factor(speed)
+    return speed.strip().lower()
+
+
+Speed = Annotated[str, AfterValidator(_check_speed)]
+"""A params field type for `speed:` (validated at load time, kept as the user wrote it)."""
+
+
+def paced_batches(records: Iterable[Record], batch_size: int, speed: str,
+                  clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> Iterator[Batch]:
+    """Group `records` (in event-time order, `timestamp` in ns) into batches, paced by `speed`.
+
+    At `max` every batch is full except the last. Paced, a batch is cut before waiting for a record
+    that is not due yet, so no record is held back while the source sleeps.
+    """
+    factor = speed_factor(speed)
+    batch: Batch = []
+    append = batch.append
+    if factor is None:
+        for record in records:
+            append(record)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+                append = batch.append
+    else:
+        origin_event: int | None = None
+        origin_wall = 0.0
+        seconds_per_ns = 1e-9 / factor
+        for record in records:
+            timestamp = record["timestamp"]
+            if origin_event is None:
+                origin_event, origin_wall = timestamp, clock()
+            delay = origin_wall + (timestamp - origin_event) * seconds_per_ns - clock()
+            if delay > 0:
+                if batch:
+                    yield batch
+                    batch = []
+                    append = batch.append
+                sleep(delay)
+            append(record)
+            if len(batch) >= batch_size:
+                yield batch
+                batch = []
+                append = batch.append
+    if batch:
+        yield batch
