@@ -110,6 +110,7 @@ class Pipeline(_Strict):
     deploy: dict[str, DeploySpec] = Field(default_factory=dict)
 
     _locations: dict[tuple, Location] = PrivateAttr(default_factory=dict)
+    _registry: Any = PrivateAttr(default=None)  # the Registry it was validated with (loader sets it)
 
     @property
     def base_dir(self) -> Path:

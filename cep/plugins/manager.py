@@ -99,6 +99,17 @@ class Registry:
         self._loaded_paths.add(path)
         self.register_module(module, origin=str(path))
 
+    def copy(self) -> "Registry":
+        """A registry with the same components whose later registrations stay its own.
+
+        A pipeline loads its local `plugins:` into a copy, so they never leak into the
+        process-wide registry (or into another pipeline loaded by the same process).
+        """
+        clone = Registry()
+        clone._components = {kind: dict(found) for kind, found in self._components.items()}
+        clone._loaded_paths = set(self._loaded_paths)
+        return clone
+
     # -- lookup -------------------------------------------------------------------------------
     def get(self, kind: Kind, name: str) -> Component | None:
         return self._components[kind].get(name)
