@@ -1,0 +1,179 @@
+"""The command line: run | validate | graph | replay | plugins.
+
+User mistakes print `file:line:col: message (hint)` and exit 2; runtime failures exit 1; nothing
+prints a traceback unless `CEP_DEBUG=1`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+import cep
+from cep.errors import CepError, ConfigError, Problem, UserError
+
+FORMATS = ("text", "dot", "mermaid", "json")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except CepError as exc:
+        _report(exc)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug in cep, not the user's: say so briefly
+        if os.environ.get("CEP_DEBUG"):
+            raise
+        click.echo(f"cep: internal error: {type(exc).__name__}: {exc} (rerun with CEP_DEBUG=1 for the traceback)",
+                   err=True)
+        sys.exit(1)
+
+
+def _report(exc: CepError) -> None:
+    if os.environ.get("CEP_DEBUG"):
+        import traceback
+        traceback.print_exception(exc)
+    if isinstance(exc, UserError):
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        return
+    click.echo(f"cep: error: {exc}", err=True)
+    cause = exc.__cause__
+    if cause is not None and os.environ.get("CEP_DEBUG"):
+        click.echo(str(cause), err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cep")
+def cli() -> None:
+    """cep: declarative complex-event processing for event-driven trading."""
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--inline", is_flag=True, help="Run every node in this process (no sockets).")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for ipc sockets (default: $CEP_RUN_DIR or /tmp/cep-UID/NAME).")
+@click.option("--quiet", "-q", is_flag=True, help="No live status; the summary only.")
+@click.option("--max-restarts", default=3, show_default=True, help="Restarts of a crashed worker before giving up.")
+def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_restarts: int) -> None:
+    """Run PIPELINE until its sources are exhausted (Ctrl-C drains and stops)."""
+    plan = cep.compile(pipeline, run_dir=run_dir)
+    _run_plan(plan, inline, quiet, max_restarts)
+
+
+def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int) -> None:
+    for warning in plan.warnings:
+        click.echo(warning, err=True)
+    if inline:
+        status = cep.run(plan, inline=True)
+    else:
+        from cep.runtime.live import LiveStatus
+        with LiveStatus(enabled=not quiet) as live:
+            status = cep.run(plan, on_status=live.update, max_restarts=max_restarts)
+    for line in status.summary_lines():
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Check pipelines and rule libraries without running anything; every problem at once."""
+    from cep.config import load_rule_library
+    failed = False
+    for path in files:
+        try:
+            if _is_rule_library(path):
+                load_rule_library(path)
+                click.echo(f"{path}: ok (rule library)")
+            else:
+                plan = cep.compile(path)
+                for warning in plan.warnings:
+                    click.echo(warning, err=True)
+                click.echo(f"{path}: ok ({len(plan.processes)} processes, {len(plan.edges)} socket edges)")
+        except UserError as exc:
+            failed = True
+            _report(exc)
+    if failed:
+        sys.exit(2)
+
+
+def _is_rule_library(path: Path) -> bool:
+    """A rule library has `templates:` and no `name:` at the top level."""
+    import yaml
+    try:
+        with open(path, encoding="utf-8") as file:
+            head = yaml.safe_load(file)
+    except (OSError, yaml.YAMLError):
+        return False  # the pipeline loader reports the problem with its place
+    return isinstance(head, dict) and "templates" in head and "name" not in head
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write there; .svg/.png/.pdf are rendered with Graphviz's dot.")
+def graph(pipeline: Path, fmt: str, output: Path | None) -> None:
+    """Print the compiled topology: processes, nodes, sockets and delivery of every edge."""
+    from cep.compiler.render import render
+    plan = cep.compile(pipeline)
+    if output is None:
+        click.echo(render(plan, fmt), nl=False)
+        return
+    picture = output.suffix.lower().lstrip(".")
+    if picture in ("svg", "png", "pdf"):
+        dot = shutil.which("dot")
+        if dot is None:
+            raise click.ClickException("rendering a picture needs Graphviz's `dot` (e.g. apt install graphviz); "
+                                       "or use --format dot|mermaid and render it elsewhere")
+        result = subprocess.run([dot, f"-T{picture}", "-o", str(output)], input=render(plan, "dot"),
+                                text=True, capture_output=True)
+        if result.returncode != 0:
+            raise click.ClickException(f"dot failed: {result.stderr.strip()}")
+    else:
+        output.write_text(render(plan, fmt))
+    click.echo(f"wrote {output}")
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Historical ticks (CSV, .gz ok) to replay through the pipeline's source.")
+@click.option("--source", "source_id", help="Which source to replace (default: the only one).")
+@click.option("--speed", default="max", show_default=True, help="max | realtime | Nx (e.g. 10x)")
+@click.option("--inline", is_flag=True, help="Run every node in this process.")
+@click.option("--quiet", "-q", is_flag=True)
+def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline: bool, quiet: bool) -> None:
+    """Replay historical ticks from DATA through PIPELINE in event time."""
+    from cep.config import load_pipeline
+    from cep.config.overrides import replace_source
+    model = load_pipeline(pipeline)
+    model = replace_source(model, source_id, {"type": "csv", "path": str(data.resolve()), "speed": speed})
+    _run_plan(cep.compile(model), inline, quiet, max_restarts=3)
+
+
+@cli.command()
+@click.option("--kind", type=click.Choice(["source", "operator", "rule", "sink"]), help="Only this kind.")
+def plugins(kind: str | None) -> None:
+    """List every source, operator, rule and sink with its parameters (built-ins and plugins)."""
+    from cep.plugins import default_registry
+    from cep.plugins.describe import describe
+    for line in describe(default_registry(), kind):
+        click.echo(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""`cep graph`: the plan as text, Graphviz DOT, Mermaid or JSON. Renderers read the plan only."""
+from __future__ import annotations
+
+import json
+
+from cep.compiler.plan import Plan
+
+
+def render(plan: Plan, fmt: str) -> str:
+    return {"text": to_text, "dot": to_dot, "mermaid": to_mermaid, "json": to_json}[fmt](plan)
+
+
+def _node_label(plan: Plan, node_id: str) -> str:
+    node = plan.nodes[node_id]
+    if node.kind == "stream":
+        ops = " | ".join(name for name, _ in node.ops) or "merge"
+        return f"{node_id} (stream: {ops})"
+    return f"{node_id} ({node.kind}: {node.type})"
+
+
+def to_text(plan: Plan) -> str:
+    lines = [f"pipeline {plan.name}: {len(plan.processes)} processes, {len(plan.workers())} workers, "
+             f"{len(plan.edges)} socket edges"]
+    for process in plan.processes:
+        workers = f" x{process.parallelism} by {process.partition_key}" if process.parallelism > 1 else ""
+        lines.append(f"  process {process.name} [{process.role}]{workers}")
+        for node_id in process.nodes:
+            inputs = f" <- {', '.join(plan.nodes[node_id].inputs)}" if plan.nodes[node_id].inputs else ""
+            lines.append(f"    {_node_label(plan, node_id)}{inputs}")
+    lines.append("  edges")
+    for edge in plan.edges:
+        lines.append(f"    {edge.node}: {edge.producer} -> {edge.consumer}  {edge.pattern}  "
+                     f"topic {edge.topic}  {edge.delivery}, backpressure {edge.backpressure}")
+        for endpoint in edge.endpoints:
+            lines.append(f"      {endpoint}")
+    for warning in plan.warnings:
+        lines.append(f"  {warning}")
+    return "\n".join(lines) + "\n"
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_dot(plan: Plan) -> str:
+    lines = [f"digraph {_quote(plan.name)} {{", "  rankdir=LR;", "  node [shape=box, fontname=Helvetica];"]
+    for index, process in enumerate(plan.processes):
+        label = process.name + (f" x{process.parallelism}" if process.parallelism > 1 else "")
+        lines += [f"  subgraph cluster_{index} {{", f"    label={_quote(label + ' [' + process.role + ']')};",
+                  "    style=rounded;"]
+        for node_id in process.nodes:
+            lines.append(f"    {_quote(process.name + '/' + node_id)} [label={_quote(_node_label(plan, node_id))}];")
+        lines.append("  }")
+    for process in plan.processes:  # edges inside a process
+        for node_id in process.nodes:
+            for upstream in plan.nodes[node_id].inputs:
+                if upstream in process.nodes:
+                    lines.append(f"  {_quote(process.name + '/' + upstream)} -> {_quote(process.name + '/' + node_id)};")
+    for edge in plan.edges:
+        consumer = plan.process(edge.consumer)
+        for target in consumer.nodes:
+            if edge.node in plan.nodes[target].inputs:
+                label = f"{edge.pattern}\\n{edge.delivery}"
+                lines.append(f"  {_quote(edge.producer + '/' + edge.node)} -> {_quote(consumer.name + '/' + target)} "
+                             f"[label=\"{label}\", style=bold];")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_id(*parts: str) -> str:
+    return "_".join(parts).replace("-", "_").replace(".", "_").replace("/", "_")
+
+
+def to_mermaid(plan: Plan) -> str:
+    lines = ["flowchart LR"]
+    for process in plan.processes:
+        label = process.name + (f" x{process.parallelism}" if process.parallelism > 1 else "")
+        lines.append(f'  subgraph {_mermaid_id("p", process.name)}["{label} [{process.role}]"]')
+        for node_id in process.nodes:
+            lines.append(f'    {_mermaid_id(process.name, node_id)}["{_node_label(plan, node_id)}"]')
+        lines.append("  end")
+    for process in plan.processes:
+        for node_id in process.nodes:
+            for upstream in plan.nodes[node_id].inputs:
+                if upstream in process.nodes:
+                    lines.append(f"  {_mermaid_id(process.name, upstream)} --> {_mermaid_id(process.name, node_id)}")
+    for edge in plan.edges:
+        consumer = plan.process(edge.consumer)
+        for target in consumer.nodes:
+            if edge.node in plan.nodes[target].inputs:
+                lines.append(f"  {_mermaid_id(edge.producer, edge.node)} == \"{edge.pattern} {edge.delivery}\" ==> "
+                             f"{_mermaid_id(consumer.name, target)}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(plan: Plan) -> str:
+    return json.dumps(plan.to_dict(), indent=2, default=str) + "\n"

@@ -1,0 +1,52 @@
+"""Live per-node status while a pipeline runs: a rich table on a terminal, plain periodic lines
+otherwise (logs, CI). The supervisor calls `update(status)` about twice a second."""
+from __future__ import annotations
+
+import sys
+import time
+
+from cep.runtime.metrics import RunStatus
+
+PLAIN_EVERY_S = 5.0
+
+
+class LiveStatus:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.terminal = sys.stdout.isatty()
+        self._live = None
+        self._next_plain = time.monotonic() + PLAIN_EVERY_S
+
+    def __enter__(self) -> "LiveStatus":
+        if self.enabled and self.terminal:
+            from rich.live import Live
+            self._live = Live(refresh_per_second=4, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+
+    def update(self, status: RunStatus) -> None:
+        if not self.enabled:
+            return
+        if self._live is not None:
+            self._live.update(self._table(status))
+        elif time.monotonic() >= self._next_plain:
+            self._next_plain = time.monotonic() + PLAIN_EVERY_S
+            parts = [f"{node} {t.emitted if kind != 'sink' else t.received:,} ({rate:,.0f}/s)"
+                     for node, kind, t, rate in status.rows()]
+            print(f"[{status.elapsed:7.1f}s] " + "  ".join(parts), flush=True)
+
+    @staticmethod
+    def _table(status: RunStatus):
+        from rich.table import Table
+        table = Table(title=f"cep: {status.plan.name}  {status.elapsed:.1f}s  "
+                            f"restarts {sum(status.restarts.values())}")
+        for column in ("node", "kind", "in", "out", "dropped", "dead", "gaps", "rate/s"):
+            table.add_column(column, justify="left" if column in ("node", "kind") else "right")
+        for node, kind, t, rate in status.rows():
+            table.add_row(node, kind, f"{t.received:,}", f"{t.emitted:,}", f"{t.dropped:,}",
+                          f"{t.dead_lettered:,}", f"{t.gaps:,}", f"{rate:,.0f}")
+        return table
