@@ -79,10 +79,10 @@ class Supervisor:
         self._control.setsockopt(zmq.ROUTER_MANDATORY, 1)
         try:
             bind(self._control, self.plan.control)
-            self.status.started = time.monotonic()
             for worker in self.plan.workers():
                 self._spawn(worker, 0)
             self._wait_ready()
+            self.status.started = time.monotonic()  # rates count from here, not from spawning
             for worker in self._children:
                 self._tell(worker, {"t": "start"})
             self._loop()
