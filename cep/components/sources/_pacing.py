@@ -67,13 +67,15 @@ def paced_batches(records: Iterable[Record], batch_size: int, speed: str,
             timestamp = record["timestamp"]
             if origin_event is None:
                 origin_event, origin_wall = timestamp, clock()
-            delay = origin_wall + (timestamp - origin_event) * seconds_per_ns - clock()
-            if delay > 0:
+            due = origin_wall + (timestamp - origin_event) * seconds_per_ns
+            if due > clock():
                 if batch:
-                    yield batch
+                    yield batch  # the consumer may take a while: the deadline is checked again
                     batch = []
                     append = batch.append
-                sleep(delay)
+                delay = due - clock()
+                if delay > 0:
+                    sleep(delay)
             append(record)
             if len(batch) >= batch_size:
                 yield batch

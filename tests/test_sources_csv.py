@@ -1,0 +1,153 @@
+"""The csv source: header mapping, units, gz, bad rows dead-lettered, load-time file checks."""
+import gzip
+import time
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from cep.components.base import BuildContext
+from cep.components.sources.csv_file import CsvParams, csv_source
+from cep.events import TickEvent
+
+REPO = Path(__file__).resolve().parents[1]
+BINANCE = REPO / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
+SHARED = (Path(__file__).parents[1] / "../shared/data").resolve()
+OANDA = SHARED / "ticks" / "oanda_eurusd_nzdusd_201405.csv.gz"
+HEADER = "timestamp,instrument,bid_price,ask_price,bid_volume,ask_volume\n"
+
+
+def load(params: dict, base_dir: Path) -> CsvParams:
+    return CsvParams.model_validate(params, context={"base_dir": base_dir})
+
+
+def replay(params: CsvParams, batch_size: int = 256):
+    letters: list[tuple[str, str]] = []
+    ctx = BuildContext(node="ticks", batch_size=batch_size,
+                       dead_letter_fn=lambda node, reason, raw: letters.append((reason, raw)))
+    src = csv_source(params, ctx)
+    try:
+        records = [r for batch in src.batches() for r in batch]
+    finally:
+        src.close()
+    return records, letters, ctx.counters
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_rows_become_tick_records_with_int_ns_timestamps(tmp_path):
+    write(tmp_path / "t.csv", HEADER + "1000,EURUSD,1.1,1.2,3,4.5\n2000,EURUSD,1.15,1.25,,\n")
+    records, letters, _ = replay(load({"path": "t.csv"}, tmp_path))
+    assert records == [
+        {"timestamp": 1000, "instrument": "EURUSD", "bid_price": 1.1, "ask_price": 1.2,
+         "bid_volume": 3.0, "ask_volume": 4.5},
+        {"timestamp": 2000, "instrument": "EURUSD", "bid_price": 1.15, "ask_price": 1.25,
+         "bid_volume": None, "ask_volume": None}]
+    assert TickEvent.from_record(records[1]).spread() == pytest.approx(0.1)
+    assert letters == []
+
+
+def test_columns_map_other_headers_and_a_constant_instrument_fills_a_missing_column(tmp_path):
+    write(tmp_path / "q.csv", "t;b;a\n1.5;10;11\n")
+    params = load({"path": "q.csv", "columns": {"timestamp": "t", "bid_price": "b", "ask_price": "a"},
+                   "instrument": "X", "timestamp_unit": "s", "delimiter": ";"}, tmp_path)
+    records, _, _ = replay(params)
+    assert records == [{"timestamp": 1_500_000_000, "instrument": "X", "bid_price": 10.0,
+                        "ask_price": 11.0, "bid_volume": None, "ask_volume": None}]
+
+
+@pytest.mark.parametrize("unit, cell, expected", [("ms", "1723161254024", 1723161254024000000),
+                                                  ("us", "5", 5000), ("ns", "7", 7),
+                                                  ("s", "1723161254.024619568", 1723161254024619520)])
+def test_timestamp_unit_scales_to_nanoseconds(tmp_path, unit, cell, expected):
+    write(tmp_path / "t.csv", HEADER + f"{cell},A,1,2,,\n")
+    records, _, _ = replay(load({"path": "t.csv", "timestamp_unit": unit}, tmp_path))
+    assert records[0]["timestamp"] == pytest.approx(expected, abs=1000)
+    if unit != "s":
+        assert records[0]["timestamp"] == expected
+
+
+def test_gzip_files_are_read_by_suffix(tmp_path):
+    with gzip.open(tmp_path / "t.csv.gz", "wt") as f:
+        f.write(HEADER + "1,A,1,2,0.5,0.25\n")
+    records, _, _ = replay(load({"path": "t.csv.gz"}, tmp_path))
+    assert records[0]["ask_volume"] == 0.25
+
+
+def test_malformed_rows_are_dead_lettered_with_line_and_text_and_the_replay_goes_on(tmp_path):
+    write(tmp_path / "t.csv", HEADER + "1,A,1,2,,\n"
+          "2,A,abc,2,,\n"        # bad number
+          "3,A,1\n"              # missing cells
+          "\n"                   # blank: not a row
+          "x,A,1,2,,\n"          # bad timestamp
+          "4,A,1,2,\x00,\n"      # a NUL byte the csv reader itself rejects
+          "5,A,1,2,,\n")
+    records, letters, counters = replay(load({"path": "t.csv"}, tmp_path))
+    assert [r["timestamp"] for r in records] == [1, 5]
+    assert [reason.split(":")[0] for reason, _ in letters] == ["t.csv line 3", "t.csv line 4",
+                                                              "t.csv line 6", "t.csv line 7"]
+    assert "abc" in letters[0][0] and letters[0][1] == "2,A,abc,2,,"
+    assert "3 cells" in letters[1][0] and letters[1][1] == "3,A,1"
+    assert counters.dead_lettered == 4
+
+
+def test_a_missing_file_is_a_load_time_error_naming_the_resolved_path(tmp_path):
+    with pytest.raises(ValidationError) as err:
+        load({"path": "nope/ticks.csv"}, tmp_path)
+    message = str(err.value)
+    assert "does not exist" in message and str(tmp_path / "nope" / "ticks.csv") in message
+    assert "relative to the pipeline file" in message
+
+
+def test_a_csv_without_the_mapped_columns_is_a_load_time_error_listing_the_header(tmp_path):
+    write(tmp_path / "t.csv", "time,sym,bid,ask\n1,A,1,2\n")
+    with pytest.raises(ValidationError) as err:
+        load({"path": "t.csv", "columns": {"bid_price": "bid"}}, tmp_path)
+    message = str(err.value)
+    assert "timestamp (column 'timestamp')" in message and "ask_price (column 'ask_price')" in message
+    assert "bid_price" not in message.split("lacks")[1].split("; its header")[0]
+    assert "['time', 'sym', 'bid', 'ask']" in message and "columns:" in message
+
+
+def test_an_explicitly_mapped_optional_column_must_exist(tmp_path):
+    write(tmp_path / "t.csv", HEADER)
+    with pytest.raises(ValidationError, match="bid_volume \\(column 'bsize'\\)"):
+        load({"path": "t.csv", "columns": {"bid_volume": "bsize"}}, tmp_path)
+
+
+def test_columns_naming_an_unknown_field_and_unknown_params_are_rejected(tmp_path):
+    write(tmp_path / "t.csv", HEADER)
+    with pytest.raises(ValidationError, match="unknown TickEvent fields \\['price'\\]"):
+        load({"path": "t.csv", "columns": {"price": "p"}}, tmp_path)
+    with pytest.raises(ValidationError, match="extra"):
+        load({"path": "t.csv", "sped": "max"}, tmp_path)
+
+
+def test_the_shipped_binance_file_replays_every_tick_fast():
+    params = load({"path": str(BINANCE)}, REPO)
+    started = time.perf_counter()
+    records, letters, _ = replay(params)
+    elapsed = time.perf_counter() - started
+    assert len(records) == 131_932 and letters == []
+    assert {r["instrument"] for r in records} == {"BTCUSDT", "ETHUSDT"}
+    assert all(a["timestamp"] <= b["timestamp"] for a, b in zip(records, records[1:]))
+    assert records[0] == {"timestamp": 1723161254024619568, "instrument": "ETHUSDT",
+                          "bid_price": 2683.8, "ask_price": 2683.81, "bid_volume": 3.0292,
+                          "ask_volume": 31.4395}
+    assert elapsed < 2.0, f"{len(records) / elapsed:,.0f} ticks/s is too slow"
+
+
+@pytest.mark.skipif(not OANDA.is_file(), reason=f"shared Oanda data not found at {OANDA}")
+def test_real_fx_quotes_without_sizes_have_no_volumes():
+    src = csv_source(load({"path": str(OANDA)}, REPO), BuildContext(node="fx"))
+    try:
+        records = [r for batch in islice(src.batches(), 4) for r in batch]
+    finally:
+        src.close()
+    assert len(records) == 4 * 256
+    assert all(r["bid_volume"] is None and r["ask_volume"] is None for r in records)
+    assert all(r["ask_price"] >= r["bid_price"] for r in records)
