@@ -1,0 +1,30 @@
+"""`filter`: keep the records an expression holds for."""
+from __future__ import annotations
+
+from cep.components.base import BatchOperator, BuildContext, per_record
+from cep.components.operators._common import Expr, OpParams, compiled
+from cep.plugins.markers import operator
+
+
+class FilterParams(OpParams):
+    expr: Expr
+
+    def expressions(self):
+        yield "expr", self.expr, ()
+
+
+@operator("filter", params=FilterParams, shorthand="expr")
+def filter_records(params: FilterParams, ctx: BuildContext) -> BatchOperator:
+    """Keep only the records for which an expression is true.
+
+    A record whose expression fails (a missing field, a division by zero) is dead-lettered; the
+    stream goes on.
+
+        ops:
+          - filter: "ask_price > bid_price"
+
+        in:   --a(ask>bid)--b(ask=bid)--c(ask>bid)--|
+        out:  --a-----------------------c-----------|
+    """
+    test = compiled(params.expr)
+    return per_record(lambda record: record if test(record) else None, ctx)

@@ -1,0 +1,62 @@
+"""`take` and `skip`: the head or the rest of the whole stream, by count."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from cep.components.base import BatchOperator, BuildContext, batch_map
+from cep.components.operators._common import OpParams
+from cep.events import Batch
+from cep.plugins.markers import operator
+
+
+class CountParams(OpParams):
+    count: int = Field(ge=0)
+
+
+@operator("take", params=CountParams, state="global", shorthand="count")
+def take(params: CountParams, ctx: BuildContext) -> BatchOperator:
+    """Pass the first `count` records of the stream, then drop the rest.
+
+    Counts over the whole stream, not per key. End of stream still comes from upstream: a source
+    keeps reading after the count is reached (bound a replay with the source's own limit).
+
+        ops:
+          - take: 2
+
+        in:   --a--b--c--d--|
+        out:  --a--b--------|
+    """
+    remaining = params.count
+
+    def head(batch: Batch) -> Batch:
+        nonlocal remaining
+        kept = batch[:remaining]
+        remaining -= len(kept)
+        return kept
+
+    return batch_map(head)
+
+
+@operator("skip", params=CountParams, state="global", shorthand="count")
+def skip(params: CountParams, ctx: BuildContext) -> BatchOperator:
+    """Drop the first `count` records of the stream, then pass everything.
+
+    Counts over the whole stream, not per key (a warm-up, e.g. the first ticks of a replay).
+
+        ops:
+          - skip: 2
+
+        in:   --a--b--c--d--|
+        out:  --------c--d--|
+    """
+    to_skip = params.count
+
+    def rest(batch: Batch) -> Batch:
+        nonlocal to_skip
+        if not to_skip:
+            return batch
+        dropped = batch[:to_skip]
+        to_skip -= len(dropped)
+        return batch[len(dropped):]
+
+    return batch_map(rest)
