@@ -1,0 +1,45 @@
+"""What a condition sees of the partial match it would extend.
+
+`MatchView.prev` is the event bound just before in the same looping step (None for the step's first
+event). `view[name]` is what an earlier step bound: a looping step (times / one_or_more) gives a
+list of events, any other step one event (None when it bound nothing, e.g. a skipped optional).
+`view.bind(names)` returns those values in the given order, so an expression compiled with
+`bound=("prev", "dip", "up")` is called as `expr(event, *view.bind(("prev", "dip", "up")))`.
+"""
+from __future__ import annotations
+
+from cep.components.patterns.buffer import Node, events_by_step
+
+
+class MatchView:
+    """A read-only window on one partial match, for the condition of one step."""
+
+    __slots__ = ("_node", "_step", "_steps", "prev")
+
+    def __init__(self, node: Node | None, step: int, steps: "StepIndex"):
+        self._node = node
+        self._step = step
+        self._steps = steps
+        self.prev = node[1] if node is not None and node[0] == step else None
+
+    def __getitem__(self, name: str):
+        return self.bind((name,))[0]
+
+    def bind(self, names: tuple[str, ...]) -> tuple:
+        """The values of `names` ("prev" or step names), in that order. Unknown names raise
+        KeyError (the pattern's validation is where user-facing names are checked)."""
+        if len(names) == 1 and names[0] == "prev":
+            return (self.prev,)
+        bound = events_by_step(self._node)
+        values = []
+        for name in names:
+            if name == "prev":
+                values.append(self.prev)
+                continue
+            index, looping = self._steps[name]
+            events = bound.get(index, [])
+            values.append(list(events) if looping else (events[-1] if events else None))
+        return tuple(values)
+
+
+StepIndex = dict  # step name -> (step index, looping)
