@@ -7,7 +7,7 @@ A frame is a ZeroMQ multipart message `[topic, header, payload]`:
             number (per producer and topic) let a receiver count gaps; `count` is the number of
             events in the payload. Kind is DATA or END (end of stream).
 - `payload` msgpack array of groups `[fields, rows]`: the field names once, then each record as an
-            array of values in that order. Records of one stream share their fields, so a batch is
+            array of values in that order (a new group where the layout changes). Records of one stream share their fields, so a batch is
             usually one group; arrays cost less than maps to pack and to send (DESIGN §4).
 
 Decoding never trusts its input: sizes are capped before and during unpacking, and anything that
@@ -37,16 +37,21 @@ def encode_header(kind: int, producer: str, seq: int, count: int) -> bytes:
 
 
 def encode_batch(batch: Batch) -> bytes:
-    """Pack records as `[[fields, rows], ...]`, one group per distinct field layout."""
-    groups: dict[tuple, list] = {}
+    """Pack records as `[[fields, rows], ...]`: one group per run of records sharing a layout.
+
+    Runs, not a group per layout, so records of mixed layouts keep their order.
+    """
+    groups: list[list] = []
+    layout: tuple | None = None
+    rows: list = []
     for record in batch:
-        layout = tuple(record)
-        rows = groups.get(layout)
-        if rows is None:
-            rows = groups[layout] = []
+        fields = tuple(record)
+        if fields != layout:
+            layout, rows = fields, []
+            groups.append([list(fields), rows])
         rows.append(list(record.values()))
     try:
-        return _packer.pack([[list(layout), rows] for layout, rows in groups.items()])
+        return _packer.pack(groups)
     except (TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"record cannot be encoded: {exc}") from exc
 
