@@ -51,6 +51,11 @@ class ZmqSink:
         attach(self._socket, params.endpoint, params.bind)
         self._awaiting = params.wait_for_subscriber is not None
 
+    @property
+    def endpoint(self) -> str:
+        """The endpoint actually bound or connected (a `tcp://HOST:*` wildcard resolved)."""
+        return self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
     def write(self, batch: Batch) -> None:
         sock = self._socket
         if self._awaiting:
