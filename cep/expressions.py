@@ -164,7 +164,7 @@ def compile_expression(source: str, *, fields: Collection[str] | None = None,
         fail(f"the expression is {len(source)} characters long; the limit is {MAX_LENGTH}",
              "split it into several map steps")
     tree = _parse(source, fail)
-    _check_depth(tree, fail)
+    _check_shape(tree, fail)
     rewriter = _Rewriter(fail, frozenset(fields) if fields is not None else None, tuple(bound))
     body = rewriter.visit(tree.body)
     return Expression(source, frozenset(rewriter.fields_read), tuple(bound),
@@ -206,23 +206,23 @@ def _parse(source: str, fail: _Failer) -> ast.Expression:
         fail("the expression is too deeply nested", f"at most {MAX_DEPTH} levels")
 
 
-def _check_depth(tree: ast.AST, fail: _Failer) -> None:
-    """Refuse trees deeper than MAX_DEPTH without recursing (so no RecursionError is possible)."""
+def _check_shape(tree: ast.AST, fail: _Failer) -> None:
+    """Refuse trees deeper than MAX_DEPTH without recursing (so no RecursionError is possible),
+    then the first name or attribute starting with `__`, whatever surrounds it."""
+    dunders: list[tuple[int, str]] = []
     stack = [(tree, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_DEPTH:
             fail("the expression is too deeply nested", f"at most {MAX_DEPTH} levels")
+        name = (node.id if isinstance(node, ast.Name) else node.attr
+                if isinstance(node, ast.Attribute) else node.arg
+                if isinstance(node, ast.keyword) else None)
+        if name and name.startswith("__"):
+            dunders.append((getattr(node, "end_col_offset", 0) or 0, name))
         stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-
-
-def _is_dunder(name: str) -> bool:
-    return name.startswith("__")
-
-
-def _refuse_dunder(name: str, fail: _Failer) -> None:
-    if _is_dunder(name):
-        fail(f"{name!r} is not allowed: names starting with '__' are refused",
+    if dunders:
+        fail(f"{min(dunders)[1]!r} is not allowed: names starting with '__' are refused",
              "expressions read record fields, e.g. prev.mid")
 
 
@@ -259,7 +259,6 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
         name = node.id
-        _refuse_dunder(name, self.fail)
         if name in self.bound:
             return node
         if name == "math":
@@ -275,7 +274,6 @@ class _Rewriter(ast.NodeTransformer):
             ast.Subscript(ast.Name(_RECORD, ast.Load()), ast.Constant(name), ast.Load()), node)
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
-        _refuse_dunder(node.attr, self.fail)
         if isinstance(node.value, ast.Name) and node.value.id == "math":
             return self._math(node)
         if not isinstance(node.value, (ast.Name, ast.Attribute, ast.Subscript)):
@@ -303,14 +301,11 @@ class _Rewriter(ast.NodeTransformer):
             if not callable(MATH[func.attr]):  # type: ignore[union-attr]
                 self.fail(f"math.{func.attr} is a constant, not a function")  # type: ignore[union-attr]
         else:
-            shown = ast.unparse(func)
-            if isinstance(func, ast.Name):
-                _refuse_dunder(func.id, self.fail)
-            self.fail(f"calling {shown!r} is not allowed", f"allowed calls: {_ALLOWED_CALLS}")
+            self.fail(f"calling {ast.unparse(func)!r} is not allowed",
+                      f"allowed calls: {_ALLOWED_CALLS}")
         for keyword in node.keywords:
             if keyword.arg is None:
                 self.fail("**keyword arguments are not allowed")
-            _refuse_dunder(keyword.arg, self.fail)
         args = [self.visit(arg) for arg in node.args]
         keywords = [ast.keyword(k.arg, self.visit(k.value)) for k in node.keywords]
         return ast.copy_location(ast.Call(new_func, args, keywords), node)

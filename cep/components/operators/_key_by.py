@@ -1,6 +1,8 @@
 """`key_by`: name the field that partitions the stream for the steps after it."""
 from __future__ import annotations
 
+from reactivex import operators as ops
+
 from cep.components.base import BatchOperator, BuildContext
 from cep.components.operators._common import OpParams
 from cep.plugins.markers import operator
@@ -14,7 +16,7 @@ class KeyByParams(OpParams):
 def key_by(params: KeyByParams, ctx: BuildContext) -> BatchOperator:
     """Partition the stream by a field: later keyed steps keep their state per value of it.
 
-    Records pass unchanged; the builder gives the steps after this one `ctx.key = field`, and
+    Batches pass unchanged (empty ones are not passed on); the builder gives the steps after this one `ctx.key = field`, and
     `parallelism: N` sends every record of one key to the same worker.
 
         ops:
@@ -24,4 +26,4 @@ def key_by(params: KeyByParams, ctx: BuildContext) -> BatchOperator:
         in:   --a(BTC)--b(ETH)--c(BTC)--|
         out:  --a(BTC)--b(ETH)--c(BTC)--|
     """
-    return lambda source: source
+    return lambda source: source.pipe(ops.filter(bool))
