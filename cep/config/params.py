@@ -1,0 +1,74 @@
+"""The second validation pass: each component's parameters, checked by its own model.
+
+The registry decides which model applies (`type:`, `use:` or the operator's name), so plugins
+extend the schema without the envelope knowing them. Models are validated with the context
+`{"base_dir": <pipeline dir>, "registry": <the pipeline's registry>}` so they can resolve paths
+and look up other components.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from cep.config.problems import KeyPath, Report, did_you_mean
+from cep.config.translate import validation_problems
+from cep.plugins import Component, Kind, Registry
+
+
+class ParamsValidator:
+    """Looks components up and validates their params; every mistake goes to the report."""
+
+    def __init__(self, registry: Registry, report: Report, context: dict[str, Any]):
+        self.registry = registry
+        self.report = report
+        self.context = context
+
+    def component(self, kind: Kind, name: Any, path: KeyPath, subject: str,
+                  also_known: Iterable[str] = ()) -> Component | None:
+        """The registered component `name`, or None after reporting it unknown at `path`."""
+        if not isinstance(name, str):
+            self.report.error(path, f"{subject}: the {kind} type must be a name")
+            return None
+        found = self.registry.get(kind, name)
+        if found is None:
+            known = [*self.registry.names(kind), *also_known]
+            self.report.error(path, f"{subject}: unknown {kind} type {name!r}",
+                              did_you_mean(name, known, f"known {kind}s"))
+        return found
+
+    def validate(self, component: Component, params: Any, path: KeyPath, subject: str,
+                 drop: int = 0) -> BaseModel | None:
+        """`component.params` validated from `params` written at `path`; None if invalid."""
+        try:
+            return component.params.model_validate(params, context=self.context)
+        except ValidationError as exc:
+            self.report.add(validation_problems(
+                exc, model=component.params, locations=self.report.locations, prefix=path,
+                subject=subject, drop=drop))
+        except Exception as exc:  # a plugin's validator failing in its own way
+            self.report.error(path, f"{subject}: parameters rejected by {component.origin}: "
+                                    f"{type(exc).__name__}: {exc}")
+        return None
+
+    def operator(self, component: Component, args: Any, path: KeyPath,
+                 subject: str) -> BaseModel | None:
+        """An operator's params from the value written after its name in `ops:`.
+
+        With a shorthand field, a mapping of the model's own keys is taken as is, anything else
+        fills the shorthand (`- filter: "ask_price > bid_price"`, `- map: {mid: "..."}`).
+        """
+        fields = _keys(component.params)
+        if args is None:
+            args = {}
+        if component.shorthand and not (isinstance(args, dict) and set(args) <= fields):
+            return self.validate(component, {component.shorthand: args}, path, subject, drop=1)
+        if not isinstance(args, dict):
+            self.report.error(path, f"{subject}: takes a mapping of parameters",
+                              f"keys: {', '.join(sorted(fields))}" if fields else "write it without a value")
+            return None
+        return self.validate(component, args, path, subject)
+
+
+def _keys(model: type[BaseModel]) -> set[str]:
+    return {key for name, f in model.model_fields.items() for key in (name, f.alias) if key}

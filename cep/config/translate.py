@@ -1,0 +1,118 @@
+"""pydantic's validation errors, retold as short `Problem`s at the user's YAML line.
+
+pydantic reports a path inside the data it was given (`loc`) and a long message; the user needs
+the component (`source "ticks"`), the key they wrote, its line, and what to type instead. An
+unknown key gets a "did you mean" among the model's own keys; alternatives of one union that all
+failed for the same value are joined into one problem.
+"""
+from __future__ import annotations
+
+import types
+from typing import Annotated, Any, Callable, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from cep.errors import Location, Problem
+from cep.config.problems import KeyPath, describe, did_you_mean, nearest
+
+Subject = Callable[[KeyPath], str]
+
+
+def validation_problems(exc: ValidationError, *, model: type[BaseModel] | None,
+                        locations: dict[KeyPath, Location], prefix: KeyPath = (),
+                        subject: str | Subject = "", drop: int = 0) -> list[Problem]:
+    """Problems for every error in `exc`.
+
+    The data validated lives at YAML path `prefix`; the first `drop` parts of each pydantic `loc`
+    are not in the YAML (an operator's shorthand value that the loader wrapped in its field).
+    `subject` names the component, or derives its name from the full YAML path.
+    """
+    merged: dict[tuple[Location | None, str], list[str]] = {}
+    extras: dict[tuple[Location | None, str], tuple[str, str | None]] = {}  # (got, hint)
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        rel = loc[drop:]
+        path = prefix + rel
+        name = subject(path) if callable(subject) else subject
+        where, field, message, hint = _explain(error, loc, rel, path, model, locations)
+        key = (where, (f"{name}: " if name else "") + field)
+        if message not in merged.setdefault(key, []):
+            merged[key].append(message)
+        value = error.get("input")
+        got = "" if error["type"] in ("missing", "extra_forbidden") or isinstance(
+            value, (dict, list, tuple)) else f" (got {describe(value)})"
+        extras.setdefault(key, (got, hint))
+    return [Problem(f"{label}{' or '.join(messages)}{extras[key][0]}", where, extras[key][1])
+            for key, messages in merged.items() for where, label in [key]]
+
+
+def _explain(error: dict[str, Any], loc: KeyPath, rel: KeyPath, path: KeyPath,
+             model: type[BaseModel] | None, locations: dict[KeyPath, Location]):
+    """(location, "field: " label, message, hint) for one pydantic error."""
+    kind = error["type"]
+    if kind == "missing" and rel:
+        return (nearest(locations, path[:-1]), _label(rel[:-1]),
+                f"missing required key {rel[-1]!r}", None)
+    if kind == "extra_forbidden" and rel:
+        known = _keys_at(model, loc[:-1]) if model else None
+        hint = did_you_mean(str(rel[-1]), known, "valid keys") if known else None
+        return nearest(locations, path), _label(rel[:-1]), f"unknown key {rel[-1]!r}", hint
+    depth = len(rel)
+    while depth and (path[: len(path) - len(rel) + depth]) not in locations:
+        depth -= 1  # union members and other pydantic-only segments are not user keys
+    return nearest(locations, path), _label(rel[:depth]), _short(error["msg"]), None
+
+
+def _label(rel: KeyPath) -> str:
+    """`pattern[0].where: ` for a relative key path; empty for the component itself."""
+    text = ""
+    for part in rel:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return f"{text}: " if text else ""
+
+
+def _short(message: str) -> str:
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix):]
+    return message[:1].lower() + message[1:]
+
+
+def _keys_at(model: type[BaseModel], loc: KeyPath) -> list[str] | None:
+    """The keys a user may write at `loc` inside `model`, if the type there is a model."""
+    current: Any = model
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return None
+    keys = [f.alias or name for m in _members(current) if _is_model(m)
+            for name, f in m.model_fields.items()]
+    return keys or None
+
+
+def _step(annotation: Any, part: Any) -> Any:
+    for member in _members(annotation):
+        if _is_model(member) and isinstance(part, str):
+            for name, f in member.model_fields.items():
+                if part in (name, f.alias):
+                    return f.annotation
+        args = get_args(member)
+        origin = get_origin(member)
+        if isinstance(part, int) and origin in (list, tuple, set, frozenset) and args:
+            return args[0]
+        if isinstance(part, str) and origin is dict and len(args) == 2:
+            return args[1]
+    return None
+
+
+def _members(annotation: Any) -> list[Any]:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return [m for arg in get_args(annotation) for m in _members(arg)]
+    if origin is Annotated:
+        return _members(get_args(annotation)[0])
+    return [annotation]
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
