@@ -18,8 +18,8 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5556"
 def check_endpoint(endpoint: str) -> str:
     """A params validator: ValueError with the accepted forms when `endpoint` is not one."""
     if not _ENDPOINT.match(endpoint):
-        raise ValueError(f"{endpoint!r} is not a ZeroMQ endpoint; hint: write tcp://HOST:PORT "
-                         f"or ipc:///path/to/socket")
+        raise ValueError(f"{endpoint!r} is not a ZeroMQ endpoint (write tcp://HOST:PORT "
+                         f"or ipc:///path/to/socket)")
     return endpoint
 
 

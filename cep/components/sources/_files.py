@@ -20,9 +20,9 @@ def resolve_existing(path: str | Path, info: ValidationInfo, what: str = "data f
     given = Path(path).expanduser()
     resolved = (given if given.is_absolute() else base_dir / given).resolve()
     if not resolved.is_file():
-        where = "" if given.is_absolute() else f" (resolved against {base_dir})"
-        raise ValueError(f"{what} {str(path)!r} does not exist: {resolved}{where}; "
-                         f"hint: relative paths are relative to the pipeline file's directory")
+        where = "" if given.is_absolute() else f", {base_dir}"
+        raise ValueError(f"no such {what}: {resolved} (relative paths resolve against the "
+                         f"pipeline file's directory{where})")
     return resolved
 
 

@@ -38,8 +38,8 @@ class CsvParams(BaseModel):
     def _known_fields(cls, columns: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(columns) - set(TickEvent.FIELDS))
         if unknown:
-            raise ValueError(f"columns maps unknown TickEvent fields {unknown}; "
-                             f"hint: the fields are {', '.join(TickEvent.FIELDS)}")
+            raise ValueError(f"columns maps unknown TickEvent fields {unknown} "
+                             f"(the fields are {', '.join(TickEvent.FIELDS)})")
         return columns
 
     @field_validator("path")
@@ -66,11 +66,11 @@ class CsvParams(BaseModel):
             elif name in _REQUIRED or name in self.columns:
                 missing.append(f"{name} (column {column!r})")
         if missing:
-            hint = ("map them with columns: {field: header}"
+            hint = ("map fields to headers with columns: {field: header}"
                     + ("" if self.instrument or "instrument" in positions
                        else ", or give instrument: NAME for a single-instrument file"))
-            raise ValueError(f"CSV file {self.path} lacks {', '.join(missing)}; its header is "
-                             f"{header}; hint: {hint}")
+            raise ValueError(f"the header of {self.path} lacks {', '.join(missing)}: it is "
+                             f"{header} ({hint})")
         return positions
 
 
