@@ -100,7 +100,7 @@ def test_a_missing_file_is_a_load_time_error_naming_the_resolved_path(tmp_path):
         load({"path": "nope/ticks.csv"}, tmp_path)
     message = str(err.value)
     assert "no such CSV file" in message and str(tmp_path / "nope" / "ticks.csv") in message
-    assert "relative to the pipeline file" in message
+    assert "resolve against the pipeline file's directory" in message
 
 
 def test_a_csv_without_the_mapped_columns_is_a_load_time_error_listing_the_header(tmp_path):
