@@ -5,8 +5,8 @@ from typing import Any
 
 from pydantic import model_validator
 
-from cep.components.base import BatchOperator, BuildContext
-from cep.components.operators._common import Expr, OpParams, compiled, per_key
+from cep.components.base import BatchOperator, BuildContext, per_record
+from cep.components.operators._common import Expr, OpParams, compiled, key_getter
 from cep.events import Record
 from cep.plugins.markers import operator
 
@@ -36,8 +36,9 @@ def map_records(params: MapParams, ctx: BuildContext) -> BatchOperator:
 
     Emits a new record `{**record, field: value, ...}`; the input record is never changed. Fields
     are computed in the order written, so a later one can use an earlier one. `prev` is the
-    previous record this map emitted with the same key (None at a key's first record), so
-    `prev.mid` reads a field computed here. A record whose expression fails is dead-lettered.
+    previous record of the same key with this map's fields added (None at a key's first record),
+    so `prev.mid` reads a field computed here; if that record failed, `prev` lacks the fields it
+    failed on. A record whose expression fails is dead-lettered; the stream goes on.
 
         ops:
           - map: {mid: "(bid_price + ask_price) / 2", rising: "prev is not None and mid > prev.mid"}
@@ -46,11 +47,16 @@ def map_records(params: MapParams, ctx: BuildContext) -> BatchOperator:
         out:  --{.., mid 2, rising F}--{.., mid 3, rising T}--|
     """
     computations = [(name, compiled(source, "prev")) for name, source in params.fields.items()]
+    key_of = key_getter(ctx)
+    last: dict[Any, Record] = {}
 
-    def step(record: Record, prev: Record | None) -> tuple[Record, Record]:
+    def transform(record: Record) -> Record:
+        key = key_of(record)
         out = dict(record)
+        prev = last.get(key)
+        last[key] = out  # before computing: a failing record is still the next one's prev
         for name, compute in computations:
             out[name] = compute(out, prev)
-        return out, out
+        return out
 
-    return per_key(ctx, step)
+    return per_record(transform, ctx)
