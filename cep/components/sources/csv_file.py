@@ -8,7 +8,7 @@ from typing import Iterator
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from cep.components.base import BuildContext
-from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit
+from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
 from cep.components.sources._files import open_text, resolve_existing
 from cep.components.sources._pacing import Speed, paced_batches
 from cep.events import Batch, Record, TickEvent
@@ -125,11 +125,7 @@ class CsvSource:
                             self._reject(rows.line_num, f"{len(row)} cells, expected {width}", row)
                         continue
                     try:
-                        ts = row[t]
-                        try:
-                            timestamp = int(ts) * scale
-                        except ValueError:
-                            timestamp = int(round(float(ts) * scale))
+                        timestamp = to_ns(row[t], scale)
                         bid_volume = row[bv] if bv is not None else ""
                         ask_volume = row[av] if av is not None else ""
                         yield {"timestamp": timestamp,

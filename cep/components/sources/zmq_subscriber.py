@@ -71,9 +71,13 @@ class ZmqSource:
         remaining = params.count
         last_message = time.monotonic()
         while remaining is None or remaining > 0:
-            if not sock.poll(poll_ms, zmq.POLLIN):
-                if idle_s is not None and time.monotonic() - last_message >= idle_s:
+            wait_ms = poll_ms
+            if idle_s is not None:
+                idle_left = idle_s - (time.monotonic() - last_message)
+                if idle_left <= 0:
                     return
+                wait_ms = max(1, min(poll_ms, int(idle_left * 1000) + 1))
+            if not sock.poll(wait_ms, zmq.POLLIN):
                 yield []
                 continue
             last_message = time.monotonic()
