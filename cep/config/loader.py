@@ -110,11 +110,13 @@ def _load(doc: YamlDocument, path: Path | None, base_dir: Path, registry: Regist
     return pipeline
 
 
-def _subject(path: KeyPath) -> str:
+def _subject(path: KeyPath) -> tuple[str, int]:
     """How an envelope error names its component: `source "ticks"`, `defaults`, `pipeline`."""
     if len(path) >= 2 and path[0] in _SUBJECTS:
-        return f'{_SUBJECTS[path[0]]} "{path[1]}"'
-    return path[0] if path and path[0] in ("defaults", "transport") else "pipeline"
+        return f'{_SUBJECTS[path[0]]} "{path[1]}"', 2
+    if path and path[0] in ("defaults", "transport"):
+        return path[0], 1
+    return "pipeline", 0
 
 
 def _paths(data: dict[str, Any], key: str, report: Report) -> list[tuple[int, str]]:

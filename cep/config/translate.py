@@ -15,7 +15,8 @@ from pydantic import BaseModel, ValidationError
 from cep.errors import Location, Problem
 from cep.config.problems import KeyPath, describe, did_you_mean, nearest
 
-Subject = Callable[[KeyPath], str]
+Subject = Callable[[KeyPath], tuple[str, int]]
+"""For errors spanning components: (name, how many leading path parts the name stands for)."""
 
 
 def validation_problems(exc: ValidationError, *, model: type[BaseModel] | None,
@@ -25,16 +26,15 @@ def validation_problems(exc: ValidationError, *, model: type[BaseModel] | None,
 
     The data validated lives at YAML path `prefix`; the first `drop` parts of each pydantic `loc`
     are not in the YAML (an operator's shorthand value that the loader wrapped in its field).
-    `subject` names the component, or derives its name from the full YAML path.
+    `subject` names the component at `prefix`, or derives the name from each error's YAML path.
     """
     merged: dict[tuple[Location | None, str], list[str]] = {}
     extras: dict[tuple[Location | None, str], tuple[str, str | None]] = {}  # (got, hint)
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
-        rel = loc[drop:]
-        path = prefix + rel
-        name = subject(path) if callable(subject) else subject
-        where, field, message, hint = _explain(error, loc, rel, path, model, locations)
+        path = prefix + loc[drop:]
+        name, start = subject(path) if callable(subject) else (subject, len(prefix))
+        where, field, message, hint = _explain(error, loc, path, start, model, locations)
         key = (where, (f"{name}: " if name else "") + field)
         if message not in merged.setdefault(key, []):
             merged[key].append(message)
@@ -46,21 +46,24 @@ def validation_problems(exc: ValidationError, *, model: type[BaseModel] | None,
             for key, messages in merged.items() for where, label in [key]]
 
 
-def _explain(error: dict[str, Any], loc: KeyPath, rel: KeyPath, path: KeyPath,
+def _explain(error: dict[str, Any], loc: KeyPath, path: KeyPath, start: int,
              model: type[BaseModel] | None, locations: dict[KeyPath, Location]):
-    """(location, "field: " label, message, hint) for one pydantic error."""
+    """(location, "field: " label, message, hint) for one pydantic error at YAML `path`.
+
+    The label names the keys below the component (`path[start:]`) that the user wrote.
+    """
     kind = error["type"]
-    if kind == "missing" and rel:
-        return (nearest(locations, path[:-1]), _label(rel[:-1]),
-                f"missing required key {rel[-1]!r}", None)
-    if kind == "extra_forbidden" and rel:
+    if kind == "missing" and len(path) > start:
+        return (nearest(locations, path[:-1]), _label(path[start:-1]),
+                f"missing required key {path[-1]!r}", None)
+    if kind == "extra_forbidden" and len(path) > start:
         known = _keys_at(model, loc[:-1]) if model else None
-        hint = did_you_mean(str(rel[-1]), known, "valid keys") if known else None
-        return nearest(locations, path), _label(rel[:-1]), f"unknown key {rel[-1]!r}", hint
-    depth = len(rel)
-    while depth and (path[: len(path) - len(rel) + depth]) not in locations:
-        depth -= 1  # union members and other pydantic-only segments are not user keys
-    return nearest(locations, path), _label(rel[:depth]), _short(error["msg"]), None
+        hint = did_you_mean(str(path[-1]), known, "valid keys") if known else None
+        return nearest(locations, path), _label(path[start:-1]), f"unknown key {path[-1]!r}", hint
+    end = len(path)
+    while end > start and path[:end] not in locations:
+        end -= 1  # union members and other pydantic-only segments are not user keys
+    return nearest(locations, path), _label(path[start:end]), _short(error["msg"]), None
 
 
 def _label(rel: KeyPath) -> str:
