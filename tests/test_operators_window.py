@@ -6,6 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from cep.errors import ExpressionError
+from cep.expressions import compile_expression
 from test_operators_harness import drive, params
 
 S = 1_000_000_000
@@ -124,3 +126,13 @@ def test_buffer_with_time_flushes_the_last_span_at_end_of_stream():
     out = drive("buffer_with_time", "500ms", [[{"timestamp": 1}, {"timestamp": 2}]])
     assert out.records == [{"timestamp": S // 2 - 1, "window_start": 0, "window_end": S // 2,
                             "count": 2, "events": [{"timestamp": 1}, {"timestamp": 2}]}]
+
+
+def test_window_aggregates_see_the_window_record_and_earlier_aggregates():
+    step = params("window", {"size": "1s", "aggregate": {"n": "len(events)", "per": "n / count"}})
+    for use in step.expressions(frozenset({"mid", "k"}), key="k"):
+        compile_expression(use.source, fields=use.fields, bound=use.bound)
+    with pytest.raises(ExpressionError, match="unknown name 'mid'"):
+        bad = params("window", {"size": "1s", "aggregate": {"x": "mid"}})
+        for use in bad.expressions(frozenset({"mid"})):
+            compile_expression(use.source, fields=use.fields, bound=use.bound)

@@ -7,7 +7,7 @@ value of `ctx.key` (set by `key_by` or the stream's `key_by:`), dead-letters a r
 process and goes on, and flushes what it holds at end of stream.
 """
 from cep.components.operators._buffer import buffer_with_count
-from cep.components.operators._common import OpParams  # noqa: F401 - for the compiler's checks
+from cep.components.operators._common import ExpressionUse, OpParams  # noqa: F401 - for the compiler
 from cep.components.operators._filter import filter_records
 from cep.components.operators._key_by import key_by
 from cep.components.operators._map import map_records

@@ -2,7 +2,7 @@
 record, per-key state, and the shape of a record that groups events (buffers, windows)."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Iterator
+from typing import Annotated, Any, Callable, Iterator, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
@@ -11,6 +11,15 @@ from cep.durations import parse_duration
 from cep.errors import ExpressionError
 from cep.events import Record
 from cep.expressions import compile_expression
+
+
+class ExpressionUse(NamedTuple):
+    """One expression of a step, with what is in scope where it is evaluated."""
+
+    param: str                   # where it sits in the step's params, e.g. "fields.mid"
+    source: str
+    bound: tuple[str, ...]       # names the step binds (`prev`, `acc`, `events`)
+    fields: frozenset[str]       # record fields it may read
 
 
 class OpParams(BaseModel):
@@ -22,8 +31,9 @@ class OpParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def expressions(self) -> Iterator[tuple[str, str, tuple[str, ...]]]:
-        """Every expression the step evaluates: (param name, source, names it binds)."""
+    def expressions(self, fields: frozenset[str], key: str | None = None) -> Iterator[ExpressionUse]:
+        """Every expression the step evaluates, given the fields and key of its input stream;
+        `compile_expression(use.source, fields=use.fields, bound=use.bound)` checks its names."""
         return iter(())
 
     def output_fields(self, fields: frozenset[str], key: str | None = None) -> frozenset[str]:

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 from cep.components.base import BatchOperator, BuildContext, per_record
-from cep.components.operators._common import Expr, OpParams, compiled
+from cep.components.operators._common import Expr, ExpressionUse, OpParams, compiled
 from cep.plugins.markers import operator
 
 
 class FilterParams(OpParams):
     expr: Expr
 
-    def expressions(self):
-        yield "expr", self.expr, ()
+    def expressions(self, fields, key=None):
+        yield ExpressionUse("expr", self.expr, (), fields)
 
 
 @operator("filter", params=FilterParams, shorthand="expr")

@@ -6,7 +6,8 @@ from typing import Any
 from pydantic import model_validator
 
 from cep.components.base import BatchOperator, BuildContext, per_record
-from cep.components.operators._common import Expr, OpParams, compiled, key_getter
+from cep.components.operators._common import (Expr, ExpressionUse, OpParams, compiled,
+                                              key_getter)
 from cep.events import Record
 from cep.plugins.markers import operator
 
@@ -22,9 +23,10 @@ class MapParams(OpParams):
             return {"fields": data}
         return data
 
-    def expressions(self):
-        for name, source in self.fields.items():
-            yield f"fields.{name}", source, ("prev",)
+    def expressions(self, fields, key=None):
+        for name, source in self.fields.items():  # a field sees the fields computed before it
+            yield ExpressionUse(f"fields.{name}", source, ("prev",), fields)
+            fields = fields | {name}
 
     def output_fields(self, fields: frozenset[str], key: str | None = None) -> frozenset[str]:
         return fields | set(self.fields)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from cep.components.base import BatchOperator, BuildContext
-from cep.components.operators._common import Expr, OpParams, compiled, per_key
+from cep.components.operators._common import Expr, ExpressionUse, OpParams, compiled, per_key
 from cep.events import Record
 from cep.plugins.markers import operator
 
@@ -14,8 +14,8 @@ class ScanParams(OpParams):
     expr: Expr
     initial: Any = 0
 
-    def expressions(self):
-        yield "expr", self.expr, ("acc",)
+    def expressions(self, fields, key=None):
+        yield ExpressionUse("expr", self.expr, ("acc",), fields)
 
     def output_fields(self, fields: frozenset[str], key: str | None = None) -> frozenset[str]:
         return fields | {self.into}

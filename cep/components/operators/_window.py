@@ -6,8 +6,8 @@ from typing import Any, Callable
 from pydantic import model_validator
 
 from cep.components.base import BatchOperator, BuildContext, stateful
-from cep.components.operators._common import (Duration, Expr, OpParams, compiled, group_fields,
-                                              group_record, key_getter)
+from cep.components.operators._common import (Duration, Expr, ExpressionUse, OpParams, compiled,
+                                              group_fields, group_record, key_getter)
 from cep.durations import parse_duration
 from cep.events import Batch, Record
 from cep.plugins.markers import operator
@@ -94,9 +94,11 @@ class WindowParams(OpParams):
             raise ValueError(f"slide ({self.slide}) must not be longer than size ({self.size})")
         return self
 
-    def expressions(self):
+    def expressions(self, fields, key=None):
+        scope = group_fields(key, *WINDOW_FIELDS)  # the window record, events bound separately
         for name, source in (self.aggregate or {}).items():
-            yield f"aggregate.{name}", source, ("events",)
+            yield ExpressionUse(f"aggregate.{name}", source, ("events",), scope)
+            scope = scope | {name}
 
     def output_fields(self, fields: frozenset[str], key: str | None = None) -> frozenset[str]:
         if self.aggregate:
