@@ -118,19 +118,18 @@ class Normaliser:
     def rule(self, rid: str, raw: dict, path: KeyPath, subject: str | None = None,
              needs_from: bool = True) -> dict | None:
         """A rule by `use:` (template or registry rule) or with an inline `pattern:`."""
-        subject = subject or f'rule "{rid}"'
+        named = subject or f'rule "{rid}"'
         if "use" in raw and "pattern" in raw:
-            self.report.error(path + ("pattern",), f"{subject}: has both 'use:' and 'pattern:'",
+            self.report.error(path + ("pattern",), f"{named}: has both 'use:' and 'pattern:'",
                               "a rule either uses a named rule or writes a pattern inline")
             return None
         template = self.templates.get(raw.get("use")) if isinstance(raw.get("use"), str) else None
         if template is not None:
-            expanded = instantiate(template, raw, path, self.report)
-            if expanded is None:
+            raw = instantiate(template, raw, path, self.report)
+            if raw is None:
                 return None
-            return self.registry_rule(rid, expanded, path, f'{subject} (template "{template.name}")',
-                                      needs_from)
-        return self.registry_rule(rid, raw, path, subject, needs_from)
+            named = subject or f'{named} (template "{template.name}")'
+        return self.registry_rule(rid, raw, path, named, needs_from)
 
     def registry_rule(self, rid: str, raw: dict, path: KeyPath, subject: str,
                       needs_from: bool) -> dict | None:
