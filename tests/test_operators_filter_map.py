@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from cep.errors import ExpressionError
 from cep.expressions import compile_expression
 from cep.plugins.markers import MARK
 from test_operators_harness import REGISTRY, drive, params, ticks
@@ -95,7 +94,8 @@ def test_params_list_their_expressions_with_what_is_in_scope_for_the_compiler():
     fields = frozenset({"a", "b"})
     assert list(params("filter", "a > b").expressions(fields)) == [("expr", "a > b", (), fields)]
     uses = list(params("map", {"m": "a + 1", "n": "m * 2"}).expressions(fields))
-    assert uses == [("fields.m", "a + 1", ("prev",), fields), ("fields.n", "m * 2", ("prev",), fields | {"m"})]
+    assert uses == [("fields.m", "a + 1", ("prev",), fields),
+                    ("fields.n", "m * 2", ("prev",), fields | {"m"})]
     for use in uses:
         compile_expression(use.source, fields=use.fields, bound=use.bound)
     assert params("map", {"m": "1"}).output_fields(fields) == {"a", "b", "m"}

@@ -16,8 +16,9 @@ class KeyByParams(OpParams):
 def key_by(params: KeyByParams, ctx: BuildContext) -> BatchOperator:
     """Partition the stream by a field: later keyed steps keep their state per value of it.
 
-    Batches pass unchanged (empty ones are not passed on); the builder gives the steps after this one `ctx.key = field`, and
-    `parallelism: N` sends every record of one key to the same worker.
+    Batches pass unchanged (empty ones are not passed on); the builder gives the steps after
+    this one `ctx.key = field`, and `parallelism: N` sends every record of one key to the same
+    worker.
 
         ops:
           - key_by: instrument
