@@ -150,7 +150,8 @@ def compile_expression(source: str, *, fields: Collection[str] | None = None,
     `fields`: the record fields known to exist; when given, any other name (not bound, not an
     allowed function) is an error with a "did you mean" hint. When None, unknown names are read
     from the record and a missing one raises KeyError at run time.
-    `bound`: names the caller passes values for after the record (`prev`, `acc`, `events`).
+    `bound`: names the caller passes values for after the record (`prev`, `acc`, `events`);
+    a bound name shadows a record field of the same name.
     Raises `ExpressionError` with `location` for every mistake; never a foreign exception.
     """
     _check_bound_names(bound)
