@@ -348,3 +348,11 @@ def test_pipeline_built_in_code_gets_the_default_registry_with_its_plugins(tmp_p
     assert registry.get("sink", "blackhole") is not None and registry.get("rule", "momentum")
     assert manager._default.get("sink", "blackhole") is None
     assert pipeline_registry(pipeline) is registry
+
+
+def test_validator_messages_are_kept_and_cep_errors_located():
+    found = problems(minimal("sinks:\n  a: {type: jsonl, from: ticks, path: x.csv}\n"
+                             "  b: {type: jsonl, from: ticks, path: '-'}\n"))
+    assert found == [
+        "p.yaml:5:33: sink \"a\": path: a jsonl sink writes .jsonl files, got 'x.csv'",
+        "p.yaml:6:3: sink \"b\": '-' is not a file (use the stdout sink)"]

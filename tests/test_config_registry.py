@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from cep.errors import ExpressionError, Problem
 from cep.plugins import Registry, operator, rule, sink, source
 
 
@@ -62,6 +63,15 @@ class PatternParams(_Params):
 
 class JsonlParams(_Params):
     path: str
+
+    @field_validator("path")
+    @classmethod
+    def _jsonl(cls, value: str) -> str:
+        if value == "-":
+            raise ExpressionError(Problem("'-' is not a file", hint="use the stdout sink"))
+        if value.endswith(".csv"):
+            raise ValueError(f"a jsonl sink writes .jsonl files, got {value!r}")
+        return value
 
 
 @source("csv", params=CsvFileParams)

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from pydantic import BaseModel, ValidationError
 
+from cep.errors import Problem, UserError
 from cep.config.problems import KeyPath, Report, did_you_mean
 from cep.config.translate import validation_problems
 from cep.plugins import Component, Kind, Registry
@@ -46,6 +47,10 @@ class ParamsValidator:
             self.report.add(validation_problems(
                 exc, model=component.params, locations=self.report.locations, prefix=path,
                 subject=subject, drop=drop))
+        except UserError as exc:  # a validator that reports through cep's own errors
+            where = self.report.locate(path)
+            self.report.add(Problem(f"{subject}: {p.message}", p.location or where, p.hint)
+                            for p in exc.problems)
         except Exception as exc:  # a plugin's validator failing in its own way
             self.report.error(path, f"{subject}: parameters rejected by {component.origin}: "
                                     f"{type(exc).__name__}: {exc}")

@@ -17,6 +17,9 @@ from cep.config.problems import KeyPath, describe, did_you_mean, nearest
 
 Subject = Callable[[KeyPath], tuple[str, int]]
 """For errors spanning components: (name, how many leading path parts the name stands for)."""
+_SAYS_ITS_INPUT = ("missing", "extra_forbidden", "value_error", "assertion_error")
+"""Error types whose message needs no "(got ...)": nothing was given, or a validator's own
+message, which names the value itself."""
 
 
 def validation_problems(exc: ValidationError, *, model: type[BaseModel] | None,
@@ -39,7 +42,7 @@ def validation_problems(exc: ValidationError, *, model: type[BaseModel] | None,
         if message not in merged.setdefault(key, []):
             merged[key].append(message)
         value = error.get("input")
-        got = "" if error["type"] in ("missing", "extra_forbidden") or isinstance(
+        got = "" if error["type"] in _SAYS_ITS_INPUT or isinstance(
             value, (dict, list, tuple)) else f" (got {describe(value)})"
         extras.setdefault(key, (got, hint))
     return [Problem(f"{label}{' or '.join(messages)}{extras[key][0]}", where, extras[key][1])
