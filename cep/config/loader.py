@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cep.errors import ConfigError, PluginError, Problem
+from cep.errors import PluginError, Problem
 from cep.config.interpolate import interpolate_env
 from cep.config.models import Pipeline
 from cep.config.normalise import Normaliser
