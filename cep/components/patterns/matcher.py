@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from cep.components.patterns.buffer import Node, events_by_step, first_seq, seqs_by_step
 from cep.components.patterns.model import Pattern, validate_pattern
-from cep.components.patterns.nfa import FINAL, IGNORE, PENDING, STOP, Automaton, State
+from cep.components.patterns.nfa import FINAL, PENDING, STOP, Automaton, State
 from cep.errors import ConfigError
 
 Run = tuple  # (state, node, start timestamp, start seq); node None only for the start run
@@ -129,32 +129,44 @@ class Matcher:
     # -- one event, one run ---------------------------------------------------------------------
     def _step(self, run: Run, event: dict, timestamp: int, seq: int,
               runs: list, finished: list) -> None:
-        """Flink's computeNextStates for one run, plus the stop-state rule of its caller."""
+        """Flink's computeNextStates for one run: follow PROCEED edges whose condition holds,
+        then branch once per open TAKE or IGNORE edge (a start run ignores nothing: it stays).
+        If any branch reaches a STOP state (a negated step saw its event) the run's other
+        branches die with it; finished branches are still reported, as in Flink."""
         state, node, start_ts, start_seq = run
         is_start = node is None
-        produced = []
-        for action, target, source in _decide(state, event, node):
-            if action == IGNORE:
-                if not is_start:
-                    produced.append((target, node, start_ts, start_seq))
-                continue
-            bound = (source.step, event, seq, node)
-            if is_start:
-                start_ts, start_seq = timestamp, seq
-            produced.append((target, bound, start_ts, start_seq))
-            if _final_after_proceed(target, event, node):
-                produced.append((self._final, bound, start_ts, start_seq))
         retained = []
         stopped = False
-        for new in produced:
-            kind = new[0].kind
-            if kind == FINAL:
-                finished.append(new)
-            elif kind == STOP:
-                stopped = True
-            else:
-                retained.append(new)
-        if not stopped:
+        pending = [] if state.proceeds else None
+        current = state
+        while True:
+            for action, target, condition in current.edges:
+                if is_start and action == 1:  # IGNORE: a start run never branches by ignoring
+                    continue
+                if condition is not None and not condition(event, node):
+                    continue
+                if action == 2:  # PROCEED
+                    pending.append(target)
+                    continue
+                if action == 1:
+                    new = (target, node, start_ts, start_seq)
+                else:
+                    if is_start:
+                        start_ts, start_seq = timestamp, seq
+                    new = (target, (current.step, event, seq, node), start_ts, start_seq)
+                    if target.proceeds and _final_after_proceed(target, event, node):
+                        finished.append((self._final, new[1], start_ts, start_seq))
+                kind = target.kind
+                if kind is FINAL:
+                    finished.append(new)
+                elif kind is STOP:
+                    stopped = True
+                else:
+                    retained.append(new)
+            if not pending:
+                break
+            current = pending.pop()
+        if retained and not stopped:
             runs.extend(retained)
 
     def _expire(self, keyed: _KeyState, timestamp: int, finished: list) -> None:
@@ -216,31 +228,8 @@ def _start_order(run: Run) -> tuple[int, int]:
     return run[2], run[3]
 
 
-def _decide(state: State, event: dict, node: Node | None) -> list[tuple]:
-    """The TAKE and IGNORE edges open to a run in `state` for `event`, following PROCEED edges
-    (Flink's createDecisionGraph): (action, target, source state)."""
-    edges = []
-    if not state.proceeds:
-        for action, target, condition in state.edges:
-            if condition is None or condition(event, node):
-                edges.append((action, target, state))
-        return edges
-    pending = [state]
-    while pending:
-        current = pending.pop()
-        for action, target, condition in current.edges:
-            if condition is None or condition(event, node):
-                if action == 2:  # PROCEED
-                    pending.append(target)
-                else:
-                    edges.append((action, target, current))
-    return edges
-
-
 def _final_after_proceed(state: State, event: dict, node: Node | None) -> bool:
     """Whether PROCEED edges lead from `state` to the final state for `event`."""
-    if not state.proceeds:
-        return False
     pending = [state]
     while pending:
         current = pending.pop()

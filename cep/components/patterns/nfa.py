@@ -95,7 +95,7 @@ class _Builder:
         if condition is None:
             return ALWAYS
         index = self.index
-        return lambda event, node: bool(condition(event, MatchView(node, step, index)))
+        return lambda event, node: condition(event, MatchView(node, step, index))
 
     # -- the traversal ---------------------------------------------------------------------
     def build(self, automaton: Automaton) -> None:

@@ -8,7 +8,7 @@ list of events, any other step one event (None when it bound nothing, e.g. a ski
 """
 from __future__ import annotations
 
-from cep.components.patterns.buffer import Node, events_by_step
+from cep.components.patterns.buffer import Node
 
 
 class MatchView:
@@ -28,17 +28,25 @@ class MatchView:
     def bind(self, names: tuple[str, ...]) -> tuple:
         """The values of `names` ("prev" or step names), in that order. Unknown names raise
         KeyError (the pattern's validation is where user-facing names are checked)."""
-        if len(names) == 1 and names[0] == "prev":
-            return (self.prev,)
-        bound = events_by_step(self._node)
         values = []
         for name in names:
             if name == "prev":
                 values.append(self.prev)
                 continue
             index, looping = self._steps[name]
-            events = bound.get(index, [])
-            values.append(list(events) if looping else (events[-1] if events else None))
+            node = self._node
+            if looping:
+                events = []
+                while node is not None:
+                    if node[0] == index:
+                        events.append(node[1])
+                    node = node[3]
+                events.reverse()
+                values.append(events)
+            else:
+                while node is not None and node[0] != index:
+                    node = node[3]
+                values.append(None if node is None else node[1])
         return tuple(values)
 
 
