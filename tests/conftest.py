@@ -1,0 +1,26 @@
+"""Shared fixtures: a short per-test directory (ipc socket paths are limited to ~100 bytes) used as
+both the pipeline's home and its run directory, and the paths of the real data."""
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_TICKS = ROOT / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
+SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture
+def workdir(monkeypatch):
+    path = Path(tempfile.mkdtemp(prefix="cep-"))
+    monkeypatch.setenv("CEP_RUN_DIR", str(path / "run"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the real datasets in {SHARED_DATA} (not shipped with the project)")
+    return SHARED_DATA

@@ -1,0 +1,143 @@
+"""Real processes and real sockets: the end-to-end behaviour DESIGN §4-6 promise."""
+import json
+import os
+import signal
+import socket
+
+import pytest
+import zmq
+
+import cep
+from cep.errors import TransportError
+from tests.conftest import SHIPPED_TICKS
+
+pytestmark = pytest.mark.integration
+
+MOMENTUM = """
+version: 1
+name: it-momentum
+transport: {transport}
+sources:
+  ticks: {{type: {source}}}
+streams:
+  quotes:
+    from: ticks
+    ops:
+      - filter: "ask_price > bid_price"
+      - map: {{mid: "(bid_price + ask_price) / 2"}}
+rules:
+  up5: {{use: momentum, from: quotes, with: {{count: 5, direction: both, quantity: 100}}}}
+sinks:
+  signals: {{type: jsonl, from: [up5], path: out/signals.jsonl}}
+{deploy}
+"""
+
+
+def write_pipeline(workdir, source=None, deploy="", transport="{kind: ipc}"):
+    source = source or f"csv, path: {SHIPPED_TICKS}"
+    path = workdir / "pipeline.yaml"
+    path.write_text(MOMENTUM.format(source=source, deploy=deploy, transport=transport))
+    return path
+
+
+def signals(workdir):
+    with open(workdir / "out" / "signals.jsonl") as file:
+        return [json.loads(line) for line in file]
+
+
+def test_real_data_momentum_gives_the_same_signals_inline_and_as_processes(workdir):
+    plan = cep.compile(write_pipeline(workdir))
+    assert len(plan.workers()) == 3
+    status = cep.run(plan, inline=True)
+    inline = signals(workdir)
+    assert status.nodes()["ticks"].emitted == 131_932
+    status = cep.run(plan)
+    processes = signals(workdir)
+    assert status.nodes()["ticks"].emitted == 131_932
+    assert status.nodes()["signals"].received == len(processes)
+    assert len(inline) > 100
+    assert sorted(processes, key=lambda s: s["signal_id"]) == sorted(inline, key=lambda s: s["signal_id"])
+
+
+def test_parallel_strategy_partitions_by_instrument_and_changes_nothing(workdir):
+    plan = cep.compile(write_pipeline(workdir, deploy="deploy: {up5: {parallelism: 2}}"))
+    strategy = next(p for p in plan.processes if p.role == "strategy")
+    assert strategy.parallelism == 2 and strategy.partition_key == "instrument"
+    cep.run(plan, inline=True)
+    inline = signals(workdir)
+    status = cep.run(plan)
+    assert status.restarts == {}
+    assert sorted(signals(workdir), key=lambda s: s["signal_id"]) == sorted(inline, key=lambda s: s["signal_id"])
+
+
+def test_killing_the_strategy_restarts_it_while_source_and_sink_keep_running(workdir):
+    source = "synthetic, instruments: 2, seed: 3, count: 6000, rate: 3000, speed: realtime"
+    plan = cep.compile(write_pipeline(workdir, source=source))
+    killed = {}
+
+    def kill_strategy_once(status):
+        if not killed and status.nodes()["quotes"].received > 500:
+            killed["pid"] = status.pids["strategy"]
+            os.kill(killed["pid"], signal.SIGKILL)
+
+    status = cep.run(plan, on_status=kill_strategy_once, backoff_s=0.05)
+    assert killed, "the strategy never processed 500 ticks"
+    assert status.restarts == {"strategy": 1}
+    assert status.pids["strategy"] != killed["pid"]
+    assert status.nodes()["ticks"].emitted == 6000          # the source kept going
+    assert status.nodes()["signals"].received > 0           # the sink kept receiving after the restart
+    assert status.nodes()["ticks"].dropped > 0              # what the dead strategy missed is counted
+
+
+def test_garbage_frame_is_dead_lettered_and_the_run_goes_on(workdir):
+    source = "synthetic, instruments: 2, seed: 3, count: 3000, rate: 3000, speed: realtime"
+    plan = cep.compile(write_pipeline(workdir, source=source))
+    endpoint = next(e for e in plan.edges if e.pattern == "push/pull").endpoints[0]
+    context = zmq.Context.instance()
+    injector = context.socket(zmq.PUSH)
+    injector.setsockopt(zmq.LINGER, 1000)
+    sent = {}
+
+    def inject_once(status):
+        if not sent and status.nodes()["quotes"].received > 300:
+            injector.connect(endpoint)
+            injector.send_multipart([b"up5", b"\xc1not msgpack", b"\x00"])
+            sent["yes"] = True
+
+    status = cep.run(plan, on_status=inject_once)
+    injector.close()
+    assert sent
+    assert status.nodes()["signals"].dead_lettered == 1
+    letters = [json.loads(line) for line in open(workdir / "out" / "deadletter.jsonl")]
+    assert letters[0]["node"] == "up5" and "malformed frame header" in letters[0]["reason"] or \
+        "undecodable" in letters[0]["reason"]
+    assert status.nodes()["ticks"].emitted == 3000
+
+
+def test_a_tcp_port_in_use_fails_with_the_address(workdir):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        plan = cep.compile(write_pipeline(workdir, transport=f"{{kind: tcp, base_port: {port}}}"))
+        with pytest.raises(Exception) as failure:
+            cep.run(plan)
+        assert f"127.0.0.1:{port}" in str(failure.value)
+        assert "already in use" in str(failure.value)
+    finally:
+        taken.close()
+
+
+def test_a_second_run_of_the_same_pipeline_is_refused_while_the_first_holds_its_ipc_dir(workdir):
+    plan = cep.compile(write_pipeline(workdir))
+    from cep.runtime.supervisor import Supervisor
+    first = Supervisor(plan)
+    run_dir = workdir / "run" / "it-momentum"
+    run_dir.mkdir(parents=True)
+    lock = first._lock(run_dir)
+    try:
+        with pytest.raises(TransportError, match="already in use"):
+            cep.run(plan)
+    finally:
+        os.close(lock)
