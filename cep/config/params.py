@@ -63,17 +63,12 @@ class ParamsValidator:
         With a shorthand field, a mapping of the model's own keys is taken as is, anything else
         fills the shorthand (`- filter: "ask_price > bid_price"`, `- map: {mid: "..."}`).
         """
-        fields = _keys(component.params)
-        if args is None:
-            args = {}
-        if component.shorthand and not (isinstance(args, dict) and set(args) <= fields):
-            return self.validate(component, {component.shorthand: args}, path, subject, drop=1)
-        if not isinstance(args, dict):
+        params = component.shorthand_args(args)
+        if params is not args and component.shorthand and params.keys() == {component.shorthand}:
+            return self.validate(component, params, path, subject, drop=1)
+        if not isinstance(params, dict):
+            fields = sorted(component.params.model_fields)
             self.report.error(path, f"{subject}: takes a mapping of parameters",
-                              f"keys: {', '.join(sorted(fields))}" if fields else "write it without a value")
+                              f"keys: {', '.join(fields)}" if fields else "write it without a value")
             return None
-        return self.validate(component, args, path, subject)
-
-
-def _keys(model: type[BaseModel]) -> set[str]:
-    return {key for name, f in model.model_fields.items() for key in (name, f.alias) if key}
+        return self.validate(component, params, path, subject)

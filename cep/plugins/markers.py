@@ -46,18 +46,24 @@ class Component:
     fields: tuple[str, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def configure(self, args: Any, base_dir: Path | None = None, registry: Any = None) -> BaseModel:
-        """Validate raw YAML `args` into the params model (raises pydantic.ValidationError).
+    def shorthand_args(self, args: Any) -> Any:
+        """The params mapping for raw YAML `args`, applying the shorthand rule.
 
-        With a `shorthand`, a bare value or a mapping that is not made of the model's own
-        fields is the shorthand field's value: `filter: "x > 1"`, `take: 10`,
+        With a `shorthand`, a mapping made of the model's own keys is taken as is; anything else
+        is the shorthand field's value: `filter: "x > 1"`, `take: 10`,
         `map: {mid: "(bid_price + ask_price) / 2"}`.
         """
-        if self.shorthand is not None and not (
-                isinstance(args, dict) and args and set(args) <= set(self.params.model_fields)):
-            args = {self.shorthand: args}
+        if args is None:
+            args = {}
+        keys = {key for name, info in self.params.model_fields.items() for key in (name, info.alias) if key}
+        if self.shorthand and not (isinstance(args, dict) and set(args) <= keys):
+            return {self.shorthand: args}
+        return args
+
+    def configure(self, args: Any, base_dir: Path | None = None, registry: Any = None) -> BaseModel:
+        """Validate raw YAML `args` into the params model (raises pydantic.ValidationError)."""
         context = {"base_dir": base_dir or Path.cwd(), "registry": registry}
-        return self.params.model_validate(args if args is not None else {}, context=context)
+        return self.params.model_validate(self.shorthand_args(args), context=context)
 
     @property
     def summary(self) -> str:
