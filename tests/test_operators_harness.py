@@ -83,6 +83,10 @@ SAMPLES: dict[str, Any] = {
     "distinct_until_changed": ["bid_price"],
     "take": 7,
     "skip": 3,
+    "bars": "1s",
+    "swings": {"n": 1, "high": "ask_price", "low": "bid_price"},
+    "levels": {"tolerance_bps": 50, "price": "bid_price", "kind": "'high'"},
+    "pivots": "1s",
 }
 
 

@@ -18,3 +18,10 @@ from cep.components.operators._window import buffer_with_time, window
 
 __all__ = ["buffer_with_count", "buffer_with_time", "distinct_until_changed", "filter_records",
            "key_by", "map_records", "pairwise", "scan", "skip", "take", "throttle_first", "window"]
+
+from cep.components.operators._bars import bars  # noqa: E402 - bar-based operators
+from cep.components.operators._levels import levels  # noqa: E402
+from cep.components.operators._pivots import pivots  # noqa: E402
+from cep.components.operators._swings import swings  # noqa: E402
+
+__all__ += ["bars", "levels", "pivots", "swings"]

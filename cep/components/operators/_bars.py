@@ -1,0 +1,154 @@
+"""`bars`: OHLC bars per key from ticks in event time; and the keyed flow the bar-based operators
+(`bars`, `swings`, `levels`, `pivots`) share."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from cep.components.base import BatchOperator, BuildContext, stateful
+from cep.components.operators._common import Duration, Expr, ExpressionUse, OpParams, compiled, key_getter
+from cep.durations import parse_duration
+from cep.events import Batch, Record
+from cep.plugins.markers import operator
+
+MID = "(bid_price + ask_price) / 2"
+BAR_FIELDS = ("timestamp", "bar_start", "bar_end", "open", "high", "low", "close", "ticks")
+
+
+def keyed_flow(ctx: BuildContext, new_state: Callable[[], Any],
+               on_record: Callable[[Any, Any, Record, Batch], None],
+               on_end: Callable[[Any, Any, Batch], None] | None = None) -> BatchOperator:
+    """A batch operator holding one state object per key.
+
+    `on_record(key, state, record, out)` appends what the record produces to `out`; it must check
+    its input before changing `state`, because a record it raises on is dead-lettered and the
+    stream goes on. At end of stream `on_end(key, state, out)` flushes each key, in the order the
+    keys first appeared.
+    """
+    key_of = key_getter(ctx)
+    states: dict[Any, Any] = {}
+
+    def step(batch: Batch) -> Batch:
+        out: Batch = []
+        for record in batch:
+            try:
+                key = key_of(record)
+                state = states.get(key)
+                if state is None:
+                    state = states[key] = new_state()
+                on_record(key, state, record, out)
+            except Exception as exc:  # one bad record must not end the stream
+                ctx.dead_letter(f"{ctx.node}: {type(exc).__name__}: {exc}", record)
+        return out
+
+    def finish() -> Batch:
+        out: Batch = []
+        if on_end is not None:
+            for key, state in states.items():
+                on_end(key, state, out)
+        return out
+
+    return stateful(step, finish)
+
+
+def keyed(key_field: str | None, key: Any, record: Record) -> Record:
+    """`record` with the stream's key field in front (nothing added on an unkeyed stream)."""
+    return {key_field: key, **record} if key_field is not None else record
+
+
+def event_time(record: Record) -> int:
+    """A record's `timestamp`, which must be integer nanoseconds (TypeError otherwise)."""
+    timestamp = record["timestamp"]
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+        raise TypeError(f"timestamp must be integer nanoseconds, got {timestamp!r}")
+    return timestamp
+
+
+class BarBuilder:
+    """One key's bar in progress: bars are `[start, start + period)` with `start` a multiple of
+    `period` (epoch-aligned, UTC). Periods without a tick make no bar.
+
+    A bar record: `{timestamp: bar_end - 1, bar_start, bar_end, open, high, low, close, ticks}`.
+    """
+
+    __slots__ = ("period", "bar")
+
+    def __init__(self, period: int):
+        self.period = period
+        self.bar: Record | None = None
+
+    def is_late(self, timestamp: int) -> bool:
+        """True for a tick older than the bar in progress (it would reopen a closed period)."""
+        return self.bar is not None and timestamp < self.bar["bar_start"]
+
+    def add(self, timestamp: int, price: float) -> Record | None:
+        """Add a tick (not late); returns the bar it closes, if it starts a new period."""
+        bar = self.bar
+        if bar is not None and timestamp < bar["bar_end"]:
+            if price > bar["high"]:
+                bar["high"] = price
+            elif price < bar["low"]:
+                bar["low"] = price
+            bar["close"] = price
+            bar["ticks"] += 1
+            return None
+        start = timestamp - timestamp % self.period
+        end = start + self.period
+        self.bar = {"timestamp": end - 1, "bar_start": start, "bar_end": end, "open": price,
+                    "high": price, "low": price, "close": price, "ticks": 1}
+        return bar
+
+    def flush(self) -> Record | None:
+        """The bar in progress (end of stream), after which the builder is empty."""
+        bar, self.bar = self.bar, None
+        return bar
+
+
+class BarsParams(OpParams):
+    period: Duration
+    price: Expr = MID
+
+    def expressions(self, fields, key=None):
+        yield ExpressionUse("price", self.price, (), fields)
+
+    def output_fields(self, fields: frozenset[str], key: str | None = None) -> frozenset[str]:
+        return frozenset({*BAR_FIELDS, *([key] if key else [])})
+
+
+@operator("bars", params=BarsParams, state="keyed", shorthand="period")
+def bars(params: BarsParams, ctx: BuildContext) -> BatchOperator:
+    """OHLC bars per key from ticks, in event time.
+
+    Bars are `[bar_start, bar_end)` with `bar_start` a multiple of `period` since the epoch (UTC),
+    priced by `price` (default the mid). A bar is emitted when a tick of its key at or past its
+    end arrives, or at end of stream; a period without ticks makes no bar. Each bar:
+    `{key, timestamp: bar_end - 1, bar_start, bar_end, open, high, low, close, ticks}`. A tick
+    older than its key's bar in progress is late: dropped and counted; a tick whose price cannot
+    be computed is dead-lettered.
+
+        ops:
+          - key_by: instrument
+          - bars: {period: 1m, price: "bid_price"}
+
+        in:   --10(0s)--12(20s)--9(40s)----11(61s)--|
+        out:  -----------------------------{o10 h12 l9 c9}--{o11 h11 l11 c11}|
+    """
+    period = parse_duration(params.period)
+    price_of = compiled(params.price)
+    key_field = ctx.key
+
+    def on_tick(key: Any, builder: BarBuilder, record: Record, out: Batch) -> None:
+        timestamp = event_time(record)
+        price = float(price_of(record))
+        if builder.is_late(timestamp):
+            ctx.counters.drop("late")
+            return
+        closed = builder.add(timestamp, price)
+        if closed is not None:
+            out.append(keyed(key_field, key, closed))
+
+    def on_end(key: Any, builder: BarBuilder, out: Batch) -> None:
+        bar = builder.flush()
+        if bar is not None:
+            out.append(keyed(key_field, key, bar))
+
+    return keyed_flow(ctx, lambda: BarBuilder(period), on_tick, on_end)
