@@ -1,0 +1,72 @@
+"""Local cep plugin for the latency benchmark (loaded through a pipeline's `plugins:` key).
+
+- source `wall_synthetic`: the `synthetic` source, but its event time starts at the wall clock of
+  its first tick. The plain synthetic source takes `start_time` from the YAML, written before the
+  worker processes spawn, so event time would trail wall time by the start-up delay; with
+  `speed: realtime` each tick's `timestamp` is then the wall time it is due.
+- sink `latency`: `time.time_ns() - timestamp` of every record it receives, written as int64 ns
+  to `path` when the stream ends.
+"""
+from __future__ import annotations
+
+import time
+from array import array
+from typing import Iterator
+
+from pydantic import BaseModel, ConfigDict
+
+from cep.components.base import BuildContext
+from cep.components.sources.synthetic import SyntheticParams, SyntheticSource
+from cep.events import Batch, TickEvent
+from cep.plugins import sink, source
+
+
+class WallSynthetic:
+    """Delegates to SyntheticSource, created at the first pull with `start_time` = now."""
+
+    live = False
+    replayable = False
+
+    def __init__(self, params: SyntheticParams, ctx: BuildContext) -> None:
+        self._params = params
+        self._ctx = ctx
+
+    def batches(self) -> Iterator[Batch]:
+        params = self._params.model_copy(update={"start_time": time.time_ns()})
+        yield from SyntheticSource(params, self._ctx).batches()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+@source("wall_synthetic", params=SyntheticParams, fields=TickEvent.FIELDS)
+def wall_synthetic(params: SyntheticParams, ctx: BuildContext) -> WallSynthetic:
+    """Synthetic quotes whose event time starts at the wall clock of the first tick."""
+    return WallSynthetic(params, ctx)
+
+
+class LatencyParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str
+
+
+class LatencySink:
+    """Source-to-sink latency of every record, by its `timestamp` (wall ns when it was due)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.samples = array("q")
+
+    def write(self, batch: Batch) -> None:
+        now = time.time_ns()
+        self.samples.extend(now - record["timestamp"] for record in batch)
+
+    def close(self) -> None:
+        with open(self.path, "wb") as handle:
+            self.samples.tofile(handle)
+
+
+@sink("latency", params=LatencyParams)
+def latency_sink(params: LatencyParams, ctx: BuildContext) -> LatencySink:
+    """Write `now - timestamp` (ns) of every record to `path` at end of stream."""
+    return LatencySink(params.path)

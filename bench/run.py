@@ -1,0 +1,221 @@
+"""cep's benchmark suite (issue 4): one command, one table, every number measured in the same run.
+
+    python bench/run.py [--quick] [--json] [--only ceiling,e2e,latency,inproc,peer,scaling]
+
+Sections (each runnable alone with --only):
+  ceiling   raw pyzmq + msgpack, three processes, unbatched and 100 ticks per frame
+  e2e       cep end to end: synthetic -> quotes -> momentum -> null, per delivery mode; and
+            pipelines/momentum.yaml (real Binance csv) to completion
+  latency   paced ticks, source to sink, cep next to the raw chain at the same rate
+  inproc    operator ns/event, the inline runner on the real file
+  peer      the momentum rule in Bytewax (from its own venv, never a dependency of cep)
+  scaling   cep ticks/s at parallelism 1, 2, 4; momentum cost and memory at 10..100,000 keys
+Throughput figures are the best of `--repeats` runs (default 3): the machine is shared.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cep.config.models import AVAILABLE_DELIVERY  # noqa: E402
+
+SECTIONS = ("ceiling", "e2e", "latency", "inproc", "peer", "scaling")
+BYTEWAX_PYTHON = Path(os.environ.get("CEP_BENCH_BYTEWAX_PYTHON", "/tmp/bwenv/bin/python"))
+BYTEWAX_HOWTO = "python -m venv /tmp/bwenv && /tmp/bwenv/bin/pip install bytewax"
+
+
+def best(repeats: int, measure: Callable[[], dict]) -> dict:
+    """The run with the highest ticks/s out of `repeats`."""
+    return max((measure() for _ in range(repeats)), key=lambda r: r["ticks_per_s"])
+
+
+def percentiles(samples: list[int]) -> dict[str, float]:
+    """p50, p99, p99.9 and max in milliseconds."""
+    if not samples:
+        return {}
+    ordered = sorted(samples)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e6
+    return {"p50_ms": at(0.5), "p99_ms": at(0.99), "p99_9_ms": at(0.999), "max_ms": ordered[-1] / 1e6,
+            "samples": len(ordered)}
+
+
+class Suite:
+    def __init__(self, quick: bool, repeats: int, rate: float, seconds: float) -> None:
+        self.quick = quick
+        self.repeats = repeats
+        self.rate = rate
+        self.seconds = seconds
+        self.ticks = 200_000 if quick else 1_000_000
+        self.results: dict = {}
+
+    def ceiling(self) -> None:
+        from raw_chain import run_chain
+        for batch in (1, 100):
+            run = best(self.repeats, lambda: run_chain(self.ticks, batch))
+            run.pop("latencies_ns")
+            self.results.setdefault("ceiling", {})[f"batch_{batch}"] = run
+
+    def e2e(self) -> None:
+        import cep_chain
+        for delivery in AVAILABLE_DELIVERY:
+            run = best(self.repeats, lambda: cep_chain.throughput(self.ticks, delivery))
+            self.results.setdefault("e2e", {})[delivery] = run
+        self.results["e2e"]["real_data"] = best(self.repeats, cep_chain.real_data)
+
+    def latency(self) -> None:
+        import cep_chain
+        from raw_chain import run_chain
+        count = int(self.rate * self.seconds)
+        raw = run_chain(count, 1, rate=self.rate, streak=1)
+        ours = cep_chain.latency(self.rate, self.seconds, streak=1)
+        self.results["latency"] = {
+            "rate": self.rate, "seconds": self.seconds, "signals_are_samples": "momentum count 1",
+            "raw": {**percentiles(raw["latencies_ns"]), "achieved_ticks_per_s": raw["ticks_per_s"]},
+            "cep": {**percentiles(ours["latencies_ns"]), "achieved_ticks_per_s": ours["ticks_per_s"]}}
+
+    def inproc(self) -> None:
+        import inproc
+        self.results["inproc"] = {
+            "ns_per_event": inproc.operator_costs(131_932, self.repeats),
+            "inline_real_data": inproc.inline_real_data(self.repeats)}
+
+    def peer(self) -> None:
+        if not BYTEWAX_PYTHON.exists():
+            self.results["peer"] = {"skipped": f"bytewax not installed ({BYTEWAX_HOWTO})"}
+            return
+        script = Path(__file__).resolve().parent / "peer_bytewax.py"
+        done = subprocess.run([str(BYTEWAX_PYTHON), str(script), "--ticks", str(self.ticks),
+                               "--repeats", str(self.repeats)], capture_output=True, text=True)
+        if done.returncode != 0:
+            self.results["peer"] = {"skipped": f"bytewax run failed: {done.stderr.strip()[-300:]}"}
+            return
+        self.results["peer"] = json.loads(done.stdout)
+
+    def scaling(self) -> None:
+        import cep_chain
+        import inproc
+        runs = {}
+        for parallelism in (1, 2, 4):
+            runs[parallelism] = best(self.repeats, lambda: cep_chain.throughput(self.ticks, parallelism=parallelism))
+        self.results["scaling"] = {
+            "parallelism": runs,
+            "keys": inproc.keys_scaling(ticks=100_000 if self.quick else 300_000)}
+
+
+def verdicts(results: dict) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for each target of issue 4 whose inputs were measured."""
+    out = []
+    e2e, ceiling = results.get("e2e", {}), results.get("ceiling", {})
+    if "at_most_once" in e2e:
+        rate = e2e["at_most_once"]["ticks_per_s"]
+        out.append(("at_most_once >= 500k ticks/s", f"{rate:,.0f}", rate >= 500_000))
+        if "batch_100" in ceiling:
+            ratio = rate / ceiling["batch_100"]["ticks_per_s"]
+            out.append(("at_most_once >= 50% of batched ceiling", f"{ratio:.0%}", ratio >= 0.5))
+    peer = results.get("peer", {})
+    if "at_most_once" in e2e and "batched_ticks_per_s" in peer:
+        fastest = max(peer["batched_ticks_per_s"], peer["one_by_one_ticks_per_s"])
+        rate = e2e["at_most_once"]["ticks_per_s"]
+        out.append(("faster than bytewax (its best batch size)", f"{rate / fastest:.2f}x", rate > fastest))
+    latency = results.get("latency")
+    if latency and latency["raw"] and latency["cep"]:
+        for key, bound in (("p50_ms", 1.5), ("p99_ms", 2.0)):
+            ratio = latency["cep"][key] / latency["raw"][key]
+            out.append((f"latency {key[:-3]} within {bound}x of raw", f"{ratio:.1f}x", ratio <= bound))
+    keys = results.get("scaling", {}).get("keys")
+    if keys:
+        worst = max(row["bytes_per_key"] for row in keys)
+        out.append(("memory per key < 1 KB", f"{worst:.0f} B", worst < 1024))
+        out.append(("100,000 keys run", "yes" if any(r["keys"] >= 100_000 for r in keys) else "no",
+                    any(r["keys"] >= 100_000 for r in keys)))
+    return out
+
+
+def table(results: dict) -> list[str]:
+    lines = [f"machine: {results['machine']}", ""]
+    rows: list[tuple[str, str, str]] = []
+
+    def rate(name: str, run: dict, ref: dict | None = None) -> None:
+        ratio = f"{run['ticks_per_s'] / ref['ticks_per_s']:.0%} of batched ceiling" if ref else ""
+        rows.append((name, f"{run['ticks_per_s']:>12,.0f} ticks/s", ratio))
+
+    ceiling = results.get("ceiling", {})
+    ref = ceiling.get("batch_100")
+    for key, label in (("batch_1", "raw pyzmq, 1 tick/msg"), ("batch_100", "raw pyzmq, 100 ticks/frame")):
+        if key in ceiling:
+            rate(f"ceiling: {label}", ceiling[key])
+    for key, run in results.get("e2e", {}).items():
+        rate(f"cep e2e: {'momentum.yaml (real csv)' if key == 'real_data' else key}", run, ref)
+    for parallelism, run in results.get("scaling", {}).get("parallelism", {}).items():
+        rate(f"cep e2e: parallelism {parallelism}", run, ref)
+    inproc = results.get("inproc")
+    if inproc:
+        rate("cep inline runner (real csv)", inproc["inline_real_data"])
+        for name, ns in inproc["ns_per_event"].items():
+            rows.append((f"in-process: {name}", f"{ns:>12,.0f} ns/event", ""))
+    peer = results.get("peer")
+    if peer:
+        if "skipped" in peer:
+            rows.append(("bytewax", "skipped", peer["skipped"]))
+        else:
+            rows.append((f"bytewax {peer['version']}, 1 tick/item", f"{peer['one_by_one_ticks_per_s']:>12,.0f} ticks/s", "one process"))
+            rows.append((f"bytewax {peer['version']}, {peer['batch']} ticks/item", f"{peer['batched_ticks_per_s']:>12,.0f} ticks/s", "one process"))
+    for row in results.get("scaling", {}).get("keys", []):
+        rows.append((f"momentum, {row['keys']:,} keys", f"{row['ns_per_tick']:>12,.0f} ns/tick",
+                     f"{row['bytes_per_key']:.0f} B/key"))
+    width = max((len(r[0]) for r in rows), default=10)
+    lines += [f"{a:<{width}}  {b}  {c}".rstrip() for a, b, c in rows]
+    latency = results.get("latency")
+    if latency:
+        lines += ["", f"latency, source to sink, paced {latency['rate']:,.0f} ticks/s for {latency['seconds']:g} s "
+                      f"(ms; samples are signals, {latency['signals_are_samples']}):",
+                  f"{'':<6}{'p50':>8}{'p99':>8}{'p99.9':>8}{'max':>8}{'samples':>9}{'achieved/s':>12}"]
+        for who in ("raw", "cep"):
+            p = latency[who]
+            lines.append(f"{who:<6}{p['p50_ms']:>8.2f}{p['p99_ms']:>8.2f}{p['p99_9_ms']:>8.2f}{p['max_ms']:>8.1f}"
+                         f"{p['samples']:>9,}{p['achieved_ticks_per_s']:>12,.0f}")
+    checks = verdicts(results)
+    if checks:
+        lines += ["", "targets (issue 4):"]
+        lines += [f"  [{'met ' if met else 'MISS'}] {target}: {measured}" for target, measured, met in checks]
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller runs, one repeat (under 2 minutes)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON after the table")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {','.join(SECTIONS)}")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per throughput figure (best kept)")
+    parser.add_argument("--rate", type=float, default=50_000, help="paced ticks/s for the latency section")
+    parser.add_argument("--seconds", type=float, default=None, help="latency run length (default 10, quick 2)")
+    args = parser.parse_args(argv)
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    suite = Suite(args.quick, args.repeats or (1 if args.quick else 3), args.rate,
+                  args.seconds or (2.0 if args.quick else 10.0))
+    suite.results["machine"] = (f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+                                f"{platform.system()} {platform.machine()}; best of {suite.repeats}")
+    for section in SECTIONS:
+        if section in wanted:
+            print(f"running {section}...", file=sys.stderr, flush=True)
+            getattr(suite, section)()
+    print("\n".join(table(suite.results)))
+    if args.json:
+        print(json.dumps(suite.results, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
