@@ -2,6 +2,7 @@
 group: the registry loads it exactly as it loads a third-party plugin, collecting the marked
 factories each kind's sub-package exports (its `__all__`)."""
 from cep.components.operators import *  # noqa: F401,F403
+from cep.components.patterns import *  # noqa: F401,F403
 from cep.components.rules import *  # noqa: F401,F403
 from cep.components.sinks import *  # noqa: F401,F403
 from cep.components.sources import *  # noqa: F401,F403

@@ -3,6 +3,9 @@
 `model` (Step, Pattern, validate_pattern), `view` (MatchView: what a condition sees), `buffer`
 (the shared buffer of partial matches), `nfa` (the pattern compiled into Flink's automaton) and
 `matcher` (Matcher: keyed matching, `within`, skip strategies, the partial-match cap).
-The rule factory that wires patterns into pipelines is exported here once it exists.
+`params` (PatternParams: the YAML surface, checked at load time), `emit` (what a match becomes)
+and `rule` (the `pattern` rule that runs an inline pattern in a pipeline) wire it into pipelines.
 """
-__all__: list[str] = []
+from cep.components.patterns.rule import pattern
+
+__all__ = ["pattern"]
