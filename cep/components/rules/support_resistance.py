@@ -53,7 +53,8 @@ class LevelWatch:
     """Where price stands against one level, tick by tick.
 
     `side` is the side of the band price last settled on (above or below; at creation, the side
-    of the level the price is on). From below: `confirm` consecutive ticks above the band are a
+    of the level the price is on, and for a price exactly at it, below a swing high's level and
+    above a swing low's). From below: `confirm` consecutive ticks above the band are a
     breakout up, and the side flips; a tick back at or under the band's top resets the count (a
     failed probe). A tick inside the band is a touch; after a touch, price falling out of the
     band and at least `away` under the level is a rejection. From above, symmetrically: breakout
@@ -106,8 +107,9 @@ class _KeyState:
         for swing in self.swings.add(bar["timestamp"], bar["high"], bar["low"], bar["bar_start"]):
             for change in self.levels.add(swing["timestamp"], swing["kind"], swing["price"]):
                 level = change["level"]
-                if change["change"] == "new":
-                    self.watches[level] = LevelWatch(above=mid > change["price"])
+                if change["change"] == "new":  # price at the level: a swing low is support
+                    above = mid > change["price"] or (mid == change["price"] and swing["kind"] == "low")
+                    self.watches[level] = LevelWatch(above=above)
                 elif change["change"] == "evicted":
                     del self.watches[level]
                     for kind in KINDS:
