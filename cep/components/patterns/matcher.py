@@ -154,7 +154,7 @@ class Matcher:
                     if is_start:
                         start_ts, start_seq = timestamp, seq
                     new = (target, (current.step, event, seq, node), start_ts, start_seq)
-                    if target.proceeds and _final_after_proceed(target, event, node):
+                    if target.proceeds and _final_after_proceed(target, event, new[1]):
                         finished.append((self._final, new[1], start_ts, start_seq))
                 kind = target.kind
                 if kind is FINAL:
