@@ -28,7 +28,9 @@ class Tolerance:
 
     def width(self, price: float) -> float:
         """The half-width of the band around a level at `price`."""
-        return self.absolute if self.absolute is not None else abs(price) * self.bps / 1e4  # type: ignore[operator]
+        if self.absolute is not None:
+            return self.absolute
+        return abs(price) * self.bps / 1e4  # type: ignore[operator]
 
 
 class ToleranceParams(OpParams):

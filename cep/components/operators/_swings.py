@@ -65,12 +65,12 @@ def swings(params: SwingsParams, ctx: BuildContext) -> BatchOperator:
     """Fractal swing highs and lows per key over bars (the output of `bars`).
 
     A bar's high and low are the expressions `high` and `low` (default: the fields of `bars`; any
-    record stream works, e.g. `high: ask_price` over ticks). A bar is a swing high when its high is strictly greater than the highs of the `n` bars before
-    and after it (equal highs make no swing), a swing low symmetrically. A swing is emitted when
-    confirmed, at the `n`-th bar after it: `{key, timestamp: the confirming bar's, kind: high|low,
-    price, bar_start: the swing bar's, None if the input has no such field}`. Swings still
-    unconfirmed at end of stream are not emitted. A bar without a numeric high/low is
-    dead-lettered.
+    record stream works, e.g. `high: ask_price` over ticks). A bar is a swing high when its high
+    is strictly greater than the highs of the `n` bars before and after it (equal highs make no
+    swing), a swing low symmetrically. A swing is emitted when confirmed, at the `n`-th bar after
+    it: `{key, timestamp: the confirming bar's, kind: high|low, price, bar_start: the swing bar's,
+    None if the input has no such field}`. Swings still unconfirmed at end of stream are not
+    emitted. A bar without a numeric high/low is dead-lettered.
 
         ops:
           - bars: 1m
