@@ -127,10 +127,6 @@ class PatternParams(BaseModel):
         values = self.emit.model_dump(exclude={"type", "action"}, exclude_none=True)
         return {key: as_value(value, self.step_names) for key, value in values.items()}
 
-    def warnings(self) -> list[Problem]:
-        """What `validate_pattern` warns about (patterns whose partial matches may live forever)."""
-        return [p for p in validate_pattern(self.compile()) if p.severity == "warning"]
-
     @model_validator(mode="after")
     def _check(self) -> "PatternParams":
         errors = self._expression_errors()
