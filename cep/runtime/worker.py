@@ -20,6 +20,7 @@ import msgpack
 import zmq
 
 from cep.compiler.plan import Plan
+from cep.errors import RuntimeFailure
 from cep.events import Batch
 from cep.runtime.builder import ProcessGraph, build_process
 from cep.runtime.deadletter import DeadLetters
@@ -28,6 +29,10 @@ from cep.runtime.transport import Inlet, Outlet, PubOutlet, PushOutlet
 
 METRICS_EVERY_S = 0.5
 INBOUND_BURST = 64  # frames read per socket before giving others a turn
+
+
+class WorkerOrphaned(RuntimeFailure):
+    """The supervisor died without stopping this worker; it exits rather than run on unseen."""
 
 
 def worker_main(plan_data: dict, worker: str, incarnation: int) -> None:
@@ -44,15 +49,19 @@ def worker_main(plan_data: dict, worker: str, incarnation: int) -> None:
     except BaseException as exc:  # everything reaches the parent, chained there
         _send(control, {"t": "error", "worker": worker, "error": f"{type(exc).__name__}: {exc}",
                         "traceback": traceback.format_exc()})
-        control.close()
-        context.term()
+        control.close()           # lingers until the error report is delivered
+        context.destroy(linger=0)  # data sockets left open by the failure must not block the exit
         os._exit(1)
     control.close()
     context.term()
 
 
 def _send(socket: zmq.Socket, message: dict[str, Any]) -> None:
-    socket.send(msgpack.packb(message, use_bin_type=True))
+    """Report to the supervisor; never block on it (if it is gone, the orphan check ends us)."""
+    try:
+        socket.send(msgpack.packb(message, use_bin_type=True), zmq.NOBLOCK)
+    except zmq.Again:
+        pass
 
 
 class Worker:
@@ -66,6 +75,7 @@ class Worker:
         self.process, self.index = plan.process_of_worker(worker)
         self.stopping = False
         self.started = False
+        self.parent = os.getppid()
         self.dead_letters = DeadLetters(plan.dead_letter, worker)
         self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
                                                  self.dead_letters)
@@ -96,12 +106,14 @@ class Worker:
                     self.outlet_by_edge[edge.id] = outlet
             self.outlets += outlets
         for edge in self.plan.edges_to(self.process.name):
+            reader = next(n for n in self.process.nodes if edge.node in self.plan.nodes[n].inputs)
             self.inlets.append(Inlet(self.context, self.plan, edge, self.worker, self.index,
-                                     lambda reason, raw, node=edge.node: self._dead_letter(node, reason, raw)))
+                                     lambda reason, raw, node=reader: self._dead_letter(node, reason, raw)))
         for node, (source, subject) in self.graph.sources.items():
             self.sources.append((iter(source.batches()), source, subject))
 
     def _dead_letter(self, node: str, reason: str, raw: bytes) -> None:
+        """A frame for `node` (the local reader of the edge) that could not be decoded."""
         self.graph.counters[node].dead_lettered += 1
         self.dead_letters(node, reason, raw)
 
@@ -148,6 +160,8 @@ class Worker:
             self.graph.raise_failure()
             now = time.monotonic()
             if now >= next_metrics:
+                if os.getppid() != self.parent:
+                    raise WorkerOrphaned(f"the supervisor (pid {self.parent}) is gone")
                 self._report("metrics")
                 next_metrics = now + METRICS_EVERY_S
             if self.started and self._finished():
