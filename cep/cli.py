@@ -9,13 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
 
 import cep
-from cep.errors import CepError, ConfigError, Problem, UserError
+from cep.errors import CepError, UserError
 
 FORMATS = ("text", "dot", "mermaid", "json")
 

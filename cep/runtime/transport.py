@@ -96,6 +96,14 @@ class Outlet:
     def done(self) -> bool:
         return self.ended and not self.awaiting_ack
 
+    def _ship(self, socket: zmq.Socket, frame: list[bytes], events: int) -> None:
+        """Send one data frame per the backpressure policy; what is not sent is counted dropped."""
+        if _send(socket, frame, self.blocking, self.stopping):
+            self.counters.frames += 1
+            self.counters.events += events
+        else:
+            self.counters.dropped += events
+
     def _frame(self, topic: bytes, kind: int, seq: int, batch: Batch | None) -> list[bytes]:
         header = codec.encode_header(kind, self.producer, seq, len(batch) if batch else 0)
         return [topic, header, codec.encode_batch(batch) if batch else b""]
@@ -167,11 +175,7 @@ class PubOutlet(Outlet):
         missing = len(self.expected - self.joined)
         if missing:  # a consumer worker is down (restarting): what it misses is counted, not hidden
             self.counters.dropped += len(bucket) * missing
-        if _send(self.socket, self._frame(topic, codec.DATA, seq, bucket), self.blocking, self.stopping):
-            self.counters.frames += 1
-            self.counters.events += len(bucket)
-        else:
-            self.counters.dropped += len(bucket)
+        self._ship(self.socket, self._frame(topic, codec.DATA, seq, bucket), len(bucket))
 
     def end(self) -> None:
         self.flush()
@@ -233,12 +237,7 @@ class PushOutlet(Outlet):
     def _push(self, index: int) -> None:
         bucket, self.buckets[index] = self.buckets[index], []
         self.seq[index] += 1
-        frame = self._frame(self.topic, codec.DATA, self.seq[index], bucket)
-        if _send(self.sockets[index], frame, self.blocking, self.stopping):
-            self.counters.frames += 1
-            self.counters.events += len(bucket)
-        else:
-            self.counters.dropped += len(bucket)
+        self._ship(self.sockets[index], self._frame(self.topic, codec.DATA, self.seq[index], bucket), len(bucket))
 
     def end(self) -> None:
         self.flush()

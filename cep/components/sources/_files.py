@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import gzip
 import io
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 from pydantic import ValidationInfo
+
+from cep.components.base import BuildContext
+from cep.components.sources._pacing import paced_batches
+from cep.events import Batch, Record
 
 
 def resolve_existing(path: str | Path, info: ValidationInfo, what: str = "data file") -> Path:
@@ -36,3 +41,34 @@ def open_text(path: Path) -> TextIO:
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace",
                                 newline="")
     return open(path, encoding="utf-8", errors="replace", newline="")
+
+
+class FileReplay(ABC):
+    """What every file-replay source shares: finite, replayable, paced by event time, one open
+    stream closed by `close()`. A subclass implements `_records()`, opening `self._path` with
+    `self._open()`."""
+
+    live = False
+    replayable = True
+
+    def __init__(self, params: Any, ctx: BuildContext) -> None:
+        self._params = params
+        self._ctx = ctx
+        self._path = ctx.resolve(params.path)
+        self._stream: TextIO | None = None
+
+    def batches(self) -> Iterator[Batch]:
+        return paced_batches(self._records(), self._ctx.batch_size, self._params.speed)
+
+    @abstractmethod
+    def _records(self) -> Iterator[Record]:
+        """The file's records in order; bad lines are dead-lettered, not raised."""
+
+    def _open(self) -> TextIO:
+        self._stream = open_text(self._path)
+        return self._stream
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None

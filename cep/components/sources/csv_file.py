@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from cep.components.base import BuildContext
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
-from cep.components.sources._files import open_text, resolve_existing
-from cep.components.sources._pacing import Speed, paced_batches
-from cep.events import Batch, Record, TickEvent
+from cep.components.sources._files import FileReplay, open_text, resolve_existing
+from cep.components.sources._pacing import Speed
+from cep.events import Record, TickEvent
 from cep.plugins.markers import source
 
 _REQUIRED = ("timestamp", "instrument", "bid_price", "ask_price")
@@ -83,7 +83,7 @@ def read_header(path: Path, delimiter: str) -> list[str]:
         raise ValueError(f"cannot read the header of CSV file {path}: {exc}") from None
 
 
-class CsvSource:
+class CsvSource(FileReplay):
     """Streams the rows as TickEvent records; the file is never loaded whole.
 
     Delivery: finite and replayable (the row offset is a position to resume from), so it can back
@@ -91,21 +91,10 @@ class CsvSource:
     number, missing cells) is dead-lettered with its line number and text; the replay goes on.
     """
 
-    live = False
-    replayable = True
-
-    def __init__(self, params: CsvParams, ctx: BuildContext) -> None:
-        self._params = params
-        self._ctx = ctx
-        self._path = ctx.resolve(params.path)
-        self._stream = None
-
-    def batches(self) -> Iterator[Batch]:
-        return paced_batches(self._records(), self._ctx.batch_size, self._params.speed)
 
     def _records(self) -> Iterator[Record]:
         params = self._params
-        self._stream = stream = open_text(self._path)
+        stream = self._open()
         rows = csv.reader(stream, delimiter=params.delimiter)
         header = next(rows, None)
         if header is None:
@@ -146,11 +135,6 @@ class CsvSource:
     def _reject(self, line: int, why: str, row: list[str]) -> None:
         self._ctx.dead_letter(f"{self._path.name} line {line}: {why}",
                               self._params.delimiter.join(row))
-
-    def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
 
 
 @source("csv", params=CsvParams, fields=TickEvent.FIELDS)

@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from cep.components.base import BuildContext
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
-from cep.components.sources._files import open_text, resolve_existing
-from cep.components.sources._pacing import Speed, paced_batches
-from cep.events import Batch, Record
+from cep.components.sources._files import FileReplay, resolve_existing
+from cep.components.sources._pacing import Speed
+from cep.events import Record
 from cep.plugins.markers import source
 
 
@@ -32,7 +32,7 @@ class JsonlParams(BaseModel):
         return resolve_existing(path, info, "JSONL file")
 
 
-class JsonlSource:
+class JsonlSource(FileReplay):
     """Streams the file's objects as records, each with `timestamp` set to its event time in ns.
 
     The event time is read from `time_field` in `time_unit`; the original field is kept as it was
@@ -41,23 +41,12 @@ class JsonlSource:
     event time, is dead-lettered with its line number; the replay goes on.
     """
 
-    live = False
-    replayable = True
-
-    def __init__(self, params: JsonlParams, ctx: BuildContext) -> None:
-        self._params = params
-        self._ctx = ctx
-        self._path = ctx.resolve(params.path)
-        self._stream = None
-
-    def batches(self) -> Iterator[Batch]:
-        return paced_batches(self._records(), self._ctx.batch_size, self._params.speed)
 
     def _records(self) -> Iterator[Record]:
         field = self._params.time_field
         scale = NS_PER_UNIT[self._params.time_unit]
         loads = json.loads
-        self._stream = stream = open_text(self._path)
+        stream = self._open()
         try:
             for number, line in enumerate(stream, start=1):
                 if not line.strip():
@@ -75,11 +64,6 @@ class JsonlSource:
                 yield record
         except (OSError, EOFError) as exc:  # a truncated or corrupt .gz: the rest is lost
             self._ctx.dead_letter(f"{self._path.name}: file unreadable from here on: {exc}", "")
-
-    def close(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
 
 
 @source("jsonl", params=JsonlParams)
