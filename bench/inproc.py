@@ -10,13 +10,13 @@ import time
 import tracemalloc
 from pathlib import Path
 
+from cep_chain import MOMENTUM_PIPELINE
 from reactivex.subject import Subject
+from ticks import load_ticks
 
 import cep
 from cep.components.base import BuildContext
 from cep.plugins import default_registry
-from cep_chain import MOMENTUM_PIPELINE
-from ticks import load_ticks
 
 FIELDS = ("timestamp", "instrument", "bid_price", "ask_price", "bid_volume", "ask_volume")
 BATCH = 256

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from array import array
-from typing import Iterator
+from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict
 

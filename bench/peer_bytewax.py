@@ -15,11 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import bytewax.operators as op  # noqa: E402
-from bytewax.dataflow import Dataflow  # noqa: E402
-from bytewax.testing import TestingSink, TestingSource, run_main  # noqa: E402
-
-from ticks import Momentum, load_ticks  # noqa: E402
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
+from ticks import Momentum, load_ticks
 
 
 def one_by_one(ticks: list) -> tuple[float, int]:

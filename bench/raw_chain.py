@@ -20,7 +20,6 @@ from pathlib import Path
 
 import msgpack
 import zmq
-
 from ticks import Momentum, load_ticks, random_walk
 
 END = b""
