@@ -1,66 +1,16 @@
-"""`bars`: OHLC bars per key from ticks in event time; and the keyed flow the bar-based operators
-(`bars`, `swings`, `levels`, `pivots`) share."""
+"""`bars`: OHLC bars per key from ticks in event time."""
 from __future__ import annotations
 
-from typing import Any, Callable
 
-from cep.components.base import BatchOperator, BuildContext, stateful
-from cep.components.operators._common import Duration, Expr, ExpressionUse, OpParams, compiled, key_getter
+from cep.components.base import BatchOperator, BuildContext
+from cep.components.operators._common import Duration, Expr, ExpressionUse, OpParams, compiled
+from cep.components.operators._keyed import period_flow
 from cep.durations import parse_duration
-from cep.events import Batch, Record
+from cep.events import Record
 from cep.plugins.markers import operator
 
 MID = "(bid_price + ask_price) / 2"
 BAR_FIELDS = ("timestamp", "bar_start", "bar_end", "open", "high", "low", "close", "ticks")
-
-
-def keyed_flow(ctx: BuildContext, new_state: Callable[[], Any],
-               on_record: Callable[[Any, Any, Record, Batch], None],
-               on_end: Callable[[Any, Any, Batch], None] | None = None) -> BatchOperator:
-    """A batch operator holding one state object per key.
-
-    `on_record(key, state, record, out)` appends what the record produces to `out`; it must check
-    its input before changing `state`, because a record it raises on is dead-lettered and the
-    stream goes on. At end of stream `on_end(key, state, out)` flushes each key, in the order the
-    keys first appeared.
-    """
-    key_of = key_getter(ctx)
-    states: dict[Any, Any] = {}
-
-    def step(batch: Batch) -> Batch:
-        out: Batch = []
-        for record in batch:
-            try:
-                key = key_of(record)
-                state = states.get(key)
-                if state is None:
-                    state = states[key] = new_state()
-                on_record(key, state, record, out)
-            except Exception as exc:  # one bad record must not end the stream
-                ctx.dead_letter(f"{ctx.node}: {type(exc).__name__}: {exc}", record)
-        return out
-
-    def finish() -> Batch:
-        out: Batch = []
-        if on_end is not None:
-            for key, state in states.items():
-                on_end(key, state, out)
-        return out
-
-    return stateful(step, finish)
-
-
-def keyed(key_field: str | None, key: Any, record: Record) -> Record:
-    """`record` with the stream's key field in front (nothing added on an unkeyed stream)."""
-    return {key_field: key, **record} if key_field is not None else record
-
-
-def event_time(record: Record) -> int:
-    """A record's `timestamp`, which must be integer nanoseconds (TypeError otherwise)."""
-    timestamp = record["timestamp"]
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
-        raise TypeError(f"timestamp must be integer nanoseconds, got {timestamp!r}")
-    return timestamp
 
 
 class BarBuilder:
@@ -133,22 +83,4 @@ def bars(params: BarsParams, ctx: BuildContext) -> BatchOperator:
         out:  -----------------------------{o10 h12 l9 c9}--{o11 h11 l11 c11}|
     """
     period = parse_duration(params.period)
-    price_of = compiled(params.price)
-    key_field = ctx.key
-
-    def on_tick(key: Any, builder: BarBuilder, record: Record, out: Batch) -> None:
-        timestamp = event_time(record)
-        price = float(price_of(record))
-        if builder.is_late(timestamp):
-            ctx.counters.drop("late")
-            return
-        closed = builder.add(timestamp, price)
-        if closed is not None:
-            out.append(keyed(key_field, key, closed))
-
-    def on_end(key: Any, builder: BarBuilder, out: Batch) -> None:
-        bar = builder.flush()
-        if bar is not None:
-            out.append(keyed(key_field, key, bar))
-
-    return keyed_flow(ctx, lambda: BarBuilder(period), on_tick, on_end)
+    return period_flow(ctx, lambda: BarBuilder(period), compiled(params.price))

@@ -1,13 +1,13 @@
 """`pivots`: classic floor-trader pivot points per key from the previous session's high/low/close."""
 from __future__ import annotations
 
-from typing import Any
 
 from cep.components.base import BatchOperator, BuildContext
-from cep.components.operators._bars import MID, event_time, keyed, keyed_flow
+from cep.components.operators._bars import MID
+from cep.components.operators._keyed import period_flow
 from cep.components.operators._common import Duration, Expr, ExpressionUse, OpParams, compiled
 from cep.durations import parse_duration
-from cep.events import Batch, Record
+from cep.events import Record
 from cep.plugins.markers import operator
 
 PIVOT_FIELDS = ("timestamp", "session_start", "session_end", "high", "low", "close",
@@ -93,22 +93,4 @@ def pivots(params: PivotsParams, ctx: BuildContext) -> BatchOperator:
                                           s2 96, r3 122, s3 92}--{day 3 from day 2}|
     """
     length = parse_duration(params.session)
-    price_of = compiled(params.price)
-    key_field = ctx.key
-
-    def on_tick(key: Any, session: SessionHLC, record: Record, out: Batch) -> None:
-        timestamp = event_time(record)
-        price = float(price_of(record))
-        if session.is_late(timestamp):
-            ctx.counters.drop("late")
-            return
-        pivot = session.add(timestamp, price)
-        if pivot is not None:
-            out.append(keyed(key_field, key, pivot))
-
-    def on_end(key: Any, session: SessionHLC, out: Batch) -> None:
-        pivot = session.flush()
-        if pivot is not None:
-            out.append(keyed(key_field, key, pivot))
-
-    return keyed_flow(ctx, lambda: SessionHLC(length), on_tick, on_end)
+    return period_flow(ctx, lambda: SessionHLC(length), compiled(params.price))

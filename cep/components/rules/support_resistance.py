@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import Field
 
 from cep.components.base import BatchOperator, BuildContext
-from cep.components.operators._bars import BarBuilder, event_time, keyed_flow
+from cep.components.operators._bars import BarBuilder
+from cep.components.operators._keyed import event_time, keyed_flow
 from cep.components.operators._common import Duration
 from cep.components.operators._levels import Level, LevelTable, ToleranceParams
 from cep.components.operators._swings import SwingDetector
