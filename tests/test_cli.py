@@ -155,3 +155,23 @@ sinks:
     assert process.returncode == 0, err
     assert "interrupted, drained" in out
     assert "Traceback" not in err
+
+
+def test_a_risky_pattern_is_a_warning_not_an_error(tmp_path, capsys):
+    path = tmp_path / "loop.yaml"
+    path.write_text("""version: 1
+name: w
+sources:
+  ticks: {type: synthetic, count: 100}
+rules:
+  loop:
+    from: ticks
+    pattern:
+      - {name: a, where: "bid_price > 0"}
+      - {name: b, where: "bid_price > 0", one_or_more: true}
+sinks:
+  out: {type: "null", from: loop}
+""")
+    code, out, err = cep("validate", path, capsys=capsys)
+    assert code == 0 and "ok" in out
+    assert f"{path}:6:3: warning:" in err and "within" in err

@@ -36,6 +36,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     if errors:
         raise CompileError(errors)
 
+    warnings = list(checked.warnings) + _component_warnings(pipeline, graph)
     run_dir = run_dir or default_run_dir(pipeline)
     processes = []
     for name, members in place(pipeline, graph, nodes).items():
@@ -66,7 +67,18 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
         control=f"ipc://{run_dir / 'control'}", batch_size=pipeline.defaults.batch_size,
         flush_interval_ns=parse_duration(pipeline.defaults.flush_interval),
         dead_letter=str(pipeline.base_dir / pipeline.defaults.dead_letter),
-        warnings=tuple(str(w) for w in checked.warnings))
+        warnings=tuple(str(w) for w in warnings))
+
+
+def _component_warnings(pipeline: Pipeline, graph) -> list[Problem]:
+    """Warnings a component's params report about themselves (`params.warnings()`, optional)."""
+    found = []
+    for node_id, data in graph.nodes(data=True):
+        report = getattr(data["spec"].config, "warnings", None)
+        if callable(report):
+            where = pipeline.locate(data["section"], node_id)
+            found += [Problem(f'{data["kind"]} "{node_id}": {text}', where, severity="warning") for text in report()]
+    return found
 
 
 def _node_plan(node_id: str, data: dict, registry: Registry) -> NodePlan:

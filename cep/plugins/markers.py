@@ -6,7 +6,8 @@
 - sink:     `factory(params, ctx) -> Sink`              (cep.components.base.Sink)
 
 `params` is an instance of the pydantic model given to the marker (validated from YAML, unknown
-keys rejected); `ctx` is a `cep.components.base.BuildContext`.
+keys rejected); `ctx` is a `cep.components.base.BuildContext`. A params model may define
+`warnings() -> list[str]`: legal but risky settings, printed by `cep validate` and `cep run`.
 """
 from __future__ import annotations
 

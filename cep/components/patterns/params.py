@@ -127,6 +127,11 @@ class PatternParams(BaseModel):
         values = self.emit.model_dump(exclude={"type", "action"}, exclude_none=True)
         return {key: as_value(value, self.step_names) for key, value in values.items()}
 
+    def warnings(self) -> list[str]:
+        """What is legal but risky (e.g. an unbounded loop without `within`); `cep validate` and
+        `cep run` print these without failing."""
+        return [_text(p) for p in validate_pattern(self.compile()) if p.severity == "warning"]
+
     @model_validator(mode="after")
     def _check(self) -> "PatternParams":
         errors = self._expression_errors()
