@@ -74,7 +74,7 @@ def _component_warnings(pipeline: Pipeline, graph) -> list[Problem]:
     """Warnings a component's params report about themselves (`params.warnings()`, optional)."""
     found = []
     for node_id, data in graph.nodes(data=True):
-        report = getattr(data["spec"].config, "warnings", None)
+        report = getattr(getattr(data["spec"], "config", None), "warnings", None)
         if callable(report):
             where = pipeline.locate(data["section"], node_id)
             found += [Problem(f'{data["kind"]} "{node_id}": {text}', where, severity="warning") for text in report()]
