@@ -22,7 +22,7 @@ from cep.plugins import sink, source
 
 
 class WallSynthetic:
-    """Delegates to SyntheticSource, created at the first pull with `start_time` = now."""
+    """Delegates to SyntheticSource, with event time shifted to the wall clock of the first tick."""
 
     live = False
     replayable = False
@@ -32,8 +32,15 @@ class WallSynthetic:
         self._ctx = ctx
 
     def batches(self) -> Iterator[Batch]:
-        params = self._params.model_copy(update={"start_time": time.time_ns()})
-        yield from SyntheticSource(params, self._ctx).batches()
+        """The pacing clock starts at the first tick, after the first chunk of ticks has been
+        generated; event time is shifted to start at that same wall instant."""
+        shift = None
+        for batch in SyntheticSource(self._params, self._ctx).batches():
+            if shift is None:
+                shift = time.time_ns() - batch[0]["timestamp"]
+            for record in batch:
+                record["timestamp"] += shift
+            yield batch
 
     def close(self) -> None:
         """Nothing to release."""
