@@ -47,3 +47,16 @@ def test_oversized_frame_is_refused_before_decoding(monkeypatch):
     monkeypatch.setattr(codec, "MAX_FRAME_BYTES", 100)
     with pytest.raises(CodecError, match="exceeds"):
         codec.decode_batch(codec.encode_batch([{"x": "y" * 200}]))
+
+
+@pytest.mark.parametrize("fields", [["a", "b"], ["not an identifier", "b"], ["x"] * 1 + [f"f{i}" for i in range(70)]])
+def test_rows_of_the_wrong_width_are_a_codec_error_for_every_layout(fields):
+    good = msgpack.packb([[fields, [list(range(len(fields)))]]])
+    assert list(codec.decode_batch(good)[0]) == fields
+    with pytest.raises(CodecError):
+        codec.decode_batch(msgpack.packb([[fields, [list(range(len(fields) + 1))]]]))
+
+
+def test_field_names_never_become_code():
+    nasty = ["a'}); __import__('os').system('true'); ({'", "b"]
+    assert codec.decode_batch(msgpack.packb([[nasty, [[1, 2]]]])) == [{nasty[0]: 1, "b": 2}]
