@@ -104,12 +104,16 @@ class Sink(Protocol):
         ...
 
 
-def per_record(transform: Callable[[Record], Record | None], ctx: BuildContext) -> BatchOperator:
+def per_record(transform: Callable[[Record], Record | None], ctx: BuildContext,
+               pure: bool = False) -> BatchOperator:
     """Lift a record -> record|None function into a batch operator.
 
     None drops the record (as a filter does); an exception dead-letters the record only.
+    A `pure` transform (no state, no side effects) runs over the whole batch in one
+    comprehension, and only a batch in which some record fails is redone record by record; the
+    hot path then costs a call per record and nothing more.
     """
-    def apply(batch: Batch) -> Batch:
+    def careful(batch: Batch) -> Batch:
         out: Batch = []
         append = out.append
         for record in batch:
@@ -122,7 +126,17 @@ def per_record(transform: Callable[[Record], Record | None], ctx: BuildContext) 
                 append(result)
         return out
 
-    return batch_map(apply)
+    if not pure:
+        return batch_map(careful)
+
+    def fast(batch: Batch) -> Batch:
+        try:
+            results = [transform(record) for record in batch]
+        except Exception:  # some record fails: find it (and dead-letter it) the careful way
+            return careful(batch)
+        return [result for result in results if result is not None]
+
+    return batch_map(fast)
 
 
 def batch_map(apply: Callable[[Batch], Batch]) -> BatchOperator:

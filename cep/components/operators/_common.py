@@ -2,6 +2,8 @@
 record, per-key state, and the shape of a record that groups events (buffers, windows)."""
 from __future__ import annotations
 
+import ast
+
 from typing import Annotated, Any, Callable, Iterator, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -68,6 +70,11 @@ re-validated params model means the same; read it in ns with `parse_duration`.""
 def compiled(source: str, *bound: str) -> Callable[..., Any]:
     """The function of an expression already checked at load time: `f(record, *bound_values)`."""
     return compile_expression(source, bound=bound).function
+
+
+def reads_prev(source: str) -> bool:
+    """Whether an (already checked) expression uses `prev`, i.e. needs per-key state."""
+    return any(isinstance(node, ast.Name) and node.id == "prev" for node in ast.walk(ast.parse(source, mode="eval")))
 
 
 def key_getter(ctx: BuildContext) -> Callable[[Record], Any]:

@@ -27,4 +27,4 @@ def filter_records(params: FilterParams, ctx: BuildContext) -> BatchOperator:
         out:  --a-----------------------c-----------|
     """
     test = compiled(params.expr)
-    return per_record(lambda record: record if test(record) else None, ctx)
+    return per_record(lambda record: record if test(record) else None, ctx, pure=True)

@@ -7,7 +7,7 @@ from pydantic import model_validator
 
 from cep.components.base import BatchOperator, BuildContext, per_record
 from cep.components.operators._common import (Expr, ExpressionUse, OpParams, compiled,
-                                              key_getter)
+                                              key_getter, reads_prev)
 from cep.events import Record
 from cep.plugins.markers import operator
 
@@ -49,6 +49,13 @@ def map_records(params: MapParams, ctx: BuildContext) -> BatchOperator:
         out:  --{.., mid 2, rising F}--{.., mid 3, rising T}--|
     """
     computations = [(name, compiled(source, "prev")) for name, source in params.fields.items()]
+    if not any(reads_prev(source) for source in params.fields.values()):
+        def compute_fields(record: Record) -> Record:
+            out = dict(record)
+            for name, compute in computations:
+                out[name] = compute(out, None)
+            return out
+        return per_record(compute_fields, ctx, pure=True)  # no `prev`: no state per key
     key_of = key_getter(ctx)
     last: dict[Any, Record] = {}
 
