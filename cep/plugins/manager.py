@@ -38,7 +38,7 @@ class Registry:
     def register(self, component: Component) -> None:
         """Add one component; a second component of the same kind and name is an error."""
         existing = self._components[component.kind].get(component.name)
-        if existing is not None and existing.factory is not component.factory:
+        if existing is not None and not _same_factory(existing.factory, component.factory):
             raise PluginError(Problem(
                 f"{component.kind} {component.name!r} from {component.origin} is already "
                 f"registered by {existing.origin}", hint="rename one of them"))
@@ -73,7 +73,7 @@ class Registry:
             except Exception as exc:  # a broken third-party plugin must not hide the others
                 raise PluginError(Problem(f"plugin entry point {name!r} ({ep.value}) failed to "
                                           f"load: {exc}", hint="fix or uninstall that package")) from exc
-            self.register_module(module, origin=f"entry point {name}")
+            self.register_module(module, origin=None if name == BUILTINS else f"entry point {name}")
 
     def load_module(self, dotted: str) -> None:
         self.register_module(importlib.import_module(dotted))
@@ -124,6 +124,14 @@ class Registry:
         """`did you mean X` for a mistyped component name, or None."""
         close = difflib.get_close_matches(name, self.names(kind), n=1, cutoff=0.6)
         return close[0] if close else None
+
+
+def _same_factory(a, b) -> bool:
+    """The same function, even loaded twice (an installed plugin also named by path)."""
+    code_a, code_b = getattr(a, "__code__", None), getattr(b, "__code__", None)
+    return a is b or (code_a is not None and code_b is not None
+                      and code_a.co_filename == code_b.co_filename
+                      and a.__qualname__ == b.__qualname__)
 
 
 _default: Registry | None = None

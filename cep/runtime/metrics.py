@@ -31,6 +31,7 @@ class RunStatus:
     pids: dict[str, int] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    inline: bool = False
     _reports: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
     def update(self, worker: str, report: dict[str, Any]) -> None:
@@ -38,6 +39,7 @@ class RunStatus:
 
     def record_inline(self, report: dict[str, Any]) -> None:
         self._reports[("inline", 0)] = report
+        self.inline = True
 
     @property
     def elapsed(self) -> float:
@@ -77,7 +79,8 @@ class RunStatus:
             lines.append(f"{node:<{width}}  {kind:<6} {t.received:>10,} {t.emitted:>10,} {t.dropped:>8,} "
                          f"{t.dead_lettered:>6,} {t.gaps:>5,} {rate:>10,.0f}")
         restarts = sum(self.restarts.values())
-        lines.append(f"elapsed {self.elapsed:.2f}s, {len(self.plan.workers())} worker processes, "
+        where = "inline, 1 process" if self.inline else f"{len(self.plan.workers())} worker processes"
+        lines.append(f"elapsed {self.elapsed:.2f}s, {where}, "
                      f"restarts {restarts}" + (" (interrupted, drained)" if self.interrupted else ""))
         lines += [f"note: {note}" for note in self.notes]
         return lines
