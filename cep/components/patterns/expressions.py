@@ -24,15 +24,28 @@ def compile_bound(source: str, names: Sequence[str]) -> tuple[Expression, tuple[
     return compile_expression(source, bound=used), used
 
 
+class BoundCondition:
+    """A step condition `(event, view) -> bool` evaluating an expression on the event.
+
+    It also declares what it reads: `function(event, *values of used)` is the same test, so the
+    automaton can bind `used` straight from its buffer (see `view.node_binder`) instead of
+    building a `MatchView` for every test.
+    """
+
+    __slots__ = ("function", "used")
+
+    def __init__(self, function: Callable[..., Any], used: tuple[str, ...]):
+        self.function = function
+        self.used = used
+
+    def __call__(self, event: dict, view) -> Any:
+        return self.function(event, *view.bind(self.used))
+
+
 def as_condition(source: str, names: Sequence[str]) -> Condition:
     """A step condition `(event, view) -> bool` evaluating `source` on the event."""
     expression, used = compile_bound(source, names)
-    function = expression.function
-    if not used:
-        return lambda event, view: function(event)
-    if used == ("prev",):
-        return lambda event, view: function(event, view.prev)
-    return lambda event, view: function(event, *view.bind(used))
+    return BoundCondition(expression.function, used)
 
 
 def as_value(source: Any, names: Sequence[str]) -> Callable[[dict, dict], Any]:

@@ -135,38 +135,42 @@ class Matcher:
         branches die with it; finished branches are still reported, as in Flink."""
         state, node, start_ts, start_seq = run
         is_start = node is None
-        retained = []
+        edges = state.start_edges if is_start else state.edges
+        retained = None
+        pending = None
         stopped = False
-        pending = [] if state.proceeds else None
-        current = state
         while True:
-            for action, target, condition in current.edges:
-                if is_start and action == 1:  # IGNORE: a start run never branches by ignoring
-                    continue
+            for action, target, condition in edges:
                 if condition is not None and not condition(event, node):
                     continue
                 if action == 2:  # PROCEED
-                    pending.append(target)
+                    if pending is None:
+                        pending = [target]
+                    else:
+                        pending.append(target)
                     continue
-                if action == 1:
+                if action == 1:  # IGNORE
                     new = (target, node, start_ts, start_seq)
                 else:
                     if is_start:
                         start_ts, start_seq = timestamp, seq
-                    new = (target, (current.step, event, seq, node), start_ts, start_seq)
-                    if target.proceeds and _final_after_proceed(target, event, new[1]):
+                    new = (target, (state.step, event, seq, node), start_ts, start_seq)
+                    if target.may_finish and _final_after_proceed(target, event, new[1]):
                         finished.append((self._final, new[1], start_ts, start_seq))
                 kind = target.kind
                 if kind is FINAL:
                     finished.append(new)
                 elif kind is STOP:
                     stopped = True
+                elif retained is None:
+                    retained = [new]
                 else:
                     retained.append(new)
             if not pending:
                 break
-            current = pending.pop()
-        if retained and not stopped:
+            state = pending.pop()
+            edges = state.start_edges if is_start else state.edges
+        if retained is not None and not stopped:
             runs.extend(retained)
 
     def _expire(self, keyed: _KeyState, timestamp: int, finished: list) -> None:

@@ -13,7 +13,8 @@ of the run being extended; user conditions are wrapped so they receive a `MatchV
 from __future__ import annotations
 
 from cep.components.patterns.model import Pattern, Step
-from cep.components.patterns.view import MatchView
+from cep.components.patterns.expressions import BoundCondition
+from cep.components.patterns.view import MatchView, node_binder
 
 TAKE, IGNORE, PROCEED = 0, 1, 2
 NORMAL, FINAL, STOP, PENDING = "normal", "final", "stop", "pending"
@@ -22,17 +23,34 @@ NORMAL, FINAL, STOP, PENDING = "normal", "final", "stop", "pending"
 class State:
     """One automaton state; `step` is the index of the step whose events it binds."""
 
-    __slots__ = ("step", "kind", "edges", "proceeds")
+    __slots__ = ("step", "kind", "edges", "proceeds", "start_edges", "may_finish")
 
     def __init__(self, step: int, kind: str = NORMAL):
         self.step = step
         self.kind = kind
         self.edges: list[tuple] = []  # (action, target, condition or None)
         self.proceeds = False
+        self.start_edges: tuple = ()  # set by `freeze`: the edges a start run follows
+        self.may_finish = False       # set by `freeze`: PROCEED edges may lead to FINAL
 
     def add(self, action: int, target: "State", condition) -> None:
         self.edges.append((action, target, None if condition is ALWAYS else condition))
         self.proceeds = self.proceeds or action == PROCEED
+
+    def freeze(self) -> None:
+        """Fix the edges once the automaton is built: a tuple, the subset a start run follows
+        (a start run never branches by ignoring: it stays), and whether PROCEED edges may lead
+        to the final state."""
+        self.edges = tuple(self.edges)
+        self.start_edges = tuple(edge for edge in self.edges if edge[0] != IGNORE)
+        seen, pending = set(), [self]
+        while pending:
+            current = pending.pop()
+            for action, target, _condition in current.edges:
+                if action == PROCEED and id(target) not in seen:
+                    seen.add(id(target))
+                    self.may_finish = self.may_finish or target.kind == FINAL
+                    pending.append(target)
 
     def copy(self) -> "State":
         twin = State(self.step, self.kind)
@@ -74,6 +92,18 @@ class Automaton:
         self.pattern = pattern
         self.final = State(-1, FINAL)
         _Builder(pattern, self.final).build(self)
+        for state in _reachable(self.start):
+            state.freeze()
+
+
+def _reachable(start: State) -> list[State]:
+    found, pending = {id(start): start}, [start]
+    while pending:
+        for _action, target, _condition in pending.pop().edges:
+            if id(target) not in found:
+                found[id(target)] = target
+                pending.append(target)
+    return list(found.values())
 
 
 class _Builder:
@@ -92,9 +122,34 @@ class _Builder:
                        for i, s in enumerate(self.steps)]
 
     def _wrap(self, condition, step: int):
+        """The user condition as an edge condition `(event, node) -> bool`, remembering its last
+        answer: one run tests the same condition on the same event several times (TAKE, IGNORE
+        as its negation, PROCEED into STOP states), and conditions are pure."""
         if condition is None:
             return ALWAYS
+        test = self._on_node(condition, step)
+        last_event = last_node = last = None
+
+        def remembered(event, node):
+            nonlocal last_event, last_node, last
+            if event is last_event and node is last_node:
+                return last
+            last = test(event, node)
+            last_event, last_node = event, node
+            return last
+        return remembered
+
+    def _on_node(self, condition, step: int):
         index = self.index
+        if isinstance(condition, BoundCondition):  # reads named values: bind them from the node
+            function, used = condition.function, condition.used
+            if not used:
+                return lambda event, node: function(event)
+            if used == ("prev",):
+                return lambda event, node: function(
+                    event, node[1] if node is not None and node[0] == step else None)
+            bind = node_binder(used, step, index)
+            return lambda event, node: function(event, *bind(node))
         return lambda event, node: condition(event, MatchView(node, step, index))
 
     # -- the traversal ---------------------------------------------------------------------

@@ -51,3 +51,46 @@ class MatchView:
 
 
 StepIndex = dict  # step name -> (step index, looping)
+
+
+def node_binder(names: tuple[str, ...], step: int, steps: StepIndex):
+    """`node -> tuple`: what `MatchView(node, step, steps).bind(names)` returns, without building
+    a view (the hot path of compiled expressions: one call per condition test)."""
+    if names == ("prev",):
+        return lambda node: (node[1] if node is not None and node[0] == step else None,)
+    getters = tuple(_getter(name, step, steps) for name in names)
+    if len(getters) == 1:
+        (only,) = getters
+        return lambda node: (only(node),)
+    if len(getters) == 2:
+        first, second = getters
+        return lambda node: (first(node), second(node))
+    if len(getters) == 3:
+        first, second, third = getters
+        return lambda node: (first(node), second(node), third(node))
+    return lambda node: tuple([getter(node) for getter in getters])
+
+
+def _getter(name: str, step: int, steps: StepIndex):
+    """`node -> value` of one name, as `MatchView.bind` reads it."""
+    if name == "prev":
+        return lambda node: node[1] if node is not None and node[0] == step else None
+    index, looping = steps[name]
+    if looping:
+        def events(node):
+            found = []
+            while node is not None:
+                if node[0] == index:
+                    found.append(node[1])
+                node = node[3]
+            found.reverse()
+            return found
+        return events
+
+    def event(node):
+        while node is not None:
+            if node[0] == index:
+                return node[1]
+            node = node[3]
+        return None
+    return event
