@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from cep.components.patterns.model import Pattern, Step
 from cep.components.patterns.expressions import BoundCondition
-from cep.components.patterns.view import MatchView, node_binder
+from cep.components.patterns.view import MatchView, node_getters
 
 TAKE, IGNORE, PROCEED = 0, 1, 2
 NORMAL, FINAL, STOP, PENDING = "normal", "final", "stop", "pending"
@@ -140,6 +140,8 @@ class _Builder:
         return remembered
 
     def _on_node(self, condition, step: int):
+        """`condition` as `(event, node) -> bool`: an expression condition gets the values it
+        reads from the node directly; any other callable gets a `MatchView`."""
         index = self.index
         if isinstance(condition, BoundCondition):  # reads named values: bind them from the node
             function, used = condition.function, condition.used
@@ -148,8 +150,18 @@ class _Builder:
             if used == ("prev",):
                 return lambda event, node: function(
                     event, node[1] if node is not None and node[0] == step else None)
-            bind = node_binder(used, step, index)
-            return lambda event, node: function(event, *bind(node))
+            getters = node_getters(used, step, index)
+            if len(getters) == 1:
+                (first,) = getters
+                return lambda event, node: function(event, first(node))
+            if len(getters) == 2:
+                first, second = getters
+                return lambda event, node: function(event, first(node), second(node))
+            if len(getters) == 3:
+                first, second, third = getters
+                return lambda event, node: function(event, first(node), second(node),
+                                                    third(node))
+            return lambda event, node: function(event, *[get(node) for get in getters])
         return lambda event, node: condition(event, MatchView(node, step, index))
 
     # -- the traversal ---------------------------------------------------------------------

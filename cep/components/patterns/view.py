@@ -53,22 +53,10 @@ class MatchView:
 StepIndex = dict  # step name -> (step index, looping)
 
 
-def node_binder(names: tuple[str, ...], step: int, steps: StepIndex):
-    """`node -> tuple`: what `MatchView(node, step, steps).bind(names)` returns, without building
-    a view (the hot path of compiled expressions: one call per condition test)."""
-    if names == ("prev",):
-        return lambda node: (node[1] if node is not None and node[0] == step else None,)
-    getters = tuple(_getter(name, step, steps) for name in names)
-    if len(getters) == 1:
-        (only,) = getters
-        return lambda node: (only(node),)
-    if len(getters) == 2:
-        first, second = getters
-        return lambda node: (first(node), second(node))
-    if len(getters) == 3:
-        first, second, third = getters
-        return lambda node: (first(node), second(node), third(node))
-    return lambda node: tuple([getter(node) for getter in getters])
+def node_getters(names: tuple[str, ...], step: int, steps: StepIndex) -> tuple:
+    """One `node -> value` per name, each what `MatchView(node, step, steps).bind(names)` gives
+    for it, without building a view (the hot path of compiled expressions)."""
+    return tuple(_getter(name, step, steps) for name in names)
 
 
 def _getter(name: str, step: int, steps: StepIndex):
