@@ -20,6 +20,7 @@ unread tail (DESIGN §4).
 from __future__ import annotations
 
 import errno
+from collections import defaultdict
 import time
 from typing import Callable
 
@@ -133,7 +134,7 @@ class PubOutlet(Outlet):
         bind(self.socket, edges[0].endpoints[0])
         self.expected = {w for edge in edges for w in plan.process(edge.consumer).workers}
         self.joined: set[str] = set()
-        self.buckets: dict[object, Batch] = {}
+        self.buckets: defaultdict[object, Batch] = defaultdict(list)
         self.seq: dict[bytes, int] = {}
         self.topics: dict[object, bytes] = {}
 
@@ -163,20 +164,18 @@ class PubOutlet(Outlet):
         self._arrived()
         buckets = self.buckets
         for record in batch:
-            instrument = record.get("instrument")
-            bucket = buckets.get(instrument)
-            if bucket is None:
-                bucket = buckets[instrument] = []
-            bucket.append(record)
-            if len(bucket) >= self.batch_size:
-                self._publish(instrument, bucket)
-                buckets[instrument] = []
+            buckets[record.get("instrument")].append(record)
+        size = self.batch_size
+        for instrument, bucket in buckets.items():
+            while len(bucket) >= size:
+                self._publish(instrument, bucket[:size])
+                del bucket[:size]
 
     def flush(self) -> None:
         for instrument, bucket in self.buckets.items():
             if bucket:
                 self._publish(instrument, bucket)
-        self.buckets = {}
+        self.buckets.clear()
         self.pending_since = None
 
     def _publish(self, instrument: object, bucket: Batch) -> None:
