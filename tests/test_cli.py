@@ -175,3 +175,11 @@ sinks:
     code, out, err = cep("validate", path, capsys=capsys)
     assert code == 0 and "ok" in out
     assert f"{path}:6:3: warning:" in err and "within" in err
+
+
+@pytest.mark.skipif(not __import__("shutil").which("dot"), reason="Graphviz's dot is not installed here")
+def test_graph_renders_a_picture_with_graphviz(tmp_path, capsys):
+    picture = tmp_path / "topology.svg"
+    code, out, err = cep("graph", ROOT / "pipelines" / "momentum.yaml", "-o", picture, capsys=capsys)
+    assert code == 0, err
+    assert picture.read_text().lstrip().startswith(("<?xml", "<svg")) and "strategy" in picture.read_text()
