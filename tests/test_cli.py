@@ -183,3 +183,13 @@ def test_graph_renders_a_picture_with_graphviz(tmp_path, capsys):
     code, out, err = cep("graph", ROOT / "pipelines" / "momentum.yaml", "-o", picture, capsys=capsys)
     assert code == 0, err
     assert picture.read_text().lstrip().startswith(("<?xml", "<svg")) and "strategy" in picture.read_text()
+
+
+def test_replay_runs_a_pipeline_over_other_historical_data(workdir, capsys):
+    data = workdir / "few.csv"
+    data.write_text("timestamp,instrument,bid_price,ask_price,bid_volume,ask_volume\n"
+                    + "".join(f"{i},X,{100 + i},{101 + i},,\n" for i in range(1, 9)))
+    code, out, err = cep("replay", ROOT / "pipelines" / "momentum.yaml", "--data", data, "--inline", capsys=capsys)
+    assert code == 0, err
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    assert rows["ticks"][3] == "8" and rows["momentum5"][3] == "1"
