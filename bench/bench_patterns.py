@@ -1,12 +1,18 @@
-"""Pattern-engine throughput on the real Binance file, in one process (prints events/s).
+"""Pattern-engine throughput on the real Binance file, in one process (prints events/s, best of 3).
 
-Run: python bench/bench_patterns.py [path.csv.gz]. Reading and parsing the file is not timed; the
-timed loop is `Matcher.feed` per event, as a strategy process would run it.
+Run: python bench/bench_patterns.py [path.csv.gz]. Reading and parsing the file is not timed.
+Two levels are measured:
+
+engine  `Matcher.feed` per event with hand-written Python conditions, as a library user runs it:
   momentum       N=5 strictly rising mids per instrument (consecutive, skip_past_last_event);
-                 equal mids are dropped per instrument first, as the momentum rule does.
-  dip_then_rise  a dip (a down-tick: `mid < prev_mid`, the previous mid of the instrument, as an
-                 upstream map would add it), then 3 strictly rising mids above it, each after the
-                 dip by followedByAny (`any`), within 2s, skip_past_last_event; same event feed.
+                 equal mids are dropped per instrument first.
+  dip_then_rise  a down-tick, then 3 strictly rising mids above it, each after the dip by
+                 followedByAny (`any`), within 2s, skip_past_last_event; same event feed.
+rule    the YAML `pattern` rule as a pipeline runs it in-process (`cep.testing.run_inline`: list
+        source, batches of 1000 ticks, the rule, a collecting sink), over every tick with `mid`:
+  momentum       the library template `rules/momentum.yaml` (count 5, BUY);
+  dip_then_rise  the inline rule of `pipelines/dip_then_rise.yaml`, and the same with its `up`
+                 step after the dip by `any` contiguity.
 """
 from __future__ import annotations
 
@@ -15,11 +21,18 @@ import gzip
 import sys
 import time
 from pathlib import Path
+from typing import Callable
+
+import yaml
 
 from cep.components.patterns.matcher import Matcher
 from cep.components.patterns.model import Pattern, Step
+from cep.testing import run_inline
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
+BATCH = 1000
+ROUNDS = 3
 
 
 def load(path: Path) -> list[dict]:
@@ -29,10 +42,12 @@ def load(path: Path) -> list[dict]:
     for row in rows:
         bid, ask = float(row["bid_price"]), float(row["ask_price"])
         events.append({"timestamp": int(row["timestamp"]), "instrument": row["instrument"],
-                       "bid_price": bid, "ask_price": ask, "mid": (bid + ask) / 2})
+                       "bid_price": bid, "ask_price": ask, "bid_volume": float(row["bid_volume"]),
+                       "ask_volume": float(row["ask_volume"]), "mid": (bid + ask) / 2})
     return events
 
 
+# -- the engine alone ------------------------------------------------------------------------------
 def without_equal_mids(events: list[dict]) -> list[dict]:
     """Events whose mid differs from the instrument's previous mid, with that `prev_mid`."""
     last: dict[str, float] = {}
@@ -63,24 +78,63 @@ DIP_THEN_RISE = Pattern((Step("dip", lambda event, view: event["mid"] < event["p
                         within_ns=2_000_000_000, skip="skip_past_last_event")
 
 
-def measure(name: str, pattern: Pattern, events: list[dict]) -> None:
-    matcher = Matcher(pattern)
-    feed = matcher.feed
-    matches = 0
-    began = time.perf_counter()
-    for event in events:
-        matches += len(feed(event["instrument"], event))
-    matches += len(matcher.finish())
-    elapsed = time.perf_counter() - began
-    print(f"{name:14s} {len(events):8d} events {elapsed:6.3f}s {len(events) / elapsed:10,.0f} ev/s"
-          f"  matches={matches} counters={matcher.counters}")
+def engine(pattern: Pattern, events: list[dict]) -> Callable[[], int]:
+    def once() -> int:
+        matcher = Matcher(pattern)
+        feed = matcher.feed
+        matches = 0
+        for event in events:
+            matches += len(feed(event["instrument"], event))
+        return matches + len(matcher.finish())
+    return once
+
+
+# -- the YAML rule, in-process ---------------------------------------------------------------------
+def pipeline(rule: dict) -> str:
+    return yaml.safe_dump({
+        "version": 1, "name": "bench-patterns", "imports": [str(ROOT / "rules" / "momentum.yaml")],
+        "sources": {"ticks": {"type": "list"}},
+        "rules": {"rule": {"from": "ticks", "partition_by": "instrument", **rule}},
+        "sinks": {"out": {"type": "collect", "from": ["rule"]}},
+    }, sort_keys=False)
+
+
+def dip_then_rise_rule(contiguity: str) -> dict:
+    document = yaml.safe_load((ROOT / "pipelines" / "dip_then_rise.yaml").read_text())
+    rule = {key: value for key, value in document["rules"]["dip_then_rise"].items()
+            if key not in ("from", "partition_by")}
+    rule["pattern"] = [{**step, "contiguity": contiguity} if step["name"] == "up" else step
+                       for step in rule["pattern"]]
+    return rule
+
+
+def rule(text: str, events: list[dict]) -> Callable[[], int]:
+    def once() -> int:
+        return len(run_inline(text, inputs={"ticks": events}, batch_size=BATCH)["out"])
+    return once
+
+
+def measure(name: str, once: Callable[[], int], count: int) -> None:
+    best, outputs = float("inf"), 0
+    for _ in range(ROUNDS):
+        began = time.perf_counter()
+        outputs = once()
+        best = min(best, time.perf_counter() - began)
+    print(f"{name:34s} {count:8d} events {best:6.3f}s {count / best:10,.0f} ev/s  "
+          f"outputs={outputs}")
 
 
 def main() -> None:
     events = load(Path(sys.argv[1]) if len(sys.argv) > 1 else DATA)
     moves = without_equal_mids(events)
-    measure("momentum", MOMENTUM, moves)
-    measure("dip_then_rise", DIP_THEN_RISE, moves)
+    measure("engine momentum", engine(MOMENTUM, moves), len(moves))
+    measure("engine dip_then_rise (any)", engine(DIP_THEN_RISE, moves), len(moves))
+    momentum = pipeline({"use": "momentum", "with": {"count": 5, "action": "BUY",
+                                                     "quantity": 100}})
+    measure("rule momentum (template)", rule(momentum, events), len(events))
+    for contiguity in ("relaxed", "any"):
+        text = pipeline(dip_then_rise_rule(contiguity))
+        measure(f"rule dip_then_rise (up {contiguity})", rule(text, events), len(events))
 
 
 if __name__ == "__main__":
