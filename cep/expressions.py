@@ -127,14 +127,16 @@ class Expression:
     ZeroDivisionError...) propagate: the caller dead-letters the record.
     """
 
-    __slots__ = ("source", "fields", "bound", "function")
+    __slots__ = ("source", "fields", "bound", "function", "_body", "_namespace")
 
     def __init__(self, source: str, fields: frozenset[str], bound: tuple[str, ...],
-                 function: Callable[..., Any]):
+                 function: Callable[..., Any], body: ast.expr, namespace: dict[str, Any]):
         self.source = source
         self.fields = fields          # record fields the expression reads by name
         self.bound = bound            # the names bound to the extra call arguments, in order
         self.function = function
+        self._body = body             # the checked, rewritten tree (for `compile_record_steps`)
+        self._namespace = namespace
 
     def __call__(self, record: Mapping[str, Any], *bound_values: Any) -> Any:
         return self.function(record, *bound_values)
@@ -168,8 +170,9 @@ def compile_expression(source: str, *, fields: Collection[str] | None = None,
     _check_shape(tree, fail)
     rewriter = _Rewriter(fail, frozenset(fields) if fields is not None else None, tuple(bound))
     body = rewriter.visit(tree.body)
+    namespace = _namespace(rewriter.math_names)
     return Expression(source, frozenset(rewriter.fields_read), tuple(bound),
-                      _build_function(body, tuple(bound), rewriter.math_names, fail))
+                      _build_function(body, tuple(bound), namespace, fail), body, namespace)
 
 
 # -- checking ----------------------------------------------------------------------------------
@@ -312,16 +315,71 @@ class _Rewriter(ast.NodeTransformer):
         return ast.copy_location(ast.Call(new_func, args, keywords), node)
 
 
-def _build_function(body: ast.AST, bound: tuple[str, ...], math_names: set[str],
+def _namespace(math_names: set[str]) -> dict[str, Any]:
+    """The only globals a compiled expression sees: whitelisted functions, no builtins."""
+    namespace: dict[str, Any] = {"__builtins__": {}, _POW: _pow, **FUNCTIONS}
+    namespace.update({_MATH_PREFIX + name: MATH[name] for name in math_names})
+    return namespace
+
+
+def _build_function(body: ast.AST, bound: tuple[str, ...], namespace: dict[str, Any],
                     fail: _Failer) -> Callable[..., Any]:
     """`lambda _cep_record, *bound: body`, evaluated in a namespace of whitelisted names only."""
     params = ast.arguments(posonlyargs=[], args=[ast.arg(_RECORD)] + [ast.arg(n) for n in bound],
                            kwonlyargs=[], kw_defaults=[], defaults=[])
     tree = ast.fix_missing_locations(ast.Expression(ast.Lambda(params, body)))
-    namespace: dict[str, Any] = {"__builtins__": {}, _POW: _pow, **FUNCTIONS}
-    namespace.update({_MATH_PREFIX + name: MATH[name] for name in math_names})
     try:
         code = compile(tree, "<expression>", "eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         fail(f"cannot be compiled: {exc}")
     return eval(code, namespace)  # noqa: S307 - the tree was rewritten and checked above
+
+
+# -- fusing record steps -----------------------------------------------------------------------
+RecordStep = tuple[str, "str | None", Expression]
+"""`("keep", None, expr)` drops records for which expr is false; `("set", field, expr)` sets a
+field (on a copy: the input record is never changed)."""
+
+
+def compile_record_steps(steps: Sequence[RecordStep]) -> Callable[[list], list]:
+    """One function `batch -> batch` doing every step in order, for each record in one loop.
+
+    Chains of stateless `filter`/`map` steps are what users write most; run one by one, each
+    costs a function call and a list per batch and a call per record. Fused, the checked
+    expression trees are inlined into one loop, compiled once: no calls but the whitelisted
+    functions. Only expressions without bound names can be fused. An exception propagates; the
+    caller redoes that batch step by step to dead-letter just the failing record.
+    """
+    record = ast.Name(_RECORD, ast.Load())
+    body: list[ast.stmt] = []
+    copied = False
+    namespace: dict[str, Any] = {}
+    for kind, field, expression in steps:
+        if expression.bound:
+            raise ValueError("only expressions without bound names can be fused")
+        namespace.update(expression._namespace)
+        if kind == "keep":
+            body.append(ast.If(ast.UnaryOp(ast.Not(), expression._body), [ast.Continue()], []))
+        elif kind == "set":
+            if not copied:  # one copy per record, before its first new field
+                body.append(ast.Assign([ast.Name(_RECORD, ast.Store())],
+                                       ast.Call(ast.Name("_cep_copy", ast.Load()), [record], [])))
+                copied = True
+            body.append(ast.Assign([ast.Subscript(ast.Name(_RECORD, ast.Load()), ast.Constant(field),
+                                                  ast.Store())], expression._body))
+        else:
+            raise ValueError(f"unknown record step {kind!r}")
+    body.append(ast.Expr(ast.Call(ast.Name("_cep_append", ast.Load()), [record], [])))
+    loop = ast.For(ast.Name(_RECORD, ast.Store()), ast.Name("_cep_batch", ast.Load()), body, [])
+    function = ast.FunctionDef(
+        name="fused", args=ast.arguments(posonlyargs=[], args=[ast.arg("_cep_batch")], kwonlyargs=[],
+                                         kw_defaults=[], defaults=[]),
+        body=[ast.Assign([ast.Name("_cep_out", ast.Store())], ast.List([], ast.Load())),
+              ast.Assign([ast.Name("_cep_append", ast.Store())],
+                         ast.Attribute(ast.Name("_cep_out", ast.Load()), "append", ast.Load())),
+              loop, ast.Return(ast.Name("_cep_out", ast.Load()))],
+        decorator_list=[], returns=None, type_params=[])
+    module = ast.fix_missing_locations(ast.Module([function], type_ignores=[]))
+    namespace.update({"__builtins__": {}, "_cep_copy": dict})
+    exec(compile(module, "<fused steps>", "exec"), namespace)  # noqa: S102 - checked trees only
+    return namespace["fused"]

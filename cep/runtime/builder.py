@@ -21,6 +21,7 @@ from cep.components.base import BuildContext, Counters, DeadLetterFn, Sink, Sour
 from cep.errors import CepError, RuntimeFailure
 from cep.events import Batch
 from cep.plugins import Component, Registry
+from cep.runtime.fusion import fusable, fused_operator
 
 
 @dataclass
@@ -94,13 +95,29 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
         observable = input_of(node)
         if node.kind == "stream":
             key = None  # a declared `key_by:` is the stream's first op (see the compiler)
+            run: list = []  # consecutive stateless record steps, fused into one loop
+
+            def close_run() -> None:
+                nonlocal observable
+                if len(run) > 1:
+                    observable = observable.pipe(fused_operator(list(run), context(node, key)))
+                elif run:
+                    component, config = run[0]
+                    observable = observable.pipe(component.factory(config, context(node, key)))
+                run.clear()
+
             for name, args in node.ops:
                 component = _component(registry, "operator", name)
                 config = component.configure(args, base_dir)
                 if component.extra.get("sets_key"):
+                    close_run()
                     key = getattr(config, "field", None) or args
-                    continue
-                observable = observable.pipe(component.factory(config, context(node, key)))
+                elif fusable(config):
+                    run.append((component, config))
+                else:
+                    close_run()
+                    observable = observable.pipe(component.factory(config, context(node, key)))
+            close_run()
         else:
             component = _component(registry, "rule", node.type)
             observable = observable.pipe(component.factory(component.configure(node.params, base_dir),

@@ -42,6 +42,11 @@ class OpParams(BaseModel):
         """The fields of the records the step emits, given those it receives and the stream key."""
         return fields
 
+    def record_steps(self) -> list[tuple[str, str | None, str]] | None:
+        """The step as stateless record steps (`("keep", None, expr)`, `("set", field, expr)`)
+        that the runtime may fuse with its neighbours into one loop; None if it cannot be."""
+        return None
+
 
 def _syntax_checked(source: str) -> str:
     """Load-time check of syntax and whitelist; names are checked later against the schema."""

@@ -12,6 +12,9 @@ class FilterParams(OpParams):
     def expressions(self, fields, key=None):
         yield ExpressionUse("expr", self.expr, (), fields)
 
+    def record_steps(self):
+        return [("keep", None, self.expr)]
+
 
 @operator("filter", params=FilterParams, shorthand="expr")
 def filter_records(params: FilterParams, ctx: BuildContext) -> BatchOperator:

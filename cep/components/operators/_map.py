@@ -31,6 +31,11 @@ class MapParams(OpParams):
     def output_fields(self, fields: frozenset[str], key: str | None = None) -> frozenset[str]:
         return fields | set(self.fields)
 
+    def record_steps(self):
+        if any(reads_prev(source) for source in self.fields.values()):
+            return None  # `prev` is per-key state
+        return [("set", name, source) for name, source in self.fields.items()]
+
 
 @operator("map", params=MapParams, shorthand="fields")
 def map_records(params: MapParams, ctx: BuildContext) -> BatchOperator:
