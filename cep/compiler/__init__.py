@@ -10,7 +10,6 @@ from cep.compiler.graph import build_graph
 from cep.compiler.placement import Endpoints, place, role_of, wire
 from cep.compiler.plan import EdgePlan, NodePlan, Plan, ProcessPlan
 from cep.config.models import Pipeline
-from cep.durations import parse_duration
 from cep.errors import CompileError, Problem
 from cep.plugins import Registry
 
@@ -65,7 +64,6 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
         base_dir=str(pipeline.base_dir), plugins=tuple(str((pipeline.base_dir / p).resolve()) for p in pipeline.plugins),
         nodes=nodes, processes=tuple(processes), edges=tuple(edges), run_dir=str(run_dir),
         control=f"ipc://{run_dir / 'control'}", batch_size=pipeline.defaults.batch_size,
-        flush_interval_ns=parse_duration(pipeline.defaults.flush_interval),
         dead_letter=str(pipeline.base_dir / pipeline.defaults.dead_letter),
         warnings=tuple(str(w) for w in warnings))
 

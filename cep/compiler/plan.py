@@ -79,7 +79,6 @@ class Plan:
     run_dir: str                           # ipc socket files, control endpoint, lock
     control: str                           # the supervisor's endpoint
     batch_size: int = 256
-    flush_interval_ns: int = 5_000_000
     dead_letter: str = "out/deadletter.jsonl"
     warnings: tuple[str, ...] = ()
 

@@ -30,7 +30,6 @@ class Defaults(_Strict):
     delivery: Delivery = "at_most_once"
     backpressure: Backpressure | None = None     # None: block for replays, drop for live sources
     batch_size: int = Field(256, ge=1, le=65536)  # records per frame before it is sent
-    flush_interval: str = "5ms"                  # send a partial frame after this long
     dead_letter: str = "out/deadletter.jsonl"     # relative to the pipeline file
 
 

@@ -9,9 +9,8 @@ plan edges.
   records by partition key, so a key always reaches the same worker.
 
 Every frame carries producer id and a sequence number per (producer, topic); receivers count gaps.
-Records leave in frames of up to `batch_size`; a partial frame leaves as soon as no more input is
-waiting (so latency stays low at low rates) or once its oldest record is `flush_interval` old
-(so a busy process still ships within that bound). A full peer is handled per the edge's `backpressure`: `block` waits (nothing is lost while nothing
+Records leave in frames of up to `batch_size`; the worker flushes partial frames after each pass
+of its loop. A full peer is handled per the edge's `backpressure`: `block` waits (nothing is lost while nothing
 crashes) and `drop` drops the frame and counts it. HWM and LINGER are set on every socket.
 End of stream is an END frame; the producer keeps its socket open until every consumer worker has
 acknowledged it (through the supervisor), because closing a PUSH whose peer is backed up loses the
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import errno
 from collections import defaultdict
-import time
 from typing import Callable
 
 import zmq
@@ -92,14 +90,6 @@ class Outlet:
         self.ended = False
         # consumer workers that must acknowledge the END frame before the socket may close
         self.awaiting_ack: set[str] = set()
-        self.pending_since: float | None = None  # monotonic time the oldest unsent record arrived
-
-    def _arrived(self) -> None:
-        if self.pending_since is None:
-            self.pending_since = time.monotonic()
-
-    def overdue(self, now: float, flush_interval_s: float) -> bool:
-        return self.pending_since is not None and now - self.pending_since >= flush_interval_s
 
     def acknowledged(self, consumer_worker: str) -> None:
         self.awaiting_ack.discard(consumer_worker)
@@ -161,7 +151,6 @@ class PubOutlet(Outlet):
                 self.joined.discard(worker)
 
     def send(self, batch: Batch) -> None:
-        self._arrived()
         buckets = self.buckets
         for record in batch:
             buckets[record.get("instrument")].append(record)
@@ -176,7 +165,6 @@ class PubOutlet(Outlet):
             if bucket:
                 self._publish(instrument, bucket)
         self.buckets.clear()
-        self.pending_since = None
 
     def _publish(self, instrument: object, bucket: Batch) -> None:
         topic = self.topics.get(instrument)
@@ -228,7 +216,6 @@ class PushOutlet(Outlet):
         pass
 
     def send(self, batch: Batch) -> None:
-        self._arrived()
         if len(self.sockets) == 1:
             bucket = self.buckets[0]
             bucket.extend(batch)
@@ -246,7 +233,6 @@ class PushOutlet(Outlet):
         for index, bucket in enumerate(self.buckets):
             if bucket:
                 self._push(index)
-        self.pending_since = None
 
     def _push(self, index: int) -> None:
         bucket, self.buckets[index] = self.buckets[index], []

@@ -76,7 +76,6 @@ class Worker:
         self.stopping = False
         self.started = False
         self.parent = os.getppid()
-        self.flush_interval_s = plan.flush_interval_ns / 1e9
         self.dead_letters = DeadLetters(plan.dead_letter, worker)
         self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
                                                  self.dead_letters)
@@ -154,7 +153,7 @@ class Worker:
                     self._stop_sources()
                 elif self.sources:
                     self._pump_sources()
-                self._flush(now=time.monotonic())
+                self._flush()
             self.graph.raise_failure()
             now = time.monotonic()
             if now >= next_metrics:
@@ -171,11 +170,12 @@ class Worker:
             inlet.close()
         self.dead_letters.close()
 
-    def _flush(self, now: float) -> None:
-        """Ship partial frames when no input is waiting, or when they are `flush_interval` old."""
-        waiting = any(inlet.socket.get(zmq.EVENTS) & zmq.POLLIN for inlet in self.inlets)
+    def _flush(self) -> None:
+        """Ship what this pass of the loop produced. A pass handles what was waiting (a burst of
+        frames, a source batch), so frames grow with the load and stay single events when idle:
+        batching without a timer, and latency without a deadline to tune."""
         for outlet in self.outlets:
-            if not outlet.ended and (not waiting or outlet.overdue(now, self.flush_interval_s)):
+            if not outlet.ended:
                 outlet.flush()
 
     def _finished(self) -> bool:
