@@ -114,7 +114,8 @@ class CsvSource(FileReplay):
                             self._reject(rows.line_num, f"{len(row)} cells, expected {width}", row)
                         continue
                     try:
-                        timestamp = to_ns(row[t], scale)
+                        cell = row[t]
+                        timestamp = int(cell) * scale if cell.isdigit() else to_ns(cell, scale)
                         bid_volume = row[bv] if bv is not None else ""
                         ask_volume = row[av] if av is not None else ""
                         yield {"timestamp": timestamp,
