@@ -51,20 +51,26 @@ def to_dot(plan: Plan) -> str:
         for node_id in process.nodes:
             lines.append(f"    {_quote(process.name + '/' + node_id)} [label={_quote(_node_label(plan, node_id))}];")
         lines.append("  }")
-    for process in plan.processes:  # edges inside a process
+    for producer, upstream, consumer, target, edge in _arcs(plan):
+        attributes = f' [label="{edge.pattern}\\n{edge.delivery}", style=bold]' if edge else ""
+        lines.append(f"  {_quote(producer + '/' + upstream)} -> {_quote(consumer + '/' + target)}{attributes};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _arcs(plan: Plan):
+    """Every (producer process, node, consumer process, node, socket edge or None) pair: first
+    the arcs inside a process, then those that cross a socket."""
+    for process in plan.processes:
         for node_id in process.nodes:
             for upstream in plan.nodes[node_id].inputs:
                 if upstream in process.nodes:
-                    lines.append(f"  {_quote(process.name + '/' + upstream)} -> {_quote(process.name + '/' + node_id)};")
+                    yield process.name, upstream, process.name, node_id, None
     for edge in plan.edges:
         consumer = plan.process(edge.consumer)
         for target in consumer.nodes:
             if edge.node in plan.nodes[target].inputs:
-                label = f"{edge.pattern}\\n{edge.delivery}"
-                lines.append(f"  {_quote(edge.producer + '/' + edge.node)} -> {_quote(consumer.name + '/' + target)} "
-                             f"[label=\"{label}\", style=bold];")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+                yield edge.producer, edge.node, consumer.name, target, edge
 
 
 def _mermaid_id(*parts: str) -> str:
@@ -79,17 +85,9 @@ def to_mermaid(plan: Plan) -> str:
         for node_id in process.nodes:
             lines.append(f'    {_mermaid_id(process.name, node_id)}["{_node_label(plan, node_id)}"]')
         lines.append("  end")
-    for process in plan.processes:
-        for node_id in process.nodes:
-            for upstream in plan.nodes[node_id].inputs:
-                if upstream in process.nodes:
-                    lines.append(f"  {_mermaid_id(process.name, upstream)} --> {_mermaid_id(process.name, node_id)}")
-    for edge in plan.edges:
-        consumer = plan.process(edge.consumer)
-        for target in consumer.nodes:
-            if edge.node in plan.nodes[target].inputs:
-                lines.append(f"  {_mermaid_id(edge.producer, edge.node)} == \"{edge.pattern} {edge.delivery}\" ==> "
-                             f"{_mermaid_id(consumer.name, target)}")
+    for producer, upstream, consumer, target, edge in _arcs(plan):
+        arrow = f'== "{edge.pattern} {edge.delivery}" ==>' if edge else "-->"
+        lines.append(f"  {_mermaid_id(producer, upstream)} {arrow} {_mermaid_id(consumer, target)}")
     return "\n".join(lines) + "\n"
 
 
