@@ -53,6 +53,26 @@ def operator_costs(count: int, repeats: int = 3) -> dict[str, float]:
     return costs
 
 
+def chain_in_memory(count: int, repeats: int = 3) -> dict:
+    """filter -> map (fused, as a worker builds them) -> momentum on records already in memory,
+    batches of 256: the engine alone, as the Bytewax peer is measured (no parsing, no sockets)."""
+    from cep.runtime.fusion import fused_operator
+    registry = default_registry()
+    records = [dict(zip(FIELDS, tick)) for tick in load_ticks(count)]
+    batches = [records[i:i + BATCH] for i in range(0, len(records), BATCH)]
+
+    def build():
+        steps = [(registry.get("operator", name), registry.get("operator", name).configure(args))
+                 for name, args in (("filter", "ask_price > bid_price"),
+                                    ("map", {"mid": "(bid_price + ask_price) / 2"}))]
+        fused = fused_operator(steps, BuildContext(node="quotes", key="instrument"))
+        momentum = _operator("rule", "momentum", {"count": 5, "direction": "both"})
+        return lambda source: momentum(fused(source))
+
+    seconds = min(_drive(build(), batches) for _ in range(repeats))
+    return {"ticks": len(records), "seconds": seconds, "ticks_per_s": len(records) / seconds}
+
+
 def inline_real_data(repeats: int = 3) -> dict:
     """`cep.run(plan, inline=True)` on pipelines/momentum.yaml (csv parsing included)."""
     best = None
