@@ -1,7 +1,5 @@
 """The rule library: `rules/momentum.yaml` (momentum as a pattern) against the built-in Python
 `momentum` rule, hand-computed and on the real Binance file, inline and as processes."""
-import csv
-import gzip
 import json
 
 import pytest
@@ -64,15 +62,6 @@ def both_ways(workdir, source: str, count: int) -> tuple[set, set]:
             {comparable(s) for s in signals(workdir, "library")})
 
 
-def from_the_first_tick(ticks: list[dict], signal: tuple) -> bool:
-    """Whether the streak of `signal` started at its instrument's first tick (the one case the
-    pattern cannot see: it needs a tick before the streak's start)."""
-    timestamp, action, instrument = signal[:3]
-    mids = [t["mid"] for t in ticks if t["instrument"] == instrument and t["timestamp"] <= timestamp]
-    steps = [b - a for a, b in zip(mids, mids[1:])]
-    return all(s >= 0 for s in steps) if action == "BUY" else all(s <= 0 for s in steps)
-
-
 def write_ticks(workdir, mids_by_key: dict[str, list[float]]) -> tuple[str, list[dict]]:
     ticks = []
     for key, mids in mids_by_key.items():
@@ -106,8 +95,7 @@ def test_hand_computed_streaks_equal_mids_ignored_falls_break(workdir):
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_random_walks_agree_with_the_built_in_rule_except_streaks_from_the_first_tick(
-        workdir, seed):
+def test_random_walks_give_exactly_the_built_in_rules_signals(workdir, seed):
     import random
     rng = random.Random(seed)
     walks = {}
@@ -117,25 +105,17 @@ def test_random_walks_agree_with_the_built_in_rule_except_streaks_from_the_first
             mid += rng.choice((-1, 0, 0, 1))
             walk.append(mid)
         walks[key] = walk
-    source, ticks = write_ticks(workdir, walks)
+    source, _ = write_ticks(workdir, walks)
     builtin, library = both_ways(workdir, source, count=3)
-    assert library <= builtin
-    assert all(from_the_first_tick(ticks, s) for s in builtin - library)
+    assert library == builtin
     assert len(library) > 5
 
 
-def test_real_data_gives_the_built_in_rules_631_signals_but_the_two_from_first_ticks(workdir):
+def test_real_data_gives_exactly_the_built_in_rules_629_signals(workdir):
     source = f"{{type: csv, path: {SHIPPED_TICKS}}}"
     builtin, library = both_ways(workdir, source, count=5)
-    assert len(builtin) == 631
-    assert library <= builtin
-    missing = builtin - library
-    assert len(missing) == 2
-    with gzip.open(SHIPPED_TICKS, "rt", newline="") as file:
-        ticks = [{"timestamp": int(r["timestamp"]), "instrument": r["instrument"],
-                  "mid": (float(r["bid_price"]) + float(r["ask_price"])) / 2}
-                 for r in csv.DictReader(file) if float(r["ask_price"]) > float(r["bid_price"])]
-    assert all(from_the_first_tick(ticks, s) for s in missing)
+    assert len(builtin) == 629
+    assert library == builtin
 
 
 @pytest.mark.integration

@@ -136,7 +136,7 @@ def test_run_operator_with_a_tagged_factory():
 
 
 def test_run_operator_runs_a_rule():
-    ticks = [{**quote(t, 100.0 + t, 100.5 + t), "mid": 100.25 + t} for t in range(4)]
+    ticks = [{**quote(t, 100.0 + abs(t), 100.5 + abs(t)), "mid": 100.25 + abs(t)} for t in range(-1, 4)]
     signals = run_operator("momentum", {"count": 3, "direction": "both"}, ticks, key="instrument")
     assert [(s["action"], s["trigger_price"]) for s in signals] == [("BUY", 103.5)]
 

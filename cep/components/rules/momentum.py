@@ -10,6 +10,11 @@ from cep.events import Batch
 from cep.plugins.markers import rule
 
 
+UNSEEN_START = 1 << 62
+"""Run length given to the streak a key starts with: it grows and shrinks like any run but is
+never equal to a count, so it never fires."""
+
+
 class MomentumParams(BaseModel):
     """N consecutive strictly rising (BUY) or falling (SELL) mid prices per key -> one signal."""
 
@@ -41,7 +46,10 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     """N consecutive strictly rising (BUY) or falling (SELL) mid prices per key -> TradingSignal.
 
     The mid is the record's `mid` field if present, else (bid_price + ask_price) / 2. A mid equal
-    to the previous one neither extends nor breaks a streak. A streak fires once, when it reaches
+    to the previous one neither extends nor breaks a streak. A streak starts at a reversal (a move
+    the other way before it), so the moves after a key's first tick, whose start was never seen,
+    are no streak; this is what the pattern form of the rule (`rules/momentum.yaml`) can see, and
+    the two give the same signals. A streak fires once, when it reaches
     `count` moves; it fires again only after it breaks and a new one reaches `count`. BUY triggers
     at the ask price, SELL at the bid; `signal_id` is `node:instrument:timestamp:action`, the same
     on every run. Confidence: see `confidence()`. State is per key (the stream's partition key,
@@ -57,7 +65,8 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     scale = params.confidence_scale_bps
     key_field = ctx.key
     node = ctx.node
-    # key -> (last mid, signed run length: +n rising / -n falling, mid before the run started)
+    # key -> (last mid, signed run length: +n rising / -n falling, mid before the run started);
+    # a run that began at the key's first tick is offset by UNSEEN_START so it never reaches count
     streaks: dict[object, tuple[float, int, float]] = {}
 
     def signal(record: dict, action: str, price: float, start: float, mid: float) -> dict:
@@ -89,6 +98,10 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
                 streak = get(key)
                 if streak is None:
                     streaks[key] = (mid, 0, mid)
+                    continue
+                if streak[1] == 0:  # the key's first move: its streak's start was not seen
+                    if mid != streak[0]:
+                        streaks[key] = (mid, UNSEEN_START if mid > streak[0] else -UNSEEN_START, mid)
                     continue
                 last, run, start = streak
                 if mid > last:
