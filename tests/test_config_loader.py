@@ -282,7 +282,7 @@ def test_rule_needs_use_or_pattern_but_not_both():
 
 
 def test_operator_without_shorthand_needs_a_mapping(tmp_path):
-    plugin = write(tmp_path, """\
+    write(tmp_path, """\
         from pydantic import BaseModel
         from cep.plugins import operator
 

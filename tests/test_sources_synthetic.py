@@ -93,12 +93,3 @@ def test_realtime_speed_paces_by_event_time():
 def test_bad_params_are_rejected(bad):
     with pytest.raises(ValidationError):
         SyntheticParams(**bad)
-
-
-def test_generating_costs_well_under_a_microsecond_per_tick():
-    best = float("inf")
-    for _ in range(3):  # the best of several runs: other processes share the machine
-        started = time.perf_counter()
-        records = ticks(count=100_000, instruments=10)  # amortises the tables built per run
-        best = min(best, (time.perf_counter() - started) / len(records))
-    assert best < 1.5e-6, f"{best * 1e9:.0f} ns/tick"  # ~0.55 us measured on 2 shared cores
