@@ -24,3 +24,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs the real datasets in {SHARED_DATA} (not shipped with the project)")
     return SHARED_DATA
+
+
+def split(records: list, sizes: list[int] | None) -> list[list]:
+    """`records` cut into consecutive batches of `sizes` (one batch when None)."""
+    batches, at = [], 0
+    for size in sizes or [len(records)]:
+        batches.append(records[at:at + size])
+        at += size
+    return batches

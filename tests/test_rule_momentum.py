@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from cep.components.base import BuildContext
 from cep.components.rules.momentum import MomentumParams, confidence, momentum
 from cep.events import TradingSignal
+from tests.conftest import split
 
 BINANCE = Path(__file__).resolve().parents[1] / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
 
@@ -21,13 +22,8 @@ def run(records, batches=None, key="instrument", letters=None, **params) -> list
     ctx = BuildContext(node="mom", key=key,
                        dead_letter_fn=lambda node, reason, raw: (letters if letters is not None
                                                                  else []).append((reason, raw)))
-    sizes = batches or [len(records)]
-    chunks, at = [], 0
-    for size in sizes:
-        chunks.append(records[at:at + size])
-        at += size
     out: list[dict] = []
-    momentum(MomentumParams(**params), ctx)(reactivex.from_iterable(chunks)).subscribe(out.extend)
+    momentum(MomentumParams(**params), ctx)(reactivex.from_iterable(split(records, batches))).subscribe(out.extend)
     return out
 
 

@@ -21,6 +21,7 @@ from cep.components.base import BuildContext
 from cep.components.rules.support_resistance import (SupportResistanceParams, confidence,
                                                      support_resistance)
 from cep.events import TradingSignal
+from tests.conftest import split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import count_signals  # noqa: E402
@@ -35,14 +36,9 @@ def run(records, batches=None, **params):
     ctx = BuildContext(node="sr", key="instrument",
                        dead_letter_fn=lambda node, reason, raw: dead.append(raw))
     dead: list = []
-    sizes = batches or [len(records)]
-    chunks, at = [], 0
-    for size in sizes:
-        chunks.append(records[at:at + size])
-        at += size
     out: list[dict] = []
     support_resistance(SupportResistanceParams(**{**EXAMPLE, **params}), ctx)(
-        reactivex.from_iterable(chunks)).subscribe(out.extend)
+        reactivex.from_iterable(split(records, batches))).subscribe(out.extend)
     return out, ctx, dead
 
 
