@@ -165,12 +165,19 @@ def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline
 
 
 @cli.command()
+@click.argument("pipeline", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice(["source", "operator", "rule", "sink"]), help="Only this kind.")
-def plugins(kind: str | None) -> None:
-    """List every source, operator, rule and sink with its parameters (built-ins and plugins)."""
+def plugins(pipeline: Path | None, kind: str | None) -> None:
+    """List every source, operator, rule and sink with its parameters (built-ins and plugins);
+    with PIPELINE, also the local plugin modules it loads."""
     from cep.plugins import default_registry
     from cep.plugins.describe import describe
-    for line in describe(default_registry(), kind):
+    if pipeline is None:
+        registry = default_registry()
+    else:
+        from cep.config import load_pipeline, pipeline_registry
+        registry = pipeline_registry(load_pipeline(pipeline))
+    for line in describe(registry, kind):
         click.echo(line)
 
 

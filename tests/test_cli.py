@@ -193,3 +193,9 @@ def test_replay_runs_a_pipeline_over_other_historical_data(workdir, capsys):
     assert code == 0, err
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
     assert rows["ticks"][3] == "8" and rows["momentum5"][3] == "1"
+
+
+def test_plugins_of_a_pipeline_include_its_local_plugin_modules(capsys):
+    code, out, _ = cep("plugins", ROOT / "pipelines" / "vwap.yaml", "--kind", "operator", capsys=capsys)
+    assert code == 0
+    assert "vwap" in out and "spread_filter" in out and "cep_vwap/volume.py" in out

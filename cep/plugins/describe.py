@@ -1,7 +1,8 @@
 """`cep plugins`: every registered component with its one-line description and parameters."""
 from __future__ import annotations
 
-from typing import Iterator
+from types import UnionType
+from typing import Annotated, Iterator, Literal, Union, get_args, get_origin
 
 from pydantic_core import PydanticUndefined
 
@@ -9,8 +10,20 @@ from cep.plugins.manager import Registry
 
 
 def _type_name(annotation) -> str:
-    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
-    return text or str(annotation).replace("typing.", "")
+    """A type as a user reads it in YAML terms: `str | int | float`, `'drop' | 'unit'`."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (Union, UnionType):
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is Literal:
+        return " | ".join(repr(arg) for arg in args)
+    if origin is not None:
+        inner = ", ".join(_type_name(arg) for arg in args)
+        return f"{getattr(origin, '__name__', str(origin))}[{inner}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation).replace("typing.", ""))
 
 
 def describe(registry: Registry, kind: str | None = None) -> Iterator[str]:
