@@ -1,11 +1,10 @@
 """The one registry of sources, operators, rules and sinks — built-in and plugin alike.
 
-A plugin author imports one marker per kind and nothing else::
+A plugin author imports from this module only: a marker per kind, and the few types a factory uses::
 
-    from pydantic import BaseModel
-    from cep.plugins import operator
+    from cep.plugins import OpParams, operator
 
-    class VwapParams(BaseModel):
+    class VwapParams(OpParams):
         window: int = 20
 
     @operator("vwap", params=VwapParams)
@@ -21,4 +20,21 @@ points in the same group, local modules from a pipeline's `plugins:` list. See `
 from cep.plugins.markers import Component, Kind, operator, rule, sink, source
 from cep.plugins.manager import Registry, default_registry
 
-__all__ = ["Component", "Kind", "Registry", "default_registry", "operator", "rule", "sink", "source"]
+__all__ = ["Component", "Kind", "Registry", "default_registry", "operator", "rule", "sink", "source",
+           *["BatchOperator", "BuildContext", "OpParams", "Expr", "Duration", "ExpressionUse",
+             "batch_map", "per_record", "stateful"]]
+
+# What a factory needs, importable from here too, so a plugin imports from one place. Loaded on
+# first use: importing the registry must not import every built-in component.
+_FOR_AUTHORS = {"BatchOperator": "cep.components.base", "BuildContext": "cep.components.base",
+                "batch_map": "cep.components.base", "per_record": "cep.components.base",
+                "stateful": "cep.components.base", "OpParams": "cep.components.operators._common",
+                "Expr": "cep.components.operators._common", "Duration": "cep.components.operators._common",
+                "ExpressionUse": "cep.components.operators._common"}
+
+
+def __getattr__(name: str):
+    if name in _FOR_AUTHORS:
+        import importlib
+        return getattr(importlib.import_module(_FOR_AUTHORS[name]), name)
+    raise AttributeError(f"module 'cep.plugins' has no attribute {name!r}")

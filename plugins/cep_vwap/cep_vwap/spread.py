@@ -3,9 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from cep.components.base import BatchOperator, BuildContext, per_record
-from cep.components.operators import OpParams
-from cep.plugins import operator
+from cep.plugins import BatchOperator, BuildContext, OpParams, operator, per_record
 
 TOO_WIDE = "spread_above_max"
 """The drop reason of a quote whose spread exceeds `max_bps` of its mid."""

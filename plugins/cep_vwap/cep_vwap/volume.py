@@ -6,9 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from cep.components.base import BatchOperator, BuildContext, per_record
-from cep.components.operators import OpParams
-from cep.plugins import operator
+from cep.plugins import BatchOperator, BuildContext, OpParams, operator, per_record
 
 NO_VOLUME = "no_volume"
 """The drop reason of a tick that has no volume to weigh its prices with."""
