@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, InstanceOf
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, field_validator
 
 from cep.components.base import BuildContext
 from cep.config import Pipeline, load_pipeline, load_pipeline_text
@@ -68,10 +68,20 @@ __all__ = ["DeadLetter", "Outcome", "collect_sink", "list_source", "run_inline",
 class ListParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    records: list[dict[str, Any]] = Field(default_factory=list,
-                                          description="the records, in event-time order")
+    records: InstanceOf[list] = Field(default_factory=list,
+                                      description="the records (dicts), in event-time order")
     batch_size: int | None = Field(None, ge=1, description="records per batch (default: the "
                                                            "pipeline's batch_size)")
+
+
+    @field_validator("records")
+    @classmethod
+    def _records_are_mappings(cls, records: list) -> list:
+        """Checked, not copied item by item: the source copies each record as it replays it."""
+        for index, record in enumerate(records):
+            if not isinstance(record, dict):
+                raise ValueError(f"record {index} is a {type(record).__name__}, not a mapping")
+        return records
 
 
 class ListSource:
