@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 import cep
+from cep.errors import ConfigError
 from tests.test_patterns_flink_itcases import found, step
 
 
@@ -90,3 +91,63 @@ def test_until_reading_the_loop_so_far(workdir, optional, extra):
                   until="sum(middle, 'price') == 6")]
     assert sorted(run(workdir, steps, "c a1:2 a2:3 d1:1 a3:5 a4:6")) == \
         sorted(["c a1 a2 d1", "c a1 a2", "c a1"] + extra)
+
+
+# -- greedy (GreedyITCase) -----------------------------------------------------------------------
+def greedy_a(**options) -> dict:
+    return step("middle", "a", one_or_more=True, greedy=True, **options)
+
+
+@pytest.mark.parametrize("optional", [False, True])
+@pytest.mark.parametrize("events, expected", [
+    ("c a1 a2 a3 d", ["c a1 a2 a3 d"]),
+    ("c x1 a1 x2 a2 x3 a3 d", ["c a1 a2 a3 d"]),  # relaxed: other events between the a's
+    ("c a1 a2 x1 d", ["c a1 a2 d"]),
+])
+def test_greedy_loop_followed_by_relaxed_step_yields_only_the_longest_run(
+        workdir, optional, events, expected):
+    steps = [step("start", "c"), greedy_a(optional=optional), step("end", "d")]
+    assert run(workdir, steps, events) == expected
+
+
+@pytest.mark.parametrize("optional, expected", [(False, []), (True, ["c d"])])
+def test_greedy_loop_with_no_event_for_it(workdir, optional, expected):
+    steps = [step("start", "c"), greedy_a(optional=optional), step("end", "d")]
+    assert run(workdir, steps, "c x1 d") == expected
+
+
+@pytest.mark.parametrize("optional", [False, True])
+def test_greedy_loop_with_until_stops_at_the_breaking_event(workdir, optional):
+    steps = [step("start", "c"), greedy_a(optional=optional, until="price > 3"),
+             step("end", "d")]
+    assert run(workdir, steps, "c a1:2 a2:3 a3:3 a4:4 d1:3") == ["c a1 a2 a3 d1"]
+    # a breaking event first: the loop never starts (zero or more then goes straight to d)
+    assert run(workdir, steps, "c a4:4 a1:2 a2:3 a3:3 d1:3") == (["c d1"] if optional else [])
+
+
+def test_an_optional_step_after_a_greedy_one_is_rejected(workdir):
+    # Flink refuses it ("Optional pattern cannot be preceded by greedy pattern"); GreedyITCase's
+    # older scenarios with `c a*{greedy} d? e` went with that rule
+    steps = [step("start", "c"), greedy_a(optional=True), step("middle2", "d", optional=True),
+             step("end", "e")]
+    with pytest.raises(ConfigError, match="optional step cannot follow a greedy one"):
+        run(workdir, steps, "c a1 a2 d e")
+
+
+@pytest.mark.parametrize("consecutive, expected", [
+    (False, ["c", "c a1", "c a1 a2", "c a1 a2 a3"]),
+    (True, ["c", "c a1", "c a1 a2"]),   # the x1 between a2 and a3 ends a consecutive loop
+])
+def test_greedy_zero_or_more_at_the_end_emits_each_prefix(workdir, consecutive, expected):
+    steps = [step("start", "c"),
+             step("end", "a", one_or_more=True, optional=True, greedy=True,
+                  consecutive=consecutive)]
+    assert sorted(run(workdir, steps, "c a1 a2 x1 a3")) == expected
+
+
+def test_greedy_times_range(workdir):
+    steps = [step("start", "c"), step("middle", "a", times=[2, 5], greedy=True), step("end", "d")]
+    assert run(workdir, steps, "c a1 a2 a3 a4 d") == ["c a1 a2 a3 a4 d"]
+    steps = [step("start", "c"), step("end", "a", times=[2, 5], greedy=True)]
+    assert sorted(run(workdir, steps, "c a1 a2 a3 a4 x1")) == \
+        ["c a1 a2", "c a1 a2 a3", "c a1 a2 a3 a4"]
