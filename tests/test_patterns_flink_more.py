@@ -151,3 +151,128 @@ def test_greedy_times_range(workdir):
     steps = [step("start", "c"), step("end", "a", times=[2, 5], greedy=True)]
     assert sorted(run(workdir, steps, "c a1 a2 a3 a4 x1")) == \
         ["c a1 a2", "c a1 a2 a3", "c a1 a2 a3 a4"]
+
+
+# -- notNext / notFollowedBy (NotPatternITCase) --------------------------------------------------
+def absent(name: str, kind: str, contiguity: str = "relaxed") -> dict:
+    """A negated step: notFollowedBy (relaxed) or notNext (strict) an event of `kind`."""
+    return step(name, kind, negated=True, contiguity=contiguity)
+
+
+def test_not_next_kills_only_the_partial_match_it_follows(workdir):
+    steps = [step("start", "a"), absent("no_b", "b", "strict"),
+             step("middle", "c", contiguity="any"), step("end", "d")]
+    assert sorted(run(workdir, steps, "a1 c1 b1 c2 d1")) == ["a1 c1 d1", "a1 c2 d1"]
+    steps[2] = step("middle", "c")
+    assert run(workdir, steps, "a1 b1 c1 c2 d1") == []
+
+
+def test_not_next_at_the_end_waits_for_the_next_event(workdir):
+    steps = [step("start", "a"), step("middle", "c", contiguity="any"),
+             step("end", "d", contiguity="any"), absent("no_b", "b", "strict")]
+    assert run(workdir, steps, "a1 c1 c2 d1 b1") == []
+
+
+@pytest.mark.parametrize("optional", [False, True])
+def test_not_followed_by_in_the_middle(workdir, optional):
+    steps = [step("start", "a"), absent("no_b", "b"),
+             step("middle", "c", contiguity="any", optional=optional), step("end", "d")]
+    assert run(workdir, steps, "a1 c1 b1 c2 d1") == ["a1 c1 d1"]
+
+
+def test_not_followed_by_before_an_optional_last_step(workdir):
+    steps = [step("start", "a"), absent("no_b", "b"),
+             step("end", "c", contiguity="any", optional=True)]
+    assert sorted(run(workdir, steps, "a1 c1 b1 c2")) == ["a1", "a1 c1"]
+
+
+def test_not_followed_by_before_optional_times(workdir):
+    steps = [step("start", "a"), absent("no_b", "b"),
+             step("middle", "c", contiguity="any", times=2, optional=True), step("end", "d")]
+    assert run(workdir, steps, "a1 c1 b1 c2 d1") == ["a1 c1 c2 d1"]
+    # the optional times skipped altogether; the b after it no longer matters
+    assert run(workdir, steps, "a1 d1 e1 b1 c1 c2 d2") == ["a1 d1"]
+
+
+def test_not_followed_by_after_times(workdir):
+    steps = [step("start", "a"), step("middle", "b", contiguity="any", times=2),
+             absent("no_c", "c"), step("end", "d")]
+    assert run(workdir, steps, "a1 b1 c1 b2 d1") == []
+    assert run(workdir, steps, "a1 d1 e1 b1 b2 c1 d2") == []
+
+
+def test_not_followed_by_with_a_later_start(workdir):
+    steps = [step("start", "a"), absent("no_b", "b"), step("middle", "c"), step("end", "d")]
+    assert run(workdir, steps, "a1 b1 c1 a2 c2 d1") == ["a2 c2 d1"]
+
+
+@pytest.mark.parametrize("contiguity, expected", [
+    ("relaxed", []),
+    ("any", ["a1 b2 d1"]),
+])
+def test_not_next_after_one_or_more(workdir, contiguity, expected):
+    steps = [step("a", "a"), step("bs", "b", one_or_more=True, contiguity=contiguity),
+             absent("no_c", "c", "strict"), step("d", "d")]
+    assert run(workdir, steps, "a1 b1 c1 b2 d1") == expected
+
+
+AFTER_LOOP = "a1 b1 b2 b3 c1 b4 b5 b6 d1"
+RUNS_FROM_B4 = ["b4 b5 b6", "b4 b5", "b4", "b5 b6", "b5", "b6"]
+
+
+@pytest.mark.parametrize("loop, contiguity, expected", [
+    ({}, "relaxed", []),
+    ({"allow_combinations": True}, "relaxed", []),
+    ({}, "any", RUNS_FROM_B4),
+    ({"allow_combinations": True}, "any", RUNS_FROM_B4 + ["b4 b6"]),
+])
+def test_not_followed_by_after_one_or_more(workdir, loop, contiguity, expected):
+    steps = [step("a", "a"), step("bs", "b", one_or_more=True, contiguity=contiguity, **loop),
+             absent("no_c", "c"), step("d", "d")]
+    assert sorted(run(workdir, steps, AFTER_LOOP)) == sorted(f"a1 {bs} d1" for bs in expected)
+
+
+BEFORE_LOOP = "a1 b1 c1 b4 b5 b6 d1"
+EAGER_AFTER_B1 = ["b1 b4 b5 b6", "b1 b4 b5", "b1 b4", "b1"]
+
+
+@pytest.mark.parametrize("optional", [False, True])
+@pytest.mark.parametrize("contiguity", ["relaxed", "any"])
+@pytest.mark.parametrize("loop, expected", [
+    ({}, EAGER_AFTER_B1),
+    ({"allow_combinations": True},
+     EAGER_AFTER_B1 + ["b1 b4 b6", "b1 b5 b6", "b1 b5", "b1 b6"]),
+])
+def test_not_followed_by_before_one_or_more(workdir, optional, contiguity, loop, expected):
+    # the c kills every partial match that has not taken a b yet, so b1 is always the first
+    steps = [step("a", "a"), absent("no_c", "c"),
+             step("bs", "b", one_or_more=True, optional=optional, contiguity=contiguity, **loop),
+             step("d", "d")]
+    assert sorted(run(workdir, steps, BEFORE_LOOP)) == sorted(f"a1 {bs} d1" for bs in expected)
+
+
+def test_not_followed_by_at_the_end_matches_once_the_window_closes(workdir):
+    steps = [step("a", "a"), absent("no_b", "b")]
+    outputs = run(workdir, steps, "a1 b1 a2 c1 b2 a3 b3", times=[1, 2, 4, 5, 10, 11, 13],
+                  within="3ns")
+    assert outputs == ["a2"]
+
+
+def test_not_followed_by_before_zero_to_two_times_within(workdir):
+    steps = [step("a", "a"), absent("no_b", "b"), step("c", "c", times=[0, 2])]
+    outputs = run(workdir, steps, "a1 b1 a2 c1 c2 a3 c3 c4",
+                  times=[1, 2, 10, 11, 12, 20, 21, 24], within="3ns")
+    assert sorted(outputs) == ["a1", "a2", "a2 c1", "a2 c1 c2", "a3", "a3 c3"]
+
+
+def test_not_followed_by_at_the_end_after_a_match_with_skip_past_last_event(workdir):
+    steps = [step("a", "a", one_or_more=True, allow_combinations=True), step("c", "c"),
+             absent("no_b", "b")]
+    outputs = run(workdir, steps, "a1 a2 a3 c1 c2", times=[1, 2, 3, 4, 10], within="5ns",
+                  skip="skip_past_last_event")
+    assert outputs == ["a1 a2 a3 c1"]
+
+
+def test_times_zero_to_zero_is_rejected(workdir):
+    with pytest.raises(ConfigError, match="times must be"):
+        run(workdir, [step("a", "a"), step("c", "c", times=[0, 0])], "a1 c1")

@@ -29,7 +29,7 @@ class Step:
     """One step of a pattern.
 
     Quantifiers: none (the step binds exactly one event), `times=N` (exactly N), `times=(N, M)`
-    (N to M), `one_or_more=True` (1 or more; with `times=N`, N or more), `optional=True` (may
+    (N to M; `(0, M)` is read as Flink reads it, an optional `(1, M)`), `one_or_more=True` (1 or more; with `times=N`, N or more), `optional=True` (may
     bind nothing), `greedy=True` (a looping step takes as many events as it can before the next
     step may start). A step with `times` or `one_or_more` is *looping*: conditions of later steps
     see it as a list of events; any other step is seen as one event (None while unbound).
@@ -46,6 +46,12 @@ class Step:
     until: Condition | None = None
     contiguity: str = "relaxed"
     negated: bool = False
+
+    def __post_init__(self) -> None:
+        # Flink reads times(0, M) as an optional times(1, M): "none" is the optional's empty pass
+        if isinstance(self.times, (tuple, list)) and self.times[0] == 0 and self.times[1] >= 1:
+            object.__setattr__(self, "times", (1, self.times[1]))
+            object.__setattr__(self, "optional", True)
 
     @property
     def looping(self) -> bool:
@@ -146,7 +152,8 @@ def _step_problems(step: Step, index: int, steps: tuple[Step, ...]) -> list[Prob
         error(f"unknown contiguity {step.contiguity!r}", "use strict, relaxed or any")
     low, high = step.bounds
     if step.looping and (low < 1 or (high is not None and high < low)):
-        error(f"times must be N >= 1 or [N, M] with 1 <= N <= M, got {step.times!r}")
+        error(f"times must be N >= 1 or [N, M] with 0 <= N <= M and M >= 1, "
+              f"got {step.times!r}")
     if not step.looping:
         for flag in ("greedy", "consecutive", "allow_combinations"):
             if getattr(step, flag):
