@@ -276,3 +276,48 @@ def test_not_followed_by_at_the_end_after_a_match_with_skip_past_last_event(work
 def test_times_zero_to_zero_is_rejected(workdir):
     with pytest.raises(ConfigError, match="times must be"):
         run(workdir, [step("a", "a"), step("c", "c", times=[0, 0])], "a1 c1")
+
+
+# -- quantifier combinations of cep.md -------------------------------------------------------------
+RUN_OF_A = "c a1 a2 a3 a4 a5 b"
+
+
+@pytest.mark.parametrize("quantifier, expected", [
+    ({"times": [2, 4]}, ["c a1 a2 b", "c a1 a2 a3 b", "c a1 a2 a3 a4 b"]),
+    ({"times": 4}, ["c a1 a2 a3 a4 b"]),
+    ({"times": 4, "optional": True}, ["c a1 a2 a3 a4 b", "c b"]),
+    ({"one_or_more": True}, ["c a1 b", "c a1 a2 b", "c a1 a2 a3 b", "c a1 a2 a3 a4 b",
+                             "c a1 a2 a3 a4 a5 b"]),
+    ({"one_or_more": True, "optional": True},
+     ["c b", "c a1 b", "c a1 a2 b", "c a1 a2 a3 b", "c a1 a2 a3 a4 b", "c a1 a2 a3 a4 a5 b"]),
+    ({"one_or_more": True, "optional": True, "greedy": True}, ["c a1 a2 a3 a4 a5 b"]),
+    ({"times": 2, "one_or_more": True}, ["c a1 a2 b", "c a1 a2 a3 b", "c a1 a2 a3 a4 b",
+                                         "c a1 a2 a3 a4 a5 b"]),
+])
+def test_quantifier_between_relaxed_steps(workdir, quantifier, expected):
+    steps = [step("start", "c"), step("middle", "a", **quantifier), step("end", "b")]
+    assert sorted(run(workdir, steps, RUN_OF_A)) == sorted(expected)
+
+
+def test_greedy_times_range_takes_the_most_and_refuses_more(workdir):
+    steps = [step("start", "c"), step("middle", "a", times=[2, 4], greedy=True),
+             step("end", "b")]
+    assert run(workdir, steps, "c a1 a2 a3 a4 b") == ["c a1 a2 a3 a4 b"]
+    assert run(workdir, steps, "c a1 a2 a3 x1 b") == ["c a1 a2 a3 b"]
+    # Flink's greedy also guards the next step's edges with "not an a": once the loop is full,
+    # a fifth a can neither be taken nor ignored, and the partial match dies
+    assert run(workdir, steps, RUN_OF_A) == []
+
+
+@pytest.mark.parametrize("greedy", [False, True])
+def test_times_range_as_the_whole_pattern_starts_at_every_event(workdir, greedy):
+    # a last step decides nothing greedily: every length from each start is a match
+    steps = [step("start", "a", times=[2, 4], greedy=greedy)]
+    assert sorted(run(workdir, steps, "a1 a2 a3 a4 a5")) == sorted([
+        "a1 a2", "a1 a2 a3", "a1 a2 a3 a4", "a2 a3", "a2 a3 a4", "a2 a3 a4 a5",
+        "a3 a4", "a3 a4 a5", "a4 a5"])
+
+
+def test_optional_times_with_too_few_events_matches_without_them(workdir):
+    steps = [step("start", "c"), step("middle", "a", times=4, optional=True), step("end", "b")]
+    assert run(workdir, steps, "c a1 a2 a3 b") == ["c b"]
