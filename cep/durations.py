@@ -24,12 +24,3 @@ def parse_duration(value: str | int | float) -> int:
         raise ValueError(f"expected a duration such as 500ms, 2s or 1m, got {value!r}")
     number, unit = match.groups()
     return int(round(float(number) * _UNITS_NS[unit]))
-
-
-def format_duration(ns: int) -> str:
-    """The shortest exact spelling of `ns` (for plans and messages)."""
-    for unit in ("d", "h", "m", "s", "ms", "us"):
-        size = _UNITS_NS[unit]
-        if ns and ns % size == 0:
-            return f"{ns // size}{unit}"
-    return f"{ns}ns"

@@ -133,7 +133,3 @@ class OrderEvent(_RecordConvertible):
 
     def is_fully_filled(self) -> bool:
         return self.status is OrderStatus.FILLED
-
-
-EVENT_TYPES: dict[str, type] = {"TickEvent": TickEvent, "TradingSignal": TradingSignal,
-                                "OrderEvent": OrderEvent}

@@ -8,6 +8,7 @@ import pytest
 import zmq
 
 import cep
+from cep import codec
 from cep.errors import TransportError
 from tests.conftest import SHIPPED_TICKS
 
@@ -102,15 +103,17 @@ def test_garbage_frame_is_dead_lettered_and_the_run_goes_on(workdir):
         if not sent and status.nodes()["quotes"].received > 300:
             injector.connect(endpoint)
             injector.send_multipart([b"up5", b"\xc1not msgpack", b"\x00"])
+            lying = codec.encode_header(codec.DATA, "intruder", 1, 5)  # says 5 events, carries 1
+            injector.send_multipart([b"up5", lying, codec.encode_batch([{"x": 1}])])
             sent["yes"] = True
 
     status = cep.run(plan, on_status=inject_once)
     injector.close()
     assert sent
-    assert status.nodes()["signals"].dead_lettered == 1
+    assert status.nodes()["signals"].dead_lettered == 2
     letters = [json.loads(line) for line in open(workdir / "out" / "deadletter.jsonl")]
-    assert letters[0]["node"] == "signals"
-    assert "undecodable" in letters[0]["reason"]
+    assert [letter["node"] for letter in letters] == ["signals", "signals"]
+    assert "undecodable" in letters[0]["reason"] and "says 5 events" in letters[1]["reason"]
     assert status.nodes()["ticks"].emitted == 3000
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import reactivex
 from reactivex import operators as ops
@@ -157,19 +157,3 @@ def _closer(graph: ProcessGraph, node_id: str, sink: Sink, fail: Callable[[BaseE
             fail(exc)
         graph.open_sinks.discard(node_id)
     return close
-
-
-def drive_source(source: Source, subject: Subject, stopping: Callable[[], bool],
-                 between: Callable[[], Any] | None = None) -> None:
-    """Push every batch of `source` through the graph, then complete it (end of stream)."""
-    try:
-        for batch in source.batches():
-            if batch:
-                subject.on_next(batch)
-            if between is not None:
-                between()
-            if stopping():
-                break
-    finally:
-        source.close()
-    subject.on_completed()

@@ -45,7 +45,6 @@ class _Child:
     worker: str
     process: multiprocessing.process.BaseProcess
     incarnation: int
-    started_at: float
     done: bool = False
     ready: bool = False
     error: dict[str, Any] | None = None
@@ -124,7 +123,7 @@ class Supervisor:
         process = self._mp.Process(target=worker_main, args=(self.plan.to_dict(), worker, incarnation),
                                    name=f"cep:{worker}", daemon=True)
         process.start()
-        self._children[worker] = _Child(worker, process, incarnation, time.monotonic())
+        self._children[worker] = _Child(worker, process, incarnation)
         self.status.pids[worker] = process.pid
 
     def _tell(self, worker: str, message: dict[str, Any]) -> None:

@@ -30,7 +30,6 @@ from cep.errors import CodecError, TransportError
 from cep.events import Batch
 from cep.partition import Partitioner
 
-CONTROL_TOPIC = b"!"
 END_TOPIC = b"!END"
 HELLO_PREFIX = "!HELLO."
 SEND_RETRY_MS = 100
@@ -323,6 +322,9 @@ class Inlet:
             batch = codec.decode_batch(payload)
         except CodecError as exc:
             self.dead_letter(str(exc), payload)
+            return None, None
+        if len(batch) != count:
+            self.dead_letter(f"frame header says {count} events, the payload holds {len(batch)}", payload)
             return None, None
         if self.record_filter:
             key, partition, index = self.edge.partition_key, self.partition, self.index
