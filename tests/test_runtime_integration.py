@@ -103,17 +103,20 @@ def test_garbage_frame_is_dead_lettered_and_the_run_goes_on(workdir):
         if not sent and status.nodes()["quotes"].received > 300:
             injector.connect(endpoint)
             injector.send_multipart([b"up5", b"\xc1not msgpack", b"\x00"])
-            lying = codec.encode_header(codec.DATA, "intruder", 1, 5)  # says 5 events, carries 1
+            lying = codec.encode_header(codec.DATA, "strategy", 1, 5)  # says 5 events, carries 1
             injector.send_multipart([b"up5", lying, codec.encode_batch([{"x": 1}])])
+            stranger = codec.encode_header(codec.DATA, "intruder", 1, 1)  # not a producer of this edge
+            injector.send_multipart([b"up5", stranger, codec.encode_batch([{"x": 1}])])
             sent["yes"] = True
 
     status = cep.run(plan, on_status=inject_once)
     injector.close()
     assert sent
-    assert status.nodes()["signals"].dead_lettered == 2
+    assert status.nodes()["signals"].dead_lettered == 3
     letters = [json.loads(line) for line in open(workdir / "out" / "deadletter.jsonl")]
-    assert [letter["node"] for letter in letters] == ["signals", "signals"]
+    assert [letter["node"] for letter in letters] == ["signals"] * 3
     assert "undecodable" in letters[0]["reason"] and "says 5 events" in letters[1]["reason"]
+    assert "'intruder', which is not a producer" in letters[2]["reason"]
     assert status.nodes()["ticks"].emitted == 3000
 
 

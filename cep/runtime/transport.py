@@ -306,6 +306,9 @@ class Inlet:
         except CodecError as exc:
             self.dead_letter(str(exc), header + payload)
             return None, None
+        if producer not in self.producers:
+            self.dead_letter(f"frame from {producer!r}, which is not a producer of {self.edge.id}", header + payload)
+            return None, None
         if kind == codec.END:
             if producer in self.ended:
                 return None, None
