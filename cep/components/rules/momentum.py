@@ -65,9 +65,9 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     scale = params.confidence_scale_bps
     key_field = ctx.key
     node = ctx.node
-    # key -> (last mid, signed run length: +n rising / -n falling, mid before the run started);
+    # key -> [last mid, signed run length: +n rising / -n falling, mid before the run started];
     # a run that began at the key's first tick is offset by UNSEEN_START so it never reaches count
-    streaks: dict[object, tuple[float, int, float]] = {}
+    streaks: dict[object, list] = {}
 
     def signal(record: dict, action: str, price: float, start: float, mid: float) -> dict:
         instrument = record.get("instrument")
@@ -97,26 +97,28 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
                         key = None
                 streak = get(key)
                 if streak is None:
-                    streaks[key] = (mid, 0, mid)
-                    continue
-                if streak[1] == 0:  # the key's first move: its streak's start was not seen
-                    if mid != streak[0]:
-                        streaks[key] = (mid, UNSEEN_START if mid > streak[0] else -UNSEEN_START, mid)
+                    streaks[key] = [mid, 0, mid]
                     continue
                 last, run, start = streak
                 if mid > last:
                     if run > 0:
                         run += 1
+                    elif run == 0:  # the key's first move: its streak's start was not seen
+                        run = UNSEEN_START
                     else:
                         run, start = 1, last
                 elif mid < last:
                     if run < 0:
                         run -= 1
+                    elif run == 0:
+                        run = -UNSEEN_START
                     else:
                         run, start = -1, last
                 else:
                     continue
-                streaks[key] = (mid, run, start)
+                streak[0] = mid  # updated in place: no new state object per event
+                streak[1] = run
+                streak[2] = start
                 if run == count:
                     if want_buy:
                         out.append(signal(record, "BUY", record["ask_price"], start, mid))
