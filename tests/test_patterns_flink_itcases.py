@@ -15,15 +15,21 @@ import yaml
 import cep
 
 
+def event(token: str, timestamp: int) -> dict:
+    """The event of one token: "a4" is `{name: a, id: a4}`, "a4:5" also has `price` 5.0."""
+    ident, _, price = token.partition(":")
+    record = {"timestamp": timestamp, "name": ident.rstrip("0123456789"), "id": ident}
+    return {**record, "price": float(price)} if price else record
+
+
 def run(workdir, steps: list[dict], tokens: str, times: list[int] | None = None,
-        **rule) -> list[dict]:
+        name: str = "flink-itcase", **rule) -> list[dict]:
     """PatternMatch records of an inline rule with `steps` over the events of `tokens`."""
-    events = [{"timestamp": times[i] if times else i + 1, "name": token.rstrip("0123456789"),
-               "id": token} for i, token in enumerate(tokens.split())]
+    events = [event(token, times[i] if times else i + 1) for i, token in enumerate(tokens.split())]
     with open(workdir / "events.jsonl", "w") as file:
         file.writelines(json.dumps(event) + "\n" for event in events)
     document = {
-        "version": 1, "name": "flink-itcase",
+        "version": 1, "name": name,
         "sources": {"events": {"type": "jsonl", "path": "events.jsonl",
                                "time_field": "timestamp", "time_unit": "ns"}},
         "rules": {"matches": {"from": "events", "pattern": steps, **rule}},

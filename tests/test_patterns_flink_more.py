@@ -7,41 +7,18 @@ Events are tokens: "a1" has `name` "a" and `id` "a1"; "a4:5" also has `price` 5 
 """
 from __future__ import annotations
 
-import json
 
 import pytest
-import yaml
 
-import cep
 from cep.errors import ConfigError
 from tests.test_patterns_flink_itcases import found, step
-
-
-def event(token: str, timestamp: int) -> dict:
-    """The event of one token: "a4:5" is `{name: a, id: a4, price: 5.0}`."""
-    ident, _, price = token.partition(":")
-    record = {"timestamp": timestamp, "name": ident.rstrip("0123456789"), "id": ident}
-    return {**record, "price": float(price)} if price else record
+from tests.test_patterns_flink_itcases import run as run_rule
 
 
 def run(workdir, steps: list[dict], tokens: str, times: list[int] | None = None,
         **rule) -> list[str]:
     """The matches (see `found`) of an inline rule with `steps` over the events of `tokens`."""
-    with open(workdir / "events.jsonl", "w") as file:
-        for i, token in enumerate(tokens.split()):
-            file.write(json.dumps(event(token, times[i] if times else i + 1)) + "\n")
-    document = {
-        "version": 1, "name": "flink-itcase-more",
-        "sources": {"events": {"type": "jsonl", "path": "events.jsonl",
-                               "time_field": "timestamp", "time_unit": "ns"}},
-        "rules": {"matches": {"from": "events", "pattern": steps, **rule}},
-        "sinks": {"out": {"type": "jsonl", "from": ["matches"], "path": "out.jsonl"}},
-    }
-    path = workdir / "pipeline.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    cep.run(cep.compile(path), inline=True)
-    with open(workdir / "out.jsonl") as file:
-        return found([json.loads(line) for line in file])
+    return found(run_rule(workdir, steps, tokens, times, name="flink-itcase-more", **rule))
 
 
 # -- until (UntilConditionITCase) ----------------------------------------------------------------

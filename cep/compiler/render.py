@@ -45,8 +45,7 @@ def _quote(text: str) -> str:
 def to_dot(plan: Plan) -> str:
     lines = [f"digraph {_quote(plan.name)} {{", "  rankdir=LR;", "  node [shape=box, fontname=Helvetica];"]
     for index, process in enumerate(plan.processes):
-        label = process.name + (f" x{process.parallelism}" if process.parallelism > 1 else "")
-        lines += [f"  subgraph cluster_{index} {{", f"    label={_quote(label + ' [' + process.role + ']')};",
+        lines += [f"  subgraph cluster_{index} {{", f"    label={_quote(_process_label(process))};",
                   "    style=rounded;"]
         for node_id in process.nodes:
             lines.append(f"    {_quote(process.name + '/' + node_id)} [label={_quote(_node_label(plan, node_id))}];")
@@ -56,6 +55,11 @@ def to_dot(plan: Plan) -> str:
         lines.append(f"  {_quote(producer + '/' + upstream)} -> {_quote(consumer + '/' + target)}{attributes};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _process_label(process) -> str:
+    workers = f" x{process.parallelism}" if process.parallelism > 1 else ""
+    return f"{process.name}{workers} [{process.role}]"
 
 
 def _arcs(plan: Plan):
@@ -80,8 +84,7 @@ def _mermaid_id(*parts: str) -> str:
 def to_mermaid(plan: Plan) -> str:
     lines = ["flowchart LR"]
     for process in plan.processes:
-        label = process.name + (f" x{process.parallelism}" if process.parallelism > 1 else "")
-        lines.append(f'  subgraph {_mermaid_id("p", process.name)}["{label} [{process.role}]"]')
+        lines.append(f'  subgraph {_mermaid_id("p", process.name)}["{_process_label(process)}"]')
         for node_id in process.nodes:
             lines.append(f'    {_mermaid_id(process.name, node_id)}["{_node_label(plan, node_id)}"]')
         lines.append("  end")
