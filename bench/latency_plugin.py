@@ -19,6 +19,7 @@ from cep.components.base import BuildContext
 from cep.components.sources.synthetic import SyntheticParams, SyntheticSource
 from cep.events import Batch, TickEvent
 from cep.plugins import sink, source
+from cep.rows import Rows
 
 
 class WallSynthetic:
@@ -31,16 +32,14 @@ class WallSynthetic:
         self._params = params
         self._ctx = ctx
 
-    def batches(self) -> Iterator[Batch]:
+    def batches(self) -> Iterator[Rows]:
         """The pacing clock starts at the first tick, after the first chunk of ticks has been
         generated; event time is shifted to start at that same wall instant."""
         shift = None
         for batch in SyntheticSource(self._params, self._ctx).batches():
             if shift is None:
-                shift = time.time_ns() - batch[0]["timestamp"]
-            for record in batch:
-                record["timestamp"] += shift
-            yield batch
+                shift = time.time_ns() - batch.rows[0][0]
+            yield Rows(batch.fields, [(row[0] + shift, *row[1:]) for row in batch.rows])
 
     def close(self) -> None:
         """Nothing to release."""

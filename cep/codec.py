@@ -15,12 +15,13 @@ does not decode raises `CodecError`, which the receiver dead-letters with the ra
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 
 from cep.errors import CodecError
 from cep.events import Batch
+from cep.rows import ROWS, AnyBatch, Rows, compiled, concat
 
 VERSION = 1
 DATA = 0
@@ -36,17 +37,19 @@ def encode_header(kind: int, producer: str, seq: int, count: int) -> bytes:
     return _packer.pack([VERSION, kind, producer, seq, count])
 
 
-def encode_batch(batch: Batch) -> bytes:
-    """Pack records as `[[fields, rows], ...]`, one group per run of records sharing a layout.
+def encode_batch(batch: AnyBatch) -> bytes:
+    """Pack a batch as `[[fields, rows], ...]`, one group per run of records sharing a layout.
 
-    The common case, a batch of one layout, takes one compiled comprehension; a batch of mixed
-    layouts is grouped in runs, so records keep their order. Within a group, values follow the
-    group's first record's field order.
+    Rows are packed as they are. Records of one layout (the common case) take one compiled
+    comprehension; a batch of mixed layouts is grouped in runs, so records keep their order.
+    Within a group, values follow the group's first record's field order.
     """
     try:
+        if type(batch) is Rows:
+            return _packer.pack([[list(batch.fields), batch.rows]])
         if batch:
             fields = tuple(batch[0])
-            rows = _compiled(fields, _ROWS)(batch)  # KeyError: another layout in the batch
+            rows = compiled(fields, ROWS)(batch)  # KeyError: another layout in the batch
             width = len(fields)
             if all(len(record) == width for record in batch):
                 return _packer.pack([[list(fields), rows]])
@@ -91,49 +94,28 @@ def decode_header(data: bytes) -> tuple[int, str, int, int]:
     return header[1], header[2], header[3], header[4]
 
 
-def decode_batch(data: bytes) -> Batch:
+def decode_batch(data: bytes) -> AnyBatch:
+    """The frame's payload as `Rows` when it is one layout (no dict is built), else records.
+
+    Every row is checked to be an array as wide as its fields: a malformed frame raises
+    CodecError here, never later in an operator.
+    """
     groups = _unpack(data)
-    batch: Batch = []
     try:
+        parts: list[Rows] = []
         for fields, rows in groups:
-            if not all(isinstance(name, str) for name in fields):
+            fields = tuple(fields)
+            if not all(type(name) is str for name in fields):
                 raise CodecError("field names must be strings")
-            batch += _compiled(tuple(fields), _RECORDS)(rows)  # a row of another width: ValueError
+            if len(set(fields)) != len(fields):
+                raise CodecError(f"field names repeat in {list(fields)!r:.200}")
+            if rows and (set(map(type, rows)) != {list} or set(map(len, rows)) != {len(fields)}):
+                raise CodecError(f"malformed frame payload: rows must be arrays of {len(fields)} values")
+            parts.append(Rows(fields, rows))
     except CodecError:
         raise
     except (TypeError, ValueError) as exc:
         raise CodecError(f"malformed frame payload: {exc}") from exc
-    return batch
-
-
-_ROWS, _RECORDS = 0, 1
-_compiled_cache: dict[tuple[int, tuple[str, ...]], Callable[[list], list]] = {}
-_MAX_COMPILED = 1024
-
-
-def _compiled(fields: tuple[str, ...], kind: int) -> Callable[[list], list]:
-    """Records -> rows (`_ROWS`) or rows -> records (`_RECORDS`) for one layout, compiled once.
-
-    A comprehension with the field names as constants (`[[r['a'], r['b']] for r in records]`,
-    `[{'a': v0, 'b': v1} for v0, v1 in rows]`) is several times faster than generic code per
-    record, and the codec is the largest per-event cost of a worker. Only field names that are
-    Python identifiers are compiled in (so wire data can never be code); other layouts, and any
-    beyond the cache bound, take the generic path.
-    """
-    key = (kind, fields)
-    function = _compiled_cache.get(key)
-    if function is not None:
-        return function
-    if not (len(_compiled_cache) < _MAX_COMPILED and 0 < len(fields) <= 64
-            and all(name.isidentifier() for name in fields)):
-        if kind == _ROWS:
-            return lambda records: [[record[name] for name in fields] for record in records]
-        return lambda rows: [dict(zip(fields, row, strict=True)) for row in rows]
-    if kind == _ROWS:
-        source = "lambda records: [[" + ", ".join(f"r[{name!r}]" for name in fields) + "] for r in records]"
-    else:
-        values = ", ".join(f"v{i}" for i in range(len(fields)))
-        display = ", ".join(f"{name!r}: v{i}" for i, name in enumerate(fields))
-        source = f"lambda rows: [{{{display}}} for {values}, in rows]"
-    function = _compiled_cache[key] = eval(source, {"__builtins__": {}})  # noqa: S307 - identifiers only
-    return function
+    if not parts:
+        return []
+    return concat(parts)  # type: ignore[arg-type]

@@ -33,6 +33,7 @@ division by zero) are raised to the caller, which dead-letters the record and go
 from __future__ import annotations
 
 import ast
+import copy
 import difflib
 import math
 from collections.abc import Collection, Mapping, Sequence
@@ -370,16 +371,86 @@ def compile_record_steps(steps: Sequence[RecordStep]) -> Callable[[list], list]:
         else:
             raise ValueError(f"unknown record step {kind!r}")
     body.append(ast.Expr(ast.Call(ast.Name("_cep_append", ast.Load()), [record], [])))
+    function = _loop_function("fused", body)
+    return _define(function, {**namespace, "_cep_copy": dict})
+
+
+def compile_row_steps(steps: Sequence[RecordStep],
+                      fields: tuple[str, ...]) -> tuple[Callable[[Sequence], list], tuple[str, ...]] | None:
+    """The steps of `compile_record_steps` for rows of layout `fields`: `(function, out_fields)`,
+    where `function(rows) -> rows` gives the rows of exactly the records the record form would
+    give, in layout `out_fields` (a set field keeps its place, a new one is appended, as in a
+    dict). None if a step reads a field the layout lacks: the record form then raises KeyError
+    for every record, and the caller takes that path so each is dead-lettered as it would be.
+
+    A set value is held in a local until the end of the steps, so a record dropped by a later
+    filter never has a row built, and a run of new fields makes one tuple, not one per field.
+    """
+    slots: dict[str, ast.expr] = {name: ast.Subscript(ast.Name(_RECORD, ast.Load()), ast.Constant(index),
+                                                      ast.Load()) for index, name in enumerate(fields)}
+    out_fields = list(fields)
+    body: list[ast.stmt] = []
+    namespace: dict[str, Any] = {}
+    for number, (kind, field, expression) in enumerate(steps):
+        if expression.bound:
+            raise ValueError("only expressions without bound names can be fused")
+        if not expression.fields <= slots.keys():
+            return None
+        namespace.update(expression._namespace)
+        value = _ReadSlots(slots).visit(copy.deepcopy(expression._body))
+        if kind == "keep":
+            body.append(ast.If(ast.UnaryOp(ast.Not(), value), [ast.Continue()], []))
+        elif kind == "set":
+            local = f"_cep_v{number}"
+            body.append(ast.Assign([ast.Name(local, ast.Store())], value))
+            slots[field] = ast.Name(local, ast.Load())  # type: ignore[index]
+            if field not in out_fields:
+                out_fields.append(field)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"unknown record step {kind!r}")
+    record = ast.Name(_RECORD, ast.Load())
+    if out_fields == list(fields) and all(isinstance(slots[name], ast.Subscript) for name in fields):
+        row: ast.expr = record  # nothing set: the row goes on as it is
+    elif all(isinstance(slots[name], ast.Subscript) for name in fields):
+        added = ast.Tuple([slots[name] for name in out_fields[len(fields):]], ast.Load())
+        row = ast.BinOp(ast.Call(ast.Name("_cep_tuple", ast.Load()), [record], []), ast.Add(), added)
+    else:
+        row = ast.Tuple([slots[name] for name in out_fields], ast.Load())
+    body.append(ast.Expr(ast.Call(ast.Name("_cep_append", ast.Load()), [row], [])))
+    function = _loop_function("fused_rows", body)
+    return _define(function, {**namespace, "_cep_tuple": tuple}), tuple(out_fields)
+
+
+class _ReadSlots(ast.NodeTransformer):
+    """`record['name']` -> where the value of `name` is in the row form (a row index or a local)."""
+
+    def __init__(self, slots: Mapping[str, ast.expr]) -> None:
+        self.slots = slots
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        self.generic_visit(node)
+        if (isinstance(node.value, ast.Name) and node.value.id == _RECORD
+                and isinstance(node.slice, ast.Constant) and node.slice.value in self.slots):
+            return copy.deepcopy(self.slots[node.slice.value])
+        return node
+
+
+def _loop_function(name: str, body: list[ast.stmt]) -> ast.FunctionDef:
+    """`def name(_cep_batch): out = []; for _cep_record in _cep_batch: <body>; return out`."""
     loop = ast.For(ast.Name(_RECORD, ast.Store()), ast.Name("_cep_batch", ast.Load()), body, [])
-    function = ast.FunctionDef(
-        name="fused", args=ast.arguments(posonlyargs=[], args=[ast.arg("_cep_batch")], kwonlyargs=[],
-                                         kw_defaults=[], defaults=[]),
+    return ast.FunctionDef(
+        name=name, args=ast.arguments(posonlyargs=[], args=[ast.arg("_cep_batch")], kwonlyargs=[],
+                                      kw_defaults=[], defaults=[]),
         body=[ast.Assign([ast.Name("_cep_out", ast.Store())], ast.List([], ast.Load())),
               ast.Assign([ast.Name("_cep_append", ast.Store())],
                          ast.Attribute(ast.Name("_cep_out", ast.Load()), "append", ast.Load())),
               loop, ast.Return(ast.Name("_cep_out", ast.Load()))],
         decorator_list=[], returns=None, type_params=[])
+
+
+def _define(function: ast.FunctionDef, namespace: dict[str, Any]) -> Callable[..., Any]:
+    """Compile one generated function in a namespace of whitelisted names (no builtins)."""
     module = ast.fix_missing_locations(ast.Module([function], type_ignores=[]))
-    namespace.update({"__builtins__": {}, "_cep_copy": dict})
-    exec(compile(module, "<fused steps>", "exec"), namespace)  # noqa: S102 - checked trees only
-    return namespace["fused"]
+    namespace = {**namespace, "__builtins__": {}}
+    exec(compile(module, f"<{function.name}>", "exec"), namespace)  # noqa: S102 - checked trees only
+    return namespace[function.name]

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from cep.components.base import BuildContext
 from cep.components.sources.csv_file import CsvParams, csv_source
 from cep.events import TickEvent
+from cep.rows import as_records
 
 REPO = Path(__file__).resolve().parents[1]
 BINANCE = REPO / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
@@ -27,7 +28,7 @@ def replay(params: CsvParams, batch_size: int = 256):
                        dead_letter_fn=lambda node, reason, raw: letters.append((reason, raw)))
     src = csv_source(params, ctx)
     try:
-        records = [r for batch in src.batches() for r in batch]
+        records = [r for batch in src.batches() for r in as_records(batch)]
     finally:
         src.close()
     return records, letters, ctx.counters
@@ -141,7 +142,7 @@ def test_the_shipped_binance_file_replays_every_tick():
 def test_real_fx_quotes_without_sizes_have_no_volumes():
     src = csv_source(load({"path": str(OANDA)}, REPO), BuildContext(node="fx"))
     try:
-        records = [r for batch in islice(src.batches(), 4) for r in batch]
+        records = [r for batch in islice(src.batches(), 4) for r in as_records(batch)]
     finally:
         src.close()
     assert len(records) == 4 * 256

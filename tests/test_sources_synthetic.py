@@ -10,11 +10,12 @@ from pydantic import ValidationError
 from cep.components.base import BuildContext
 from cep.components.sources.synthetic import SyntheticParams, synthetic_source
 from cep.events import TickEvent
+from cep.rows import as_records
 
 
 def ticks(batch_size: int = 256, **params) -> list[dict]:
     src = synthetic_source(SyntheticParams(**params), BuildContext(node="syn", batch_size=batch_size))
-    return [r for batch in src.batches() for r in batch]
+    return [r for batch in src.batches() for r in as_records(batch)]
 
 
 def test_the_same_seed_gives_the_same_ticks_and_another_seed_others():
@@ -31,7 +32,8 @@ def test_another_process_generates_the_same_ticks():
     code = ("from cep.components.sources.synthetic import SyntheticParams, synthetic_source;"
             "from cep.components.base import BuildContext;"
             "s = synthetic_source(SyntheticParams(seed=3, count=20, instruments=2), BuildContext(node='s'));"
-            "print(repr([r for b in s.batches() for r in b]))")
+            "from cep.rows import as_records;"
+            "print(repr([r for b in s.batches() for r in as_records(b)]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONHASHSEED": "123", "PATH": ""})
     assert out.stdout.strip() == repr(ticks(seed=3, count=20, instruments=2))

@@ -21,6 +21,7 @@ from cep.components.base import BuildContext, Counters, DeadLetterFn, Sink, Sour
 from cep.errors import CepError, RuntimeFailure
 from cep.events import Batch
 from cep.plugins import Component, Registry
+from cep.rows import as_records
 from cep.runtime.fusion import fusable, fused_operator
 
 
@@ -90,7 +91,8 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
             sink = component.factory(component.configure(node.params, base_dir), context(node, None))
             graph.sinks[node_id] = sink
             graph.open_sinks.add(node_id)
-            input_of(node).subscribe(sink.write, fail, _closer(graph, node_id, sink, fail))
+            _in_form_for(component, input_of(node)).subscribe(sink.write, fail,
+                                                               _closer(graph, node_id, sink, fail))
             continue
         observable = input_of(node)
         if node.kind == "stream":
@@ -99,11 +101,8 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
 
             def close_run() -> None:
                 nonlocal observable
-                if len(run) > 1:
+                if run:
                     observable = observable.pipe(fused_operator(list(run), context(node, key)))
-                elif run:
-                    component, config = run[0]
-                    observable = observable.pipe(component.factory(config, context(node, key)))
                 run.clear()
 
             for name, args in node.ops:
@@ -116,12 +115,13 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
                     run.append((component, config))
                 else:
                     close_run()
-                    observable = observable.pipe(component.factory(config, context(node, key)))
+                    observable = _in_form_for(component, observable).pipe(
+                        component.factory(config, context(node, key)))
             close_run()
         else:
             component = _component(registry, "rule", node.type)
-            observable = observable.pipe(component.factory(component.configure(node.params, base_dir),
-                                                           context(node, node.key)))
+            observable = _in_form_for(component, observable).pipe(
+                component.factory(component.configure(node.params, base_dir), context(node, node.key)))
         output = Subject()
         graph.outputs[node_id] = output
         output.subscribe(_count_out(graph.counters[node_id]))
@@ -135,6 +135,14 @@ def _component(registry: Registry, kind: str, name: str) -> Component:
         raise RuntimeFailure(f"{kind} {name!r} is not registered in this process "
                              "(is the plugin installed where the worker runs?)")
     return component
+
+
+def _in_form_for(component: Component, observable: reactivex.Observable) -> reactivex.Observable:
+    """What `component` reads: batches as they come if it takes `Rows` (registered with
+    `rows=True`), else record dicts, which is what the component API promises."""
+    if component.extra.get("rows"):
+        return observable
+    return observable.pipe(ops.map(as_records))
 
 
 def _count_in(counters: Counters) -> Callable[[Batch], None]:

@@ -19,7 +19,6 @@ unread tail (DESIGN §4).
 from __future__ import annotations
 
 import errno
-from collections import defaultdict
 from typing import Callable
 
 import zmq
@@ -27,8 +26,8 @@ import zmq
 from cep import codec
 from cep.compiler.plan import EdgePlan, Plan
 from cep.errors import CodecError, TransportError
-from cep.events import Batch
 from cep.partition import Partitioner
+from cep.rows import AnyBatch, Rows, items, like, split_by
 
 END_TOPIC = b"!END"
 HELLO_PREFIX = "!HELLO."
@@ -86,6 +85,7 @@ class Outlet:
         self.blocking = all(edge.backpressure == "block" for edge in edges)
         self.stopping = stopping
         self.counters = EdgeCounters()
+        self.layout: tuple[str, ...] | None = None  # of the pending rows; None: records
         self.ended = False
         # consumer workers that must acknowledge the END frame before the socket may close
         self.awaiting_ack: set[str] = set()
@@ -105,7 +105,18 @@ class Outlet:
         else:
             self.counters.dropped += events
 
-    def _frame(self, topic: bytes, kind: int, seq: int, batch: Batch | None) -> list[bytes]:
+    def _adopt(self, batch: AnyBatch) -> None:
+        """Pending items share one form: rows of one layout, or records. A batch of another form
+        first ships what is pending, so order is kept and every frame is one layout."""
+        layout = batch.fields if type(batch) is Rows else None  # type: ignore[union-attr]
+        if layout != self.layout:
+            self.flush()
+            self.layout = layout
+
+    def _batch(self, pending: list) -> AnyBatch:
+        return pending if self.layout is None else Rows(self.layout, pending)
+
+    def _frame(self, topic: bytes, kind: int, seq: int, batch: AnyBatch | None) -> list[bytes]:
         header = codec.encode_header(kind, self.producer, seq, len(batch) if batch else 0)
         return [topic, header, codec.encode_batch(batch) if batch else b""]
 
@@ -123,7 +134,7 @@ class PubOutlet(Outlet):
         bind(self.socket, edges[0].endpoints[0])
         self.expected = {w for edge in edges for w in plan.process(edge.consumer).workers}
         self.joined: set[str] = set()
-        self.buckets: defaultdict[object, Batch] = defaultdict(list)
+        self.buckets: dict[object, list] = {}
         self.seq: dict[bytes, int] = {}
         self.topics: dict[object, bytes] = {}
 
@@ -149,12 +160,15 @@ class PubOutlet(Outlet):
             else:
                 self.joined.discard(worker)
 
-    def send(self, batch: Batch) -> None:
-        buckets = self.buckets
-        for record in batch:
-            buckets[record.get("instrument")].append(record)
+    def send(self, batch: AnyBatch) -> None:
+        self._adopt(batch)
         size = self.batch_size
-        for instrument, bucket in buckets.items():
+        buckets = self.buckets
+        for instrument, part in split_by(batch, "instrument").items():
+            bucket = buckets.get(instrument)
+            if bucket is None:
+                bucket = buckets[instrument] = []
+            bucket += part
             while len(bucket) >= size:
                 self._publish(instrument, bucket[:size])
                 del bucket[:size]
@@ -165,7 +179,7 @@ class PubOutlet(Outlet):
                 self._publish(instrument, bucket)
         self.buckets.clear()
 
-    def _publish(self, instrument: object, bucket: Batch) -> None:
+    def _publish(self, instrument: object, bucket: list) -> None:
         topic = self.topics.get(instrument)
         if topic is None:
             topic = self.topics[instrument] = (f"TICK.{instrument}" if instrument is not None else f"{self.node}").encode()
@@ -174,7 +188,7 @@ class PubOutlet(Outlet):
         missing = len(self.expected - self.joined)
         if missing:  # a consumer worker is down (restarting): what it misses is counted, not hidden
             self.counters.dropped += len(bucket) * missing
-        self._ship(self.socket, self._frame(topic, codec.DATA, seq, bucket), len(bucket))
+        self._ship(self.socket, self._frame(topic, codec.DATA, seq, self._batch(bucket)), len(bucket))
 
     def end(self) -> None:
         self.flush()
@@ -205,7 +219,7 @@ class PushOutlet(Outlet):
             self.sockets.append(socket)
         self.key = edge.partition_key
         self.partition = Partitioner(len(self.sockets))
-        self.buckets: list[Batch] = [[] for _ in self.sockets]
+        self.buckets: list[list] = [[] for _ in self.sockets]
         self.seq = [0] * len(self.sockets)
         self.topic = edge.topic.encode()
 
@@ -214,18 +228,16 @@ class PushOutlet(Outlet):
     def on_readable(self) -> None:  # PUSH sockets never become readable
         pass
 
-    def send(self, batch: Batch) -> None:
+    def send(self, batch: AnyBatch) -> None:
+        self._adopt(batch)
         if len(self.sockets) == 1:
-            bucket = self.buckets[0]
-            bucket.extend(batch)
+            parts = {0: items(batch)}
+        else:
+            parts = split_by(batch, self.key, self.partition)
+        for index, part in parts.items():
+            bucket = self.buckets[index]
+            bucket += part
             if len(bucket) >= self.batch_size:
-                self._push(0)
-            return
-        key, partition = self.key, self.partition
-        for record in batch:
-            index = partition(record.get(key))
-            self.buckets[index].append(record)
-            if len(self.buckets[index]) >= self.batch_size:
                 self._push(index)
 
     def flush(self) -> None:
@@ -236,7 +248,8 @@ class PushOutlet(Outlet):
     def _push(self, index: int) -> None:
         bucket, self.buckets[index] = self.buckets[index], []
         self.seq[index] += 1
-        self._ship(self.sockets[index], self._frame(self.topic, codec.DATA, self.seq[index], bucket), len(bucket))
+        self._ship(self.sockets[index], self._frame(self.topic, codec.DATA, self.seq[index], self._batch(bucket)),
+                   len(bucket))
 
     def end(self) -> None:
         self.flush()
@@ -291,7 +304,7 @@ class Inlet:
     def complete(self) -> bool:
         return self.producers <= self.ended
 
-    def receive_nowait(self) -> tuple[Batch | None, str | None]:
+    def receive_nowait(self) -> tuple[AnyBatch | None, str | None]:
         """(batch or None, producer that just ended or None); BlockingIOError when empty."""
         try:
             parts = self.socket.recv_multipart(zmq.NOBLOCK)
@@ -330,8 +343,7 @@ class Inlet:
             self.dead_letter(f"frame header says {count} events, the payload holds {len(batch)}", payload)
             return None, None
         if self.record_filter:
-            key, partition, index = self.edge.partition_key, self.partition, self.index
-            batch = [r for r in batch if partition(r.get(key)) == index]
+            batch = like(batch, split_by(batch, self.edge.partition_key, self.partition).get(self.index, []))
         self.counters.frames += 1
         self.counters.events += len(batch)
         return batch, None

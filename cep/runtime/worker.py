@@ -26,6 +26,7 @@ from cep.events import Batch
 from cep.runtime.builder import ProcessGraph, build_process
 from cep.runtime.deadletter import DeadLetters
 from cep.runtime.registry import registry_for
+from cep.rows import AnyBatch, concat
 from cep.runtime.transport import Inlet, Outlet, PubOutlet, PushOutlet
 
 METRICS_EVERY_S = 0.5
@@ -211,17 +212,17 @@ class Worker:
         """Read what is waiting (up to a burst) and push it through the graph as ONE batch: the
         busier the input, the bigger the batch, so per-batch costs shrink exactly under load."""
         subject = self.graph.remote_inputs[inlet.edge.node]
-        burst: Batch = []
+        burst: list[AnyBatch] = []
         for _ in range(INBOUND_BURST):
             try:
                 batch, ended = inlet.receive_nowait()
             except BlockingIOError:
                 break
             if batch:
-                burst += batch
+                burst.append(batch)
             if ended is not None:
                 if burst:
-                    subject.on_next(burst)
+                    subject.on_next(concat(burst))
                     burst = []
                 _send(self.control, {"t": "eos", "edge": inlet.edge.id, "producer": ended,
                                      "consumer": self.worker})
@@ -229,7 +230,7 @@ class Worker:
                     self.completed_inputs.add(inlet.edge.node)
                     subject.on_completed()
         if burst:
-            subject.on_next(burst)
+            subject.on_next(concat(burst))
 
     def _on_control(self) -> None:
         while True:

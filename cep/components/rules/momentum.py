@@ -1,13 +1,14 @@
 """The built-in `momentum` rule: trade when a key's mid price moves the same way N times running."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from cep.components.base import BatchOperator, BuildContext, batch_map
 from cep.events import Batch
 from cep.plugins.markers import rule
+from cep.rows import AnyBatch, Rows, record_at
 
 
 UNSEEN_START = 1 << 62
@@ -41,7 +42,53 @@ def confidence(start_mid: float, mid: float, scale_bps: float) -> float:
     return round(move / (move + scale_bps), 6)
 
 
-@rule("momentum", params=MomentumParams, state="keyed")
+class Slots(NamedTuple):
+    """Where the fields the rule reads are in a record of this batch: the field names for record
+    dicts, row indexes for `Rows` (None: the layout lacks the field)."""
+
+    timestamp: Any
+    instrument: Any
+    bid_price: Any
+    ask_price: Any
+
+
+_RECORD_SLOTS = Slots("timestamp", "instrument", "bid_price", "ask_price")
+
+
+def _columns(batch: AnyBatch, key_field: str | None, ctx: BuildContext) -> tuple[Slots, list, list, list]:
+    """`(slots, records or rows, key of each, mid of each)`, each column built in one
+    comprehension. A record without a price has mid None and is dead-lettered here."""
+    if type(batch) is Rows:
+        rows = batch.rows
+        slot = batch.slot
+        at = Slots(slot("timestamp"), slot("instrument"), slot("bid_price"), slot("ask_price"))
+        k = slot(key_field) if key_field is not None else None
+        keys = [row[k] for row in rows] if k is not None else [None] * len(rows)
+        m = slot("mid")
+        if m is not None:
+            mids = [row[m] for row in rows]
+        elif at.bid_price is not None and at.ask_price is not None:
+            b, a = at.bid_price, at.ask_price
+            mids = [(row[b] + row[a]) / 2 for row in rows]
+        else:
+            mids = [None] * len(rows)
+        members: list = rows
+    else:
+        at, members = _RECORD_SLOTS, batch
+        keys = [record.get(key_field) for record in batch] if key_field is not None else [None] * len(batch)
+        mids = [record.get("mid") for record in batch]
+    if None in mids:
+        for index, mid in enumerate(mids):
+            if mid is None:
+                try:
+                    record = record_at(batch, members[index])
+                    mids[index] = (record["bid_price"] + record["ask_price"]) / 2
+                except (KeyError, TypeError, ArithmeticError) as exc:
+                    ctx.dead_letter(f"momentum: no price: {type(exc).__name__}: {exc}", record)
+    return at, members, keys, mids
+
+
+@rule("momentum", params=MomentumParams, state="keyed", rows=True)
 def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     """N consecutive strictly rising (BUY) or falling (SELL) mid prices per key -> TradingSignal.
 
@@ -69,32 +116,23 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     # a run that began at the key's first tick is offset by UNSEEN_START so it never reaches count
     streaks: dict[object, list] = {}
 
-    def signal(record: dict, action: str, price: float, start: float, mid: float) -> dict:
-        instrument = record.get("instrument")
-        timestamp = record["timestamp"]
+    def signal(at: Slots, record, action: str, start: float, mid: float) -> dict:
+        instrument = record[at.instrument] if at.instrument is not None else None
+        timestamp = record[at.timestamp]
+        price = record[at.ask_price] if action == "BUY" else record[at.bid_price]
         return {"signal_id": f"{node}:{instrument}:{timestamp}:{action}", "timestamp": timestamp,
                 "action": action, "instrument": instrument, "trigger_price": price,
                 "quantity": quantity, "strategy_name": strategy,
                 "confidence": confidence(start, mid, scale)}
 
-    def step(batch: Batch) -> Batch:
+    def step(batch: AnyBatch) -> Batch:
         out: Batch = []
         get = streaks.get
-        for record in batch:
+        at, members, keys, mids = _columns(batch, key_field, ctx)
+        for record, key, mid in zip(members, keys, mids):
+            if mid is None:  # no price: dead-lettered by _columns
+                continue
             try:
-                try:  # subscripts, not .get(): this loop is the rule's whole cost
-                    mid = record["mid"]
-                except KeyError:
-                    mid = None
-                if mid is None:
-                    mid = (record["bid_price"] + record["ask_price"]) / 2
-                if key_field is None:
-                    key = None
-                else:
-                    try:
-                        key = record[key_field]
-                    except KeyError:
-                        key = None
                 streak = get(key)
                 if streak is None:
                     streaks[key] = [mid, 0, mid]
@@ -121,11 +159,11 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
                 streak[2] = start
                 if run == count:
                     if want_buy:
-                        out.append(signal(record, "BUY", record["ask_price"], start, mid))
+                        out.append(signal(at, record, "BUY", start, mid))
                 elif run == -count and want_sell:
-                    out.append(signal(record, "SELL", record["bid_price"], start, mid))
+                    out.append(signal(at, record, "SELL", start, mid))
             except (KeyError, TypeError, ArithmeticError) as exc:
-                ctx.dead_letter(f"momentum: {type(exc).__name__}: {exc}", record)
+                ctx.dead_letter(f"momentum: {type(exc).__name__}: {exc}", record_at(batch, record))
         return out
 
     return batch_map(step)

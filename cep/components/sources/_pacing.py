@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Annotated, Callable, Iterable, Iterator
+from operator import itemgetter
+from typing import Annotated, Any, Callable, Iterable, Iterator
 
 from pydantic import AfterValidator
 
-from cep.events import Batch, Record
 
 _FACTOR = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*x\s*$")
 
@@ -41,16 +41,18 @@ Speed = Annotated[str, AfterValidator(_check_speed)]
 """A params field type for `speed:` (validated at load time, kept as the user wrote it)."""
 
 
-def paced_batches(records: Iterable[Record], batch_size: int, speed: str,
+def paced_batches(records: Iterable[Any], batch_size: int, speed: str,
                   clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> Iterator[Batch]:
+                  sleep: Callable[[float], None] = time.sleep,
+                  timestamp_of: Callable[[Any], int] = itemgetter("timestamp")) -> Iterator[list]:
     """Group `records` (in event-time order, `timestamp` in ns) into batches, paced by `speed`.
 
     At `max` every batch is full except the last. Paced, a batch is cut before waiting for a record
-    that is not due yet, so no record is held back while the source sleeps.
+    that is not due yet, so no record is held back while the source sleeps. Records may be rows:
+    `timestamp_of` reads the event time (e.g. `itemgetter(0)`); the batches are lists of them.
     """
     factor = speed_factor(speed)
-    batch: Batch = []
+    batch: list = []
     append = batch.append
     if factor is None:
         for record in records:
@@ -64,7 +66,7 @@ def paced_batches(records: Iterable[Record], batch_size: int, speed: str,
         origin_wall = 0.0
         seconds_per_ns = 1e-9 / factor
         for record in records:
-            timestamp = record["timestamp"]
+            timestamp = timestamp_of(record)
             if origin_event is None:
                 origin_event, origin_wall = timestamp, clock()
             due = origin_wall + (timestamp - origin_event) * seconds_per_ns

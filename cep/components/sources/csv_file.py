@@ -11,7 +11,7 @@ from cep.components.base import BuildContext
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
 from cep.components.sources._files import FileReplay, open_text, resolve_existing
 from cep.components.sources._pacing import Speed
-from cep.events import Record, TickEvent
+from cep.events import TickEvent
 from cep.plugins.markers import source
 
 _REQUIRED = ("timestamp", "instrument", "bid_price", "ask_price")
@@ -84,7 +84,7 @@ def read_header(path: Path, delimiter: str) -> list[str]:
 
 
 class CsvSource(FileReplay):
-    """Streams the rows as TickEvent records; the file is never loaded whole.
+    """Streams the rows as TickEvent records (in row form); the file is never loaded whole.
 
     Delivery: finite and replayable (the row offset is a position to resume from), so it can back
     exactly-once once checkpoints exist; today it serves at-most-once. A malformed row (a bad
@@ -92,7 +92,9 @@ class CsvSource(FileReplay):
     """
 
 
-    def _records(self) -> Iterator[Record]:
+    fields = TickEvent.FIELDS
+
+    def _records(self) -> Iterator[tuple]:
         params = self._params
         stream = self._open()
         rows = csv.reader(stream, delimiter=params.delimiter)
@@ -118,12 +120,9 @@ class CsvSource(FileReplay):
                         timestamp = int(cell) * scale if cell.isdigit() else to_ns(cell, scale)
                         bid_volume = row[bv] if bv is not None else ""
                         ask_volume = row[av] if av is not None else ""
-                        yield {"timestamp": timestamp,
-                               "instrument": row[i] if i is not None else constant,
-                               "bid_price": float(row[b]),
-                               "ask_price": float(row[a]),
-                               "bid_volume": float(bid_volume) if bid_volume else None,
-                               "ask_volume": float(ask_volume) if ask_volume else None}
+                        yield (timestamp, row[i] if i is not None else constant, float(row[b]),
+                               float(row[a]), float(bid_volume) if bid_volume else None,
+                               float(ask_volume) if ask_volume else None)
                     except ValueError as exc:
                         self._reject(rows.line_num, str(exc), row)
                 return
