@@ -43,7 +43,8 @@ def run_document(document: dict, directory: Path) -> dict:
     ticks = nodes["ticks"].emitted
     lost = sum(t.dropped + t.gaps for t in nodes.values())
     return {"ticks": ticks, "seconds": status.elapsed, "ticks_per_s": ticks / status.elapsed,
-            "signals": nodes["out"].received, "lost": lost}
+            "signals": nodes["out"].received, "lost": lost,
+            "cpu_ns_per_tick": {worker: round(seconds / ticks * 1e9) for worker, seconds in status.cpu().items()}}
 
 
 def throughput(count: int, delivery: str = "at_most_once", parallelism: int = 1,

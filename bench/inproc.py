@@ -17,6 +17,7 @@ from ticks import load_ticks
 import cep
 from cep.components.base import BuildContext
 from cep.plugins import default_registry
+from cep.rows import Rows
 
 FIELDS = ("timestamp", "instrument", "bid_price", "ask_price", "bid_volume", "ask_volume")
 BATCH = 256
@@ -54,12 +55,13 @@ def operator_costs(count: int, repeats: int = 3) -> dict[str, float]:
 
 
 def chain_in_memory(count: int, repeats: int = 3) -> dict:
-    """filter -> map (fused, as a worker builds them) -> momentum on records already in memory,
-    batches of 256: the engine alone, as the Bytewax peer is measured (no parsing, no sockets)."""
+    """filter -> map (fused, as a worker builds them) -> momentum on ticks already in memory, in
+    batches of 256 rows (tuples, the form cep's sources emit and Bytewax's peer run is fed): the
+    engine alone, as the Bytewax peer is measured (no parsing, no sockets)."""
     from cep.runtime.fusion import fused_operator
     registry = default_registry()
-    records = [dict(zip(FIELDS, tick)) for tick in load_ticks(count)]
-    batches = [records[i:i + BATCH] for i in range(0, len(records), BATCH)]
+    ticks = load_ticks(count)
+    batches = [Rows(FIELDS, ticks[i:i + BATCH]) for i in range(0, len(ticks), BATCH)]
 
     def build():
         steps = [(registry.get("operator", name), registry.get("operator", name).configure(args))
@@ -70,7 +72,7 @@ def chain_in_memory(count: int, repeats: int = 3) -> dict:
         return lambda source: momentum(fused(source))
 
     seconds = min(_drive(build(), batches) for _ in range(repeats))
-    return {"ticks": len(records), "seconds": seconds, "ticks_per_s": len(records) / seconds}
+    return {"ticks": len(ticks), "seconds": seconds, "ticks_per_s": len(ticks) / seconds}
 
 
 def inline_real_data(repeats: int = 3) -> dict:

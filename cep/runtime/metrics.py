@@ -64,6 +64,13 @@ class RunStatus:
                 totals[edge_node[edge_id]].gaps += counters["gaps"]
         return totals
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds each worker used while the run went (all its incarnations)."""
+        used: dict[str, float] = {}
+        for (worker, _), report in self._reports.items():
+            used[worker] = used.get(worker, 0.0) + report.get("cpu_s", 0.0)
+        return used
+
     def rows(self) -> list[tuple[str, str, NodeTotals, float]]:
         """(node, kind, totals, events out per second) in plan order."""
         elapsed = max(self.elapsed, 1e-9)
@@ -82,5 +89,8 @@ class RunStatus:
         where = "inline, 1 process" if self.inline else f"{len(self.plan.workers())} worker processes"
         lines.append(f"elapsed {self.elapsed:.2f}s, {where}, "
                      f"restarts {restarts}" + (" (interrupted, drained)" if self.interrupted else ""))
+        if not self.inline and self.elapsed > 0:
+            lines.append("cpu " + ", ".join(f"{worker} {seconds:.2f}s ({seconds / self.elapsed:.0%})"
+                                            for worker, seconds in sorted(self.cpu().items())))
         lines += [f"note: {note}" for note in self.notes]
         return lines
