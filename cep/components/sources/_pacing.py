@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from itertools import islice
 from operator import itemgetter
 from typing import Annotated, Any, Callable, Iterable, Iterator
 
@@ -52,36 +53,33 @@ def paced_batches(records: Iterable[Any], batch_size: int, speed: str,
     `timestamp_of` reads the event time (e.g. `itemgetter(0)`); the batches are lists of them.
     """
     factor = speed_factor(speed)
+    if factor is None:  # whole batches cut in C, not a record at a time
+        iterator = iter(records)
+        while batch := list(islice(iterator, batch_size)):
+            yield batch
+        return
     batch: list = []
     append = batch.append
-    if factor is None:
-        for record in records:
-            append(record)
-            if len(batch) >= batch_size:
-                yield batch
+    origin_event: int | None = None
+    origin_wall = 0.0
+    seconds_per_ns = 1e-9 / factor
+    for record in records:
+        timestamp = timestamp_of(record)
+        if origin_event is None:
+            origin_event, origin_wall = timestamp, clock()
+        due = origin_wall + (timestamp - origin_event) * seconds_per_ns
+        if due > clock():
+            if batch:
+                yield batch  # the consumer may take a while: the deadline is checked again
                 batch = []
                 append = batch.append
-    else:
-        origin_event: int | None = None
-        origin_wall = 0.0
-        seconds_per_ns = 1e-9 / factor
-        for record in records:
-            timestamp = timestamp_of(record)
-            if origin_event is None:
-                origin_event, origin_wall = timestamp, clock()
-            due = origin_wall + (timestamp - origin_event) * seconds_per_ns
-            if due > clock():
-                if batch:
-                    yield batch  # the consumer may take a while: the deadline is checked again
-                    batch = []
-                    append = batch.append
-                delay = due - clock()
-                if delay > 0:
-                    sleep(delay)
-            append(record)
-            if len(batch) >= batch_size:
-                yield batch
-                batch = []
-                append = batch.append
+            delay = due - clock()
+            if delay > 0:
+                sleep(delay)
+        append(record)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+            append = batch.append
     if batch:
         yield batch
