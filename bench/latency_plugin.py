@@ -3,7 +3,7 @@
 - source `wall_synthetic`: the `synthetic` source, but its event time starts at the wall clock of
   its first tick. The plain synthetic source takes `start_time` from the YAML, written before the
   worker processes spawn, so event time would trail wall time by the start-up delay; with
-  `speed: realtime` each tick's `timestamp` is then the wall time it is due.
+  `speed: realtime` each tick's `timestamp` is then the wall time it is due (realtime only).
 - sink `latency`: `time.time_ns() - timestamp` of every record it receives, written as int64 ns
   to `path` when the stream ends.
 """
@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import time
 from array import array
+from itertools import chain
+from operator import itemgetter
 from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict
 
 from cep.components.base import BuildContext
+from cep.components.sources._pacing import paced_batches
 from cep.components.sources.synthetic import SyntheticParams, SyntheticSource
 from cep.events import Batch, TickEvent
 from cep.plugins import sink, source
@@ -23,7 +26,7 @@ from cep.rows import Rows
 
 
 class WallSynthetic:
-    """Delegates to SyntheticSource, with event time shifted to the wall clock of the first tick."""
+    """The synthetic ticks, each stamped with the wall time it is due, paced as cep paces them."""
 
     live = False
     replayable = False
@@ -33,13 +36,23 @@ class WallSynthetic:
         self._ctx = ctx
 
     def batches(self) -> Iterator[Rows]:
-        """The pacing clock starts at the first tick, after the first chunk of ticks has been
-        generated; event time is shifted to start at that same wall instant."""
-        shift = None
-        for batch in SyntheticSource(self._params, self._ctx).batches():
-            if shift is None:
-                shift = time.time_ns() - batch.rows[0][0]
-            yield Rows(batch.fields, [(row[0] + shift, *row[1:]) for row in batch.rows])
+        """Ticks are generated at full speed and stamped `wall clock at the first tick + event
+        time since it`; the pacing below takes its origin from the clock read right after that
+        first tick, so a stamp is the wall time its tick is due (within a microsecond), and
+        `now - timestamp` at the sink is the whole delay."""
+        generated = SyntheticSource(self._params.model_copy(update={"speed": "max"}), self._ctx).batches()
+        rows = chain.from_iterable(batch.rows for batch in generated)
+
+        def stamped() -> Iterator[tuple]:
+            first = next(rows)
+            wall, origin = time.time_ns(), first[0]
+            yield (wall, *first[1:])
+            for row in rows:
+                yield (wall + row[0] - origin, *row[1:])
+
+        for batch in paced_batches(stamped(), self._ctx.batch_size, self._params.speed,
+                                   timestamp_of=itemgetter(0)):
+            yield Rows(TickEvent.FIELDS, batch)
 
     def close(self) -> None:
         """Nothing to release."""
