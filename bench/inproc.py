@@ -6,6 +6,7 @@ Operators are built from the registry exactly as a worker builds them and driven
 """
 from __future__ import annotations
 
+import json
 import time
 import tracemalloc
 from pathlib import Path
@@ -17,7 +18,6 @@ from ticks import load_ticks
 import cep
 from cep.components.base import BuildContext
 from cep.plugins import default_registry
-from cep.rows import Rows
 
 FIELDS = ("timestamp", "instrument", "bid_price", "ask_price", "bid_volume", "ask_volume")
 BATCH = 256
@@ -54,25 +54,24 @@ def operator_costs(count: int, repeats: int = 3) -> dict[str, float]:
     return costs
 
 
-def chain_in_memory(count: int, repeats: int = 3) -> dict:
-    """filter -> map (fused, as a worker builds them) -> momentum on ticks already in memory, in
-    batches of 256 rows (tuples, the form cep's sources emit and Bytewax's peer run is fed): the
-    engine alone, as the Bytewax peer is measured (no parsing, no sockets)."""
-    from cep.runtime.fusion import fused_operator
-    registry = default_registry()
-    ticks = load_ticks(count)
-    batches = [Rows(FIELDS, ticks[i:i + BATCH]) for i in range(0, len(ticks), BATCH)]
+def inline_in_memory(count: int, repeats: int = 3) -> dict:
+    """The whole engine in one process, `cep.run(plan, inline=True)`, on ticks already in memory
+    (`memory_plugin.py`): the benchmark topology with a null sink, as the Bytewax peer is run."""
+    import tempfile
 
-    def build():
-        steps = [(registry.get("operator", name), registry.get("operator", name).configure(args))
-                 for name, args in (("filter", "ask_price > bid_price"),
-                                    ("map", {"mid": "(bid_price + ask_price) / 2"}))]
-        fused = fused_operator(steps, BuildContext(node="quotes", key="instrument"))
-        momentum = _operator("rule", "momentum", {"count": 5, "direction": "both"})
-        return lambda source: momentum(fused(source))
-
-    seconds = min(_drive(build(), batches) for _ in range(repeats))
-    return {"ticks": len(ticks), "seconds": seconds, "ticks_per_s": len(ticks) / seconds}
+    from cep_chain import pipeline
+    document = pipeline({"type": "memory_ticks", "count": count}, {"type": "null"},
+                        plugins=(str(Path(__file__).resolve().parent / "memory_plugin.py"),))
+    best = None
+    with tempfile.TemporaryDirectory(prefix="cep-bench-") as tmp:
+        path = Path(tmp) / "pipeline.yaml"
+        path.write_text(json.dumps(document))
+        for _ in range(repeats):
+            status = cep.run(cep.compile(path, run_dir=Path(tmp) / "run"), inline=True)
+            ticks = status.nodes()["ticks"].emitted
+            if best is None or status.elapsed < best["seconds"]:
+                best = {"ticks": ticks, "seconds": status.elapsed, "ticks_per_s": ticks / status.elapsed}
+    return best
 
 
 def inline_real_data(repeats: int = 3) -> dict:

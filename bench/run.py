@@ -87,7 +87,7 @@ class Suite:
         import inproc
         self.results["inproc"] = {
             "ns_per_event": inproc.operator_costs(131_932, self.repeats),
-            "chain_in_memory": inproc.chain_in_memory(200_000 if self.quick else 1_000_000, self.repeats),
+            "inline_in_memory": inproc.inline_in_memory(200_000 if self.quick else 1_000_000, self.repeats),
             "inline_real_data": inproc.inline_real_data(self.repeats)}
 
     def peer(self) -> None:
@@ -129,8 +129,8 @@ def verdicts(results: dict) -> list[tuple[str, str, bool]]:
         rate = e2e["at_most_once"]["ticks_per_s"]
         out.append(("faster than bytewax (its best batch size), cep as processes", f"{rate / fastest:.2f}x",
                     rate > fastest))
-        inproc = results.get("inproc", {}).get("chain_in_memory")
-        if inproc:  # the like-for-like comparison: one process, records in memory, no sockets
+        inproc = results.get("inproc", {}).get("inline_in_memory")
+        if inproc:  # the like-for-like comparison: one process, ticks in memory, no sockets
             rate = inproc["ticks_per_s"]
             out.append(("faster than bytewax (its best batch size), both in one process",
                         f"{rate / fastest:.2f}x", rate > fastest))
@@ -168,7 +168,7 @@ def table(results: dict) -> list[str]:
     inproc = results.get("inproc")
     if inproc:
         rate("cep inline runner (real csv)", inproc["inline_real_data"])
-        rate("cep in-process chain, records in memory", inproc["chain_in_memory"])
+        rate("cep inline runner, ticks in memory", inproc["inline_in_memory"])
         for name, ns in inproc["ns_per_event"].items():
             rows.append((f"in-process: {name}", f"{ns:>12,.0f} ns/event", ""))
     peer = results.get("peer")

@@ -64,10 +64,14 @@ def test_fused_steps_refuse_a_layout_without_a_field_they_read():
     assert compile_row_steps(steps, FIELDS) is None
 
 
-@given(st.lists(st.tuples(st.integers(0, 10**12), st.sampled_from(["A", "B"]), prices, prices), max_size=80),
-       st.integers(1, 4))
-def test_momentum_gives_the_same_signals_for_rows_and_records(values, count):
+@pytest.mark.parametrize("with_mid", [False, True])
+@given(values=st.lists(st.tuples(st.integers(0, 10**12), st.sampled_from(["A", "B"]), prices, prices), max_size=80),
+       count=st.integers(1, 4))
+def test_momentum_gives_the_same_signals_for_rows_and_records(with_mid, values, count):
     values = sorted(values)
+    fields = FIELDS + ("mid",) if with_mid else FIELDS
+    if with_mid:
+        values = [row + (round((row[2] + row[3]) / 2, 1),) for row in values]
     rule = default_registry().get("rule", "momentum")
     params = rule.configure({"count": count})
 
@@ -77,4 +81,4 @@ def test_momentum_gives_the_same_signals_for_rows_and_records(values, count):
         operator(reactivex.of(batch)).subscribe(out.extend)
         return out
 
-    assert signals(Rows(FIELDS, values)) == signals(as_records(Rows(FIELDS, values)))
+    assert signals(Rows(fields, values)) == signals(as_records(Rows(fields, values)))

@@ -46,46 +46,34 @@ class Slots(NamedTuple):
     """Where the fields the rule reads are in a record of this batch: the field names for record
     dicts, row indexes for `Rows` (None: the layout lacks the field)."""
 
+    mid: Any
+    key: Any
     timestamp: Any
     instrument: Any
     bid_price: Any
     ask_price: Any
 
 
-_RECORD_SLOTS = Slots("timestamp", "instrument", "bid_price", "ask_price")
+def _layout(batch: AnyBatch, key_field: str | None) -> tuple[Slots, Any]:
+    """`(slots, records or rows)` for one batch, so one loop reads either form by subscript.
 
-
-def _columns(batch: AnyBatch, key_field: str | None, ctx: BuildContext) -> tuple[Slots, list, list, list]:
-    """`(slots, records or rows, key of each, mid of each)`, each column built in one
-    comprehension. A record without a price has mid None and is dead-lettered here."""
-    if type(batch) is Rows:
-        rows = batch.rows
-        slot = batch.slot
-        at = Slots(slot("timestamp"), slot("instrument"), slot("bid_price"), slot("ask_price"))
-        k = slot(key_field) if key_field is not None else None
-        keys = [row[k] for row in rows] if k is not None else [None] * len(rows)
-        m = slot("mid")
-        if m is not None:
-            mids = [row[m] for row in rows]
-        elif at.bid_price is not None and at.ask_price is not None:
-            b, a = at.bid_price, at.ask_price
-            mids = [(row[b] + row[a]) / 2 for row in rows]
-        else:
-            mids = [None] * len(rows)
-        members: list = rows
-    else:
-        at, members = _RECORD_SLOTS, batch
-        keys = [record.get(key_field) for record in batch] if key_field is not None else [None] * len(batch)
-        mids = [record.get("mid") for record in batch]
-    if None in mids:
-        for index, mid in enumerate(mids):
-            if mid is None:
-                try:
-                    record = record_at(batch, members[index])
-                    mids[index] = (record["bid_price"] + record["ask_price"]) / 2
-                except (KeyError, TypeError, ArithmeticError) as exc:
-                    ctx.dead_letter(f"momentum: no price: {type(exc).__name__}: {exc}", record)
-    return at, members, keys, mids
+    Rows without a `mid` column get one appended (the loop then never meets a missing mid);
+    a record dict without `mid` falls back per record to (bid_price + ask_price) / 2.
+    """
+    if type(batch) is not Rows:
+        return Slots("mid", key_field, "timestamp", "instrument", "bid_price", "ask_price"), batch
+    slot = batch.slot
+    at = Slots(slot("mid"), slot(key_field) if key_field is not None else None, slot("timestamp"),
+               slot("instrument"), slot("bid_price"), slot("ask_price"))
+    rows = batch.rows
+    if at.mid is None and at.bid_price is not None and at.ask_price is not None:
+        b, a = at.bid_price, at.ask_price
+        try:
+            rows = [(*row, (row[b] + row[a]) / 2) for row in rows]
+            at = at._replace(mid=len(batch.fields))
+        except (TypeError, ArithmeticError):
+            pass  # some row has no usable price: the loop dead-letters it
+    return at, rows
 
 
 @rule("momentum", params=MomentumParams, state="keyed", rows=True)
@@ -117,7 +105,10 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     streaks: dict[object, list] = {}
 
     def signal(at: Slots, record, action: str, start: float, mid: float) -> dict:
-        instrument = record[at.instrument] if at.instrument is not None else None
+        if type(record) is dict:
+            instrument = record.get("instrument")
+        else:
+            instrument = record[at.instrument] if at.instrument is not None else None
         timestamp = record[at.timestamp]
         price = record[at.ask_price] if action == "BUY" else record[at.bid_price]
         return {"signal_id": f"{node}:{instrument}:{timestamp}:{action}", "timestamp": timestamp,
@@ -128,11 +119,23 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     def step(batch: AnyBatch) -> Batch:
         out: Batch = []
         get = streaks.get
-        at, members, keys, mids = _columns(batch, key_field, ctx)
-        for record, key, mid in zip(members, keys, mids):
-            if mid is None:  # no price: dead-lettered by _columns
-                continue
+        at, members = _layout(batch, key_field)
+        mid_at, key_at, bid_at, ask_at = at.mid, at.key, at.bid_price, at.ask_price
+        for record in members:
             try:
+                try:  # subscripts, not .get(): this loop is the rule's whole cost
+                    mid = record[mid_at]
+                except KeyError:
+                    mid = None
+                if mid is None:
+                    mid = (record[bid_at] + record[ask_at]) / 2
+                if key_at is None:
+                    key = None
+                else:
+                    try:
+                        key = record[key_at]
+                    except KeyError:
+                        key = None
                 streak = get(key)
                 if streak is None:
                     streaks[key] = [mid, 0, mid]
@@ -162,7 +165,7 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
                         out.append(signal(at, record, "BUY", start, mid))
                 elif run == -count and want_sell:
                     out.append(signal(at, record, "SELL", start, mid))
-            except (KeyError, TypeError, ArithmeticError) as exc:
+            except (KeyError, IndexError, TypeError, ArithmeticError) as exc:
                 ctx.dead_letter(f"momentum: {type(exc).__name__}: {exc}", record_at(batch, record))
         return out
 
