@@ -54,17 +54,21 @@ class Slots(NamedTuple):
     ask_price: Any
 
 
-def _layout(batch: AnyBatch, key_field: str | None) -> tuple[Slots, Any]:
+def _layout(batch: AnyBatch, key_field: str | None, known: dict) -> tuple[Slots, Any]:
     """`(slots, records or rows)` for one batch, so one loop reads either form by subscript.
 
     Rows without a `mid` column get one appended (the loop then never meets a missing mid);
-    a record dict without `mid` falls back per record to (bid_price + ask_price) / 2.
+    a record dict without `mid` falls back per record to (bid_price + ask_price) / 2. `known`
+    caches the slots per rows layout (a stream has one or two).
     """
     if type(batch) is not Rows:
         return Slots("mid", key_field, "timestamp", "instrument", "bid_price", "ask_price"), batch
-    slot = batch.slot
-    at = Slots(slot("mid"), slot(key_field) if key_field is not None else None, slot("timestamp"),
-               slot("instrument"), slot("bid_price"), slot("ask_price"))
+    at = known.get(batch.fields)
+    if at is None:
+        slot = batch.slot
+        at = known[batch.fields] = Slots(slot("mid"), slot(key_field) if key_field is not None else None,
+                                         slot("timestamp"), slot("instrument"), slot("bid_price"),
+                                         slot("ask_price"))
     rows = batch.rows
     if at.mid is None and at.bid_price is not None and at.ask_price is not None:
         b, a = at.bid_price, at.ask_price
@@ -103,6 +107,7 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     # key -> [last mid, signed run length: +n rising / -n falling, mid before the run started];
     # a run that began at the key's first tick is offset by UNSEEN_START so it never reaches count
     streaks: dict[object, list] = {}
+    layouts: dict[tuple[str, ...], Slots] = {}
 
     def signal(at: Slots, record, action: str, start: float, mid: float) -> dict:
         if type(record) is dict:
@@ -119,7 +124,7 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     def step(batch: AnyBatch) -> Batch:
         out: Batch = []
         get = streaks.get
-        at, members = _layout(batch, key_field)
+        at, members = _layout(batch, key_field, layouts)
         mid_at, key_at, bid_at, ask_at = at.mid, at.key, at.bid_price, at.ask_price
         for record in members:
             try:
