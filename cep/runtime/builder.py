@@ -1,8 +1,8 @@
 """Builds one process's slice of the plan into a live ReactiveX graph.
 
 The same builder serves a worker process (some inputs arrive over sockets, some outputs leave
-over them) and the inline runner (the whole plan in one process). Each node's output is a
-`Subject` so several consumers share one computation; a stream or rule with several `from:`
+over them) and the inline runner (the whole plan in one process). Each node's output is a `Hub`
+(a counting Subject) so several consumers share one computation; a stream or rule with several `from:`
 inputs reads their merge. End of stream is `on_completed`, which flows through the graph: merge
 completes when all its inputs have; a sink closes when its input completes.
 """
@@ -14,14 +14,13 @@ from typing import Callable
 
 import reactivex
 from reactivex import operators as ops
-from reactivex.subject import Subject
 
 from cep.compiler.plan import NodePlan, Plan, ProcessPlan
 from cep.components.base import BuildContext, Counters, DeadLetterFn, Sink, Source
 from cep.errors import CepError, RuntimeFailure
-from cep.events import Batch
 from cep.plugins import Component, Registry
 from cep.rows import as_records
+from cep.runtime.hub import Hub
 from cep.runtime.fusion import fusable, fused_operator
 
 
@@ -29,9 +28,9 @@ from cep.runtime.fusion import fusable, fused_operator
 class ProcessGraph:
     """The built graph: what drives it (sources, remote inputs) and what it counts."""
 
-    sources: dict[str, tuple[Source, Subject]] = field(default_factory=dict)
-    remote_inputs: dict[str, Subject] = field(default_factory=dict)
-    outputs: dict[str, Subject] = field(default_factory=dict)
+    sources: dict[str, tuple[Source, Hub]] = field(default_factory=dict)
+    remote_inputs: dict[str, Hub] = field(default_factory=dict)
+    outputs: dict[str, Hub] = field(default_factory=dict)
     sinks: dict[str, Sink] = field(default_factory=dict)
     counters: dict[str, Counters] = field(default_factory=dict)
     open_sinks: set[str] = field(default_factory=set)
@@ -64,11 +63,12 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
         streams = []
         for upstream in node.inputs:
             if upstream in local:
-                streams.append(graph.outputs[upstream])
+                hub = graph.outputs[upstream]
             else:
-                streams.append(graph.remote_inputs.setdefault(upstream, Subject()))
-        merged = streams[0] if len(streams) == 1 else reactivex.merge(*streams)
-        return merged.pipe(ops.do_action(_count_in(graph.counters[node.id])))
+                hub = graph.remote_inputs.setdefault(upstream, Hub())
+            hub.feed(graph.counters[node.id])
+            streams.append(hub)
+        return streams[0] if len(streams) == 1 else reactivex.merge(*streams)
 
     def fail(error: BaseException) -> None:
         if graph.failure is None:
@@ -81,10 +81,9 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
             component = _component(registry, "source", node.type)
             source = component.factory(component.configure(node.params, base_dir),
                                        context(node, None))
-            subject = Subject()
-            graph.sources[node_id] = (source, subject)
-            graph.outputs[node_id] = subject
-            subject.subscribe(_count_out(graph.counters[node_id]))
+            hub = Hub(graph.counters[node_id])
+            graph.sources[node_id] = (source, hub)
+            graph.outputs[node_id] = hub
             continue
         if node.kind == "sink":
             component = _component(registry, "sink", node.type)
@@ -122,9 +121,8 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
             component = _component(registry, "rule", node.type)
             observable = _in_form_for(component, observable).pipe(
                 component.factory(component.configure(node.params, base_dir), context(node, node.key)))
-        output = Subject()
+        output = Hub(graph.counters[node_id])
         graph.outputs[node_id] = output
-        output.subscribe(_count_out(graph.counters[node_id]))
         observable.subscribe(output.on_next, fail, output.on_completed)
     return graph
 
@@ -143,18 +141,6 @@ def _in_form_for(component: Component, observable: reactivex.Observable) -> reac
     if component.extra.get("rows"):
         return observable
     return observable.pipe(ops.map(as_records))
-
-
-def _count_in(counters: Counters) -> Callable[[Batch], None]:
-    def count(batch: Batch) -> None:
-        counters.received += len(batch)
-    return count
-
-
-def _count_out(counters: Counters) -> Callable[[Batch], None]:
-    def count(batch: Batch) -> None:
-        counters.emitted += len(batch)
-    return count
 
 
 def _closer(graph: ProcessGraph, node_id: str, sink: Sink, fail: Callable[[BaseException], None]):
