@@ -22,6 +22,7 @@ import errno
 from typing import Callable
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from cep import codec
 from cep.compiler.plan import EdgePlan, Plan
@@ -32,6 +33,8 @@ from cep.rows import AnyBatch, Rows, items, like, split_by
 END_TOPIC = b"!END"
 HELLO_PREFIX = "!HELLO."
 SEND_RETRY_MS = 100
+RECONNECT_MS = 10
+"""How soon a connecting socket retries a peer that is not there (yet, or again after a restart)."""
 
 
 class EdgeCounters:
@@ -241,10 +244,13 @@ class PushOutlet(Outlet):
         super().__init__(producer, edge.node, [edge], batch_size, stopping)
         self.workers = plan.process(edge.consumer).workers
         self.sockets = []
-        for endpoint in edge.endpoints:
+        self._connecting: dict[int, zmq.Socket] = {}  # socket index -> its connection monitor
+        for index, endpoint in enumerate(edge.endpoints):
             socket = context.socket(zmq.PUSH)
             socket.setsockopt(zmq.SNDHWM, edge.hwm)
             socket.setsockopt(zmq.LINGER, 0)  # END is acknowledged before close
+            socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+            self._connecting[index] = socket.get_monitor_socket(zmq.EVENT_CONNECTED)
             socket.connect(endpoint)
             self.sockets.append(socket)
         self.key = edge.partition_key
@@ -253,7 +259,20 @@ class PushOutlet(Outlet):
         self.seq = [0] * len(self.sockets)
         self.topic = edge.topic.encode()
 
-    ready = True
+    @property
+    def ready(self) -> bool:
+        """Every consumer worker is connected. A PUSH connects in the background and, if it came
+        before its peer's bind, retries only after the reconnect interval: frames sent meanwhile
+        wait in its queue (measured: the first 50 ms of a run's signals arrived late)."""
+        for index, monitor in list(self._connecting.items()):
+            try:
+                recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                continue
+            self.sockets[index].disable_monitor()
+            monitor.close(0)
+            del self._connecting[index]
+        return not self._connecting
 
     def on_readable(self) -> None:  # PUSH sockets never become readable
         pass
@@ -289,6 +308,8 @@ class PushOutlet(Outlet):
             _send(socket, self._frame(self.topic, codec.END, self.seq[index] + 1, None), True, self.stopping)
 
     def close(self) -> None:
+        for monitor in self._connecting.values():
+            monitor.close(0)
         for socket in self.sockets:
             socket.close(0)
 
@@ -321,6 +342,7 @@ class Inlet:
             self.socket = context.socket(zmq.SUB)
             self.socket.setsockopt(zmq.RCVHWM, edge.hwm)
             self.socket.setsockopt(zmq.LINGER, 0)
+            self.socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
             self.socket.connect(edge.endpoints[0])
             self.socket.setsockopt(zmq.SUBSCRIBE, b"")
             self.socket.setsockopt(zmq.SUBSCRIBE, f"{HELLO_PREFIX}{worker}".encode())

@@ -1,9 +1,9 @@
 """The child side: one OS process hosting one worker of one plan process.
 
 Runs in the child only. It builds its slice of the plan, binds and connects its sockets, reports
-`ready` to the supervisor once every subscriber it publishes to has joined, waits for `start`,
-then loops: read inbound frames, drive its sources, flush outbound frames when idle, report
-metrics. It ends by itself once every input has ended, every sink is closed and every consumer has
+`ready` to the supervisor once every subscriber it publishes to has joined and every PUSH is
+connected, waits for `start`, then loops: read inbound frames, drive its sources, flush outbound
+frames after each pass, report metrics. It ends by itself once every input has ended, every sink is closed and every consumer has
 acknowledged its END frames. SIGTERM (or `stop` from the supervisor) drains: sources stop, the
 end of stream flows on, the worker exits when drained. Any exception is sent to the supervisor
 with its traceback before the process exits 1; the supervisor re-raises it chained.
