@@ -33,6 +33,12 @@ from cep.runtime.transport import Inlet, Outlet, PubOutlet, PushOutlet
 METRICS_EVERY_S = 0.5
 INBOUND_BURST = 64  # frames read per socket before giving others a turn
 YOUNG_GC_THRESHOLD = 100_000
+IDLE_POLL_MS = 50
+BUSY_POLL_S = 0.0002
+"""While it drives sources, a worker polls its sockets at most this often: a zero-timeout poll is a
+few system calls, and a paced gateway makes a pass per tick or two (30,000 passes a second at
+50,000 ticks/s). Control messages and frames into a process that also has sources wait at most
+this long."""
 
 
 class WorkerOrphaned(RuntimeFailure):
@@ -146,10 +152,17 @@ class Worker:
         publishers = {o.socket: o for o in self.outlets if isinstance(o, PubOutlet)}
         announced_ready = False
         next_metrics = time.monotonic()
-
+        next_poll = 0.0
         while True:
             busy = bool(self.sources) and self.started and not self.stopping
-            events = dict(poller.poll(0 if busy else 50))
+            if busy:  # sources to pump: look at the sockets now and then, not every pass
+                now = time.monotonic()
+                events = {}
+                if now >= next_poll:
+                    events = dict(poller.poll(0))
+                    next_poll = now + BUSY_POLL_S
+            else:
+                events = dict(poller.poll(IDLE_POLL_MS))
             for socket in events:
                 if socket is self.control:
                     self._on_control()
