@@ -95,7 +95,12 @@ class Source(Protocol):
 
 @runtime_checkable
 class Sink(Protocol):
-    """Consumes batches; `close()` at end of stream or drain flushes everything it holds."""
+    """Consumes batches; `close()` at end of stream or drain flushes everything it holds.
+
+    Optional `flush()`: make what `write` took durable (or handed to the world). Under
+    `at_least_once` the runtime calls it before acknowledging the input upstream; a sink without
+    it is taken to be done with a batch when `write` returns.
+    """
 
     def write(self, batch: Batch) -> None:
         ...

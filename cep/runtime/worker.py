@@ -26,7 +26,9 @@ from cep.events import Batch
 from cep.runtime.builder import ProcessGraph, build_process
 from cep.runtime.deadletter import DeadLetters
 from cep.runtime.registry import registry_for
-from cep.runtime.transport import Inlet, Outlet, PubOutlet, PushOutlet
+from cep.runtime import reliable
+from cep.runtime.delivery import Receipts
+from cep.runtime.transport import Inlet, Outlet, PubOutlet
 
 METRICS_EVERY_S = 0.5
 INBOUND_BURST = 64  # frames read per socket before giving others a turn
@@ -85,6 +87,7 @@ class Worker:
         self.inlets: list[Inlet] = []
         self.completed_inputs: set[str] = set()
         self.sources: list[tuple[Iterator[Batch], Any, Any]] = []
+        self.receipts = Receipts(flush=self._flush_sinks, clock=time.monotonic)
         self._wire()
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
 
@@ -97,19 +100,23 @@ class Worker:
             pubsub = [edge for edge in edges if edge.pattern == "pub/sub"]
             outlets: list[Outlet] = []
             if pubsub:
-                outlets.append(PubOutlet(self.context, self.plan, self.worker, node, pubsub,
-                                         self.plan.batch_size, is_stopping))
-            outlets += [PushOutlet(self.context, self.plan, self.worker, edge, self.plan.batch_size, is_stopping)
+                outlets.append(reliable.pub_outlet(self.context, self.plan, self.worker, self.incarnation,
+                                                   node, pubsub, is_stopping))
+            outlets += [reliable.push_outlet(self.context, self.plan, self.worker, self.incarnation, edge,
+                                             is_stopping)
                         for edge in edges if edge.pattern == "push/pull"]
             for outlet in outlets:
                 self.graph.outputs[node].subscribe(outlet.send, on_completed=outlet.end)
                 for edge in outlet.edges:
                     self.outlet_by_edge[edge.id] = outlet
             self.outlets += outlets
+        self.retaining = [o for o in self.outlets if isinstance(o, reliable._Retaining)]
+        self.receipts.windows = [o.window for o in self.retaining]
         for edge in self.plan.edges_to(self.process.name):
             reader = next(n for n in self.process.nodes if edge.node in self.plan.nodes[n].inputs)
-            self.inlets.append(Inlet(self.context, self.plan, edge, self.worker, self.index,
-                                     lambda reason, raw, node=reader: self._dead_letter(node, reason, raw)))
+            self.inlets.append(reliable.inlet(
+                self.context, self.plan, edge, self.worker, self.index, self.incarnation,
+                lambda reason, raw, node=reader: self._dead_letter(node, reason, raw), self.receipts))
         for node, (source, subject) in self.graph.sources.items():
             self.sources.append((iter(source.batches()), source, subject))
 
@@ -121,31 +128,49 @@ class Worker:
     def _stop(self) -> None:
         self.stopping = True
 
+    def _flush_sinks(self) -> None:
+        """Make the sinks' writes durable before their inputs are acknowledged (reliable edges)."""
+        for sink in self.graph.sinks.values():
+            flush = getattr(sink, "flush", None)
+            if flush is not None:
+                flush()
+
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> None:
         # Everything built so far (modules, the graph) lives as long as the worker: keep it out of
         # the cyclic collector's full passes, which would otherwise walk it for tens of ms.
         gc.freeze()
-        poller = zmq.Poller()
-        poller.register(self.control, zmq.POLLIN)
-        for inlet in self.inlets:
-            poller.register(inlet.socket, zmq.POLLIN)
+        # two pollers: while a reliable outlet's window is full (`held`), inputs wait unread
+        held_poller = zmq.Poller()
+        held_poller.register(self.control, zmq.POLLIN)
         for outlet in self.outlets:
             if isinstance(outlet, PubOutlet):
-                poller.register(outlet.socket, zmq.POLLIN)
+                held_poller.register(outlet.socket, zmq.POLLIN)
+        for outlet in self.retaining:
+            held_poller.register(outlet.acks, zmq.POLLIN)
+        poller = zmq.Poller()
+        for socket, flags in held_poller.sockets:
+            poller.register(socket, flags)
+        for inlet in self.inlets:
+            poller.register(inlet.socket, zmq.POLLIN)
         sockets = {inlet.socket: inlet for inlet in self.inlets}
         publishers = {o.socket: o for o in self.outlets if isinstance(o, PubOutlet)}
+        ack_sockets = {o.acks: o for o in self.retaining}
         announced_ready = False
         next_metrics = time.monotonic()
 
         while True:
-            busy = bool(self.sources) and self.started and not self.stopping
-            events = dict(poller.poll(0 if busy else 50))
+            held = any(outlet.held for outlet in self.retaining)
+            busy = bool(self.sources) and self.started and not self.stopping and not held
+            waiting = not self.receipts.settled
+            events = dict((held_poller if held else poller).poll(0 if busy else 10 if waiting else 50))
             for socket in events:
                 if socket is self.control:
                     self._on_control()
                 elif socket in publishers:
                     publishers[socket].on_readable()
+                elif socket in ack_sockets:
+                    ack_sockets[socket].on_acks()
                 else:
                     self._on_inbound(sockets[socket])
             if not announced_ready and all(getattr(o, "ready", True) for o in self.outlets):
@@ -155,9 +180,10 @@ class Worker:
             if self.started:
                 if self.stopping:
                     self._stop_sources()
-                elif self.sources:
+                elif self.sources and not held:
                     self._pump_sources()
                 self._flush()
+                self._deliver()
             self.graph.raise_failure()
             now = time.monotonic()
             if now >= next_metrics:
@@ -182,8 +208,16 @@ class Worker:
             if not outlet.ended:
                 outlet.flush()
 
+    def _deliver(self) -> None:
+        """Reliable edges, once per pass after the flush: acknowledge what became safe upstream,
+        retransmit downstream what waited too long for its ack."""
+        self.receipts.end_pass()
+        reliable.send_acks(self.receipts)
+        for outlet in self.retaining:
+            outlet.check_timeouts()
+
     def _finished(self) -> bool:
-        return (not self.sources and all(i.complete for i in self.inlets)
+        return (not self.sources and all(i.complete for i in self.inlets) and self.receipts.settled
                 and self.graph.sinks_done and all(o.done for o in self.outlets))
 
     def _pump_sources(self) -> None:

@@ -25,8 +25,10 @@ class JsonlSinkParams(BaseModel):
 class JsonlSink:
     """Buffers lines and writes them in batches; everything is on disk after `close()`.
 
-    Delivery: at-most-once (a crash loses the lines still buffered). A file keyed by signal id
-    is what an at-least-once consumer would dedupe on; this sink does not dedupe.
+    Delivery: at-least-once on a reliable edge (the runtime calls `flush()` before it acknowledges
+    the input, so a crash of this process loses nothing acknowledged; lines written again after a
+    retransmit are duplicates). A file keyed by signal id is what a reader dedupes on; this sink
+    does not dedupe.
     """
 
     def __init__(self, path: Path, mode: str) -> None:
@@ -36,6 +38,11 @@ class JsonlSink:
 
     def write(self, batch: Batch) -> None:
         self._file.write("".join(to_json(record) + "\n" for record in batch))
+
+    def flush(self) -> None:
+        """Hand what was written to the operating system (reliable delivery acks after this)."""
+        if not self._file.closed:
+            self._file.flush()
 
     def close(self) -> None:
         if not self._file.closed:
