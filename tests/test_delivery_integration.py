@@ -81,3 +81,23 @@ def test_without_a_crash_the_output_equals_the_inline_run_exactly(workdir):
     assert sorted(signal_ids(workdir)) == sorted(inline) and len(inline) > 100
     edges = status.edges()
     assert all(e.unacked == 0 and e.retransmitted == 0 and e.duplicates == 0 for e in edges.values())
+
+
+def test_killing_the_sink_loses_nothing_it_had_not_flushed(workdir):
+    source = "synthetic, instruments: 2, seed: 6, count: 6000, rate: 3000, speed: realtime"
+    plan = cep.compile(write(workdir, "sink", source, STATELESS))
+    cep.run(plan, inline=True)
+    inline = signal_ids(workdir)
+    killed = {}
+
+    def kill_sink_once(status):
+        if not killed and status.nodes()["signals"].received > 300:
+            killed["pid"] = status.pids["sink-signals"]
+            os.kill(killed["pid"], signal.SIGKILL)
+
+    status = cep.run(plan, on_status=kill_sink_once, backoff_s=0.05)
+    assert killed, "the sink never wrote 300 signals"
+    assert status.restarts == {"sink-signals": 1}
+    received = signal_ids(workdir)                       # the restarted sink appended, not truncated
+    assert set(received) == set(inline)
+    assert status.edges()["found->sink-signals"].retransmitted > 0

@@ -62,6 +62,8 @@ class BuildContext:
     counters: Counters = field(default_factory=Counters)
     dead_letter_fn: DeadLetterFn = _print_dead_letter
     batch_size: int = 256                       # how many records a source puts in one batch
+    incarnation: int = 0                        # > 0 in a worker restarted after a crash: a sink
+                                                # that starts its output afresh continues it instead
 
     def dead_letter(self, reason: str, raw: Any) -> None:
         """Send one record/row/frame that could not be processed to the dead-letter queue."""

@@ -48,7 +48,7 @@ class ProcessGraph:
 
 
 def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry: Registry,
-                  dead_letter: DeadLetterFn) -> ProcessGraph:
+                  dead_letter: DeadLetterFn, incarnation: int = 0) -> ProcessGraph:
     graph = ProcessGraph()
     base_dir = Path(plan.base_dir)
     local = set(process.nodes)
@@ -57,7 +57,7 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
         return BuildContext(node=node.id, key=key, base_dir=base_dir,
                             partition=(worker_index, process.parallelism),
                             counters=graph.counters[node.id], dead_letter_fn=dead_letter,
-                            batch_size=plan.batch_size)
+                            batch_size=plan.batch_size, incarnation=incarnation)
 
     def input_of(node: NodePlan) -> reactivex.Observable:
         streams = []

@@ -81,7 +81,7 @@ class Worker:
         self.parent = os.getppid()
         self.dead_letters = DeadLetters(plan.dead_letter, worker)
         self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
-                                                 self.dead_letters)
+                                                 self.dead_letters, incarnation)
         self.outlets: list[Outlet] = []
         self.outlet_by_edge: dict[str, Outlet] = {}
         self.inlets: list[Inlet] = []

@@ -19,7 +19,8 @@ class JsonlSinkParams(BaseModel):
 
     path: Path = Field(description="output file, relative to the pipeline file")
     mode: Literal["truncate", "append"] = Field(
-        "truncate", description="truncate: start the file afresh each run; append: add to it")
+        "truncate", description="truncate: start the file afresh each run (a worker restarted "
+                                "after a crash appends); append: add to it")
 
 
 class JsonlSink:
@@ -52,4 +53,5 @@ class JsonlSink:
 @sink("jsonl", params=JsonlSinkParams)
 def jsonl_sink(params: JsonlSinkParams, ctx: BuildContext) -> JsonlSink:
     """Write records to a JSON Lines file (mode truncate|append). At-most-once; flushed on close."""
-    return JsonlSink(ctx.resolve(params.path), params.mode)
+    restarted = ctx.incarnation > 0  # after a crash: keep what the former incarnation wrote
+    return JsonlSink(ctx.resolve(params.path), "append" if restarted else params.mode)
