@@ -97,8 +97,16 @@ def test_a_silent_worker_is_overdue_and_a_resend_restarts_its_timer():
     assert window.overdue(3.0) == []
     clock.now = 3.5
     assert window.overdue(3.0) == ["a"]  # b has nothing waiting
-    window.resent("a", 1)
+    window.resent("a", 1, timeout=True)
     assert window.overdue(3.0) == [] and window.retransmitted == 1
+    clock.now = 7.0
+    assert window.overdue(3.0) == []      # after a fruitless retransmit it waits twice as long
+    clock.now = 9.5
+    assert window.overdue(3.0) == ["a"]
+    window.ack("a", {b"t": SeqRanges([(1, 1)])})
+    window.admit(b"t", 2, frame(b"t", 2), ["a"])
+    clock.now = 12.5
+    assert window.overdue(3.0) == ["a"]   # an ack restores its patience
 
 
 def test_unacked_frames_come_back_oldest_first_across_streams():

@@ -29,9 +29,9 @@ STATELESS = ('found: {from: ticks, pattern: [{name: heavy, where: "bid_volume > 
 MOMENTUM = "found: {use: momentum, from: ticks, with: {count: 5, direction: both, quantity: 100}}"
 
 
-def write(workdir, name, source, rule):
+def write(workdir, name, source, rule, extra=""):
     path = workdir / "pipeline.yaml"
-    path.write_text(PIPELINE.format(name=name, source=source, rule=rule))
+    path.write_text(PIPELINE.format(name=name, source=source, rule=rule) + extra)
     return path
 
 
@@ -48,8 +48,20 @@ def test_the_plan_gives_every_reliable_edge_an_ack_endpoint_and_blocks(workdir):
     assert "acks ipc://" in render(plan, "text")
 
 
+def test_only_the_edges_feeding_an_at_least_once_sink_are_reliable(workdir):
+    extra = '  log: {type: "null", from: [found], delivery: at_most_once}\n'
+    path = write(workdir, "mixed", "synthetic, count: 10, speed: max", STATELESS, extra)
+    path.write_text(path.read_text().replace("defaults: {delivery: at_least_once}\n", "").replace(
+        "path: out/signals.jsonl}", "path: out/signals.jsonl, delivery: at_least_once}"))
+    plan = cep.compile(path)
+    assert {e.id: (e.delivery, bool(e.acks)) for e in plan.edges} == {
+        "ticks->strategy": ("at_least_once", True),         # propagated back from the reliable sink
+        "found->sink-signals": ("at_least_once", True),
+        "found->sink-log": ("at_most_once", False)}
+
+
 def test_killing_the_middle_process_loses_nothing(workdir):
-    source = "synthetic, instruments: 2, seed: 5, count: 6000, rate: 3000, speed: realtime"
+    source = "synthetic, instruments: 2, seed: 5, count: 4500, rate: 3000, speed: realtime"
     plan = cep.compile(write(workdir, "kill", source, STATELESS))
     cep.run(plan, inline=True)
     inline = signal_ids(workdir)
@@ -73,6 +85,17 @@ def test_killing_the_middle_process_loses_nothing(workdir):
                for line in status.summary_lines())
 
 
+def test_two_strategy_workers_acknowledge_their_own_partitions(workdir):
+    source = "synthetic, instruments: 6, seed: 2, count: 6000, speed: max"
+    plan = cep.compile(write(workdir, "par", source, MOMENTUM, "deploy: {found: {parallelism: 2}}\n"))
+    assert len(plan.edges[1].acks) == 2                  # one ack endpoint per producing worker
+    cep.run(plan, inline=True)
+    inline = signal_ids(workdir)
+    status = cep.run(plan)
+    assert sorted(signal_ids(workdir)) == sorted(inline) and len(inline) > 50
+    assert all(e.unacked == 0 and e.duplicates == 0 for e in status.edges().values())
+
+
 def test_without_a_crash_the_output_equals_the_inline_run_exactly(workdir):
     plan = cep.compile(write(workdir, "real", f"csv, path: {SHIPPED_TICKS}", MOMENTUM))
     cep.run(plan, inline=True)
@@ -84,7 +107,7 @@ def test_without_a_crash_the_output_equals_the_inline_run_exactly(workdir):
 
 
 def test_killing_the_sink_loses_nothing_it_had_not_flushed(workdir):
-    source = "synthetic, instruments: 2, seed: 6, count: 6000, rate: 3000, speed: realtime"
+    source = "synthetic, instruments: 2, seed: 6, count: 4500, rate: 3000, speed: realtime"
     plan = cep.compile(write(workdir, "sink", source, STATELESS))
     cep.run(plan, inline=True)
     inline = signal_ids(workdir)

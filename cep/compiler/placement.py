@@ -103,7 +103,8 @@ def wire(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan],
                 continue  # fused: the node runs in its consumer's process
             (producer,) = hosts[node_id]  # a node feeding another process is never replicated
             pubsub = nodes[node_id].kind in ("source", "stream")
-            delivery = _delivery(pipeline, graph, node_id)
+            readers = [n for n in graph.successors(node_id) if n in consumer.nodes]
+            delivery = _delivery(pipeline, graph, readers)
             if pubsub:
                 if node_id not in pub_endpoints:
                     pub_endpoints[node_id] = endpoint(f"{node_id}.pub")
@@ -143,11 +144,12 @@ def _consumer_processes(node_id: str, graph: nx.DiGraph, hosts) -> list[ProcessP
     return list(seen.values())
 
 
-def _delivery(pipeline: Pipeline, graph: nx.DiGraph, node_id: str) -> str:
-    """The strongest guarantee any sink downstream of `node_id` asks for (propagated back)."""
+def _delivery(pipeline: Pipeline, graph: nx.DiGraph, readers: list[str]) -> str:
+    """The strongest guarantee any sink at or downstream of `readers` (the nodes an edge feeds)
+    asks for, propagated back: an edge that leads only to an at-most-once sink stays cheap."""
     order = ("at_most_once", "at_least_once", "exactly_once")
     wanted = [pipeline.defaults.delivery]
-    for downstream in nx.descendants(graph, node_id):
+    for downstream in set(readers).union(*(nx.descendants(graph, n) for n in readers)):
         data = graph.nodes[downstream]
         if data["kind"] == "sink" and data["spec"].delivery:
             wanted.append(data["spec"].delivery)

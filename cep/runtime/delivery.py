@@ -134,6 +134,7 @@ class Window:
         self._frames: dict[str, dict[bytes, dict[int, _Retained]]] = {w: defaultdict(dict) for w in self.workers}
         self._sizes = dict.fromkeys(self.workers, 0)
         self._progress = dict.fromkeys(self.workers, clock())  # last admission into empty, or ack
+        self._patience = dict.fromkeys(self.workers, 1)          # timeouts since the last ack
         self._ordinal = 0
         self.retransmitted = 0
 
@@ -189,6 +190,7 @@ class Window:
         if released:
             self._sizes[worker] -= released
             self._progress[worker] = self.clock()
+            self._patience[worker] = 1
         return released
 
     def settled(self, ordinal: int) -> bool:
@@ -211,14 +213,19 @@ class Window:
         return [(topic, seq, frame) for _, topic, seq, frame in sorted(entries, key=lambda e: e[0])]
 
     def overdue(self, timeout_s: float) -> list[str]:
-        """Workers with unacked frames that acknowledged nothing for `timeout_s`."""
+        """Workers with unacked frames that acknowledged nothing for `timeout_s`, doubled after
+        each retransmit that brought no ack: a consumer that is alive but held back by its own
+        downstream is not flooded with copies of what already waits in its queue."""
         now = self.clock()
-        return [w for w, size in self._sizes.items() if size and now - self._progress[w] >= timeout_s]
+        return [w for w, size in self._sizes.items()
+                if size and now - self._progress[w] >= timeout_s * self._patience[w]]
 
-    def resent(self, worker: str, frames: int) -> None:
-        """Count a retransmission and restart the worker's ack timer."""
+    def resent(self, worker: str, frames: int, timeout: bool = False) -> None:
+        """Count a retransmission and restart the worker's ack timer (longer after a timeout)."""
         self.retransmitted += frames
         self._progress[worker] = self.clock()
+        if timeout:
+            self._patience[worker] = min(2 * self._patience[worker], 64)
 
 
 # -- consumer side --------------------------------------------------------------------------------

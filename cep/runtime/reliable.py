@@ -104,9 +104,9 @@ class _Retaining:
 
     def check_timeouts(self) -> None:
         for worker in self.window.overdue(ACK_TIMEOUT_S):
-            self._retransmit(worker)
+            self._retransmit(worker, timeout=True)
 
-    def _retransmit(self, worker: str) -> None:
+    def _retransmit(self, worker: str, timeout: bool = False) -> None:
         """Send `worker` everything it has not acknowledged, without blocking: what does not fit
         now goes at the next timeout."""
         sent = 0
@@ -117,7 +117,7 @@ class _Retaining:
             except zmq.Again:
                 break
             sent += 1
-        self.window.resent(worker, sent)
+        self.window.resent(worker, sent, timeout)
         self.counters.retransmitted = self.window.retransmitted
 
     def close(self) -> None:
