@@ -124,3 +124,20 @@ def test_killing_the_sink_loses_nothing_it_had_not_flushed(workdir):
     received = signal_ids(workdir)                       # the restarted sink appended, not truncated
     assert set(received) == set(inline)
     assert status.edges()["found->sink-signals"].retransmitted > 0
+
+
+def test_a_drain_ends_with_every_frame_acknowledged_and_nothing_lost(workdir):
+    from cep.runtime.supervisor import Supervisor
+    source = "synthetic, instruments: 2, seed: 4, count: 1000000, rate: 3000, speed: realtime"
+    plan = cep.compile(write(workdir, "drain", source, STATELESS))
+
+    def stop_after_some(status):
+        if status.nodes()["signals"].received > 300:
+            supervisor.stop()
+
+    supervisor = Supervisor(plan, on_status=stop_after_some)
+    status = supervisor.run()
+    nodes = status.nodes()
+    assert status.interrupted and status.restarts == {}
+    assert nodes["found"].emitted == nodes["signals"].received == len(signal_ids(workdir)) > 300
+    assert all(e.unacked == 0 and e.retransmitted == 0 for e in status.edges().values())

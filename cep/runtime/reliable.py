@@ -43,7 +43,7 @@ def retx_topic(worker: str) -> bytes:
 
 
 # -- producer side --------------------------------------------------------------------------------
-class _Retaining:
+class RetainingOutlet:
     """What both reliable outlets add: the window, the ack socket, the epoch of sequence numbers.
 
     A reliable outlet blocks rather than drops (the window is the back-pressure) and is `done`
@@ -125,7 +125,7 @@ class _Retaining:
         self.acks.close(0)
 
 
-class ReliablePubOutlet(_Retaining, PubOutlet):
+class ReliablePubOutlet(RetainingOutlet, PubOutlet):
     def __init__(self, context: zmq.Context, plan: Plan, producer: str, node: str, edges: list[EdgePlan],
                  batch_size: int, stopping: Callable[[], bool], ack_index: int, incarnation: int) -> None:
         super().__init__(context, plan, producer, node, edges, batch_size, stopping)
@@ -147,7 +147,7 @@ class ReliablePubOutlet(_Retaining, PubOutlet):
         pass  # subscribers rejoin by their HELLO subscription (`_on_join`), which orders the resend
 
 
-class ReliablePushOutlet(_Retaining, PushOutlet):
+class ReliablePushOutlet(RetainingOutlet, PushOutlet):
     def __init__(self, context: zmq.Context, plan: Plan, producer: str, edge: EdgePlan, batch_size: int,
                  stopping: Callable[[], bool], ack_index: int, incarnation: int) -> None:
         super().__init__(context, plan, producer, edge, batch_size, stopping)

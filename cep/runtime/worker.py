@@ -110,7 +110,7 @@ class Worker:
                 for edge in outlet.edges:
                     self.outlet_by_edge[edge.id] = outlet
             self.outlets += outlets
-        self.retaining = [o for o in self.outlets if isinstance(o, reliable._Retaining)]
+        self.retaining = [o for o in self.outlets if isinstance(o, reliable.RetainingOutlet)]
         self.receipts.windows = [o.window for o in self.retaining]
         for edge in self.plan.edges_to(self.process.name):
             reader = next(n for n in self.process.nodes if edge.node in self.plan.nodes[n].inputs)
