@@ -73,10 +73,10 @@ def test_a_window_releases_only_what_a_worker_acknowledged():
     assert window.ack("a", {b"t": SeqRanges([(1, 2)])}) == 2
     assert window.size("a") == 1 and window.size("b") == 3 and window.full  # b has acked nothing
     assert [seq for _, seq, _ in window.unacked("b")] == [1, 2, 3]
-    assert not window.settled(1)  # b still holds frame 1 (ordinal 0)
+    assert window.low_ordinal() == 0  # b still holds frame 1 (ordinal 0)
     window.ack("b", {b"t": SeqRanges([(1, 3)])})
     window.ack("a", {b"t": SeqRanges([(3, 3)])})
-    assert window.empty and window.settled(window.next_ordinal)
+    assert window.empty and window.low_ordinal() == window.next_ordinal == 3
 
 
 def test_acks_of_another_epoch_unknown_streams_or_workers_release_nothing():

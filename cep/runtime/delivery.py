@@ -193,11 +193,8 @@ class Window:
             self._patience[worker] = 1
         return released
 
-    def settled(self, ordinal: int) -> bool:
-        """True once every frame admitted before `ordinal` is acknowledged by every worker."""
-        return self.low_ordinal() >= ordinal
-
     def low_ordinal(self) -> int:
+        """Every frame admitted before this ordinal is acknowledged by every worker."""
         low = self._ordinal
         for streams in self._frames.values():
             for retained in streams.values():
@@ -232,7 +229,7 @@ class Window:
 @dataclass
 class _Pass:
     frames: list[tuple[Hashable, bytes, int]]            # (channel, topic, seq) read in the pass
-    watermarks: list[tuple[Window, int]]                 # each reliable outlet's next ordinal then
+    watermarks: list[int]                                # each window's next ordinal then
 
 
 @dataclass
@@ -263,7 +260,7 @@ class Receipts:
 
     def end_pass(self) -> None:
         if self._current:
-            self._pending.append(_Pass(self._current, [(w, w.next_ordinal) for w in self.windows]))
+            self._pending.append(_Pass(self._current, [w.next_ordinal for w in self.windows]))
             self._current = []
 
     @property
@@ -278,7 +275,8 @@ class Receipts:
         self._next_ack = self.clock() + ACK_EVERY_S
         self.flush()
         acks: dict[Hashable, dict[bytes, SeqRanges]] = {}
-        while self._pending and all(window.settled(ordinal) for window, ordinal in self._pending[0].watermarks):
+        lows = [window.low_ordinal() for window in self.windows]  # once: a window may hold many streams
+        while self._pending and all(low >= mark for low, mark in zip(lows, self._pending[0].watermarks)):
             for channel, topic, seq in self._pending.pop(0).frames:
                 streams = acks.setdefault(channel, {})
                 (streams.get(topic) or streams.setdefault(topic, SeqRanges())).add(seq)
