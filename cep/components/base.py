@@ -45,6 +45,11 @@ class Counters:
 DeadLetterFn = Callable[[str, str, Any], None]
 """`dead_letter(node, reason, raw)`: raw is the offending record, row or bytes."""
 
+Snapshot = Callable[[], Any]
+Restore = Callable[[Any], None]
+KeepStateFn = Callable[[str, Snapshot, Restore], None]
+"""`keep_state(node, snapshot, restore)`: how the runtime learns a component's state hook."""
+
 
 def _print_dead_letter(node: str, reason: str, raw: Any) -> None:
     import sys
@@ -64,11 +69,26 @@ class BuildContext:
     batch_size: int = 256                       # how many records a source puts in one batch
     incarnation: int = 0                        # > 0 in a worker restarted after a crash: a sink
                                                 # that starts its output afresh continues it instead
+    keep_state_fn: KeepStateFn | None = None    # set by the runtime where checkpoints are taken
 
     def dead_letter(self, reason: str, raw: Any) -> None:
         """Send one record/row/frame that could not be processed to the dead-letter queue."""
         self.counters.dead_lettered += 1
         self.dead_letter_fn(self.node, reason, raw)
+
+    def keep_state(self, snapshot: Snapshot, restore: Restore) -> None:
+        """Declare the component's state, for `exactly_once` checkpoints (DESIGN §5).
+
+        `snapshot()` returns everything the component remembers between batches, as plain data
+        (dicts, lists, numbers, strings; it is pickled); it is called between batches, never
+        during one. `restore(data)` puts a snapshot back into a freshly built component, before
+        its first batch. A sink's snapshot covers what it wrote (e.g. a file offset) so that
+        restore can undo writes made after it. A component that keeps state must call this from
+        its factory and say so with `checkpoint=True` in its marker (`@rule("x", state="keyed",
+        checkpoint=True)`); `exactly_once` refuses stateful components that do not.
+        """
+        if self.keep_state_fn is not None:
+            self.keep_state_fn(self.node, snapshot, restore)
 
     def resolve(self, path: str | Path) -> Path:
         path = Path(path).expanduser()

@@ -137,6 +137,9 @@ class Window:
         self._patience = dict.fromkeys(self.workers, 1)          # timeouts since the last ack
         self._ordinal = 0
         self.retransmitted = 0
+        self.journal: list[tuple] | None = None
+        """When a checkpoint keeps this window (exactly_once): every change since the last one,
+        `(worker, topic, seq, ordinal, frame)` for an admission, `(worker, topic, seq)` for a release."""
 
     # the sender
     @property
@@ -148,10 +151,23 @@ class Window:
         retained = _Retained(self._ordinal, frame)
         self._ordinal += 1
         for worker in self.workers if workers is None else workers:
-            if not self._sizes[worker]:
-                self._progress[worker] = self.clock()
-            self._frames[worker][topic][seq] = retained
-            self._sizes[worker] += 1
+            self._retain(worker, topic, seq, retained)
+            if self.journal is not None:
+                self.journal.append((worker, topic, seq, retained.ordinal, frame))
+
+    def _retain(self, worker: str, topic: bytes, seq: int, retained: _Retained) -> None:
+        if not self._sizes[worker]:
+            self._progress[worker] = self.clock()
+        self._frames[worker][topic][seq] = retained
+        self._sizes[worker] += 1
+
+    def restore(self, entries: Iterable[tuple[str, bytes, int, int, list[bytes]]]) -> None:
+        """Take back what a checkpoint kept: `(worker, topic, seq, ordinal, frame)`, any order.
+        New frames are admitted after them."""
+        for worker, topic, seq, ordinal, frame in sorted(entries, key=lambda e: e[3]):
+            if worker in self._sizes:
+                self._retain(worker, topic, seq, _Retained(ordinal, frame))
+                self._ordinal = max(self._ordinal, ordinal + 1)
 
     @property
     def full(self) -> bool:
@@ -181,12 +197,14 @@ class Window:
                 continue
             for low, high in ranges.pairs():
                 if high - low < len(retained):
-                    for seq in range(low, high + 1):
-                        released += retained.pop(seq, None) is not None
+                    seqs = [seq for seq in range(low, high + 1) if seq in retained]
                 else:  # a wide range over a short stream: walk the stream instead
-                    for seq in [s for s in retained if low <= s <= high]:
-                        del retained[seq]
-                        released += 1
+                    seqs = [seq for seq in retained if low <= seq <= high]
+                for seq in seqs:
+                    del retained[seq]
+                released += len(seqs)
+                if self.journal is not None:
+                    self.journal += [(worker, topic, seq) for seq in seqs]
         if released:
             self._sizes[worker] -= released
             self._progress[worker] = self.clock()
@@ -262,6 +280,18 @@ class Receipts:
         if self._current:
             self._pending.append(_Pass(self._current, [w.next_ordinal for w in self.windows]))
             self._current = []
+
+    @property
+    def reading(self) -> bool:
+        """Frames were read since the last `end_pass`."""
+        return bool(self._current)
+
+    def seen(self) -> dict[tuple[Hashable, bytes], list[tuple[int, int]]]:
+        """What each stream delivered to this incarnation (and its checkpointed predecessors)."""
+        return {stream: ranges.pairs() for stream, ranges in self._seen.items()}
+
+    def restore_seen(self, seen: dict[tuple[Hashable, bytes], list[tuple[int, int]]]) -> None:
+        self._seen = {stream: SeqRanges(pairs) for stream, pairs in seen.items()}
 
     @property
     def settled(self) -> bool:

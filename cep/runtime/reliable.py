@@ -11,6 +11,10 @@ Retransmission goes to one consumer worker only, and happens when
 pub/sub retransmits travel on `!RETX.<worker>\\0<topic>`, a topic only that worker subscribes to
 (reliable subscribers subscribe to the data topics by name, not to everything).
 
+`exactly_once` adds (see `checkpoint.py`): outlets hold a pass's frames back until the worker's
+checkpoint holds them (`release()`), and inlets drop frames whose sequence number their stream
+already delivered ("duplicates removed").
+
 The factories at the bottom pick the plain or the reliable kind per the edges' delivery.
 """
 from __future__ import annotations
@@ -29,12 +33,17 @@ from cep.runtime.delivery import (ACK, ACK_TIMEOUT_S, JOIN, Receipts, SeqRanges,
 from cep.runtime.transport import END_TOPIC, Inlet, Outlet, PubOutlet, PushOutlet, _send, bind
 
 RETX_PREFIX = b"!RETX."
-TICK_PREFIX = b"TICK."
+TICK_PREFIX = b"TICK."  # the data topics of PubOutlet._publish: TICK.<instrument>, else the node id
 AT_MOST_ONCE = "at_most_once"
+EXACTLY_ONCE = "exactly_once"
 
 
 def reliable(edge: EdgePlan) -> bool:
     return edge.delivery != AT_MOST_ONCE
+
+
+def checkpointed(edges: list[EdgePlan]) -> bool:
+    return any(edge.delivery == EXACTLY_ONCE for edge in edges)
 
 
 def retx_topic(worker: str) -> bytes:
@@ -53,6 +62,8 @@ class RetainingOutlet:
     window: Window
     acks: zmq.Socket
     epoch: int
+    unsent: list[tuple[zmq.Socket, list[bytes], int]] | None  # exactly_once: held until `release()`
+    _ending: bool
 
     def _retain_setup(self: Outlet, context: zmq.Context, plan: Plan, ack_index: int,
                       incarnation: int) -> None:
@@ -62,6 +73,8 @@ class RetainingOutlet:
         self.retained_for = frozenset(workers)
         self.blocking = True
         self.epoch = epoch(incarnation)
+        self.unsent = [] if checkpointed(edges) else None
+        self._ending = False
         self.acks = context.socket(zmq.PULL)
         self.acks.setsockopt(zmq.RCVHWM, 10_000)
         self.acks.setsockopt(zmq.LINGER, 0)
@@ -71,10 +84,30 @@ class RetainingOutlet:
         return super()._frame(topic, kind, self.epoch + seq, batch)  # type: ignore[misc]
 
     def _ship(self, socket: zmq.Socket, frame: list[bytes], events: int) -> None:
-        super()._ship(socket, frame, events)  # type: ignore[misc]
         _, _, seq, _ = codec.decode_header(frame[1])
         self.window.admit(frame[0], seq, frame, self._recipients(socket))
         self.counters.unacked = self.window.size()
+        if self.unsent is None:
+            super()._ship(socket, frame, events)  # type: ignore[misc]
+        else:
+            self.unsent.append((socket, frame, events))
+
+    def end(self) -> None:
+        if self.unsent is None:
+            super().end()  # type: ignore[misc]
+        else:  # the END follows the frames still held back
+            self.flush()  # type: ignore[attr-defined]
+            self._ending = True
+
+    def release(self) -> None:
+        """exactly_once, once the checkpoint holds them: send the frames held back, then the END."""
+        if self.unsent:
+            for socket, frame, events in self.unsent:
+                super()._ship(socket, frame, events)  # type: ignore[misc]
+            self.unsent = []
+        if self._ending:
+            self._ending = False
+            super().end()  # type: ignore[misc]
 
     @property
     def done(self) -> bool:
@@ -146,6 +179,10 @@ class ReliablePubOutlet(RetainingOutlet, PubOutlet):
     def _on_rejoin(self, worker: str, incarnation: int) -> None:
         pass  # subscribers rejoin by their HELLO subscription (`_on_join`), which orders the resend
 
+    def resume(self) -> None:
+        """After a restore from a checkpoint: nothing yet; each subscriber gets what it has not
+        acknowledged when it joins this new incarnation (`_on_join`)."""
+
 
 class ReliablePushOutlet(RetainingOutlet, PushOutlet):
     def __init__(self, context: zmq.Context, plan: Plan, producer: str, edge: EdgePlan, batch_size: int,
@@ -157,6 +194,12 @@ class ReliablePushOutlet(RetainingOutlet, PushOutlet):
 
     def _recipients(self, socket: zmq.Socket) -> tuple[str]:
         return (self._worker_of[socket],)
+
+    def resume(self) -> None:
+        """After a restore from a checkpoint: send every consumer what it has not acknowledged
+        (the PUSH sockets queue it until they are connected)."""
+        for worker in self.workers:
+            self._retransmit(worker)
 
     def _route(self, worker: str, frame: list[bytes]) -> tuple[zmq.Socket, list[bytes]]:
         return self.sockets[self._index_of[worker]], frame
@@ -199,11 +242,13 @@ class ReliableInlet(Inlet):
             parts[0] = parts[0][len(self._retx):]
         return parts
 
-    def _sequence(self, stream: tuple[str, bytes], seq: int) -> None:
-        """No gaps on a reliable edge (a missing frame is sent again); duplicates are counted."""
+    def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
+        """No gaps on a reliable edge (a missing frame is sent again); duplicates are counted and
+        passed on (at_least_once)."""
         producer, topic = stream
-        if not self.receipts.read((self, producer), topic, seq):
+        if not self.receipts.read((self.edge.id, producer), topic, seq):
             self.counters.duplicates += 1
+        return True
 
     def acknowledge(self, producer: str, acked: dict[bytes, SeqRanges]) -> None:
         try:
@@ -217,10 +262,23 @@ class ReliableInlet(Inlet):
             socket.close()
 
 
-def send_acks(receipts: Receipts) -> None:
-    """Send every acknowledgement that became due."""
-    for (inlet, producer), acked in receipts.due().items():
-        inlet.acknowledge(producer, acked)
+class DedupingInlet(ReliableInlet):
+    """exactly_once: a frame whose sequence number its stream already delivered (to this worker or
+    to a checkpointed predecessor) is dropped and counted as a duplicate removed; it is still
+    acknowledged, so its producer lets it go."""
+
+    def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
+        producer, topic = stream
+        if self.receipts.read((self.edge.id, producer), topic, seq):
+            return True
+        self.counters.duplicates += 1
+        return False
+
+
+def send_acks(receipts: Receipts, inlets: dict[str, ReliableInlet]) -> None:
+    """Send every acknowledgement that became due (channels are (edge id, producer worker))."""
+    for (edge_id, producer), acked in receipts.due().items():
+        inlets[edge_id].acknowledge(producer, acked)
 
 
 # -- factories: plain or reliable, per the edges' delivery ------------------------------------------
@@ -244,7 +302,8 @@ def inlet(context: zmq.Context, plan: Plan, edge: EdgePlan, worker: str, index: 
           dead_letter: Callable[[str, bytes], None], receipts: Receipts) -> Inlet:
     if not reliable(edge):
         return Inlet(context, plan, edge, worker, index, dead_letter)
-    return ReliableInlet(context, plan, edge, worker, index, dead_letter, receipts, incarnation)
+    kind = DedupingInlet if checkpointed([edge]) else ReliableInlet
+    return kind(context, plan, edge, worker, index, dead_letter, receipts, incarnation)
 
 
 def _producer_index(plan: Plan, edge: EdgePlan, worker: str) -> int:

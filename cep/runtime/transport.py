@@ -316,12 +316,14 @@ class Inlet:
         except zmq.Again:
             raise BlockingIOError from None
 
-    def _sequence(self, stream: tuple[str, bytes], seq: int) -> None:
-        """A data frame of `stream` (producer, topic) arrived: count the gap before it, if any."""
+    def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
+        """A data frame of `stream` (producer, topic) arrived: count the gap before it, if any.
+        False drops the frame (exactly_once: a duplicate)."""
         last = self.last_seq.get(stream, 0)
         if seq > last + 1:
             self.counters.gaps += seq - last - 1
         self.last_seq[stream] = max(seq, last)
+        return True
 
     def receive_nowait(self) -> tuple[Batch | None, str | None]:
         """(batch or None, producer that just ended or None); BlockingIOError when empty."""
@@ -343,7 +345,8 @@ class Inlet:
                 return None, None
             self.ended.add(producer)
             return None, producer
-        self._sequence((producer, topic), seq)
+        if not self._sequence((producer, topic), seq):
+            return None, None
         if self.topic_filter and not self._owns_topic(topic):
             return None, None
         try:

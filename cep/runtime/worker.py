@@ -15,6 +15,7 @@ import os
 import signal
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Iterator
 
 import msgpack
@@ -23,11 +24,12 @@ import zmq
 from cep.compiler.plan import Plan
 from cep.errors import RuntimeFailure
 from cep.events import Batch
-from cep.runtime.builder import ProcessGraph, build_process
-from cep.runtime.deadletter import DeadLetters
-from cep.runtime.registry import registry_for
 from cep.runtime import reliable
+from cep.runtime.builder import ProcessGraph, build_process
+from cep.runtime.checkpoint import Checkpointer, CheckpointStore
+from cep.runtime.deadletter import DeadLetters
 from cep.runtime.delivery import Receipts
+from cep.runtime.registry import registry_for
 from cep.runtime.transport import Inlet, Outlet, PubOutlet
 
 METRICS_EVERY_S = 0.5
@@ -88,7 +90,10 @@ class Worker:
         self.completed_inputs: set[str] = set()
         self.sources: list[tuple[Iterator[Batch], Any, Any]] = []
         self.receipts = Receipts(flush=self._flush_sinks, clock=time.monotonic)
+        self.offsets: dict[str, int] = {}  # records each source emitted (exactly_once checkpoints)
+        self.checkpointing = reliable.checkpointed(plan.edges_to(self.process.name) + plan.edges_from(self.process.name))
         self._wire()
+        self.checkpointer = self._checkpointer() if self.checkpointing else None
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
 
     # -- setup ----------------------------------------------------------------------------------
@@ -111,14 +116,48 @@ class Worker:
                     self.outlet_by_edge[edge.id] = outlet
             self.outlets += outlets
         self.retaining = [o for o in self.outlets if isinstance(o, reliable.RetainingOutlet)]
+        self.reliable_inlets: dict[str, reliable.ReliableInlet] = {}
         self.receipts.windows = [o.window for o in self.retaining]
         for edge in self.plan.edges_to(self.process.name):
             reader = next(n for n in self.process.nodes if edge.node in self.plan.nodes[n].inputs)
             self.inlets.append(reliable.inlet(
                 self.context, self.plan, edge, self.worker, self.index, self.incarnation,
                 lambda reason, raw, node=reader: self._dead_letter(node, reason, raw), self.receipts))
+            if isinstance(self.inlets[-1], reliable.ReliableInlet):
+                self.reliable_inlets[edge.id] = self.inlets[-1]
         for node, (source, subject) in self.graph.sources.items():
-            self.sources.append((iter(source.batches()), source, subject))
+            batches = iter(source.batches())
+            self.sources.append((self._counted(node, batches) if self.checkpointing else batches, source, subject))
+
+    def _checkpointer(self) -> Checkpointer:
+        """exactly_once: the worker's checkpoints; a restarted worker resumes from the last one."""
+        store = CheckpointStore(Path(self.plan.run_dir) / "checkpoints" / f"{self.worker}.sqlite",
+                                fresh=self.incarnation == 0)
+        parts = dict(self.graph.states)
+        parts["!seen"] = (self.receipts.seen, self.receipts.restore_seen)
+        parts["!offsets"] = (lambda: dict(self.offsets), self.offsets.update)
+        windows = {"|".join(edge.id for edge in outlet.edges): outlet.window for outlet in self.retaining}
+        checkpointer = Checkpointer(store, parts, windows)
+        self.receipts.windows = []  # inputs are safe once checkpointed, outputs in the outbox
+        if self.incarnation:
+            checkpointer.restore()
+            for outlet in self.retaining:
+                outlet.resume()
+        return checkpointer
+
+    def _counted(self, node: str, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """A replayable source's batches, counted; after a restore, what the checkpointed offset
+        says was already emitted is skipped (the source replays the same records)."""
+        skip = self.offsets.get(node, 0)  # read at the first batch: after the restore
+        self.offsets[node] = skip
+        for batch in batches:
+            if skip:
+                if len(batch) <= skip:
+                    skip -= len(batch)
+                    continue
+                batch, skip = batch[skip:], 0
+            self.offsets[node] += len(batch)
+            yield batch
 
     def _dead_letter(self, node: str, reason: str, raw: bytes) -> None:
         """A frame for `node` (the local reader of the edge) that could not be decoded."""
@@ -198,6 +237,8 @@ class Worker:
             outlet.close()
         for inlet in self.inlets:
             inlet.close()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.dead_letters.close()
 
     def _flush(self) -> None:
@@ -209,10 +250,16 @@ class Worker:
                 outlet.flush()
 
     def _deliver(self) -> None:
-        """Reliable edges, once per pass after the flush: acknowledge what became safe upstream,
-        retransmit downstream what waited too long for its ack."""
+        """Reliable edges, once per pass after the flush: (exactly_once) checkpoint, then let the
+        pass's frames go; acknowledge what became safe upstream, retransmit downstream what
+        waited too long for its ack."""
+        if self.checkpointer is not None:
+            if self.receipts.reading or self.sources or any(o.window.journal for o in self.retaining):
+                self.checkpointer.commit()
+            for outlet in self.retaining:
+                outlet.release()
         self.receipts.end_pass()
-        reliable.send_acks(self.receipts)
+        reliable.send_acks(self.receipts, self.reliable_inlets)
         for outlet in self.retaining:
             outlet.check_timeouts()
 

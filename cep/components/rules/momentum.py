@@ -41,7 +41,7 @@ def confidence(start_mid: float, mid: float, scale_bps: float) -> float:
     return round(move / (move + scale_bps), 6)
 
 
-@rule("momentum", params=MomentumParams, state="keyed")
+@rule("momentum", params=MomentumParams, state="keyed", checkpoint=True)
 def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     """N consecutive strictly rising (BUY) or falling (SELL) mid prices per key -> TradingSignal.
 
@@ -68,6 +68,12 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     # key -> [last mid, signed run length: +n rising / -n falling, mid before the run started];
     # a run that began at the key's first tick is offset by UNSEEN_START so it never reaches count
     streaks: dict[object, list] = {}
+
+    def restore(saved: dict[object, list]) -> None:
+        streaks.clear()
+        streaks.update(saved)
+
+    ctx.keep_state(lambda: streaks, restore)
 
     def signal(record: dict, action: str, price: float, start: float, mid: float) -> dict:
         instrument = record.get("instrument")
