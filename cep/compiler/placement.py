@@ -104,7 +104,7 @@ def wire(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan],
             (producer,) = hosts[node_id]  # a node feeding another process is never replicated
             pubsub = nodes[node_id].kind in ("source", "stream")
             readers = [n for n in graph.successors(node_id) if n in consumer.nodes]
-            delivery = _delivery(pipeline, graph, readers)
+            delivery = delivery_wanted(pipeline, graph, readers)
             if pubsub:
                 if node_id not in pub_endpoints:
                     pub_endpoints[node_id] = endpoint(f"{node_id}.pub")
@@ -144,7 +144,7 @@ def _consumer_processes(node_id: str, graph: nx.DiGraph, hosts) -> list[ProcessP
     return list(seen.values())
 
 
-def _delivery(pipeline: Pipeline, graph: nx.DiGraph, readers: list[str]) -> str:
+def delivery_wanted(pipeline: Pipeline, graph: nx.DiGraph, readers: list[str]) -> str:
     """The strongest guarantee any sink at or downstream of `readers` (the nodes an edge feeds)
     asks for, propagated back: an edge that leads only to an at-most-once sink stays cheap."""
     order = ("at_most_once", "at_least_once", "exactly_once")

@@ -100,7 +100,9 @@ class Source(Protocol):
     """Produces batches of records until exhausted (finite) or stopped (live).
 
     `live` sources never stall for a slow consumer (default backpressure: drop); replays block.
-    `replayable` sources can seek (exactly-once capable once checkpoints exist).
+    `replayable` sources give the same records again when rebuilt with the same params; they say
+    so with `replayable=True` in their marker, and `exactly_once` restarts them from a checkpointed
+    offset (the records already emitted are skipped: a paced replay re-paces them).
     """
 
     live: bool

@@ -19,7 +19,7 @@ class NullSink:
         """Nothing to flush."""
 
 
-@sink("null", params=NoParams)
+@sink("null", params=NoParams, checkpoint=True)
 def null_sink(params: NoParams, ctx: BuildContext) -> NullSink:
     """Discard records, only counting them."""
     return NullSink()
