@@ -42,7 +42,8 @@ def test_edge_totals_sum_incarnations_but_count_only_live_windows(workdir):
 
 def test_the_summary_and_the_live_status_show_reliable_edges(workdir, capsys):
     status = status_with_a_restart(workdir)
-    assert "delivery ticks->strategy at_least_once: unacked 3, retransmitted 7, duplicates 6" in status.summary_lines()
+    assert ("delivery ticks->strategy at_least_once: unacked 3, retransmitted 7, duplicates 6 (passed on)"
+            in status.summary_lines())
     live = LiveStatus()
     live.terminal, live._next_plain = False, 0.0
     live.update(status)

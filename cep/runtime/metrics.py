@@ -112,6 +112,7 @@ class RunStatus:
                      f"restarts {restarts}" + (" (interrupted, drained)" if self.interrupted else ""))
         lines += [f"delivery {edge_id} {t.delivery}: unacked {t.unacked:,}, retransmitted "
                   f"{t.retransmitted:,}, duplicates {t.duplicates:,}"
+                  + (" (removed)" if t.delivery == "exactly_once" else " (passed on)")
                   for edge_id, t in self.edges().items() if t.delivery != "at_most_once"]
         lines += [f"note: {note}" for note in self.notes]
         return lines

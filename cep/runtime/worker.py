@@ -91,6 +91,7 @@ class Worker:
         self.sources: list[tuple[Iterator[Batch], Any, Any]] = []
         self.receipts = Receipts(flush=self._flush_sinks, clock=time.monotonic)
         self.offsets: dict[str, int] = {}  # records each source emitted (exactly_once checkpoints)
+        self.checkpointed_offsets: dict[str, int] = {}
         self.checkpointing = reliable.checkpointed(plan.edges_to(self.process.name) + plan.edges_from(self.process.name))
         self._wire()
         self.checkpointer = self._checkpointer() if self.checkpointing else None
@@ -254,8 +255,10 @@ class Worker:
         pass's frames go; acknowledge what became safe upstream, retransmit downstream what
         waited too long for its ack."""
         if self.checkpointer is not None:
-            if self.receipts.reading or self.sources or any(o.window.journal for o in self.retaining):
+            if (self.receipts.reading or self.offsets != self.checkpointed_offsets
+                    or any(o.window.journal for o in self.retaining)):
                 self.checkpointer.commit()
+                self.checkpointed_offsets = dict(self.offsets)
             for outlet in self.retaining:
                 outlet.release()
         self.receipts.end_pass()
