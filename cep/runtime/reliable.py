@@ -56,7 +56,9 @@ class RetainingOutlet:
     """What both reliable outlets add: the window, the ack socket, the epoch of sequence numbers.
 
     A reliable outlet blocks rather than drops (the window is the back-pressure) and is `done`
-    only once every frame it sent is acknowledged, so it can still retransmit until then.
+    only once every frame it sent is acknowledged, so it can still retransmit until then. Under
+    exactly_once it holds a pass's frames (and its END) in `unsent` until `release()`, which the
+    worker calls once its checkpoint holds them.
     """
 
     window: Window
