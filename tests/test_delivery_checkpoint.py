@@ -2,6 +2,8 @@
 the built-ins (a component restored from a pickled snapshot goes on exactly as if never stopped)."""
 import pickle
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex.subject import Subject
@@ -11,6 +13,7 @@ from cep.components.patterns.matcher import Matcher
 from cep.components.patterns.model import Pattern, Step
 from cep.components.rules.momentum import MomentumParams, momentum
 from cep.components.sinks.jsonl_file import JsonlSinkParams, jsonl_sink
+from cep.errors import RuntimeFailure
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore
 from cep.runtime.delivery import SeqRanges, Window
 
@@ -62,6 +65,13 @@ def test_a_commit_is_what_the_next_incarnation_loads_and_a_fresh_start_forgets_i
     assert restored.next_ordinal == 3                # new frames come after the restored ones
     again.close()
     assert CheckpointStore(path, fresh=True).load() == ({}, {})
+
+
+def test_a_snapshot_that_is_not_plain_data_fails_naming_its_node(tmp_path):
+    store = CheckpointStore(tmp_path / "w.sqlite", fresh=True)
+    with pytest.raises(RuntimeFailure, match="the state of 'vwap' cannot be checkpointed"):
+        Checkpointer(store, {"vwap#0": (lambda: {"f": lambda: 1}, print)}, {}).commit()
+    store.close()
 
 
 # -- the built-ins' hooks -----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import msgpack
 
+from cep.errors import RuntimeFailure
 from cep.runtime.delivery import Window
 
 Part = tuple[Callable[[], Any], Callable[[Any], None]]
@@ -37,6 +38,7 @@ class CheckpointStore:
         if fresh:
             for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 leftover.unlink(missing_ok=True)
+        self.path = path
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -53,12 +55,15 @@ class CheckpointStore:
         return states, outbox
 
     def commit(self, states: dict[str, Any], journals: dict[str, list[tuple]]) -> None:
-        """Write states and the outbox changes in one transaction."""
+        """Write states and the outbox changes in one transaction; RuntimeFailure if it cannot."""
+        rows = [(key, _pickled(key, value)) for key, value in states.items()]
         db = self.db
-        db.execute("BEGIN")
         try:
-            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)",
-                           [(key, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)) for key, value in states.items()])
+            db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise RuntimeFailure(f"checkpoint store {self.path}: {exc}") from exc
+        try:
+            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", rows)
             for outlet, journal in journals.items():
                 admitted = [(outlet, e[0], e[1], e[2], e[3], msgpack.packb([bytes(p) for p in e[4]]))
                             for e in journal if len(e) == 5]
@@ -67,12 +72,21 @@ class CheckpointStore:
                 db.executemany("DELETE FROM outbox WHERE outlet = ? AND worker = ? AND topic = ? AND seq = ?",
                                released)
             db.execute("COMMIT")
-        except BaseException:
+        except sqlite3.Error as exc:
             db.execute("ROLLBACK")
-            raise
+            raise RuntimeFailure(f"checkpoint store {self.path}: {exc}") from exc
 
     def close(self) -> None:
         self.db.close()
+
+
+def _pickled(key: str, value: Any) -> bytes:
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # a component's snapshot that is not plain data
+        node = key.split("#")[0]
+        raise RuntimeFailure(f"the state of {node!r} cannot be checkpointed (keep_state's snapshot must "
+                             f"return plain data): {type(exc).__name__}: {exc}") from exc
 
 
 class Checkpointer:
