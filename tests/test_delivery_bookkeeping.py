@@ -336,6 +336,10 @@ class CheckpointedChain(Chain):
         self.sink_receipts.end_pass()
         self.acks_to_mid += list(self.sink_receipts.due().values())
 
+    def retx_mid(self) -> None:
+        held = {id(entry[2]) for entry in self.held_back}   # not before their checkpoint
+        self.to_sink += [entry for entry in self.mid_window.unacked("sink") if id(entry[2]) not in held]
+
     def crash_mid(self) -> None:
         self.to_mid.clear()
         self._start_mid()

@@ -143,9 +143,12 @@ class RetainingOutlet:
 
     def _retransmit(self, worker: str, timeout: bool = False) -> None:
         """Send `worker` everything it has not acknowledged, without blocking: what does not fit
-        now goes at the next timeout."""
+        now goes at the next timeout. Frames held back for a checkpoint are not sent before it."""
+        held = {id(frame) for _, frame, _ in self.unsent or ()}
         sent = 0
         for topic, _, frame in self.window.unacked(worker):
+            if id(frame) in held:
+                continue
             socket, parts = self._route(worker, frame)
             try:
                 socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
