@@ -13,9 +13,14 @@ from cep.components.patterns.matcher import Matcher
 from cep.components.patterns.model import Pattern, Step
 from cep.components.rules.momentum import MomentumParams, momentum
 from cep.components.sinks.jsonl_file import JsonlSinkParams, jsonl_sink
+from cep.components.rules.support_resistance import SupportResistanceParams, support_resistance
 from cep.errors import RuntimeFailure
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore
 from cep.runtime.delivery import SeqRanges, Window
+from tests.test_operators_harness import REGISTRY, SAMPLES
+from tests.test_operators_harness import params as operator_params
+from tests.test_operators_harness import ticks as harness_ticks
+from tests.test_rule_support_resistance import EXAMPLE, S
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -135,3 +140,48 @@ def test_the_jsonl_sink_cuts_back_to_its_checkpointed_offset(tmp_path):
     restarted.close()
     assert (tmp_path / "out.jsonl").read_text() == '{"a":1}\n{"a":3}\n'
     assert offset() == saved + len('{"a":2}\n')
+
+
+# -- the contract: every component that says checkpoint=True resumes from a pickled snapshot --------
+OPERATORS = sorted(name for name in REGISTRY.names("operator")
+                   if REGISTRY.get("operator", name).extra.get("checkpoint"))
+
+
+def resumed(factory, params, records, cut, key="instrument"):
+    """(output of one component over all records, output of one over records[:cut] then of a
+    fresh one restored from its pickled snapshot over the rest), both ended."""
+    def ended(operator, batches):
+        out, subject = [], Subject()
+        operator(subject).subscribe(out.extend)
+        for batch in batches:
+            subject.on_next(batch)
+        subject.on_completed()
+        return out
+    whole, _ = hooks_of(factory, params, key=key)
+    first, (snapshot, _) = hooks_of(factory, params, key=key)
+    before = run_operator_batches(first, [records[:cut]])
+    second, (_, restore) = hooks_of(factory, params, key=key)
+    restore(pickle.loads(pickle.dumps(snapshot())))
+    return ended(whole, [records]), before + ended(second, [records[cut:]])
+
+
+def test_the_stateful_operators_with_a_hook_are_the_keyed_flows():
+    assert OPERATORS == ["bars", "levels", "pivots", "swings"]
+
+
+@FAST
+@pytest.mark.parametrize("name", OPERATORS)
+@given(cut=st.integers(0, 80))
+def test_an_operator_restored_from_a_snapshot_goes_on_as_if_never_stopped(name, cut):
+    component = REGISTRY.get("operator", name)
+    expected, got = resumed(component.factory, operator_params(name, SAMPLES[name]), harness_ticks(80), cut)
+    assert got == expected
+
+
+@FAST
+@given(st.lists(st.sampled_from([95, 100, 93, 96, 101, 104, 99]), max_size=60), st.integers(0, 60))
+def test_support_resistance_restored_from_a_snapshot_goes_on_as_if_never_stopped(mids, cut):
+    records = [{"timestamp": i * S, "instrument": "A", "bid_price": m - 0.01, "ask_price": m + 0.01}
+               for i, m in enumerate(mids)]
+    expected, got = resumed(support_resistance, SupportResistanceParams(**EXAMPLE), records, cut)
+    assert got == expected
