@@ -165,8 +165,9 @@ def resumed(factory, params, records, cut, key="instrument"):
     return ended(whole, [records]), before + ended(second, [records[cut:]])
 
 
-def test_the_stateful_operators_with_a_hook_are_the_keyed_flows():
-    assert OPERATORS == ["bars", "levels", "pivots", "swings"]
+def test_every_stateful_operator_but_the_windows_and_buffers_has_a_hook():
+    assert OPERATORS == ["bars", "distinct_until_changed", "levels", "pairwise", "pivots", "scan", "skip",
+                         "swings", "take", "throttle_first"]
 
 
 @FAST

@@ -68,17 +68,17 @@ def test_killing_any_process_changes_nothing_in_the_output(workdir, victim):
 
 def test_what_cannot_be_checkpointed_is_refused_naming_each_node(workdir):
     path = write(workdir, "refused", source="zmq, endpoint: 'tcp://127.0.0.1:5999'",
-                 ops='{scan: {into: n, expr: "acc + 1"}}', sink="stdout")
+                 ops='{window: {size: 1s, aggregate: {n: "len(events)"}}}', sink="stdout")
     with pytest.raises(CompileError) as refused:
         cep.compile(path)
     text = str(refused.value)
     assert 'source "ticks": zmq cannot replay' in text
-    assert 'stream "quotes": operator scan keeps state without a checkpoint hook' in text
+    assert 'stream "quotes": operator window keeps state without a checkpoint hook' in text
     assert 'sink "signals": stdout has effects it cannot undo' in text
     assert "pipeline.yaml:" in text and "use delivery at_least_once" in text
 
 
 def test_an_at_least_once_sink_asks_nothing_of_the_components_before_it(workdir):
-    path = write(workdir, "relaxed", ops='{scan: {into: n, expr: "acc + 1"}}')
+    path = write(workdir, "relaxed", sink="stdout")
     path.write_text(path.read_text().replace("delivery: exactly_once", "delivery: at_least_once"))
     assert {edge.delivery for edge in cep.compile(path).edges} == {"at_least_once"}
