@@ -4,6 +4,7 @@ before anything runs."""
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,7 @@ rules:
 sinks:
   signals: {{type: {sink}, from: [up3, dip]}}
 """
+VWAP_PLUGIN = Path(__file__).resolve().parents[1] / "plugins" / "cep_vwap" / "cep_vwap" / "volume.py"
 REALTIME = "synthetic, instruments: 2, seed: 8, count: 4500, rate: 3000, speed: realtime"
 
 
@@ -68,12 +70,13 @@ def test_killing_any_process_changes_nothing_in_the_output(workdir, victim):
 
 def test_what_cannot_be_checkpointed_is_refused_naming_each_node(workdir):
     path = write(workdir, "refused", source="zmq, endpoint: 'tcp://127.0.0.1:5999'",
-                 ops='{window: {size: 1s, aggregate: {n: "len(events)"}}}', sink="stdout")
+                 ops="{key_by: instrument}, {vwap: {window: 5}}", sink="stdout")
+    path.write_text(path.read_text().replace("version: 1\n", f"version: 1\nplugins: [{VWAP_PLUGIN}]\n"))
     with pytest.raises(CompileError) as refused:
         cep.compile(path)
     text = str(refused.value)
     assert 'source "ticks": zmq cannot replay' in text
-    assert 'stream "quotes": operator window keeps state without a checkpoint hook' in text
+    assert 'stream "quotes": operator vwap keeps state without a checkpoint hook' in text
     assert 'sink "signals": stdout has effects it cannot undo' in text
     assert "pipeline.yaml:" in text and "use delivery at_least_once" in text
 
