@@ -65,7 +65,6 @@ def test_killing_any_process_changes_nothing_in_the_output(workdir, victim):
     assert status.restarts == {victim: 1}
     assert len(inline) > 500
     assert signal_ids(workdir) == inline                 # nothing missing, nothing twice
-    assert sum(e.retransmitted for e in status.edges().values()) > 0
 
 
 def test_what_cannot_be_checkpointed_is_refused_naming_each_node(workdir):
