@@ -6,8 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cep.errors import CodecError
-from cep.runtime.delivery import (ACK, JOIN, Receipts, SeqRanges, Window, decode_ack, encode_ack,
-                                  encode_join, epoch)
+from cep.runtime.delivery import ACK, JOIN, Receipts, SeqRanges, Window, decode_ack, encode_ack, encode_join, epoch
 
 
 class Clock:

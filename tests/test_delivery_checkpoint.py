@@ -3,7 +3,6 @@ the built-ins (a component restored from a pickled snapshot goes on exactly as i
 import pickle
 
 import pytest
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from reactivex.subject import Subject
@@ -12,8 +11,8 @@ from cep.components.base import BuildContext
 from cep.components.patterns.matcher import Matcher
 from cep.components.patterns.model import Pattern, Step
 from cep.components.rules.momentum import MomentumParams, momentum
-from cep.components.sinks.jsonl_file import JsonlSinkParams, jsonl_sink
 from cep.components.rules.support_resistance import SupportResistanceParams, support_resistance
+from cep.components.sinks.jsonl_file import JsonlSinkParams, jsonl_sink
 from cep.errors import RuntimeFailure
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore
 from cep.runtime.delivery import SeqRanges, Window
@@ -129,7 +128,7 @@ def test_a_matcher_restored_from_a_snapshot_finds_the_same_matches(pattern, name
 
 def test_the_jsonl_sink_cuts_back_to_its_checkpointed_offset(tmp_path):
     params = JsonlSinkParams(path=tmp_path / "out.jsonl")
-    sink, (offset, rewind) = hooks_of(jsonl_sink, params)
+    sink, (offset, _) = hooks_of(jsonl_sink, params)
     sink.write([{"a": 1}])
     saved = offset()
     sink.write([{"a": 2}])                           # written after the checkpoint, then a crash

@@ -28,8 +28,18 @@ from cep import codec
 from cep.compiler.plan import EdgePlan, Plan
 from cep.errors import CodecError
 from cep.events import Batch
-from cep.runtime.delivery import (ACK, ACK_TIMEOUT_S, JOIN, Receipts, SeqRanges, Window, decode_ack,
-                                  encode_ack, encode_join, epoch)
+from cep.runtime.delivery import (
+    ACK,
+    ACK_TIMEOUT_S,
+    JOIN,
+    Receipts,
+    SeqRanges,
+    Window,
+    decode_ack,
+    encode_ack,
+    encode_join,
+    epoch,
+)
 from cep.runtime.transport import END_TOPIC, Inlet, Outlet, PubOutlet, PushOutlet, _send, bind
 
 RETX_PREFIX = b"!RETX."
@@ -243,8 +253,7 @@ class ReliableInlet(Inlet):
 
     def _next_frame(self) -> list[bytes]:
         parts = super()._next_frame()
-        if parts[0].startswith(self._retx):
-            parts[0] = parts[0][len(self._retx):]
+        parts[0] = parts[0].removeprefix(self._retx)  # a retransmit: its original topic
         return parts
 
     def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
