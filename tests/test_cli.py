@@ -65,7 +65,6 @@ BAD_INPUT = {
                                     ":9:", "long"),
     "missing data file": (VALID.replace(str(SHIPPED_TICKS), "no/such/ticks.csv"), ":4:", "no such"),
     "csv without the mapped columns": (VALID.replace("path:", "columns: {bid_price: best_bid}, path:"), ":4:", "best_bid"),
-    "unavailable delivery": (VALID + "defaults: {delivery: exactly_once}\n", ":14:", "not available yet"),
 }
 
 

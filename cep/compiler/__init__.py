@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cep.compiler.fields import check_fields
 from cep.compiler.graph import build_graph
+from cep.compiler.guarantees import check_exactly_once
 from cep.compiler.placement import Endpoints, place, role_of, wire
 from cep.compiler.plan import EdgePlan, NodePlan, Plan, ProcessPlan
 from cep.config.models import Pipeline
@@ -31,7 +32,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     nodes = {node_id: _node_plan(node_id, data, registry) for node_id, data in graph.nodes(data=True)}
     errors = list(checked.errors)
     if not errors:
-        errors += check_fields(pipeline, graph, registry)
+        errors += check_fields(pipeline, graph, registry) + check_exactly_once(pipeline, graph, registry)
     if errors:
         raise CompileError(errors)
 

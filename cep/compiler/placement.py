@@ -96,12 +96,15 @@ def wire(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan],
             hosts[node_id].append(process)
     edges: list[EdgePlan] = []
     pub_endpoints: dict[str, str] = {}
+    ack_endpoints: dict[str, tuple[str, ...]] = {}
     for node_id in nx.topological_sort(graph):
         for consumer in _consumer_processes(node_id, graph, hosts):
             if node_id in consumer.nodes:
                 continue  # fused: the node runs in its consumer's process
             (producer,) = hosts[node_id]  # a node feeding another process is never replicated
             pubsub = nodes[node_id].kind in ("source", "stream")
+            readers = [n for n in graph.successors(node_id) if n in consumer.nodes]
+            delivery = delivery_wanted(pipeline, graph, readers)
             if pubsub:
                 if node_id not in pub_endpoints:
                     pub_endpoints[node_id] = endpoint(f"{node_id}.pub")
@@ -110,13 +113,27 @@ def wire(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan],
             else:
                 endpoints = tuple(endpoint(f"{worker}.{node_id}.pull") for worker in consumer.workers)
                 topic = node_id
+            acks = _ack_endpoints(delivery, node_id, consumer if not pubsub else None, producer,
+                                  endpoint, ack_endpoints)
             edges.append(EdgePlan(
                 id=f"{node_id}->{consumer.name}", node=node_id, producer=producer.name,
                 consumer=consumer.name, pattern="pub/sub" if pubsub else "push/pull",
-                endpoints=endpoints, topic=topic, delivery=_delivery(pipeline, graph, node_id),
-                backpressure=backpressure_of(node_id),
-                partition_key=consumer.partition_key if consumer.parallelism > 1 else None))
+                endpoints=endpoints, topic=topic, delivery=delivery,
+                backpressure="block" if acks else backpressure_of(node_id),  # reliable: never drop
+                partition_key=consumer.partition_key if consumer.parallelism > 1 else None, acks=acks))
     return edges
+
+
+def _ack_endpoints(delivery: str, node_id: str, consumer: ProcessPlan | None, producer: ProcessPlan,
+                   endpoint: Endpoints, known: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """Where each producer worker takes acknowledgements: none for at_most_once; one per node
+    for pub/sub (one XPUB serves every consumer), one per edge for push/pull."""
+    if delivery == "at_most_once":
+        return ()
+    name = f"{node_id}.ack" if consumer is None else f"{node_id}.{consumer.name}.ack"
+    if name not in known:
+        known[name] = tuple(endpoint(f"{worker}.{name}") for worker in producer.workers)
+    return known[name]
 
 
 def _consumer_processes(node_id: str, graph: nx.DiGraph, hosts) -> list[ProcessPlan]:
@@ -127,11 +144,12 @@ def _consumer_processes(node_id: str, graph: nx.DiGraph, hosts) -> list[ProcessP
     return list(seen.values())
 
 
-def _delivery(pipeline: Pipeline, graph: nx.DiGraph, node_id: str) -> str:
-    """The strongest guarantee any sink downstream of `node_id` asks for (propagated back)."""
+def delivery_wanted(pipeline: Pipeline, graph: nx.DiGraph, readers: list[str]) -> str:
+    """The strongest guarantee any sink at or downstream of `readers` (the nodes an edge feeds)
+    asks for, propagated back: an edge that leads only to an at-most-once sink stays cheap."""
     order = ("at_most_once", "at_least_once", "exactly_once")
     wanted = [pipeline.defaults.delivery]
-    for downstream in nx.descendants(graph, node_id):
+    for downstream in set(readers).union(*(nx.descendants(graph, n) for n in readers)):
         data = graph.nodes[downstream]
         if data["kind"] == "sink" and data["spec"].delivery:
             wanted.append(data["spec"].delivery)

@@ -52,6 +52,8 @@ class EdgePlan:
     pub/sub: the producer binds one endpoint (XPUB) that every consumer subscribes to, topic
     `topic` (e.g. `TICK.<instrument>`). push/pull: every consumer worker binds its own PULL
     endpoint (`endpoints`, one per worker) and the producer routes records by `partition_key`.
+    Reliable delivery (`at_least_once`) adds `acks`: the endpoint each producer worker binds for
+    its consumers' acknowledgements (one per producer worker; empty for `at_most_once`).
     """
 
     id: str
@@ -64,7 +66,8 @@ class EdgePlan:
     delivery: str
     backpressure: Literal["block", "drop"]
     partition_key: str | None = None
-    hwm: int = 1000  # frames
+    hwm: int = 1000  # frames; also the unacknowledged window of a reliable edge, per consumer worker
+    acks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class Plan:
             raw = dict(raw)
             raw["producer"], raw["consumer"] = raw.pop("from"), raw.pop("to")
             raw["endpoints"] = tuple(raw["endpoints"])
+            raw["acks"] = tuple(raw.get("acks", ()))
             edges.append(EdgePlan(**raw))
         return cls(nodes=nodes, processes=processes, edges=tuple(edges),
                    plugins=tuple(data.pop("plugins")), warnings=tuple(data.pop("warnings")), **data)

@@ -33,6 +33,8 @@ def to_text(plan: Plan) -> str:
                      f"topic {edge.topic}  {edge.delivery}, backpressure {edge.backpressure}")
         for endpoint in edge.endpoints:
             lines.append(f"      {endpoint}")
+        for endpoint in edge.acks:
+            lines.append(f"      acks {endpoint}")
     for warning in plan.warnings:
         lines.append(f"  {warning}")
     return "\n".join(lines) + "\n"

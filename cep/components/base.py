@@ -45,6 +45,11 @@ class Counters:
 DeadLetterFn = Callable[[str, str, Any], None]
 """`dead_letter(node, reason, raw)`: raw is the offending record, row or bytes."""
 
+Snapshot = Callable[[], Any]
+Restore = Callable[[Any], None]
+KeepStateFn = Callable[[str, Snapshot, Restore], None]
+"""`keep_state(node, snapshot, restore)`: how the runtime learns a component's state hook."""
+
 
 def _print_dead_letter(node: str, reason: str, raw: Any) -> None:
     import sys
@@ -62,11 +67,28 @@ class BuildContext:
     counters: Counters = field(default_factory=Counters)
     dead_letter_fn: DeadLetterFn = _print_dead_letter
     batch_size: int = 256                       # how many records a source puts in one batch
+    incarnation: int = 0                        # > 0 in a worker restarted after a crash: a sink
+                                                # that starts its output afresh continues it instead
+    keep_state_fn: KeepStateFn | None = None    # set by the runtime where checkpoints are taken
 
     def dead_letter(self, reason: str, raw: Any) -> None:
         """Send one record/row/frame that could not be processed to the dead-letter queue."""
         self.counters.dead_lettered += 1
         self.dead_letter_fn(self.node, reason, raw)
+
+    def keep_state(self, snapshot: Snapshot, restore: Restore) -> None:
+        """Declare the component's state, for `exactly_once` checkpoints (DESIGN §5).
+
+        `snapshot()` returns everything the component remembers between batches, as plain data
+        (dicts, lists, numbers, strings; it is pickled); it is called between batches, never
+        during one. `restore(data)` puts a snapshot back into a freshly built component, before
+        its first batch. A sink's snapshot covers what it wrote (e.g. a file offset) so that
+        restore can undo writes made after it. A component that keeps state must call this from
+        its factory and say so with `checkpoint=True` in its marker (`@rule("x", state="keyed",
+        checkpoint=True)`); `exactly_once` refuses stateful components that do not.
+        """
+        if self.keep_state_fn is not None:
+            self.keep_state_fn(self.node, snapshot, restore)
 
     def resolve(self, path: str | Path) -> Path:
         path = Path(path).expanduser()
@@ -78,7 +100,9 @@ class Source(Protocol):
     """Produces batches of records until exhausted (finite) or stopped (live).
 
     `live` sources never stall for a slow consumer (default backpressure: drop); replays block.
-    `replayable` sources can seek (exactly-once capable once checkpoints exist).
+    `replayable` sources give the same records again when rebuilt with the same params; they say
+    so with `replayable=True` in their marker, and `exactly_once` restarts them from a checkpointed
+    offset (the records already emitted are skipped: a paced replay re-paces them).
     """
 
     live: bool
@@ -95,7 +119,12 @@ class Source(Protocol):
 
 @runtime_checkable
 class Sink(Protocol):
-    """Consumes batches; `close()` at end of stream or drain flushes everything it holds."""
+    """Consumes batches; `close()` at end of stream or drain flushes everything it holds.
+
+    Optional `flush()`: make what `write` took durable (or handed to the world). Under
+    `at_least_once` the runtime calls it before acknowledging the input upstream; a sink without
+    it is taken to be done with a batch when `write` returns.
+    """
 
     def write(self, batch: Batch) -> None:
         ...

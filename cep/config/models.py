@@ -16,7 +16,7 @@ from cep.errors import Location
 
 Delivery = Literal["at_most_once", "at_least_once", "exactly_once"]
 Backpressure = Literal["block", "drop"]
-AVAILABLE_DELIVERY: tuple[str, ...] = ("at_most_once",)
+AVAILABLE_DELIVERY: tuple[str, ...] = ("at_most_once", "at_least_once", "exactly_once")
 """Delivery modes built so far; the others are rejected with 'not available yet'."""
 
 

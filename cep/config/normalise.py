@@ -193,4 +193,4 @@ class Normaliser:
         """Refuse delivery modes that are specified but not built yet."""
         if value in ("at_least_once", "exactly_once") and value not in AVAILABLE_DELIVERY:
             self.report.error(path, f"delivery {value!r} is not available yet",
-                              f"only {', '.join(AVAILABLE_DELIVERY)} is built")
+                              f"built so far: {', '.join(AVAILABLE_DELIVERY)}")

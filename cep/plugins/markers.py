@@ -8,6 +8,13 @@
 `params` is an instance of the pydantic model given to the marker (validated from YAML, unknown
 keys rejected); `ctx` is a `cep.components.base.BuildContext`. A params model may define
 `warnings() -> list[str]`: legal but risky settings, printed by `cep validate` and `cep run`.
+
+Delivery flags (keyword arguments of the marker, kept in `Component.extra`), which `exactly_once`
+requires of every component it runs through:
+- `replayable=True` (sources): the same params give the same records again;
+- `checkpoint=True` (operators and rules with `state` other than stateless, and sinks): the
+  factory declares its state with `BuildContext.keep_state` (a sink: what it wrote, so a restart
+  can undo writes made after the last checkpoint).
 """
 from __future__ import annotations
 

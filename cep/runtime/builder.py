@@ -16,7 +16,7 @@ import reactivex
 from reactivex import operators as ops
 
 from cep.compiler.plan import NodePlan, Plan, ProcessPlan
-from cep.components.base import BuildContext, Counters, DeadLetterFn, Sink, Source
+from cep.components.base import BuildContext, Counters, DeadLetterFn, Restore, Sink, Snapshot, Source
 from cep.errors import CepError, RuntimeFailure
 from cep.plugins import Component, Registry
 from cep.rows import as_records
@@ -33,6 +33,7 @@ class ProcessGraph:
     outputs: dict[str, Hub] = field(default_factory=dict)
     sinks: dict[str, Sink] = field(default_factory=dict)
     counters: dict[str, Counters] = field(default_factory=dict)
+    states: dict[str, tuple[Snapshot, Restore]] = field(default_factory=dict)  # `BuildContext.keep_state`
     open_sinks: set[str] = field(default_factory=set)
     failure: BaseException | None = None
 
@@ -48,16 +49,21 @@ class ProcessGraph:
 
 
 def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry: Registry,
-                  dead_letter: DeadLetterFn) -> ProcessGraph:
+                  dead_letter: DeadLetterFn, incarnation: int = 0) -> ProcessGraph:
     graph = ProcessGraph()
     base_dir = Path(plan.base_dir)
     local = set(process.nodes)
+
+    def keep_state(node: str, snapshot: Snapshot, restore: Restore) -> None:
+        """Components' state hooks, named by node and order of declaration (the same on every build)."""
+        index = sum(1 for name in graph.states if name.startswith(f"{node}#"))
+        graph.states[f"{node}#{index}"] = (snapshot, restore)
 
     def context(node: NodePlan, key: str | None) -> BuildContext:
         return BuildContext(node=node.id, key=key, base_dir=base_dir,
                             partition=(worker_index, process.parallelism),
                             counters=graph.counters[node.id], dead_letter_fn=dead_letter,
-                            batch_size=plan.batch_size)
+                            batch_size=plan.batch_size, incarnation=incarnation, keep_state_fn=keep_state)
 
     def input_of(node: NodePlan) -> reactivex.Observable:
         streams = []

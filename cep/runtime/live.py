@@ -37,7 +37,7 @@ class LiveStatus:
             self._next_plain = time.monotonic() + PLAIN_EVERY_S
             parts = [f"{node} {t.emitted if kind != 'sink' else t.received:,} ({rate:,.0f}/s)"
                      for node, kind, t, rate in status.rows()]
-            print(f"[{status.elapsed:7.1f}s] " + "  ".join(parts), flush=True)
+            print(f"[{status.elapsed:7.1f}s] " + "  ".join(parts + _delivery(status)), flush=True)
 
     @staticmethod
     def _table(status: RunStatus):
@@ -49,4 +49,11 @@ class LiveStatus:
         for node, kind, t, rate in status.rows():
             table.add_row(node, kind, f"{t.received:,}", f"{t.emitted:,}", f"{t.dropped:,}",
                           f"{t.dead_lettered:,}", f"{t.gaps:,}", f"{rate:,.0f}")
+        table.caption = "  ".join(_delivery(status)) or None
         return table
+
+
+def _delivery(status: RunStatus) -> list[str]:
+    """What reliable edges are doing: unacknowledged frames now, retransmits and duplicates so far."""
+    return [f"{edge_id} unacked {t.unacked:,} retx {t.retransmitted:,} dup {t.duplicates:,}"
+            for edge_id, t in status.edges().items() if t.delivery != "at_most_once"]

@@ -23,6 +23,17 @@ class NodeTotals:
 
 
 @dataclass
+class EdgeTotals:
+    """One socket edge, summed over its workers: what reliable delivery did on it."""
+
+    delivery: str
+    dropped: int = 0
+    unacked: int = 0         # frames waiting for acknowledgement now (current incarnations only)
+    retransmitted: int = 0
+    duplicates: int = 0
+
+
+@dataclass
 class RunStatus:
     plan: Plan
     started: float | None = None
@@ -71,6 +82,23 @@ class RunStatus:
             used[worker] = used.get(worker, 0.0) + report.get("cpu_s", 0.0)
         return used
 
+    def edges(self) -> dict[str, EdgeTotals]:
+        """Per socket edge, in plan order."""
+        totals = {edge.id: EdgeTotals(edge.delivery) for edge in self.plan.edges}
+        latest: dict[str, int] = {}
+        for worker, incarnation in self._reports:
+            latest[worker] = max(incarnation, latest.get(worker, 0))
+        for (worker, incarnation), report in self._reports.items():
+            for edge_id, counters in report.get("edges_out", {}).items():
+                total = totals[edge_id]
+                total.dropped += counters["dropped"]
+                total.retransmitted += counters.get("retransmitted", 0)
+                if incarnation == latest[worker]:  # a dead incarnation's window died with it
+                    total.unacked += counters.get("unacked", 0)
+            for edge_id, counters in report.get("edges_in", {}).items():
+                totals[edge_id].duplicates += counters.get("duplicates", 0)
+        return totals
+
     def rows(self) -> list[tuple[str, str, NodeTotals, float]]:
         """(node, kind, totals, events out per second) in plan order."""
         elapsed = max(self.elapsed, 1e-9)
@@ -92,5 +120,9 @@ class RunStatus:
         if not self.inline and self.elapsed > 0:
             lines.append("cpu " + ", ".join(f"{worker} {seconds:.2f}s ({seconds / self.elapsed:.0%})"
                                             for worker, seconds in sorted(self.cpu().items())))
+        lines += [f"delivery {edge_id} {t.delivery}: unacked {t.unacked:,}, retransmitted "
+                  f"{t.retransmitted:,}, duplicates {t.duplicates:,}"
+                  + (" (removed)" if t.delivery == "exactly_once" else " (passed on)")
+                  for edge_id, t in self.edges().items() if t.delivery != "at_most_once"]
         lines += [f"note: {note}" for note in self.notes]
         return lines

@@ -38,18 +38,24 @@ RECONNECT_MS = 10
 
 
 class EdgeCounters:
-    """Per edge: frames and events sent or received, drops, and sequence gaps."""
+    """Per edge: frames and events sent or received, drops, and sequence gaps; on reliable edges
+    also unacknowledged frames (the largest window of any consumer worker), retransmitted frames
+    and duplicate frames received."""
 
-    __slots__ = ("frames", "events", "dropped", "gaps")
+    __slots__ = ("frames", "events", "dropped", "gaps", "unacked", "retransmitted", "duplicates")
 
     def __init__(self) -> None:
         self.frames = 0
         self.events = 0
         self.dropped = 0
         self.gaps = 0
+        self.unacked = 0
+        self.retransmitted = 0
+        self.duplicates = 0
 
     def snapshot(self) -> dict[str, int]:
-        return {"frames": self.frames, "events": self.events, "dropped": self.dropped, "gaps": self.gaps}
+        return {"frames": self.frames, "events": self.events, "dropped": self.dropped, "gaps": self.gaps,
+                "unacked": self.unacked, "retransmitted": self.retransmitted, "duplicates": self.duplicates}
 
 
 def bind(socket: zmq.Socket, endpoint: str) -> None:
@@ -108,6 +114,9 @@ def _receive(socket: zmq.Socket) -> list[bytes]:
 
 class Outlet:
     """The producing side of the edges leaving one process for one node's output."""
+
+    retained_for: frozenset[str] = frozenset()
+    """Consumer workers for which sent frames are kept until acknowledged (reliable delivery)."""
 
     def __init__(self, producer: str, node: str, edges: list[EdgePlan], batch_size: int,
                  stopping: Callable[[], bool]) -> None:
@@ -175,6 +184,11 @@ class PubOutlet(Outlet):
     def ready(self) -> bool:
         return self.expected <= self.joined
 
+    def _on_join(self, worker: str) -> None:
+        """A consumer worker subscribed (first start or restart)."""
+        if self.ended:  # a restarted consumer joined after the end: tell it again
+            self._send_end()
+
     def on_readable(self) -> None:
         """Subscription messages: track which consumer workers are connected."""
         while True:
@@ -188,8 +202,7 @@ class PubOutlet(Outlet):
             worker = topic[len(HELLO_PREFIX):]
             if subscribed:
                 self.joined.add(worker)
-                if self.ended:  # a restarted consumer joined after the end: tell it again
-                    self._send_end()
+                self._on_join(worker)
             else:
                 self.joined.discard(worker)
 
@@ -218,7 +231,7 @@ class PubOutlet(Outlet):
             topic = self.topics[instrument] = (f"TICK.{instrument}" if instrument is not None else f"{self.node}").encode()
         seq = self.seq.get(topic, 0) + 1
         self.seq[topic] = seq
-        missing = len(self.expected - self.joined)
+        missing = len(self.expected - self.joined - self.retained_for)
         if missing:  # a consumer worker is down (restarting): what it misses is counted, not hidden
             self.counters.dropped += len(bucket) * missing
         self._ship(self.socket, self._frame(topic, codec.DATA, seq, self._batch(bucket)), len(bucket))
@@ -344,8 +357,9 @@ class Inlet:
             self.socket.setsockopt(zmq.LINGER, 0)
             self.socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
             self.socket.connect(edge.endpoints[0])
-            self.socket.setsockopt(zmq.SUBSCRIBE, b"")
-            self.socket.setsockopt(zmq.SUBSCRIBE, f"{HELLO_PREFIX}{worker}".encode())
+            for topic in self._subscriptions():
+                self.socket.setsockopt(zmq.SUBSCRIBE, topic)
+            self.socket.setsockopt(zmq.SUBSCRIBE, f"{HELLO_PREFIX}{worker}".encode())  # last: the handshake
         else:
             self.socket = context.socket(zmq.PULL)
             self.socket.setsockopt(zmq.RCVHWM, edge.hwm)
@@ -356,9 +370,26 @@ class Inlet:
     def complete(self) -> bool:
         return self.producers <= self.ended
 
+    def _subscriptions(self) -> list[bytes]:
+        """pub/sub: the topics to subscribe to before the HELLO handshake."""
+        return [b""]
+
+    def _next_frame(self) -> list[bytes]:
+        """The parts of the next frame waiting on the socket; BlockingIOError when none is."""
+        return _receive(self.socket)
+
+    def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
+        """A data frame of `stream` (producer, topic) arrived: count the gap before it, if any.
+        False drops the frame (exactly_once: a duplicate)."""
+        last = self.last_seq.get(stream, 0)
+        if seq > last + 1:
+            self.counters.gaps += seq - last - 1
+        self.last_seq[stream] = max(seq, last)
+        return True
+
     def receive_nowait(self) -> tuple[AnyBatch | None, str | None]:
         """(batch or None, producer that just ended or None); BlockingIOError when empty."""
-        parts = _receive(self.socket)
+        parts = self._next_frame()
         if len(parts) != 3:
             self.dead_letter(f"frame with {len(parts)} parts, expected 3", b"|".join(parts))
             return None, None
@@ -376,11 +407,8 @@ class Inlet:
                 return None, None
             self.ended.add(producer)
             return None, producer
-        stream = (producer, topic)
-        expected = self.last_seq.get(stream, 0) + 1
-        if seq > expected:
-            self.counters.gaps += seq - expected
-        self.last_seq[stream] = max(seq, self.last_seq.get(stream, 0))
+        if not self._sequence((producer, topic), seq):
+            return None, None
         if self.topic_filter and not self._owns_topic(topic):
             return None, None
         try:

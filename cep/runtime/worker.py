@@ -16,6 +16,7 @@ import resource
 import signal
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Iterator
 
 import msgpack
@@ -23,17 +24,20 @@ import zmq
 
 from cep.compiler.plan import Plan
 from cep.errors import RuntimeFailure
-from cep.events import Batch
+from cep.runtime import reliable
 from cep.runtime.builder import ProcessGraph, build_process
+from cep.runtime.checkpoint import Checkpointer, CheckpointStore
 from cep.runtime.deadletter import DeadLetters
+from cep.runtime.delivery import Receipts
 from cep.runtime.registry import registry_for
-from cep.rows import AnyBatch, concat
-from cep.runtime.transport import Inlet, Outlet, PubOutlet, PushOutlet
+from cep.rows import AnyBatch, concat, items, like
+from cep.runtime.transport import Inlet, Outlet, PubOutlet
 
 METRICS_EVERY_S = 0.5
 INBOUND_BURST = 64  # frames read per socket before giving others a turn
 YOUNG_GC_THRESHOLD = 100_000
 IDLE_POLL_MS = 50
+RECEIPTS_POLL_MS = 10  # reliable edges with acks still to send: come back sooner
 BUSY_POLL_S = 0.0002
 """While it drives sources, a worker polls its sockets at most this often: a zero-timeout poll is a
 few system calls, and a paced gateway makes a pass per tick or two (30,000 passes a second at
@@ -89,13 +93,18 @@ class Worker:
         self.parent = os.getppid()
         self.dead_letters = DeadLetters(plan.dead_letter, worker)
         self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
-                                                 self.dead_letters)
+                                                 self.dead_letters, incarnation)
         self.outlets: list[Outlet] = []
         self.outlet_by_edge: dict[str, Outlet] = {}
         self.inlets: list[Inlet] = []
         self.completed_inputs: set[str] = set()
-        self.sources: list[tuple[Iterator[Batch], Any, Any]] = []
+        self.sources: list[tuple[Iterator[AnyBatch], Any, Any]] = []
+        self.receipts = Receipts(flush=self._flush_sinks, clock=time.monotonic)
+        self.offsets: dict[str, int] = {}  # records each source emitted (exactly_once checkpoints)
+        self.checkpointed_offsets: dict[str, int] = {}
+        self.checkpointing = reliable.checkpointed(plan.edges_to(self.process.name) + plan.edges_from(self.process.name))
         self._wire()
+        self.checkpointer = self._checkpointer() if self.checkpointing else None
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
 
     # -- setup ----------------------------------------------------------------------------------
@@ -107,21 +116,59 @@ class Worker:
             pubsub = [edge for edge in edges if edge.pattern == "pub/sub"]
             outlets: list[Outlet] = []
             if pubsub:
-                outlets.append(PubOutlet(self.context, self.plan, self.worker, node, pubsub,
-                                         self.plan.batch_size, is_stopping))
-            outlets += [PushOutlet(self.context, self.plan, self.worker, edge, self.plan.batch_size, is_stopping)
+                outlets.append(reliable.pub_outlet(self.context, self.plan, self.worker, self.incarnation,
+                                                   node, pubsub, is_stopping))
+            outlets += [reliable.push_outlet(self.context, self.plan, self.worker, self.incarnation, edge,
+                                             is_stopping)
                         for edge in edges if edge.pattern == "push/pull"]
             for outlet in outlets:
                 self.graph.outputs[node].subscribe(outlet.send, on_completed=outlet.end)
                 for edge in outlet.edges:
                     self.outlet_by_edge[edge.id] = outlet
             self.outlets += outlets
+        self.retaining = [o for o in self.outlets if isinstance(o, reliable.RetainingOutlet)]
+        self.reliable_inlets: dict[str, reliable.ReliableInlet] = {}
+        self.receipts.windows = [o.window for o in self.retaining]
         for edge in self.plan.edges_to(self.process.name):
             reader = next(n for n in self.process.nodes if edge.node in self.plan.nodes[n].inputs)
-            self.inlets.append(Inlet(self.context, self.plan, edge, self.worker, self.index,
-                                     lambda reason, raw, node=reader: self._dead_letter(node, reason, raw)))
+            self.inlets.append(reliable.inlet(
+                self.context, self.plan, edge, self.worker, self.index, self.incarnation,
+                lambda reason, raw, node=reader: self._dead_letter(node, reason, raw), self.receipts))
+            if isinstance(self.inlets[-1], reliable.ReliableInlet):
+                self.reliable_inlets[edge.id] = self.inlets[-1]
         for node, (source, subject) in self.graph.sources.items():
-            self.sources.append((iter(source.batches()), source, subject))
+            batches = iter(source.batches())
+            self.sources.append((self._counted(node, batches) if self.checkpointing else batches, source, subject))
+
+    def _checkpointer(self) -> Checkpointer:
+        """exactly_once: the worker's checkpoints; a restarted worker resumes from the last one."""
+        store = CheckpointStore(Path(self.plan.run_dir) / "checkpoints" / f"{self.worker}.sqlite",
+                                fresh=self.incarnation == 0)
+        parts = dict(self.graph.states)
+        parts["!seen"] = (self.receipts.seen, self.receipts.restore_seen)
+        parts["!offsets"] = (lambda: dict(self.offsets), self.offsets.update)
+        windows = {"|".join(edge.id for edge in outlet.edges): outlet.window for outlet in self.retaining}
+        checkpointer = Checkpointer(store, parts, windows)
+        self.receipts.windows = []  # inputs are safe once checkpointed, outputs in the outbox
+        if self.incarnation:
+            checkpointer.restore()
+            for outlet in self.retaining:
+                outlet.resume()
+        return checkpointer
+
+    def _counted(self, node: str, batches: Iterator[AnyBatch]) -> Iterator[AnyBatch]:
+        """A replayable source's batches, counted; after a restore, what the checkpointed offset
+        says was already emitted is skipped (the source replays the same records)."""
+        skip = self.offsets.get(node, 0)  # read at the first batch: after the restore
+        self.offsets[node] = skip
+        for batch in batches:
+            if skip:
+                if len(batch) <= skip:
+                    skip -= len(batch)
+                    continue
+                batch, skip = like(batch, items(batch)[skip:]), 0
+            self.offsets[node] += len(batch)
+            yield batch
 
     def _dead_letter(self, node: str, reason: str, raw: bytes) -> None:
         """A frame for `node` (the local reader of the edge) that could not be decoded."""
@@ -130,6 +177,13 @@ class Worker:
 
     def _stop(self) -> None:
         self.stopping = True
+
+    def _flush_sinks(self) -> None:
+        """Make the sinks' writes durable before their inputs are acknowledged (reliable edges)."""
+        for sink in self.graph.sinks.values():
+            flush = getattr(sink, "flush", None)
+            if flush is not None:
+                flush()
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -141,20 +195,28 @@ class Worker:
         # several times each (15% of a strategy's CPU, measured with py-spy). Collect the young
         # generation only once this many container objects have piled up instead.
         gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
-        poller = zmq.Poller()
-        poller.register(self.control, zmq.POLLIN)
-        for inlet in self.inlets:
-            poller.register(inlet.socket, zmq.POLLIN)
+        # two pollers: while a reliable outlet's window is full (`held`), inputs wait unread
+        held_poller = zmq.Poller()
+        held_poller.register(self.control, zmq.POLLIN)
         for outlet in self.outlets:
             if isinstance(outlet, PubOutlet):
-                poller.register(outlet.socket, zmq.POLLIN)
+                held_poller.register(outlet.socket, zmq.POLLIN)
+        for outlet in self.retaining:
+            held_poller.register(outlet.acks, zmq.POLLIN)
+        poller = zmq.Poller()
+        for socket, flags in held_poller.sockets:
+            poller.register(socket, flags)
+        for inlet in self.inlets:
+            poller.register(inlet.socket, zmq.POLLIN)
         sockets = {inlet.socket: inlet for inlet in self.inlets}
         publishers = {o.socket: o for o in self.outlets if isinstance(o, PubOutlet)}
+        ack_sockets = {o.acks: o for o in self.retaining}
         announced_ready = False
         next_metrics = time.monotonic()
         next_poll = 0.0
         while True:
-            busy = bool(self.sources) and self.started and not self.stopping
+            held = any(outlet.held for outlet in self.retaining)
+            busy = bool(self.sources) and self.started and not self.stopping and not held
             if busy:  # sources to pump: look at the sockets now and then, not every pass
                 now = time.monotonic()
                 events = {}
@@ -162,12 +224,16 @@ class Worker:
                     events = dict(poller.poll(0))
                     next_poll = now + BUSY_POLL_S
             else:
-                events = dict(poller.poll(IDLE_POLL_MS))
+                waiting = not self.receipts.settled
+                events = dict((held_poller if held else poller).poll(
+                    RECEIPTS_POLL_MS if waiting else IDLE_POLL_MS))
             for socket in events:
                 if socket is self.control:
                     self._on_control()
                 elif socket in publishers:
                     publishers[socket].on_readable()
+                elif socket in ack_sockets:
+                    ack_sockets[socket].on_acks()
                 else:
                     self._on_inbound(sockets[socket])
             if not announced_ready and all(getattr(o, "ready", True) for o in self.outlets):
@@ -177,9 +243,10 @@ class Worker:
             if self.started:
                 if self.stopping:
                     self._stop_sources()
-                elif self.sources:
+                elif self.sources and not held:
                     self._pump_sources()
                 self._flush()
+                self._deliver()
             self.graph.raise_failure()
             now = time.monotonic()
             if now >= next_metrics:
@@ -194,6 +261,8 @@ class Worker:
             outlet.close()
         for inlet in self.inlets:
             inlet.close()
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.dead_letters.close()
 
     def _flush(self) -> None:
@@ -204,8 +273,24 @@ class Worker:
             if not outlet.ended:
                 outlet.flush()
 
+    def _deliver(self) -> None:
+        """Reliable edges, once per pass after the flush: (exactly_once) checkpoint, then let the
+        pass's frames go; acknowledge what became safe upstream, retransmit downstream what
+        waited too long for its ack."""
+        if self.checkpointer is not None:
+            if (self.receipts.reading or self.offsets != self.checkpointed_offsets
+                    or any(o.window.journal for o in self.retaining)):
+                self.checkpointer.commit()
+                self.checkpointed_offsets = dict(self.offsets)
+            for outlet in self.retaining:
+                outlet.release()
+        self.receipts.end_pass()
+        reliable.send_acks(self.receipts, self.reliable_inlets)
+        for outlet in self.retaining:
+            outlet.check_timeouts()
+
     def _finished(self) -> bool:
-        return (not self.sources and all(i.complete for i in self.inlets)
+        return (not self.sources and all(i.complete for i in self.inlets) and self.receipts.settled
                 and self.graph.sinks_done and all(o.done for o in self.outlets))
 
     def _pump_sources(self) -> None:

@@ -64,7 +64,7 @@ class BarsParams(OpParams):
         return frozenset({*BAR_FIELDS, *([key] if key else [])})
 
 
-@operator("bars", params=BarsParams, state="keyed", shorthand="period")
+@operator("bars", params=BarsParams, state="keyed", shorthand="period", checkpoint=True)
 def bars(params: BarsParams, ctx: BuildContext) -> BatchOperator:
     """OHLC bars per key from ticks, in event time.
 

@@ -29,7 +29,8 @@ class _KeyBuffers:
         self.open: list[list[Record]] = []
 
 
-@operator("buffer_with_count", params=BufferWithCountParams, state="keyed", shorthand="count")
+@operator("buffer_with_count", params=BufferWithCountParams, state="keyed", shorthand="count",
+          checkpoint=True)
 def buffer_with_count(params: BufferWithCountParams, ctx: BuildContext) -> BatchOperator:
     """Per key, collect `count` records into one record; a new buffer starts every `skip` records.
 
@@ -46,6 +47,12 @@ def buffer_with_count(params: BufferWithCountParams, ctx: BuildContext) -> Batch
     size, every = params.count, params.skip or params.count
     key_of = key_getter(ctx)
     keys: dict[Any, _KeyBuffers] = {}
+
+    def restore(saved: dict[Any, _KeyBuffers]) -> None:
+        keys.clear()
+        keys.update(saved)
+
+    ctx.keep_state(lambda: keys, restore)  # exactly_once checkpoints
 
     def emit(out: Batch, key: Any, events: list[Record]) -> None:
         out.append(group_record(ctx.key, key, events[-1].get("timestamp"), events))

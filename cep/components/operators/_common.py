@@ -98,10 +98,17 @@ def per_key(ctx: BuildContext, step: Callable[[Record, Any], tuple[Record | None
     """A per-record operator with one state value per key.
 
     `step(record, state) -> (output or None, new state)`; a key's first record gets `initial`.
-    A record whose step raises is dead-lettered and leaves its key's state as it was.
+    A record whose step raises is dead-lettered and leaves its key's state as it was. The states
+    are checkpointed for exactly_once (`BuildContext.keep_state`): they must pickle.
     """
     key_of = key_getter(ctx)
     states: dict[Any, Any] = {}
+
+    def restore(saved: dict[Any, Any]) -> None:
+        states.clear()
+        states.update(saved)
+
+    ctx.keep_state(lambda: states, restore)
 
     def transform(record: Record) -> Record | None:
         key = key_of(record)

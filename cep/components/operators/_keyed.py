@@ -29,10 +29,17 @@ def keyed_flow(ctx: BuildContext, new_state: Callable[[], Any],
     `on_record(key, state, record, out)` appends what the record produces to `out`; it must check
     its input before changing `state`, because a record it raises on is dead-lettered and the
     stream goes on. At end of stream `on_end(key, state, out)` flushes each key, in the order the
-    keys first appeared.
+    keys first appeared. The states are checkpointed for exactly_once (`BuildContext.keep_state`),
+    so a state object must pickle (a module-level class, no lambdas in it).
     """
     key_of = key_getter(ctx)
     states: dict[Any, Any] = {}
+
+    def restore(saved: dict[Any, Any]) -> None:
+        states.clear()
+        states.update(saved)
+
+    ctx.keep_state(lambda: states, restore)  # state objects are plain module-level classes: they pickle
 
     def step(batch: Batch) -> Batch:
         out: Batch = []

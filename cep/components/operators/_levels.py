@@ -133,7 +133,7 @@ class LevelsParams(ToleranceParams):
         return frozenset({*LEVEL_FIELDS, *([key] if key else [])})
 
 
-@operator("levels", params=LevelsParams, state="keyed")
+@operator("levels", params=LevelsParams, state="keyed", checkpoint=True)
 def levels(params: LevelsParams, ctx: BuildContext) -> BatchOperator:
     """Support/resistance levels per key from swings (the output of `swings`).
 

@@ -71,7 +71,7 @@ class PivotsParams(OpParams):
         return frozenset({*PIVOT_FIELDS, *([key] if key else [])})
 
 
-@operator("pivots", params=PivotsParams, state="keyed", shorthand="session")
+@operator("pivots", params=PivotsParams, state="keyed", shorthand="session", checkpoint=True)
 def pivots(params: PivotsParams, ctx: BuildContext) -> BatchOperator:
     """Floor-trader pivot points per key, one record per session, from the previous session.
 

@@ -21,7 +21,7 @@ class ScanParams(OpParams):
         return fields | {self.into}
 
 
-@operator("scan", params=ScanParams, state="keyed")
+@operator("scan", params=ScanParams, state="keyed", checkpoint=True)
 def scan(params: ScanParams, ctx: BuildContext) -> BatchOperator:
     """Running accumulator per key: each record is emitted with the accumulator added.
 
@@ -52,7 +52,7 @@ class PairwiseParams(OpParams):
         return fields | {self.into}
 
 
-@operator("pairwise", params=PairwiseParams, state="keyed")
+@operator("pairwise", params=PairwiseParams, state="keyed", checkpoint=True)
 def pairwise(params: PairwiseParams, ctx: BuildContext) -> BatchOperator:
     """Pair each record with the previous one of its key: `{**current, "prev": previous}`.
 

@@ -13,7 +13,7 @@ class CountParams(OpParams):
     count: int = Field(ge=0)
 
 
-@operator("take", params=CountParams, state="global", shorthand="count")
+@operator("take", params=CountParams, state="global", shorthand="count", checkpoint=True)
 def take(params: CountParams, ctx: BuildContext) -> BatchOperator:
     """Pass the first `count` records of the stream, then drop the rest.
 
@@ -28,6 +28,12 @@ def take(params: CountParams, ctx: BuildContext) -> BatchOperator:
     """
     remaining = params.count
 
+    def restore(saved: int) -> None:
+        nonlocal remaining
+        remaining = saved
+
+    ctx.keep_state(lambda: remaining, restore)
+
     def head(batch: Batch) -> Batch:
         nonlocal remaining
         kept = batch[:remaining]
@@ -37,7 +43,7 @@ def take(params: CountParams, ctx: BuildContext) -> BatchOperator:
     return batch_map(head)
 
 
-@operator("skip", params=CountParams, state="global", shorthand="count")
+@operator("skip", params=CountParams, state="global", shorthand="count", checkpoint=True)
 def skip(params: CountParams, ctx: BuildContext) -> BatchOperator:
     """Drop the first `count` records of the stream, then pass everything.
 
@@ -50,6 +56,12 @@ def skip(params: CountParams, ctx: BuildContext) -> BatchOperator:
         out:  --------c--d--|
     """
     to_skip = params.count
+
+    def restore(saved: int) -> None:
+        nonlocal to_skip
+        to_skip = saved
+
+    ctx.keep_state(lambda: to_skip, restore)
 
     def rest(batch: Batch) -> Batch:
         nonlocal to_skip

@@ -60,7 +60,7 @@ class SwingsParams(OpParams):
         return frozenset({*SWING_FIELDS, *([key] if key else [])})
 
 
-@operator("swings", params=SwingsParams, state="keyed", shorthand="n")
+@operator("swings", params=SwingsParams, state="keyed", shorthand="n", checkpoint=True)
 def swings(params: SwingsParams, ctx: BuildContext) -> BatchOperator:
     """Fractal swing highs and lows per key over bars (the output of `bars`).
 

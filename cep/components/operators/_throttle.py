@@ -16,7 +16,8 @@ class ThrottleFirstParams(OpParams):
     duration: Duration
 
 
-@operator("throttle_first", params=ThrottleFirstParams, state="keyed", shorthand="duration")
+@operator("throttle_first", params=ThrottleFirstParams, state="keyed", shorthand="duration",
+          checkpoint=True)
 def throttle_first(params: ThrottleFirstParams, ctx: BuildContext) -> BatchOperator:
     """Per key, emit a record, then ignore that key's records for a duration of event time.
 
@@ -48,7 +49,7 @@ _NOTHING_YET = object()
 
 
 @operator("distinct_until_changed", params=DistinctUntilChangedParams, state="keyed",
-          shorthand="fields")
+          shorthand="fields", checkpoint=True)
 def distinct_until_changed(params: DistinctUntilChangedParams, ctx: BuildContext) -> BatchOperator:
     """Per key, drop a record whose compared fields equal those of the key's previous record.
 

@@ -106,7 +106,7 @@ class WindowParams(OpParams):
         return group_fields(key, *WINDOW_FIELDS)
 
 
-@operator("window", params=WindowParams, state="keyed", shorthand="size")
+@operator("window", params=WindowParams, state="keyed", shorthand="size", checkpoint=True)
 def window(params: WindowParams, ctx: BuildContext) -> BatchOperator:
     """Event-time windows per key, tumbling or sliding, optionally aggregated.
 
@@ -139,7 +139,8 @@ class BufferWithTimeParams(OpParams):
         return group_fields(key, *WINDOW_FIELDS)
 
 
-@operator("buffer_with_time", params=BufferWithTimeParams, state="keyed", shorthand="span")
+@operator("buffer_with_time", params=BufferWithTimeParams, state="keyed", shorthand="span",
+          checkpoint=True)
 def buffer_with_time(params: BufferWithTimeParams, ctx: BuildContext) -> BatchOperator:
     """Per key, collect records into back-to-back event-time spans; one record per span.
 
@@ -159,6 +160,11 @@ def buffer_with_time(params: BufferWithTimeParams, ctx: BuildContext) -> BatchOp
 def _windowed(ctx: BuildContext, size: int, slide: int, aggregate: dict[str, str]) -> BatchOperator:
     key_of = key_getter(ctx)
     windows = EventTimeWindows(size, slide)
+
+    def restore(saved: dict[Any, _KeyWindows]) -> None:
+        windows.keys = saved
+
+    ctx.keep_state(lambda: windows.keys, restore)  # exactly_once checkpoints
     aggregates = [(name, compiled(source, "events")) for name, source in aggregate.items()]
 
     def emitter(out: Batch) -> Callable[[Any, int, list[Record]], None]:

@@ -121,6 +121,28 @@ class Matcher:
             out.extend(self._release(key, keyed, finished))
         return out
 
+    def snapshot(self) -> dict:
+        """Everything the matcher remembers, as plain data (automaton states by number; partial
+        matches share their buffer nodes within one snapshot): see `BuildContext.keep_state`."""
+        number = {id(state): index for index, state in enumerate(self._automaton.states())}
+
+        def plain(runs: list[Run]) -> list[tuple]:
+            return [(number[id(state)], node, start_ts, start_seq) for state, node, start_ts, start_seq in runs]
+        return {"keys": {key: (plain(k.runs), plain(k.held), k.seq) for key, k in self._keys.items()},
+                "counters": dict(self.counters)}
+
+    def restore(self, saved: dict) -> None:
+        """Take back a `snapshot()` of a matcher of the same pattern."""
+        states = self._automaton.states()
+
+        def runs(plain: list[tuple]) -> list[Run]:
+            return [(states[index], node, start_ts, start_seq) for index, node, start_ts, start_seq in plain]
+        self._keys = {}
+        for key, (active, held, seq) in saved["keys"].items():
+            keyed = self._keys[key] = _KeyState()
+            keyed.runs, keyed.held, keyed.seq = runs(active), runs(held), seq
+        self.counters = dict(saved["counters"])
+
     def partial_count(self, key=None) -> int:
         """Live partial matches of `key` (of all keys when None)."""
         states = self._keys.values() if key is None else [self._keys.get(key) or _KeyState()]

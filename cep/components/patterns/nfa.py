@@ -95,6 +95,11 @@ class Automaton:
         for state in _reachable(self.start):
             state.freeze()
 
+    def states(self) -> list[State]:
+        """Every state, in an order that is the same for every build of the pattern."""
+        found = _reachable(self.start)
+        return found if any(state is self.final for state in found) else found + [self.final]
+
 
 def _reachable(start: State) -> list[State]:
     found, pending = {id(start): start}, [start]

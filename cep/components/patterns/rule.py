@@ -13,7 +13,7 @@ DROP_REASONS = {"discarded": "partial_match_cap", "timed_out": "partial_match_wi
 Partial matches discarded by the skip strategy are the pattern's meaning, not a loss."""
 
 
-@rule("pattern", params=PatternParams, state="keyed")
+@rule("pattern", params=PatternParams, state="keyed", checkpoint=True)
 def pattern(params: PatternParams, ctx: BuildContext) -> BatchOperator:
     """Match an event pattern per partition key, with Flink CEP's semantics.
 
@@ -32,6 +32,12 @@ def pattern(params: PatternParams, ctx: BuildContext) -> BatchOperator:
     key_field = ctx.key
     timed = params.within is not None
     reported = dict.fromkeys(DROP_REASONS, 0)
+
+    def restore(saved: dict) -> None:
+        matcher.restore(saved["matcher"])
+        reported.update(saved["reported"])
+
+    ctx.keep_state(lambda: {"matcher": matcher.snapshot(), "reported": dict(reported)}, restore)
 
     def emit(matches: list[Match], out: Batch) -> Batch:
         for match in matches:

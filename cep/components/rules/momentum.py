@@ -80,7 +80,7 @@ def _layout(batch: AnyBatch, key_field: str | None, known: dict) -> tuple[Slots,
     return at, rows
 
 
-@rule("momentum", params=MomentumParams, state="keyed", rows=True)
+@rule("momentum", params=MomentumParams, state="keyed", rows=True, checkpoint=True)
 def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     """N consecutive strictly rising (BUY) or falling (SELL) mid prices per key -> TradingSignal.
 
@@ -108,6 +108,12 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     # a run that began at the key's first tick is offset by UNSEEN_START so it never reaches count
     streaks: dict[object, list] = {}
     layouts: dict[tuple[str, ...], Slots] = {}
+
+    def restore(saved: dict[object, list]) -> None:
+        streaks.clear()
+        streaks.update(saved)
+
+    ctx.keep_state(lambda: streaks, restore)
 
     def signal(at: Slots, record, action: str, start: float, mid: float) -> dict:
         if type(record) is dict:

@@ -118,7 +118,7 @@ class _KeyState:
 
 
 @rule("support_resistance", params=SupportResistanceParams, state="keyed",
-      fields=TradingSignal.FIELDS)
+      fields=TradingSignal.FIELDS, checkpoint=True)
 def support_resistance(params: SupportResistanceParams, ctx: BuildContext) -> BatchOperator:
     """Support/resistance per key: BUY/SELL on confirmed breakouts and on bounces -> TradingSignal.
 

@@ -19,14 +19,17 @@ class JsonlSinkParams(BaseModel):
 
     path: Path = Field(description="output file, relative to the pipeline file")
     mode: Literal["truncate", "append"] = Field(
-        "truncate", description="truncate: start the file afresh each run; append: add to it")
+        "truncate", description="truncate: start the file afresh each run (a worker restarted "
+                                "after a crash appends); append: add to it")
 
 
 class JsonlSink:
     """Buffers lines and writes them in batches; everything is on disk after `close()`.
 
-    Delivery: at-most-once (a crash loses the lines still buffered). A file keyed by signal id
-    is what an at-least-once consumer would dedupe on; this sink does not dedupe.
+    Delivery: at-least-once on a reliable edge (the runtime calls `flush()` before it acknowledges
+    the input, so a crash of this process loses nothing acknowledged; lines written again after a
+    retransmit are duplicates). Exactly-once: its checkpointed state is the file offset, and a
+    restarted sink cuts the file back to it before the lost tail comes again.
     """
 
     def __init__(self, path: Path, mode: str) -> None:
@@ -37,12 +40,35 @@ class JsonlSink:
     def write(self, batch: Batch) -> None:
         self._file.write("".join(to_json(record) + "\n" for record in batch))
 
+    def flush(self) -> None:
+        """Hand what was written to the operating system (reliable delivery acks after this)."""
+        if not self._file.closed:
+            self._file.flush()
+
+    def offset(self) -> int:
+        """Where the file ends once everything written so far is flushed (the sink's state)."""
+        if self._file.closed:
+            return self._closed_at
+        self.flush()
+        return self._file.tell()
+
+    def rewind(self, offset: int) -> None:
+        """Drop what was written after `offset` (lines a crashed incarnation wrote past its last
+        checkpoint; they come again)."""
+        self._file.flush()
+        self._file.truncate(offset)
+        self._file.seek(offset)
+
     def close(self) -> None:
         if not self._file.closed:
+            self._closed_at = self.offset()
             self._file.close()
 
 
-@sink("jsonl", params=JsonlSinkParams)
+@sink("jsonl", params=JsonlSinkParams, checkpoint=True)
 def jsonl_sink(params: JsonlSinkParams, ctx: BuildContext) -> JsonlSink:
     """Write records to a JSON Lines file (mode truncate|append). At-most-once; flushed on close."""
-    return JsonlSink(ctx.resolve(params.path), params.mode)
+    restarted = ctx.incarnation > 0  # after a crash: keep what the former incarnation wrote
+    sink = JsonlSink(ctx.resolve(params.path), "append" if restarted else params.mode)
+    ctx.keep_state(sink.offset, sink.rewind)
+    return sink

@@ -19,7 +19,7 @@ class NullSink:
         """Nothing to flush."""
 
 
-@sink("null", params=NoParams, rows=True)
+@sink("null", params=NoParams, rows=True, checkpoint=True)
 def null_sink(params: NoParams, ctx: BuildContext) -> NullSink:
     """Discard records, only counting them."""
     return NullSink()

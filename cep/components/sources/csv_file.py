@@ -137,7 +137,7 @@ class CsvSource(FileReplay):
                               self._params.delimiter.join(row))
 
 
-@source("csv", params=CsvParams, fields=TickEvent.FIELDS)
+@source("csv", params=CsvParams, fields=TickEvent.FIELDS, replayable=True)
 def csv_source(params: CsvParams, ctx: BuildContext) -> CsvSource:
     """Replay quote ticks from a CSV file (gz, header mapping, timestamp unit, speed max|realtime|Nx).
 

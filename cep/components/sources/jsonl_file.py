@@ -66,7 +66,7 @@ class JsonlSource(FileReplay):
             self._ctx.dead_letter(f"{self._path.name}: file unreadable from here on: {exc}", "")
 
 
-@source("jsonl", params=JsonlParams)
+@source("jsonl", params=JsonlParams, replayable=True)
 def jsonl_source(params: JsonlParams, ctx: BuildContext) -> JsonlSource:
     """Replay generic records from a JSON Lines file (event-time field and unit configurable).
 

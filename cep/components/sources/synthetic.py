@@ -161,7 +161,7 @@ class SyntheticSource:
         """Nothing to release."""
 
 
-@source("synthetic", params=SyntheticParams, fields=TickEvent.FIELDS)
+@source("synthetic", params=SyntheticParams, fields=TickEvent.FIELDS, replayable=True)
 def synthetic_source(params: SyntheticParams, ctx: BuildContext) -> SyntheticSource:
     """Seeded random-walk quotes for N instruments (rate, count or duration): needs no file.
 

@@ -1,0 +1,313 @@
+"""The bookkeeping of `at_least_once` delivery (DESIGN §5), with no sockets: what a producer keeps
+until it is acknowledged, and what a consumer may acknowledge when.
+
+Producer side, `Window`: every frame sent on a reliable edge is retained (already encoded, with
+its stream and sequence number) for each consumer worker that must acknowledge it. A worker's
+window is full at `capacity` frames; the producer then stops taking input until acks arrive
+(back-pressure, never a drop). Retransmission resends exactly what a worker has not acknowledged.
+
+Consumer side, `Receipts`: frames read in one pass of the worker loop become acknowledgeable once
+their effects are safe: the process's sinks are flushed, and every frame its reliable outlets had
+sent by the end of that pass (which includes everything derived from the input) is acknowledged
+downstream. A crash of a middle process therefore never loses what sat in its window: its inputs
+were not acknowledged, so they are sent again.
+
+Acks name exact sequence ranges per (producer, stream): one range per stream in the steady state
+(a cumulative ack), several when retransmits arrive out of order. An ack therefore never releases a
+frame the consumer has not processed, whatever the interleaving of restarts and retransmits.
+Sequence numbers carry the producer's incarnation in their high bits (`epoch`), so frames of a
+restarted producer never collide with its former self's.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Iterable
+
+import msgpack
+
+from cep.errors import CodecError
+
+EPOCH_BITS = 32
+ACK, JOIN = 0, 1
+ACK_EVERY_S = 0.01
+"""How often a consumer acknowledges (and flushes its sinks): bounds the ack traffic."""
+ACK_TIMEOUT_S = 3.0
+"""A consumer worker that acknowledged nothing for this long gets its unacked frames again."""
+
+
+def epoch(incarnation: int) -> int:
+    """The first sequence number of a producer incarnation, minus one."""
+    return incarnation << EPOCH_BITS
+
+
+def same_epoch(a: int, b: int) -> bool:
+    return a >> EPOCH_BITS == b >> EPOCH_BITS
+
+
+class SeqRanges:
+    """A set of sequence numbers as sorted disjoint inclusive ranges; usually one range."""
+
+    __slots__ = ("ranges",)
+
+    def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
+        self.ranges: list[list[int]] = _merged([[low, high] for low, high in ranges])
+
+    def __contains__(self, seq: int) -> bool:
+        index = bisect_right(self.ranges, [seq, float("inf")]) - 1
+        return index >= 0 and self.ranges[index][1] >= seq
+
+    def add(self, seq: int) -> bool:
+        """Add `seq`; False if it was already there."""
+        ranges = self.ranges
+        if ranges and ranges[-1][1] + 1 == seq:  # the steady state: the next frame of the stream
+            ranges[-1][1] = seq
+            return True
+        if seq in self:
+            return False
+        self.ranges = _merged(ranges + [[seq, seq]])
+        return True
+
+    def pairs(self) -> list[tuple[int, int]]:
+        return [(low, high) for low, high in self.ranges]
+
+    def __iter__(self):
+        for low, high in self.ranges:
+            yield from range(low, high + 1)
+
+
+def _merged(ranges: list[list[int]]) -> list[list[int]]:
+    merged: list[list[int]] = []
+    for low, high in sorted(ranges):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    return merged
+
+
+# -- the ack channel's messages -------------------------------------------------------------------
+def encode_ack(consumer: str, acked: dict[bytes, SeqRanges]) -> bytes:
+    """`consumer` has safely processed these sequence ranges, per stream (topic)."""
+    return msgpack.packb([ACK, consumer, 0, [[topic, ranges.pairs()] for topic, ranges in acked.items()]],
+                         use_bin_type=True)
+
+
+def encode_join(consumer: str, incarnation: int) -> bytes:
+    """`consumer` (re)started: send it everything it has not acknowledged."""
+    return msgpack.packb([JOIN, consumer, incarnation, []], use_bin_type=True)
+
+
+def decode_ack(data: bytes) -> tuple[int, str, int, dict[bytes, SeqRanges]]:
+    """`(kind, consumer, incarnation, ranges per topic)`; CodecError for anything else."""
+    try:
+        kind, consumer, incarnation, streams = msgpack.unpackb(data, raw=False, max_array_len=1 << 20, max_ext_len=0)
+        acked = {bytes(topic): SeqRanges((int(low), int(high)) for low, high in ranges)
+                 for topic, ranges in streams}
+    except Exception as exc:  # garbage on the ack endpoint is reported, never trusted
+        raise CodecError(f"malformed ack: {type(exc).__name__}: {exc}") from None
+    if kind not in (ACK, JOIN) or not isinstance(consumer, str) or not isinstance(incarnation, int):
+        raise CodecError(f"malformed ack: kind {kind!r}, consumer {consumer!r}")
+    return kind, consumer, incarnation, acked
+
+
+# -- producer side --------------------------------------------------------------------------------
+@dataclass
+class _Retained:
+    ordinal: int          # position among every frame this window admitted
+    frame: list[bytes]
+
+
+class Window:
+    """Frames sent and not yet acknowledged, per consumer worker and stream.
+
+    `admit` never refuses: the sender checks `full` before it takes more input, so a worker's
+    window exceeds `capacity` by at most what one pass of the sender's loop produces.
+    """
+
+    def __init__(self, workers: Iterable[str], capacity: int,
+                 clock: Callable[[], float]) -> None:
+        self.capacity = capacity
+        self.clock = clock
+        self.workers = frozenset(workers)
+        self._frames: dict[str, dict[bytes, dict[int, _Retained]]] = {w: defaultdict(dict) for w in self.workers}
+        self._sizes = dict.fromkeys(self.workers, 0)
+        self._progress = dict.fromkeys(self.workers, clock())  # last admission into empty, or ack
+        self._patience = dict.fromkeys(self.workers, 1)          # timeouts since the last ack
+        self._ordinal = 0
+        self.retransmitted = 0
+        self.journal: list[tuple] | None = None
+        """When a checkpoint keeps this window (exactly_once): every change since the last one,
+        `(worker, topic, seq, ordinal, frame)` for an admission, `(worker, topic, seq)` for a release."""
+
+    # the sender
+    @property
+    def next_ordinal(self) -> int:
+        """Every frame admitted so far has an ordinal below this."""
+        return self._ordinal
+
+    def admit(self, topic: bytes, seq: int, frame: list[bytes], workers: Iterable[str] | None = None) -> None:
+        retained = _Retained(self._ordinal, frame)
+        self._ordinal += 1
+        for worker in self.workers if workers is None else workers:
+            self._retain(worker, topic, seq, retained)
+            if self.journal is not None:
+                self.journal.append((worker, topic, seq, retained.ordinal, frame))
+
+    def _retain(self, worker: str, topic: bytes, seq: int, retained: _Retained) -> None:
+        if not self._sizes[worker]:
+            self._progress[worker] = self.clock()
+        self._frames[worker][topic][seq] = retained
+        self._sizes[worker] += 1
+
+    def restore(self, entries: Iterable[tuple[str, bytes, int, int, list[bytes]]]) -> None:
+        """Take back what a checkpoint kept: `(worker, topic, seq, ordinal, frame)`, any order.
+        New frames are admitted after them."""
+        for worker, topic, seq, ordinal, frame in sorted(entries, key=lambda e: e[3]):
+            if worker in self._sizes:
+                self._retain(worker, topic, seq, _Retained(ordinal, frame))
+                self._ordinal = max(self._ordinal, ordinal + 1)
+
+    @property
+    def full(self) -> bool:
+        return any(size >= self.capacity for size in self._sizes.values())
+
+    def size(self, worker: str | None = None) -> int:
+        """Unacked frames of one worker, or the largest of any worker."""
+        if worker is not None:
+            return self._sizes[worker]
+        return max(self._sizes.values(), default=0)
+
+    @property
+    def empty(self) -> bool:
+        return not any(self._sizes.values())
+
+    # the acks
+    def ack(self, worker: str, acked: dict[bytes, SeqRanges]) -> int:
+        """Release what `worker` acknowledged; returns how many frames were released. Acks of
+        unknown workers, streams or sequence numbers (an earlier incarnation's) release nothing."""
+        streams = self._frames.get(worker)
+        if streams is None:
+            return 0
+        released = 0
+        for topic, ranges in acked.items():
+            retained = streams.get(topic)
+            if not retained:
+                continue
+            for low, high in ranges.pairs():
+                if high - low < len(retained):
+                    seqs = [seq for seq in range(low, high + 1) if seq in retained]
+                else:  # a wide range over a short stream: walk the stream instead
+                    seqs = [seq for seq in retained if low <= seq <= high]
+                for seq in seqs:
+                    del retained[seq]
+                released += len(seqs)
+                if self.journal is not None:
+                    self.journal += [(worker, topic, seq) for seq in seqs]
+        if released:
+            self._sizes[worker] -= released
+            self._progress[worker] = self.clock()
+            self._patience[worker] = 1
+        return released
+
+    def low_ordinal(self) -> int:
+        """Every frame admitted before this ordinal is acknowledged by every worker."""
+        low = self._ordinal
+        for streams in self._frames.values():
+            for retained in streams.values():
+                if retained:  # a stream's frames were admitted in order: its first is its oldest
+                    low = min(low, next(iter(retained.values())).ordinal)
+        return low
+
+    # retransmission
+    def unacked(self, worker: str) -> list[tuple[bytes, int, list[bytes]]]:
+        """`(topic, seq, frame)` of everything `worker` has not acknowledged, oldest first."""
+        entries = [(retained.ordinal, topic, seq, retained.frame)
+                   for topic, frames in self._frames[worker].items() for seq, retained in frames.items()]
+        return [(topic, seq, frame) for _, topic, seq, frame in sorted(entries, key=lambda e: e[0])]
+
+    def overdue(self, timeout_s: float) -> list[str]:
+        """Workers with unacked frames that acknowledged nothing for `timeout_s`, doubled after
+        each retransmit that brought no ack: a consumer that is alive but held back by its own
+        downstream is not flooded with copies of what already waits in its queue."""
+        now = self.clock()
+        return [w for w, size in self._sizes.items()
+                if size and now - self._progress[w] >= timeout_s * self._patience[w]]
+
+    def resent(self, worker: str, frames: int, timeout: bool = False) -> None:
+        """Count a retransmission and restart the worker's ack timer (longer after a timeout)."""
+        self.retransmitted += frames
+        self._progress[worker] = self.clock()
+        if timeout:
+            self._patience[worker] = min(2 * self._patience[worker], 64)
+
+
+# -- consumer side --------------------------------------------------------------------------------
+@dataclass
+class _Pass:
+    frames: list[tuple[Hashable, bytes, int]]            # (channel, topic, seq) read in the pass
+    watermarks: list[int]                                # each window's next ordinal then
+
+
+@dataclass
+class Receipts:
+    """What one consumer worker has read on reliable edges and may acknowledge.
+
+    A channel is (inlet, producer worker): the ack for its frames goes back to that producer.
+    `read` is called for every data frame (also those filtered out or dead-lettered: they need
+    nothing more); `end_pass` after the pass's outputs were handed to the outlets; `due` returns
+    the acks that became safe, after `flush` (the sinks') has been called.
+    """
+
+    windows: list[Window] = field(default_factory=list)   # this worker's reliable outlets
+    flush: Callable[[], None] = lambda: None
+    clock: Callable[[], float] = lambda: 0.0
+    _current: list[tuple[Hashable, bytes, int]] = field(default_factory=list)
+    _pending: list[_Pass] = field(default_factory=list)
+    _seen: dict[tuple[Hashable, bytes], SeqRanges] = field(default_factory=dict)
+    _next_ack: float = 0.0
+
+    def read(self, channel: Hashable, topic: bytes, seq: int) -> bool:
+        """Note a frame; False if it is a duplicate (already processed by this incarnation)."""
+        self._current.append((channel, topic, seq))
+        seen = self._seen.get((channel, topic))
+        if seen is None:
+            seen = self._seen[(channel, topic)] = SeqRanges()
+        return seen.add(seq)
+
+    def end_pass(self) -> None:
+        if self._current:
+            self._pending.append(_Pass(self._current, [w.next_ordinal for w in self.windows]))
+            self._current = []
+
+    @property
+    def reading(self) -> bool:
+        """Frames were read since the last `end_pass`."""
+        return bool(self._current)
+
+    def seen(self) -> dict[tuple[Hashable, bytes], list[tuple[int, int]]]:
+        """What each stream delivered to this incarnation (and its checkpointed predecessors)."""
+        return {stream: ranges.pairs() for stream, ranges in self._seen.items()}
+
+    def restore_seen(self, seen: dict[tuple[Hashable, bytes], list[tuple[int, int]]]) -> None:
+        self._seen = {stream: SeqRanges(pairs) for stream, pairs in seen.items()}
+
+    @property
+    def settled(self) -> bool:
+        """Nothing read is waiting for its acknowledgement."""
+        return not self._pending and not self._current
+
+    def due(self) -> dict[Hashable, dict[bytes, SeqRanges]]:
+        """The acks to send now, per channel; empty between ack intervals."""
+        if not self._pending or self.clock() < self._next_ack:
+            return {}
+        self._next_ack = self.clock() + ACK_EVERY_S
+        self.flush()
+        acks: dict[Hashable, dict[bytes, SeqRanges]] = {}
+        lows = [window.low_ordinal() for window in self.windows]  # once: a window may hold many streams
+        while self._pending and all(low >= mark for low, mark in zip(lows, self._pending[0].watermarks)):
+            for channel, topic, seq in self._pending.pop(0).frames:
+                streams = acks.setdefault(channel, {})
+                (streams.get(topic) or streams.setdefault(topic, SeqRanges())).add(seq)
+        return acks

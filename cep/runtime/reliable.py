@@ -1,0 +1,324 @@
+"""`at_least_once` on the wire: the transport's outlets and inlets with acknowledgements and
+retransmission (the bookkeeping is `delivery.py`; DESIGN §5).
+
+The ack channel: every producer worker of a reliable edge binds a PULL at the edge's ack endpoint
+(`EdgePlan.acks`, one per producer worker); each consumer worker connects a PUSH to it, announces
+itself with JOIN, and sends ACKs naming the sequence ranges it processed safely.
+
+Retransmission goes to one consumer worker only, and happens when
+- it restarts: push/pull consumers say JOIN; pub/sub consumers re-subscribe their HELLO topic;
+- it acknowledged nothing for `ACK_TIMEOUT_S` while frames were waiting.
+pub/sub retransmits travel on `!RETX.<worker>\\0<topic>`, a topic only that worker subscribes to
+(reliable subscribers subscribe to the data topics by name, not to everything).
+
+`exactly_once` adds (see `checkpoint.py`): outlets hold a pass's frames back until the worker's
+checkpoint holds them (`release()`), and inlets drop frames whose sequence number their stream
+already delivered ("duplicates removed").
+
+The factories at the bottom pick the plain or the reliable kind per the edges' delivery.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import zmq
+
+from cep import codec
+from cep.compiler.plan import EdgePlan, Plan
+from cep.errors import CodecError
+from cep.rows import AnyBatch
+from cep.runtime.delivery import (
+    ACK,
+    ACK_TIMEOUT_S,
+    JOIN,
+    Receipts,
+    SeqRanges,
+    Window,
+    decode_ack,
+    encode_ack,
+    encode_join,
+    epoch,
+)
+from cep.runtime.transport import END_TOPIC, Inlet, Outlet, PubOutlet, PushOutlet, _send, bind
+
+RETX_PREFIX = b"!RETX."
+TICK_PREFIX = b"TICK."  # the data topics of PubOutlet._publish: TICK.<instrument>, else the node id
+AT_MOST_ONCE = "at_most_once"
+EXACTLY_ONCE = "exactly_once"
+
+
+def reliable(edge: EdgePlan) -> bool:
+    return edge.delivery != AT_MOST_ONCE
+
+
+def checkpointed(edges: list[EdgePlan]) -> bool:
+    return any(edge.delivery == EXACTLY_ONCE for edge in edges)
+
+
+def retx_topic(worker: str) -> bytes:
+    """The prefix of retransmits meant for `worker` alone (NUL ends the name: `w` is not `w.1`)."""
+    return RETX_PREFIX + worker.encode() + b"\0"
+
+
+# -- producer side --------------------------------------------------------------------------------
+class RetainingOutlet:
+    """What both reliable outlets add: the window, the ack socket, the epoch of sequence numbers.
+
+    A reliable outlet blocks rather than drops (the window is the back-pressure) and is `done`
+    only once every frame it sent is acknowledged, so it can still retransmit until then. Under
+    exactly_once it holds a pass's frames (and its END) in `unsent` until `release()`, which the
+    worker calls once its checkpoint holds them.
+    """
+
+    window: Window
+    acks: zmq.Socket
+    epoch: int
+    unsent: list[tuple[zmq.Socket, list[bytes], int]] | None  # exactly_once: held until `release()`
+    _ending: bool
+
+    def _retain_setup(self: Outlet, context: zmq.Context, plan: Plan, ack_index: int,
+                      incarnation: int) -> None:
+        edges = [edge for edge in self.edges if reliable(edge)]
+        workers = {w for edge in edges for w in plan.process(edge.consumer).workers}
+        self.window = Window(workers, capacity=min(edge.hwm for edge in edges), clock=time.monotonic)
+        self.retained_for = frozenset(workers)
+        self.blocking = True
+        self.epoch = epoch(incarnation)
+        self.unsent = [] if checkpointed(edges) else None
+        self._ending = False
+        self.acks = context.socket(zmq.PULL)
+        self.acks.setsockopt(zmq.RCVHWM, 10_000)
+        self.acks.setsockopt(zmq.LINGER, 0)
+        bind(self.acks, edges[0].acks[ack_index])
+
+    def _frame(self, topic: bytes, kind: int, seq: int, batch: AnyBatch | None) -> list[bytes]:
+        return super()._frame(topic, kind, self.epoch + seq, batch)  # type: ignore[misc]
+
+    def _ship(self, socket: zmq.Socket, frame: list[bytes], events: int) -> None:
+        _, _, seq, _ = codec.decode_header(frame[1])
+        self.window.admit(frame[0], seq, frame, self._recipients(socket))
+        self.counters.unacked = self.window.size()
+        if self.unsent is None:
+            super()._ship(socket, frame, events)  # type: ignore[misc]
+        else:
+            self.unsent.append((socket, frame, events))
+
+    def end(self) -> None:
+        if self.unsent is None:
+            super().end()  # type: ignore[misc]
+        else:  # the END follows the frames still held back
+            self.flush()  # type: ignore[attr-defined]
+            self._ending = True
+
+    def release(self) -> None:
+        """exactly_once, once the checkpoint holds them: send the frames held back, then the END."""
+        if self.unsent:
+            for socket, frame, events in self.unsent:
+                super()._ship(socket, frame, events)  # type: ignore[misc]
+            self.unsent = []
+        if self._ending:
+            self._ending = False
+            super().end()  # type: ignore[misc]
+
+    @property
+    def done(self) -> bool:
+        return super().done and self.window.empty  # type: ignore[misc]
+
+    @property
+    def held(self) -> bool:
+        """True while a consumer worker's window is full: take no more input."""
+        return self.window.full
+
+    def on_acks(self) -> None:
+        """Read the ack socket: release acknowledged frames, answer JOINs."""
+        while True:
+            try:
+                message = self.acks.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            try:
+                kind, consumer, incarnation, acked = decode_ack(message)
+            except CodecError:
+                continue  # not from a consumer of ours; the window's timeout repairs any loss
+            if kind == ACK:
+                self.window.ack(consumer, acked)
+            elif kind == JOIN and consumer in self.window.workers:
+                self._on_rejoin(consumer, incarnation)
+        self.counters.unacked = self.window.size()
+
+    def check_timeouts(self) -> None:
+        for worker in self.window.overdue(ACK_TIMEOUT_S):
+            self._retransmit(worker, timeout=True)
+
+    def _retransmit(self, worker: str, timeout: bool = False) -> None:
+        """Send `worker` everything it has not acknowledged, without blocking: what does not fit
+        now goes at the next timeout. Frames held back for a checkpoint are not sent before it."""
+        held = {id(frame) for _, frame, _ in self.unsent or ()}
+        sent = 0
+        for topic, _, frame in self.window.unacked(worker):
+            if id(frame) in held:
+                continue
+            socket, parts = self._route(worker, frame)
+            try:
+                socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            sent += 1
+        self.window.resent(worker, sent, timeout)
+        self.counters.retransmitted = self.window.retransmitted
+
+    def close(self) -> None:
+        super().close()  # type: ignore[misc]
+        self.acks.close(0)
+
+
+class ReliablePubOutlet(RetainingOutlet, PubOutlet):
+    def __init__(self, context: zmq.Context, plan: Plan, producer: str, node: str, edges: list[EdgePlan],
+                 batch_size: int, stopping: Callable[[], bool], ack_index: int, incarnation: int) -> None:
+        super().__init__(context, plan, producer, node, edges, batch_size, stopping)
+        self._retain_setup(context, plan, ack_index, incarnation)
+
+    def _recipients(self, socket: zmq.Socket) -> None:
+        return None  # every reliable consumer worker gets every frame
+
+    def _route(self, worker: str, frame: list[bytes]) -> tuple[zmq.Socket, list[bytes]]:
+        return self.socket, [retx_topic(worker) + frame[0], frame[1], frame[2]]
+
+    def _on_join(self, worker: str) -> None:
+        """A re-subscription is a restart: what it missed goes first, the END after it."""
+        if worker in self.window.workers:
+            self._retransmit(worker)
+        super()._on_join(worker)
+
+    def _on_rejoin(self, worker: str, incarnation: int) -> None:
+        pass  # subscribers rejoin by their HELLO subscription (`_on_join`), which orders the resend
+
+    def resume(self) -> None:
+        """After a restore from a checkpoint: nothing yet; each subscriber gets what it has not
+        acknowledged when it joins this new incarnation (`_on_join`)."""
+
+
+class ReliablePushOutlet(RetainingOutlet, PushOutlet):
+    def __init__(self, context: zmq.Context, plan: Plan, producer: str, edge: EdgePlan, batch_size: int,
+                 stopping: Callable[[], bool], ack_index: int, incarnation: int) -> None:
+        super().__init__(context, plan, producer, edge, batch_size, stopping)
+        self._retain_setup(context, plan, ack_index, incarnation)
+        self._worker_of = {socket: worker for socket, worker in zip(self.sockets, self.workers)}
+        self._index_of = {worker: index for index, worker in enumerate(self.workers)}
+
+    def _recipients(self, socket: zmq.Socket) -> tuple[str]:
+        return (self._worker_of[socket],)
+
+    def resume(self) -> None:
+        """After a restore from a checkpoint: send every consumer what it has not acknowledged
+        (the PUSH sockets queue it until they are connected)."""
+        for worker in self.workers:
+            self._retransmit(worker)
+
+    def _route(self, worker: str, frame: list[bytes]) -> tuple[zmq.Socket, list[bytes]]:
+        return self.sockets[self._index_of[worker]], frame
+
+    def _on_rejoin(self, worker: str, incarnation: int) -> None:
+        if incarnation == 0:
+            return  # a first start: nothing was sent to it that it could have lost
+        self._retransmit(worker)
+        if self.ended:  # it restarted after the end: tell it again
+            index = self._index_of[worker]
+            _send(self.sockets[index], self._frame(self.topic, codec.END, self.seq[index] + 1, None),
+                  True, self.stopping)
+
+
+# -- consumer side --------------------------------------------------------------------------------
+class ReliableInlet(Inlet):
+    """An inlet that notes every data frame in the worker's `Receipts`, counts duplicates, and
+    sends the acks back to each producer worker."""
+
+    def __init__(self, context: zmq.Context, plan: Plan, edge: EdgePlan, worker: str, index: int,
+                 dead_letter: Callable[[str, bytes], None], receipts: Receipts, incarnation: int) -> None:
+        self._retx = retx_topic(worker)
+        super().__init__(context, plan, edge, worker, index, dead_letter)
+        self.receipts = receipts
+        self.ack_sockets: dict[str, zmq.Socket] = {}
+        for producer, endpoint in zip(plan.process(edge.producer).workers, edge.acks):
+            socket = context.socket(zmq.PUSH)
+            socket.setsockopt(zmq.SNDHWM, 1000)
+            socket.setsockopt(zmq.LINGER, 1000)  # the last acks reach a producer that waits for them
+            socket.connect(endpoint)
+            socket.send(encode_join(worker, incarnation), zmq.NOBLOCK)
+            self.ack_sockets[producer] = socket
+
+    def _subscriptions(self) -> list[bytes]:
+        return [TICK_PREFIX, self.edge.node.encode(), END_TOPIC, self._retx]
+
+    def _next_frame(self) -> list[bytes]:
+        parts = super()._next_frame()
+        parts[0] = parts[0].removeprefix(self._retx)  # a retransmit: its original topic
+        return parts
+
+    def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
+        """No gaps on a reliable edge (a missing frame is sent again); duplicates are counted and
+        passed on (at_least_once)."""
+        producer, topic = stream
+        if not self.receipts.read((self.edge.id, producer), topic, seq):
+            self.counters.duplicates += 1
+        return True
+
+    def acknowledge(self, producer: str, acked: dict[bytes, SeqRanges]) -> None:
+        try:
+            self.ack_sockets[producer].send(encode_ack(self.worker, acked), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the producer is gone; its next incarnation has new sequence numbers anyway
+
+    def close(self) -> None:
+        super().close()
+        for socket in self.ack_sockets.values():
+            socket.close()
+
+
+class DedupingInlet(ReliableInlet):
+    """exactly_once: a frame whose sequence number its stream already delivered (to this worker or
+    to a checkpointed predecessor) is dropped and counted as a duplicate removed; it is still
+    acknowledged, so its producer lets it go."""
+
+    def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
+        producer, topic = stream
+        if self.receipts.read((self.edge.id, producer), topic, seq):
+            return True
+        self.counters.duplicates += 1
+        return False
+
+
+def send_acks(receipts: Receipts, inlets: dict[str, ReliableInlet]) -> None:
+    """Send every acknowledgement that became due (channels are (edge id, producer worker))."""
+    for (edge_id, producer), acked in receipts.due().items():
+        inlets[edge_id].acknowledge(producer, acked)
+
+
+# -- factories: plain or reliable, per the edges' delivery ------------------------------------------
+def pub_outlet(context: zmq.Context, plan: Plan, worker: str, incarnation: int, node: str,
+               edges: list[EdgePlan], stopping: Callable[[], bool]) -> PubOutlet:
+    if not any(reliable(edge) for edge in edges):
+        return PubOutlet(context, plan, worker, node, edges, plan.batch_size, stopping)
+    return ReliablePubOutlet(context, plan, worker, node, edges, plan.batch_size, stopping,
+                             _producer_index(plan, edges[0], worker), incarnation)
+
+
+def push_outlet(context: zmq.Context, plan: Plan, worker: str, incarnation: int, edge: EdgePlan,
+                stopping: Callable[[], bool]) -> PushOutlet:
+    if not reliable(edge):
+        return PushOutlet(context, plan, worker, edge, plan.batch_size, stopping)
+    return ReliablePushOutlet(context, plan, worker, edge, plan.batch_size, stopping,
+                              _producer_index(plan, edge, worker), incarnation)
+
+
+def inlet(context: zmq.Context, plan: Plan, edge: EdgePlan, worker: str, index: int, incarnation: int,
+          dead_letter: Callable[[str, bytes], None], receipts: Receipts) -> Inlet:
+    if not reliable(edge):
+        return Inlet(context, plan, edge, worker, index, dead_letter)
+    kind = DedupingInlet if checkpointed([edge]) else ReliableInlet
+    return kind(context, plan, edge, worker, index, dead_letter, receipts, incarnation)
+
+
+def _producer_index(plan: Plan, edge: EdgePlan, worker: str) -> int:
+    return plan.process(edge.producer).workers.index(worker)
