@@ -15,6 +15,10 @@ requires of every component it runs through:
 - `checkpoint=True` (operators and rules with `state` other than stateless, and sinks): the
   factory declares its state with `BuildContext.keep_state` (a sink: what it wrote, so a restart
   can undo writes made after the last checkpoint).
+
+Speed flag: `rows=True` (operators, rules, sinks): the component also takes `cep.rows.Rows`
+batches (records of one layout as tuples, as sources and the wire carry ticks); without it the
+runtime hands it record dicts.
 """
 from __future__ import annotations
 
