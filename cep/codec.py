@@ -94,6 +94,20 @@ def decode_header(data: bytes) -> tuple[int, str, int, int]:
     return header[1], header[2], header[3], header[4]
 
 
+_valid_layouts: set[tuple] = set()
+_MAX_VALID_LAYOUTS = 1024
+
+
+def _check_layout(fields: tuple) -> None:
+    """Field names are distinct strings; a layout that passed is remembered (a stream has few)."""
+    if not all(type(name) is str for name in fields):
+        raise CodecError("field names must be strings")
+    if len(set(fields)) != len(fields):
+        raise CodecError(f"field names repeat in {list(fields)!r:.200}")
+    if len(_valid_layouts) < _MAX_VALID_LAYOUTS:
+        _valid_layouts.add(fields)
+
+
 def decode_batch(data: bytes) -> AnyBatch:
     """The frame's payload as `Rows` when it is one layout (no dict is built), else records.
 
@@ -105,10 +119,8 @@ def decode_batch(data: bytes) -> AnyBatch:
         parts: list[Rows] = []
         for fields, rows in groups:
             fields = tuple(fields)
-            if not all(type(name) is str for name in fields):
-                raise CodecError("field names must be strings")
-            if len(set(fields)) != len(fields):
-                raise CodecError(f"field names repeat in {list(fields)!r:.200}")
+            if fields not in _valid_layouts:
+                _check_layout(fields)
             if rows and (set(map(type, rows)) != {list} or set(map(len, rows)) != {len(fields)}):
                 raise CodecError(f"malformed frame payload: rows must be arrays of {len(fields)} values")
             parts.append(Rows(fields, rows))

@@ -73,7 +73,6 @@ def bind(socket: zmq.Socket, endpoint: str) -> None:
 _FIRST_PART = int(zmq.SNDMORE | zmq.NOBLOCK)
 _MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
-_RCVMORE = int(zmq.RCVMORE)
 
 
 def _send(socket: zmq.Socket, parts: list[bytes], blocking: bool, stopping: Callable[[], bool]) -> bool:
@@ -103,12 +102,14 @@ def _send(socket: zmq.Socket, parts: list[bytes], blocking: bool, stopping: Call
 def _receive(socket: zmq.Socket) -> list[bytes]:
     """The parts of the next message (BlockingIOError if none is waiting); see `_send`."""
     try:
-        parts = [socket.recv(_NOBLOCK)]
+        part = socket.recv(_NOBLOCK, copy=False)
     except zmq.Again:
         raise BlockingIOError from None
-    recv, more = socket.recv, socket.get
-    while more(_RCVMORE):  # not the `rcvmore` attribute: its name lookup costs 3 µs
-        parts.append(recv(0))
+    parts = [part.bytes]
+    recv = socket.recv
+    while part.more:  # the message's own flag: asking the socket (RCVMORE) costs an enum lookup
+        part = recv(0, copy=False)
+        parts.append(part.bytes)
     return parts
 
 
