@@ -123,6 +123,9 @@ def verdicts(results: dict) -> list[tuple[str, str, bool]]:
         if "batch_100" in ceiling:
             ratio = rate / ceiling["batch_100"]["ticks_per_s"]
             out.append(("at_most_once >= 50% of batched ceiling", f"{ratio:.0%}", ratio >= 0.5))
+    if "exactly_once" in e2e:
+        rate = e2e["exactly_once"]["ticks_per_s"]
+        out.append(("exactly_once >= 250k ticks/s", f"{rate:,.0f}", rate >= 250_000))
     peer = results.get("peer", {})
     if "at_most_once" in e2e and "batched_ticks_per_s" in peer:
         fastest = max(*peer["batched_ticks_per_s"].values(), peer["one_by_one_ticks_per_s"])
