@@ -1,6 +1,8 @@
 """Shared fixtures: a short per-test directory (ipc socket paths are limited to ~100 bytes) used as
 both the pipeline's home and its run directory, and the paths of the real data."""
+import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -33,3 +35,17 @@ def split(records: list, sizes: list[int] | None) -> list[list]:
         batches.append(records[at:at + size])
         at += size
     return batches
+
+
+class KillOnce:
+    """A run's `on_status` callback: SIGKILL `worker` once, when `node` has received more than
+    `after` events. `pid` is the killed process (None until then)."""
+
+    def __init__(self, worker: str, node: str, after: int) -> None:
+        self.worker, self.node, self.after = worker, node, after
+        self.pid: int | None = None
+
+    def __call__(self, status) -> None:
+        if self.pid is None and status.nodes()[self.node].received > self.after:
+            self.pid = status.pids[self.worker]
+            os.kill(self.pid, signal.SIGKILL)

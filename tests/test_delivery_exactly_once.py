@@ -2,14 +2,13 @@
 the inline run's, with no signal missing and none twice; and what cannot be checkpointed is refused
 before anything runs."""
 import json
-import os
-import signal
 from pathlib import Path
 
 import pytest
 
 import cep
 from cep.errors import CompileError
+from tests.conftest import KillOnce
 
 pytestmark = pytest.mark.integration
 
@@ -53,15 +52,9 @@ def test_killing_any_process_changes_nothing_in_the_output(workdir, victim):
     assert {edge.delivery for edge in plan.edges} == {"exactly_once"}
     cep.run(plan, inline=True)
     inline = signal_ids(workdir)
-    killed = {}
-
-    def kill_once(status):
-        if not killed and status.nodes()["signals"].received > 200:
-            killed["pid"] = status.pids[victim]
-            os.kill(killed["pid"], signal.SIGKILL)
-
-    status = cep.run(plan, on_status=kill_once, backoff_s=0.05)
-    assert killed, "the sink never received 200 signals"
+    kill = KillOnce(victim, "signals", after=200)
+    status = cep.run(plan, on_status=kill, backoff_s=0.05)
+    assert kill.pid, "the sink never received 200 signals"
     assert status.restarts == {victim: 1}
     assert len(inline) > 500
     assert signal_ids(workdir) == inline                 # nothing missing, nothing twice

@@ -1,14 +1,12 @@
 """at_least_once with real processes: nothing lost when the middle process is SIGKILLed mid-run,
 and the same output as inline when nothing crashes."""
 import json
-import os
-import signal
 
 import pytest
 
 import cep
 from cep.compiler.render import render
-from tests.conftest import SHIPPED_TICKS
+from tests.conftest import SHIPPED_TICKS, KillOnce
 
 pytestmark = pytest.mark.integration
 
@@ -65,15 +63,9 @@ def test_killing_the_middle_process_loses_nothing(workdir):
     plan = cep.compile(write(workdir, "kill", source, STATELESS))
     cep.run(plan, inline=True)
     inline = signal_ids(workdir)
-    killed = {}
-
-    def kill_strategy_once(status):
-        if not killed and status.nodes()["found"].received > 500:
-            killed["pid"] = status.pids["strategy"]
-            os.kill(killed["pid"], signal.SIGKILL)
-
-    status = cep.run(plan, on_status=kill_strategy_once, backoff_s=0.05)
-    assert killed, "the strategy never processed 500 ticks"
+    kill = KillOnce("strategy", "found", after=500)
+    status = cep.run(plan, on_status=kill, backoff_s=0.05)
+    assert kill.pid, "the strategy never processed 500 ticks"
     assert status.restarts == {"strategy": 1}
     received = signal_ids(workdir)
     assert len(inline) > 1000
@@ -111,15 +103,9 @@ def test_killing_the_sink_loses_nothing_it_had_not_flushed(workdir):
     plan = cep.compile(write(workdir, "sink", source, STATELESS))
     cep.run(plan, inline=True)
     inline = signal_ids(workdir)
-    killed = {}
-
-    def kill_sink_once(status):
-        if not killed and status.nodes()["signals"].received > 300:
-            killed["pid"] = status.pids["sink-signals"]
-            os.kill(killed["pid"], signal.SIGKILL)
-
-    status = cep.run(plan, on_status=kill_sink_once, backoff_s=0.05)
-    assert killed, "the sink never wrote 300 signals"
+    kill = KillOnce("sink-signals", "signals", after=300)
+    status = cep.run(plan, on_status=kill, backoff_s=0.05)
+    assert kill.pid, "the sink never wrote 300 signals"
     assert status.restarts == {"sink-signals": 1}
     received = signal_ids(workdir)                       # the restarted sink appended, not truncated
     assert set(received) == set(inline)

@@ -1,7 +1,6 @@
 """Real processes and real sockets: the end-to-end behaviour DESIGN §4-6 promise."""
 import json
 import os
-import signal
 import socket
 
 import pytest
@@ -10,7 +9,7 @@ import zmq
 import cep
 from cep import codec
 from cep.errors import TransportError
-from tests.conftest import SHIPPED_TICKS
+from tests.conftest import SHIPPED_TICKS, KillOnce
 
 pytestmark = pytest.mark.integration
 
@@ -74,17 +73,11 @@ def test_parallel_strategy_partitions_by_instrument_and_changes_nothing(workdir)
 def test_killing_the_strategy_restarts_it_while_source_and_sink_keep_running(workdir):
     source = "synthetic, instruments: 2, seed: 3, count: 6000, rate: 3000, speed: realtime"
     plan = cep.compile(write_pipeline(workdir, source=source))
-    killed = {}
-
-    def kill_strategy_once(status):
-        if not killed and status.nodes()["quotes"].received > 500:
-            killed["pid"] = status.pids["strategy"]
-            os.kill(killed["pid"], signal.SIGKILL)
-
-    status = cep.run(plan, on_status=kill_strategy_once, backoff_s=0.05)
-    assert killed, "the strategy never processed 500 ticks"
+    kill = KillOnce("strategy", "quotes", after=500)
+    status = cep.run(plan, on_status=kill, backoff_s=0.05)
+    assert kill.pid, "the strategy never processed 500 ticks"
     assert status.restarts == {"strategy": 1}
-    assert status.pids["strategy"] != killed["pid"]
+    assert status.pids["strategy"] != kill.pid
     assert status.nodes()["ticks"].emitted == 6000          # the source kept going
     assert status.nodes()["signals"].received > 0           # the sink kept receiving after the restart
     assert status.nodes()["ticks"].dropped > 0              # what the dead strategy missed is counted
