@@ -3,7 +3,8 @@
 A `Batch` is a list of record dicts, which is what every operator, rule and sink receives unless
 it says otherwise. Building a dict per tick is, however, most of what a worker spends: a source
 that makes ticks, a codec that turns them into wire arrays and back, a `map` that copies them.
-`Rows` carries the same records as tuples of values in `fields` order, as they sit on the wire,
+`Rows` carries the same records as rows of values in `fields` order (tuples, or lists as decoded
+from the wire: never changed in place, as several consumers may read one batch), as on the wire,
 so the hot path (source -> frame -> fused filter/map -> a rule) never builds a dict. Components
 that handle rows are registered with `rows=True`; the runtime turns rows into records (with
 `as_records`) before any other component, so plugin authors who never heard of rows see dicts.
@@ -13,7 +14,7 @@ without a change that anything downstream could see.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
 
 from cep.events import Batch, Record
 
@@ -23,7 +24,7 @@ class Rows:
 
     __slots__ = ("fields", "rows")
 
-    def __init__(self, fields: tuple[str, ...], rows: list[tuple]) -> None:
+    def __init__(self, fields: tuple[str, ...], rows: list[Sequence[Any]]) -> None:
         self.fields = fields
         self.rows = rows
 
