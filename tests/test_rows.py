@@ -82,3 +82,16 @@ def test_momentum_gives_the_same_signals_for_rows_and_records(with_mid, values, 
         return out
 
     assert signals(Rows(fields, values)) == signals(as_records(Rows(fields, values)))
+
+
+def test_a_bad_row_is_dead_lettered_alone_and_the_rest_of_its_batch_goes_on():
+    from cep.runtime.fusion import fused_operator
+    registry = default_registry()
+    parts = [(registry.get("operator", name), registry.get("operator", name).configure(args))
+             for name, args in (("filter", "ask_price > bid_price"), ("map", {"mid": "(bid_price + ask_price) / 2"}))]
+    letters, out = [], []
+    ctx = BuildContext(node="quotes", dead_letter_fn=lambda node, reason, raw: letters.append(raw))
+    batch = Rows(FIELDS, [(1, "A", 1.0, 2.0), (2, "A", "oops", 2.0), (3, "A", 1.5, 2.5)])
+    reactivex.of(batch).pipe(fused_operator(parts, ctx)).subscribe(out.append)
+    assert [record["mid"] for record in as_records(out[0])] == [1.5, 2.0]
+    assert letters == [{"timestamp": 2, "instrument": "A", "bid_price": "oops", "ask_price": 2.0}]
