@@ -7,8 +7,10 @@ A frame is a ZeroMQ multipart message `[topic, header, payload]`:
             number (per producer and topic) let a receiver count gaps; `count` is the number of
             events in the payload. Kind is DATA or END (end of stream).
 - `payload` msgpack array of groups `[fields, rows]`: the field names once, then each record as an
-            array of values in that order (a new group where the layout changes). Records of one stream share their fields, so a batch is
-            usually one group; arrays cost less than maps to pack and to send (DESIGN §4).
+            array of values in that order (a new group where the layout changes). Records of one
+            stream share their fields, so a batch is usually one group; arrays cost less than maps
+            to pack and to send (DESIGN §4). A one-group payload decodes to `cep.rows.Rows`, as
+            it is on the wire: no dict per record.
 
 Decoding never trusts its input: sizes are capped before and during unpacking, and anything that
 does not decode raises `CodecError`, which the receiver dead-letters with the raw bytes.

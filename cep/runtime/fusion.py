@@ -3,8 +3,8 @@
 What users write stays the ReactiveX operator model; what runs for a chain like
 `filter -> map -> filter` is one compiled function per batch (DESIGN §4: one RxPY operator costs
 about 0.75 µs per event), compiled once more per layout of `Rows` it meets, so ticks that arrive
-as rows leave as rows and no dict is built for them. A batch in which some record fails is redone through the unfused
-operators, so exactly that record is dead-lettered, as without fusion.
+as rows leave as rows and no dict is built for them. A batch in which some record fails is redone
+through the unfused operators, so exactly that record is dead-lettered, as without fusion.
 """
 from __future__ import annotations
 
