@@ -1,8 +1,9 @@
 """The domain events (DESIGN §2) and the record they travel as.
 
-Inside the engine every event is a *record*: a plain `dict` of field name to value. Plain dicts are
-what operators, expressions and the codec handle fastest, and a stream may add derived fields
-(`mid`) to a record without a new class. The classes here give the domain meaning of the known
+Inside the engine every event is a *record*: a plain `dict` of field name to value, which is what
+operators, rules, sinks and expressions see; a stream may add derived fields (`mid`) to a record
+without a new class. On the hot path the runtime carries records of one layout as rows instead
+(`cep.rows.Rows`), and turns them into dicts for any component that has not said it takes rows. The classes here give the domain meaning of the known
 shapes: construct them, convert with `to_record()` / `from_record()`, and use their methods.
 
 Timestamps are integer nanoseconds since the Unix epoch, UTC. Volumes may be `None` (the source

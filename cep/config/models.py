@@ -17,7 +17,7 @@ from cep.errors import Location
 Delivery = Literal["at_most_once", "at_least_once", "exactly_once"]
 Backpressure = Literal["block", "drop"]
 AVAILABLE_DELIVERY: tuple[str, ...] = ("at_most_once", "at_least_once", "exactly_once")
-"""Delivery modes built so far; the others are rejected with 'not available yet'."""
+"""Delivery modes built so far (all three); a mode missing here is rejected with 'not available yet'."""
 
 
 class _Strict(BaseModel):

@@ -86,9 +86,10 @@ def read_header(path: Path, delimiter: str) -> list[str]:
 class CsvSource(FileReplay):
     """Streams the rows as TickEvent records (in row form); the file is never loaded whole.
 
-    Delivery: finite and replayable (the row offset is a position to resume from), so it can back
-    exactly-once once checkpoints exist; today it serves at-most-once. A malformed row (a bad
-    number, missing cells) is dead-lettered with its line number and text; the replay goes on.
+    Delivery: finite and replayable (the same file gives the same rows again), so it backs every
+    delivery mode; under exactly_once a restarted gateway skips the rows it had emitted. A
+    malformed row (a bad number, missing cells) is dead-lettered with its line number and text;
+    the replay goes on.
     """
 
 

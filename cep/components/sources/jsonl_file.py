@@ -36,9 +36,9 @@ class JsonlSource(FileReplay):
     """Streams the file's objects as records, each with `timestamp` set to its event time in ns.
 
     The event time is read from `time_field` in `time_unit`; the original field is kept as it was
-    when it is not `timestamp` itself. Delivery: finite and replayable (exactly-once capable once
-    checkpoints exist); at-most-once today. A line that is not a JSON object, or lacks a numeric
-    event time, is dead-lettered with its line number; the replay goes on.
+    when it is not `timestamp` itself. Delivery: finite and replayable, so it backs every delivery
+    mode (exactly_once included). A line that is not a JSON object, or lacks a numeric event
+    time, is dead-lettered with its line number; the replay goes on.
     """
 
 

@@ -106,7 +106,7 @@ class SyntheticSource:
     Gaussian step; ticks are evenly spaced at `rate` in event time.
 
     Delivery: finite (given count or duration) and replayable, as a seeded generator is
-    deterministic (exactly-once capable once checkpoints exist); at-most-once today.
+    deterministic, so it backs every delivery mode (exactly_once included).
     """
 
     live = False
