@@ -67,7 +67,11 @@ class JsonlSink:
 
 @sink("jsonl", params=JsonlSinkParams, checkpoint=True)
 def jsonl_sink(params: JsonlSinkParams, ctx: BuildContext) -> JsonlSink:
-    """Write records to a JSON Lines file (mode truncate|append). At-most-once; flushed on close."""
+    """Write records to a JSON Lines file (mode truncate|append); any delivery mode.
+
+    Flushed when its input is acknowledged (at_least_once) and on close; under exactly_once a
+    restart cuts the file back to its checkpointed length, so no line is written twice.
+    """
     restarted = ctx.incarnation > 0  # after a crash: keep what the former incarnation wrote
     sink = JsonlSink(ctx.resolve(params.path), "append" if restarted else params.mode)
     ctx.keep_state(sink.offset, sink.rewind)
