@@ -73,6 +73,8 @@ def bind(socket: zmq.Socket, endpoint: str) -> None:
 _FIRST_PART = int(zmq.SNDMORE | zmq.NOBLOCK)
 _MORE = int(zmq.SNDMORE)
 _NOBLOCK = int(zmq.NOBLOCK)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 
 def _send(socket: zmq.Socket, parts: list[bytes], blocking: bool, stopping: Callable[[], bool]) -> bool:
@@ -370,6 +372,11 @@ class Inlet:
     @property
     def complete(self) -> bool:
         return self.producers <= self.ended
+
+    def waiting(self) -> bool:
+        """A frame is waiting to be read. Asking is cheaper than a read that finds nothing: pyzmq
+        raises for that, and the exception cost a strategy 12 µs per frame at low rates."""
+        return bool(self.socket.get(_EVENTS) & _POLLIN)
 
     def _subscriptions(self) -> list[bytes]:
         """pub/sub: the topics to subscribe to before the HELLO handshake."""

@@ -322,7 +322,7 @@ class Worker:
         for _ in range(INBOUND_BURST):
             try:
                 batch, ended = inlet.receive_nowait()
-            except BlockingIOError:
+            except BlockingIOError:  # the poll said readable, but nothing complete was there
                 break
             if batch:
                 burst.append(batch)
@@ -335,6 +335,8 @@ class Worker:
                 if inlet.complete and inlet.edge.node not in self.completed_inputs:
                     self.completed_inputs.add(inlet.edge.node)
                     subject.on_completed()
+            if not inlet.waiting():
+                break
         if burst:
             subject.on_next(concat(burst))
 
