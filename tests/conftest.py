@@ -1,5 +1,6 @@
 """Shared fixtures: a short per-test directory (ipc socket paths are limited to ~100 bytes) used as
 both the pipeline's home and its run directory, and the paths of the real data."""
+import json
 import os
 import shutil
 import signal
@@ -7,6 +8,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+import cep
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_TICKS = ROOT / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
@@ -35,6 +38,20 @@ def split(records: list, sizes: list[int] | None) -> list[list]:
         batches.append(records[at:at + size])
         at += size
     return batches
+
+
+def signal_ids(workdir: Path) -> list[str]:
+    """The `signal_id` of every line of `out/signals.jsonl` under `workdir`, in file order."""
+    with open(workdir / "out" / "signals.jsonl") as file:
+        return [json.loads(line)["signal_id"] for line in file]
+
+
+def inline_then_killed(plan, output, kill: "KillOnce"):
+    """`(output() after an inline run of plan, status of a multi-process run with kill)`: what a
+    crash test compares, the reference output first."""
+    cep.run(plan, inline=True)
+    reference = output()
+    return reference, cep.run(plan, on_status=kill, backoff_s=0.05)
 
 
 class KillOnce:

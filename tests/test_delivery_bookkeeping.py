@@ -249,6 +249,15 @@ class Chain:
 
     SETTLING = ("mid_read", "sink_read", "ack_mid", "ack_src")  # the steps that make progress
 
+    @classmethod
+    def played(cls, steps: list[str]) -> "Chain":
+        """A chain that went through `steps`, then was drained."""
+        chain = cls()
+        for name in steps:
+            chain.step(name)
+        chain.drain()
+        return chain
+
     def drain(self) -> None:
         for _ in range(200):
             if self.source.empty and self.mid_window.empty:
@@ -264,10 +273,7 @@ class Chain:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(STEPS), max_size=120))
 def test_any_interleaving_loses_no_frame_and_never_exceeds_the_window(steps):
-    chain = Chain()
-    for name in steps:
-        chain.step(name)
-    chain.drain()
+    chain = Chain.played(steps)
     assert chain.durable == set(range(1, chain.sent + 1))
 
 
@@ -357,8 +363,5 @@ class CheckpointedChain(Chain):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(EO_STEPS), max_size=120))
 def test_with_checkpoints_any_interleaving_writes_every_frame_exactly_once(steps):
-    chain = CheckpointedChain()
-    for name in steps:
-        chain.step(name)
-    chain.drain()
+    chain = CheckpointedChain.played(steps)
     assert sorted(chain.written) == list(range(1, chain.sent + 1))

@@ -1,12 +1,11 @@
 """at_least_once with real processes: nothing lost when the middle process is SIGKILLed mid-run,
 and the same output as inline when nothing crashes."""
-import json
 
 import pytest
 
 import cep
 from cep.compiler.render import render
-from tests.conftest import SHIPPED_TICKS, KillOnce
+from tests.conftest import SHIPPED_TICKS, KillOnce, inline_then_killed, signal_ids
 
 pytestmark = pytest.mark.integration
 
@@ -33,11 +32,6 @@ def write(workdir, name, source, rule, extra=""):
     return path
 
 
-def signal_ids(workdir):
-    with open(workdir / "out" / "signals.jsonl") as file:
-        return [json.loads(line)["signal_id"] for line in file]
-
-
 def test_the_plan_gives_every_reliable_edge_an_ack_endpoint_and_blocks(workdir):
     plan = cep.compile(write(workdir, "plan", "synthetic, count: 10, speed: max", STATELESS))
     assert [(e.pattern, e.delivery, e.backpressure, len(e.acks)) for e in plan.edges] == [
@@ -61,10 +55,8 @@ def test_only_the_edges_feeding_an_at_least_once_sink_are_reliable(workdir):
 def test_killing_the_middle_process_loses_nothing(workdir):
     source = "synthetic, instruments: 2, seed: 5, count: 4500, rate: 3000, speed: realtime"
     plan = cep.compile(write(workdir, "kill", source, STATELESS))
-    cep.run(plan, inline=True)
-    inline = signal_ids(workdir)
     kill = KillOnce("strategy", "found", after=500)
-    status = cep.run(plan, on_status=kill, backoff_s=0.05)
+    inline, status = inline_then_killed(plan, lambda: signal_ids(workdir), kill)
     assert kill.pid, "the strategy never processed 500 ticks"
     assert status.restarts == {"strategy": 1}
     received = signal_ids(workdir)
@@ -101,10 +93,8 @@ def test_without_a_crash_the_output_equals_the_inline_run_exactly(workdir):
 def test_killing_the_sink_loses_nothing_it_had_not_flushed(workdir):
     source = "synthetic, instruments: 2, seed: 6, count: 4500, rate: 3000, speed: realtime"
     plan = cep.compile(write(workdir, "sink", source, STATELESS))
-    cep.run(plan, inline=True)
-    inline = signal_ids(workdir)
     kill = KillOnce("sink-signals", "signals", after=300)
-    status = cep.run(plan, on_status=kill, backoff_s=0.05)
+    inline, status = inline_then_killed(plan, lambda: signal_ids(workdir), kill)
     assert kill.pid, "the sink never wrote 300 signals"
     assert status.restarts == {"sink-signals": 1}
     received = signal_ids(workdir)                       # the restarted sink appended, not truncated

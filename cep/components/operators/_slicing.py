@@ -13,6 +13,14 @@ class CountParams(OpParams):
     count: int = Field(ge=0)
 
 
+def _checkpointed_count(ctx: BuildContext, start: int) -> list[int]:
+    """A count of records still to take or skip, as a one-item list the operator updates in
+    place; declared as the operator's state, so exactly_once resumes it."""
+    left = [start]
+    ctx.keep_state(lambda: left[0], lambda saved: left.__setitem__(0, saved))
+    return left
+
+
 @operator("take", params=CountParams, state="global", shorthand="count", checkpoint=True)
 def take(params: CountParams, ctx: BuildContext) -> BatchOperator:
     """Pass the first `count` records of the stream, then drop the rest.
@@ -26,18 +34,11 @@ def take(params: CountParams, ctx: BuildContext) -> BatchOperator:
         in:   --a--b--c--d--|
         out:  --a--b--------|
     """
-    remaining = params.count
-
-    def restore(saved: int) -> None:
-        nonlocal remaining
-        remaining = saved
-
-    ctx.keep_state(lambda: remaining, restore)
+    remaining = _checkpointed_count(ctx, params.count)
 
     def head(batch: Batch) -> Batch:
-        nonlocal remaining
-        kept = batch[:remaining]
-        remaining -= len(kept)
+        kept = batch[:remaining[0]]
+        remaining[0] -= len(kept)
         return kept
 
     return batch_map(head)
@@ -55,20 +56,13 @@ def skip(params: CountParams, ctx: BuildContext) -> BatchOperator:
         in:   --a--b--c--d--|
         out:  --------c--d--|
     """
-    to_skip = params.count
-
-    def restore(saved: int) -> None:
-        nonlocal to_skip
-        to_skip = saved
-
-    ctx.keep_state(lambda: to_skip, restore)
+    to_skip = _checkpointed_count(ctx, params.count)
 
     def rest(batch: Batch) -> Batch:
-        nonlocal to_skip
-        if not to_skip:
+        if not to_skip[0]:
             return batch
-        dropped = batch[:to_skip]
-        to_skip -= len(dropped)
+        dropped = batch[:to_skip[0]]
+        to_skip[0] -= len(dropped)
         return batch[len(dropped):]
 
     return batch_map(rest)
