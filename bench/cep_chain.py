@@ -35,10 +35,11 @@ def pipeline(source: dict, sink: dict, streak: int = 5, delivery: str = "at_most
     return document
 
 
-def run_document(document: dict, directory: Path) -> dict:
+def run_document(document: dict, directory: Path, inline: bool = False) -> dict:
+    """Run the pipeline `document` from `directory` (in one process if `inline`): its rates."""
     path = directory / "pipeline.yaml"
     path.write_text(json.dumps(document, indent=1))
-    status = cep.run(cep.compile(path, run_dir=directory / "run"))
+    status = cep.run(cep.compile(path, run_dir=directory / "run"), inline=inline)
     nodes = status.nodes()
     ticks = nodes["ticks"].emitted
     lost = sum(t.dropped + t.gaps for t in nodes.values())
