@@ -383,13 +383,25 @@ def compile_row_steps(steps: Sequence[RecordStep],
     dict). None if a step reads a field the layout lacks: the record form then raises KeyError
     for every record, and the caller takes that path so each is dead-lettered as it would be.
 
-    A set value is held in a local until the end of the steps, so a record dropped by a later
-    filter never has a row built, and a run of new fields makes one tuple, not one per field.
+    The function is one list comprehension. When a step sets a field, each row is unpacked into
+    locals (`for (f0, f1, ...) in rows`), set values are locals too (`for v in [expr]`, which
+    CPython compiles to an assignment), and the output row is one tuple built from them: a third
+    faster than subscripting the row and concatenating, and a row a later filter drops is never
+    built. Filters alone keep the input rows as they are. A row of the wrong width raises
+    ValueError, and the caller redoes the batch record by record.
     """
-    slots: dict[str, ast.expr] = {name: ast.Subscript(ast.Name(_RECORD, ast.Load()), ast.Constant(index),
-                                                      ast.Load()) for index, name in enumerate(fields)}
+    sets = any(kind == "set" for kind, _, _ in steps)
+    row_name = ast.Name(_RECORD, ast.Load())
+    if sets:
+        slots: dict[str, ast.expr] = {name: ast.Name(f"_cep_f{index}", ast.Load())
+                                      for index, name in enumerate(fields)}
+        target: ast.expr = ast.Tuple([ast.Name(f"_cep_f{index}", ast.Store()) for index in range(len(fields))],
+                                     ast.Store())
+    else:
+        slots = {name: ast.Subscript(row_name, ast.Constant(index), ast.Load()) for index, name in enumerate(fields)}
+        target = ast.Name(_RECORD, ast.Store())
     out_fields = list(fields)
-    body: list[ast.stmt] = []
+    clauses = [ast.comprehension(target, ast.Name("_cep_batch", ast.Load()), [], 0)]
     namespace: dict[str, Any] = {}
     for number, (kind, field, expression) in enumerate(steps):
         if expression.bound:
@@ -399,26 +411,21 @@ def compile_row_steps(steps: Sequence[RecordStep],
         namespace.update(expression._namespace)
         value = _ReadSlots(slots).visit(copy.deepcopy(expression._body))
         if kind == "keep":
-            body.append(ast.If(ast.UnaryOp(ast.Not(), value), [ast.Continue()], []))
+            clauses[-1].ifs.append(value)
         elif kind == "set":
             local = f"_cep_v{number}"
-            body.append(ast.Assign([ast.Name(local, ast.Store())], value))
+            clauses.append(ast.comprehension(ast.Name(local, ast.Store()), ast.List([value], ast.Load()), [], 0))
             slots[field] = ast.Name(local, ast.Load())  # type: ignore[index]
             if field not in out_fields:
                 out_fields.append(field)  # type: ignore[arg-type]
         else:
             raise ValueError(f"unknown record step {kind!r}")
-    record = ast.Name(_RECORD, ast.Load())
-    if out_fields == list(fields) and all(isinstance(slots[name], ast.Subscript) for name in fields):
-        row: ast.expr = record  # nothing set: the row goes on as it is
-    elif all(isinstance(slots[name], ast.Subscript) for name in fields):
-        added = ast.Tuple([slots[name] for name in out_fields[len(fields):]], ast.Load())
-        row = ast.BinOp(ast.Call(ast.Name("_cep_tuple", ast.Load()), [record], []), ast.Add(), added)
-    else:
-        row = ast.Tuple([slots[name] for name in out_fields], ast.Load())
-    body.append(ast.Expr(ast.Call(ast.Name("_cep_append", ast.Load()), [row], [])))
-    function = _loop_function("fused_rows", body)
-    return _define(function, {**namespace, "_cep_tuple": tuple}), tuple(out_fields)
+    row = ast.Tuple([slots[name] for name in out_fields], ast.Load()) if sets else row_name
+    function = ast.FunctionDef(
+        name="fused_rows", args=ast.arguments(posonlyargs=[], args=[ast.arg("_cep_batch")], kwonlyargs=[],
+                                              kw_defaults=[], defaults=[]),
+        body=[ast.Return(ast.ListComp(row, clauses))], decorator_list=[], returns=None, type_params=[])
+    return _define(function, namespace), tuple(out_fields)
 
 
 class _ReadSlots(ast.NodeTransformer):
