@@ -55,14 +55,17 @@ class Slots(NamedTuple):
 
 
 def _layout(batch: AnyBatch, key_field: str | None, known: dict) -> tuple[Slots, Any]:
-    """`(slots, records or rows)` for one batch, so one loop reads either form by subscript.
+    """`(slots, records or rows)` for one batch, so one loop reads either form by subscript, and
+    every member it reads has a `mid`.
 
-    Rows without a `mid` column get one appended (the loop then never meets a missing mid);
-    a record dict without `mid` falls back per record to (bid_price + ask_price) / 2. `known`
-    caches the slots per rows layout (a stream has one or two).
+    Rows without a `mid` column get one appended; a record dict without a `mid` (or with None)
+    gets a copy with (bid_price + ask_price) / 2. A member whose mid cannot be computed is left
+    without one: the loop dead-letters it. `known` caches the slots per rows layout (a stream has
+    one or two).
     """
     if type(batch) is not Rows:
-        return Slots("mid", key_field, "timestamp", "instrument", "bid_price", "ask_price"), batch
+        slots = Slots("mid", key_field, "timestamp", "instrument", "bid_price", "ask_price")
+        return slots, [record if record.get("mid") is not None else _with_mid(record) for record in batch]
     at = known.get(batch.fields)
     if at is None:
         slot = batch.slot
@@ -78,6 +81,13 @@ def _layout(batch: AnyBatch, key_field: str | None, known: dict) -> tuple[Slots,
         except (TypeError, ArithmeticError):
             pass  # some row has no usable price: the loop dead-letters it
     return at, rows
+
+
+def _with_mid(record: dict) -> dict:
+    try:
+        return {**record, "mid": (record["bid_price"] + record["ask_price"]) / 2}
+    except (KeyError, TypeError, ArithmeticError):
+        return record
 
 
 @rule("momentum", params=MomentumParams, state="keyed", rows=True, checkpoint=True)
@@ -131,15 +141,10 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
         out: Batch = []
         get = streaks.get
         at, members = _layout(batch, key_field, layouts)
-        mid_at, key_at, bid_at, ask_at = at.mid, at.key, at.bid_price, at.ask_price
+        mid_at, key_at = at.mid, at.key
         for record in members:
             try:
-                try:  # subscripts, not .get(): this loop is the rule's whole cost
-                    mid = record[mid_at]
-                except KeyError:
-                    mid = None
-                if mid is None:
-                    mid = (record[bid_at] + record[ask_at]) / 2
+                mid = record[mid_at]  # subscripts, not .get(): this loop is the rule's whole cost
                 if key_at is None:
                     key = None
                 else:
@@ -151,31 +156,34 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
                 if streak is None:
                     streaks[key] = [mid, 0, mid]
                     continue
-                last, run, start = streak
+                last = streak[0]  # updated in place: no new state object per event
                 if mid > last:
+                    run = streak[1]
                     if run > 0:
                         run += 1
                     elif run == 0:  # the key's first move: its streak's start was not seen
                         run = UNSEEN_START
                     else:
-                        run, start = 1, last
+                        run = 1
+                        streak[2] = last
                 elif mid < last:
+                    run = streak[1]
                     if run < 0:
                         run -= 1
                     elif run == 0:
                         run = -UNSEEN_START
                     else:
-                        run, start = -1, last
+                        run = -1
+                        streak[2] = last
                 else:
                     continue
-                streak[0] = mid  # updated in place: no new state object per event
+                streak[0] = mid
                 streak[1] = run
-                streak[2] = start
                 if run == count:
                     if want_buy:
-                        out.append(signal(at, record, "BUY", start, mid))
+                        out.append(signal(at, record, "BUY", streak[2], mid))
                 elif run == -count and want_sell:
-                    out.append(signal(at, record, "SELL", start, mid))
+                    out.append(signal(at, record, "SELL", streak[2], mid))
             except (KeyError, IndexError, TypeError, ArithmeticError) as exc:
                 ctx.dead_letter(f"momentum: {type(exc).__name__}: {exc}", record_at(batch, record))
         return out
