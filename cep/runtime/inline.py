@@ -11,6 +11,7 @@ from typing import Callable
 from cep.compiler.plan import Plan, ProcessPlan
 from cep.runtime.builder import build_process
 from cep.runtime.deadletter import DeadLetters
+from cep.runtime.gcpolicy import engine_gc
 from cep.runtime.metrics import RunStatus
 from cep.runtime.registry import registry_for
 
@@ -40,18 +41,19 @@ def run_inline(plan: Plan, stopping: Callable[[], bool] = lambda: False) -> RunS
     status.started = time.monotonic()
     active = [(iter(source.batches()), source, subject) for source, subject in graph.sources.values()]
     try:
-        while active:
-            for entry in list(active):
-                batches, source, subject = entry
-                batch = next(batches, None)
-                if batch is None or stopping():
-                    active.remove(entry)
-                    source.close()
-                    subject.on_completed()
-                elif batch:
-                    subject.on_next(batch)
-                graph.raise_failure()
-            status.interrupted = stopping()
+        with engine_gc():
+            while active:
+                for entry in list(active):
+                    batches, source, subject = entry
+                    batch = next(batches, None)
+                    if batch is None or stopping():
+                        active.remove(entry)
+                        source.close()
+                        subject.on_completed()
+                    elif batch:
+                        subject.on_next(batch)
+                    graph.raise_failure()
+                status.interrupted = stopping()
     finally:
         dead_letters.close()
     graph.raise_failure()

@@ -10,7 +10,6 @@ with its traceback before the process exits 1; the supervisor re-raises it chain
 """
 from __future__ import annotations
 
-import gc
 import os
 import resource
 import signal
@@ -29,13 +28,13 @@ from cep.runtime.builder import ProcessGraph, build_process
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore
 from cep.runtime.deadletter import DeadLetters
 from cep.runtime.delivery import Receipts
+from cep.runtime.gcpolicy import engine_gc
 from cep.runtime.registry import registry_for
 from cep.rows import AnyBatch, concat, items, like
 from cep.runtime.transport import Inlet, Outlet, PubOutlet
 
 METRICS_EVERY_S = 0.5
 INBOUND_BURST = 64  # frames read per socket before giving others a turn
-YOUNG_GC_THRESHOLD = 100_000
 IDLE_POLL_MS = 50
 RECEIPTS_POLL_MS = 10  # reliable edges with acks still to send: come back sooner
 BUSY_POLL_S = 0.0002
@@ -189,14 +188,10 @@ class Worker:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> None:
-        # Everything built so far (modules, the graph) lives as long as the worker: keep it out of
-        # the cyclic collector's full passes, which would otherwise walk it for tens of ms.
-        gc.freeze()
-        # Events are acyclic and die by reference counting, but a burst of frames holds thousands
-        # of rows alive at once; at the default threshold (700) the collector would walk them
-        # several times each (15% of a strategy's CPU, measured with py-spy). Collect the young
-        # generation only once this many container objects have piled up instead.
-        gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
+        with engine_gc():
+            self._loop()
+
+    def _loop(self) -> None:
         # two pollers: while a reliable outlet's window is full (`held`), inputs wait unread
         held_poller = zmq.Poller()
         held_poller.register(self.control, zmq.POLLIN)

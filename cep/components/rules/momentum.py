@@ -55,17 +55,14 @@ class Slots(NamedTuple):
 
 
 def _layout(batch: AnyBatch, key_field: str | None, known: dict) -> tuple[Slots, Any]:
-    """`(slots, records or rows)` for one batch, so one loop reads either form by subscript, and
-    every member it reads has a `mid`.
+    """`(slots, records or rows)` for one batch, so one loop reads either form by subscript.
 
-    Rows without a `mid` column get one appended; a record dict without a `mid` (or with None)
-    gets a copy with (bid_price + ask_price) / 2. A member whose mid cannot be computed is left
-    without one: the loop dead-letters it. `known` caches the slots per rows layout (a stream has
-    one or two).
+    Rows without a `mid` column get one appended (the loop then never meets a missing mid); a
+    record dict without `mid` falls back per record to (bid_price + ask_price) / 2. `known`
+    caches the slots per rows layout (a stream has one or two).
     """
     if type(batch) is not Rows:
-        slots = Slots("mid", key_field, "timestamp", "instrument", "bid_price", "ask_price")
-        return slots, [record if record.get("mid") is not None else _with_mid(record) for record in batch]
+        return Slots("mid", key_field, "timestamp", "instrument", "bid_price", "ask_price"), batch
     at = known.get(batch.fields)
     if at is None:
         slot = batch.slot
@@ -81,13 +78,6 @@ def _layout(batch: AnyBatch, key_field: str | None, known: dict) -> tuple[Slots,
         except (TypeError, ArithmeticError):
             pass  # some row has no usable price: the loop dead-letters it
     return at, rows
-
-
-def _with_mid(record: dict) -> dict:
-    try:
-        return {**record, "mid": (record["bid_price"] + record["ask_price"]) / 2}
-    except (KeyError, TypeError, ArithmeticError):
-        return record
 
 
 @rule("momentum", params=MomentumParams, state="keyed", rows=True, checkpoint=True)
@@ -141,10 +131,13 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
         out: Batch = []
         get = streaks.get
         at, members = _layout(batch, key_field, layouts)
-        mid_at, key_at = at.mid, at.key
+        mid_at, key_at, bid_at, ask_at = at.mid, at.key, at.bid_price, at.ask_price
         for record in members:
             try:
-                mid = record[mid_at]  # subscripts, not .get(): this loop is the rule's whole cost
+                try:  # subscripts, not .get(): this loop is the rule's whole cost
+                    mid = record[mid_at]
+                except KeyError:  # a record dict without a mid
+                    mid = (record[bid_at] + record[ask_at]) / 2
                 if key_at is None:
                     key = None
                 else:
