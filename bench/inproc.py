@@ -53,14 +53,18 @@ def operator_costs(count: int, repeats: int = 3) -> dict[str, float]:
     return costs
 
 
-def inline_in_memory(count: int, repeats: int = 3) -> dict:
+def inline_in_memory(count: int, repeats: int = 3, batch_size: int | None = None) -> dict:
     """The whole engine in one process, `cep.run(plan, inline=True)`, on ticks already in memory
-    (`memory_plugin.py`): the benchmark topology with a null sink, as the Bytewax peer is run."""
+    (`memory_plugin.py`): the benchmark topology with a null sink, as the Bytewax peer is run.
+    `batch_size` (the pipeline's `defaults.batch_size`, 256 if None): ticks per batch, to compare
+    with Bytewax fed items of as many ticks."""
     import tempfile
 
     from cep_chain import pipeline, run_document
     document = pipeline({"type": "memory_ticks", "count": count}, {"type": "null"},
                         plugins=(str(Path(__file__).resolve().parent / "memory_plugin.py"),))
+    if batch_size is not None:
+        document["defaults"]["batch_size"] = batch_size
     with tempfile.TemporaryDirectory(prefix="cep-bench-") as tmp:
         return max((run_document(document, Path(tmp), inline=True) for _ in range(repeats)),
                    key=lambda run: run["ticks_per_s"])
