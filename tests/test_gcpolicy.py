@@ -17,7 +17,6 @@ def test_engine_gc_raises_the_young_threshold_and_restores_the_callers_settings(
 
 def test_engine_gc_restores_the_settings_when_the_run_fails():
     before = gc.get_threshold()
-    with pytest.raises(RuntimeError):
-        with engine_gc():
-            raise RuntimeError("a failing run")
+    with pytest.raises(RuntimeError), engine_gc():
+        raise RuntimeError("a failing run")
     assert gc.get_threshold() == before
