@@ -104,8 +104,6 @@ class Worker:
         self.checkpointing = reliable.checkpointed(plan.edges_to(self.process.name) + plan.edges_from(self.process.name))
         self._wire()
         self.checkpointer = self._checkpointer() if self.checkpointing else None
-        self.reliable = bool(self.retaining or self.reliable_inlets or self.checkpointer)
-        """Some edge in or out acknowledges frames: the loop keeps the books of `_deliver` every pass."""
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
 
     # -- setup ----------------------------------------------------------------------------------
@@ -212,7 +210,7 @@ class Worker:
         next_metrics = time.monotonic()
         next_poll = 0.0
         while True:
-            held = self.reliable and any(outlet.held for outlet in self.retaining)
+            held = any(outlet.held for outlet in self.retaining)
             busy = bool(self.sources) and self.started and not self.stopping and not held
             if busy:  # sources to pump: look at the sockets now and then, not every pass
                 now = time.monotonic()
@@ -221,7 +219,7 @@ class Worker:
                     events = dict(poller.poll(0))
                     next_poll = now + BUSY_POLL_S
             else:
-                waiting = self.reliable and not self.receipts.settled
+                waiting = not self.receipts.settled
                 events = dict((held_poller if held else poller).poll(
                     RECEIPTS_POLL_MS if waiting else IDLE_POLL_MS))
             for socket in events:
@@ -243,8 +241,7 @@ class Worker:
                 elif self.sources and not held:
                     self._pump_sources()
                 self._flush()
-                if self.reliable:
-                    self._deliver()
+                self._deliver()
             self.graph.raise_failure()
             now = time.monotonic()
             if now >= next_metrics:
@@ -288,8 +285,7 @@ class Worker:
             outlet.check_timeouts()
 
     def _finished(self) -> bool:
-        return (not self.sources and len(self.completed_inputs) == len(self.graph.remote_inputs)
-                and all(i.complete for i in self.inlets) and self.receipts.settled
+        return (not self.sources and all(i.complete for i in self.inlets) and self.receipts.settled
                 and self.graph.sinks_done and all(o.done for o in self.outlets))
 
     def _pump_sources(self) -> None:
