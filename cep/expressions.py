@@ -421,10 +421,7 @@ def compile_row_steps(steps: Sequence[RecordStep],
         else:
             raise ValueError(f"unknown record step {kind!r}")
     row = ast.Tuple([slots[name] for name in out_fields], ast.Load()) if sets else row_name
-    function = ast.FunctionDef(
-        name="fused_rows", args=ast.arguments(posonlyargs=[], args=[ast.arg("_cep_batch")], kwonlyargs=[],
-                                              kw_defaults=[], defaults=[]),
-        body=[ast.Return(ast.ListComp(row, clauses))], decorator_list=[], returns=None, type_params=[])
+    function = _batch_function("fused_rows", [ast.Return(ast.ListComp(row, clauses))])
     return _define(function, namespace), tuple(out_fields)
 
 
@@ -445,14 +442,19 @@ class _ReadSlots(ast.NodeTransformer):
 def _loop_function(name: str, body: list[ast.stmt]) -> ast.FunctionDef:
     """`def name(_cep_batch): out = []; for _cep_record in _cep_batch: <body>; return out`."""
     loop = ast.For(ast.Name(_RECORD, ast.Store()), ast.Name("_cep_batch", ast.Load()), body, [])
+    return _batch_function(name, [
+        ast.Assign([ast.Name("_cep_out", ast.Store())], ast.List([], ast.Load())),
+        ast.Assign([ast.Name("_cep_append", ast.Store())],
+                   ast.Attribute(ast.Name("_cep_out", ast.Load()), "append", ast.Load())),
+        loop, ast.Return(ast.Name("_cep_out", ast.Load()))])
+
+
+def _batch_function(name: str, body: list[ast.stmt]) -> ast.FunctionDef:
+    """`def name(_cep_batch): <body>`."""
     return ast.FunctionDef(
         name=name, args=ast.arguments(posonlyargs=[], args=[ast.arg("_cep_batch")], kwonlyargs=[],
                                       kw_defaults=[], defaults=[]),
-        body=[ast.Assign([ast.Name("_cep_out", ast.Store())], ast.List([], ast.Load())),
-              ast.Assign([ast.Name("_cep_append", ast.Store())],
-                         ast.Attribute(ast.Name("_cep_out", ast.Load()), "append", ast.Load())),
-              loop, ast.Return(ast.Name("_cep_out", ast.Load()))],
-        decorator_list=[], returns=None, type_params=[])
+        body=body, decorator_list=[], returns=None, type_params=[])
 
 
 def _define(function: ast.FunctionDef, namespace: dict[str, Any]) -> Callable[..., Any]:

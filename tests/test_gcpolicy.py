@@ -20,3 +20,14 @@ def test_engine_gc_restores_the_settings_when_the_run_fails():
     with pytest.raises(RuntimeError), engine_gc():
         raise RuntimeError("a failing run")
     assert gc.get_threshold() == before
+
+
+def test_engine_gc_leaves_a_callers_frozen_objects_frozen():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with engine_gc():
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()

@@ -18,12 +18,19 @@ YOUNG_THRESHOLD = 100_000
 
 @contextmanager
 def engine_gc() -> Iterator[None]:
-    """Collector settings for the duration of a run; the caller's settings come back after it."""
+    """Collector settings for the duration of a run; the caller's settings come back after it.
+
+    A caller that froze objects itself keeps them frozen, and nothing more is frozen: unfreezing
+    is all or nothing, so what the run froze could not be told from what the caller did.
+    """
     saved = gc.get_threshold()
-    gc.freeze()
+    freezing = gc.get_freeze_count() == 0
+    if freezing:
+        gc.freeze()
     gc.set_threshold(YOUNG_THRESHOLD, *saved[1:])
     try:
         yield
     finally:
         gc.set_threshold(*saved)
-        gc.unfreeze()
+        if freezing:
+            gc.unfreeze()
