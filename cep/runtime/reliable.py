@@ -251,8 +251,8 @@ class ReliableInlet(Inlet):
     def _subscriptions(self) -> list[bytes]:
         return [TICK_PREFIX, self.edge.node.encode(), END_TOPIC, self._retx]
 
-    def _next_frame(self) -> list[bytes]:
-        parts = super()._next_frame()
+    def _next_frame(self, wait_ms: int) -> list[bytes]:
+        parts = super()._next_frame(wait_ms)
         parts[0] = parts[0].removeprefix(self._retx)  # a retransmit: its original topic
         return parts
 

@@ -101,10 +101,11 @@ def _send(socket: zmq.Socket, parts: list[bytes], blocking: bool, stopping: Call
     return True
 
 
-def _receive(socket: zmq.Socket) -> list[bytes]:
-    """The parts of the next message (BlockingIOError if none is waiting); see `_send`."""
+def _receive(socket: zmq.Socket, flags: int = _NOBLOCK) -> list[bytes]:
+    """The parts of the next message; see `_send`. BlockingIOError if none is waiting (flags
+    NOBLOCK) or none came within the socket's RCVTIMEO (flags 0)."""
     try:
-        part = socket.recv(_NOBLOCK, copy=False)
+        part = socket.recv(flags, copy=False)
     except zmq.Again:
         raise BlockingIOError from None
     parts = [part.bytes]
@@ -354,6 +355,7 @@ class Inlet:
         self.topic_filter = self.partitions > 1 and edge.pattern == "pub/sub" and edge.partition_key == "instrument"
         self.record_filter = self.partitions > 1 and edge.pattern == "pub/sub" and not self.topic_filter
         self._topic_owned: dict[bytes, bool] = {}
+        self._wait_ms = -1  # the socket's RCVTIMEO (ZeroMQ's default: wait forever)
         if edge.pattern == "pub/sub":
             self.socket = context.socket(zmq.SUB)
             self.socket.setsockopt(zmq.RCVHWM, edge.hwm)
@@ -382,9 +384,15 @@ class Inlet:
         """pub/sub: the topics to subscribe to before the HELLO handshake."""
         return [b""]
 
-    def _next_frame(self) -> list[bytes]:
-        """The parts of the next frame waiting on the socket; BlockingIOError when none is."""
-        return _receive(self.socket)
+    def _next_frame(self, wait_ms: int) -> list[bytes]:
+        """The parts of the next frame on the socket, waiting up to `wait_ms` for it (0: not at
+        all); BlockingIOError when none came."""
+        if not wait_ms:
+            return _receive(self.socket)
+        if wait_ms != self._wait_ms:
+            self.socket.setsockopt(zmq.RCVTIMEO, wait_ms)
+            self._wait_ms = wait_ms
+        return _receive(self.socket, 0)
 
     def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
         """A data frame of `stream` (producer, topic) arrived: count the gap before it, if any.
@@ -395,9 +403,10 @@ class Inlet:
         self.last_seq[stream] = max(seq, last)
         return True
 
-    def receive_nowait(self) -> tuple[AnyBatch | None, str | None]:
-        """(batch or None, producer that just ended or None); BlockingIOError when empty."""
-        parts = self._next_frame()
+    def receive(self, wait_ms: int = 0) -> tuple[AnyBatch | None, str | None]:
+        """(batch or None, producer that just ended or None) of the next frame, waiting up to
+        `wait_ms` for it; BlockingIOError when none came."""
+        parts = self._next_frame(wait_ms)
         if len(parts) != 3:
             self.dead_letter(f"frame with {len(parts)} parts, expected 3", b"|".join(parts))
             return None, None

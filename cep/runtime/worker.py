@@ -41,7 +41,8 @@ BUSY_POLL_S = 0.0002
 """While it drives sources, a worker polls its sockets at most this often: a zero-timeout poll is a
 few system calls, and a paced gateway makes a pass per tick or two (30,000 passes a second at
 50,000 ticks/s). Control messages and frames into a process that also has sources wait at most
-this long."""
+this long. A worker whose only input is one edge polls its other sockets just as often and
+otherwise waits in that edge's read (`_wait_on`)."""
 
 
 class WorkerOrphaned(RuntimeFailure):
@@ -211,17 +212,16 @@ class Worker:
         next_poll = 0.0
         while True:
             held = any(outlet.held for outlet in self.retaining)
-            busy = bool(self.sources) and self.started and not self.stopping and not held
-            if busy:  # sources to pump: look at the sockets now and then, not every pass
+            flowing = self.started and not self.stopping and not held
+            solo = self._solo_inlet() if flowing else None
+            if (flowing and self.sources) or solo is not None:  # look at the sockets now and then
                 now = time.monotonic()
                 events = {}
                 if now >= next_poll:
                     events = dict(poller.poll(0))
                     next_poll = now + BUSY_POLL_S
             else:
-                waiting = not self.receipts.settled
-                events = dict((held_poller if held else poller).poll(
-                    RECEIPTS_POLL_MS if waiting else IDLE_POLL_MS))
+                events = dict((held_poller if held else poller).poll(self._idle_wait_ms()))
             for socket in events:
                 if socket is self.control:
                     self._on_control()
@@ -231,6 +231,8 @@ class Worker:
                     ack_sockets[socket].on_acks()
                 else:
                     self._on_inbound(sockets[socket])
+            if solo is not None and not events:
+                self._on_inbound(solo, self._idle_wait_ms())
             if not announced_ready and all(getattr(o, "ready", True) for o in self.outlets):
                 _send(self.control, {"t": "ready", "worker": self.worker, "pid": os.getpid(),
                                      "incarnation": self.incarnation})
@@ -259,6 +261,19 @@ class Worker:
         if self.checkpointer is not None:
             self.checkpointer.close()
         self.dead_letters.close()
+
+    def _solo_inlet(self) -> Inlet | None:
+        """The input to wait on directly, if this worker has no sources and one input edge still
+        open. Blocking in its read costs a system call or two per wake-up; a poll of every socket
+        and then a read costs several (measured: the poll and the readiness check were 45% of a
+        strategy's CPU at 20,000 ticks/s, one frame per wake-up)."""
+        if self.sources or len(self.inlets) != 1 or self.inlets[0].complete:
+            return None
+        return self.inlets[0]
+
+    def _idle_wait_ms(self) -> int:
+        """How long a pass may wait for input: acknowledgements still to send come back sooner."""
+        return IDLE_POLL_MS if self.receipts.settled else RECEIPTS_POLL_MS
 
     def _flush(self) -> None:
         """Ship what this pass of the loop produced. A pass handles what was waiting (a burst of
@@ -309,16 +324,18 @@ class Worker:
         source.close()
         subject.on_completed()
 
-    def _on_inbound(self, inlet: Inlet) -> None:
-        """Read what is waiting (up to a burst) and push it through the graph as ONE batch: the
-        busier the input, the bigger the batch, so per-batch costs shrink exactly under load."""
+    def _on_inbound(self, inlet: Inlet, wait_ms: int = 0) -> None:
+        """Read what is waiting (up to a burst; the first frame may be waited for up to `wait_ms`)
+        and push it through the graph as ONE batch: the busier the input, the bigger the batch,
+        so per-batch costs shrink exactly under load."""
         subject = self.graph.remote_inputs[inlet.edge.node]
         burst: list[AnyBatch] = []
         for _ in range(INBOUND_BURST):
             try:
-                batch, ended = inlet.receive_nowait()
-            except BlockingIOError:  # the poll said readable, but nothing complete was there
+                batch, ended = inlet.receive(wait_ms)
+            except BlockingIOError:  # nothing came in time, or the poll said readable too soon
                 break
+            wait_ms = 0
             if batch:
                 burst.append(batch)
             if ended is not None:
