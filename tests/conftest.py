@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import cep
+from cep import codec
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_TICKS = ROOT / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
@@ -29,6 +30,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs the real datasets in {SHARED_DATA} (not shipped with the project)")
     return SHARED_DATA
+
+
+def through_the_wire(batch):
+    """The batch a receiver decodes from the frame a sender encodes of `batch`."""
+    topic, body = codec.split_frame(codec.encode_frame(b"TICK.X", codec.DATA, "p", 1, batch))
+    assert topic == b"TICK.X"
+    return codec.decode_body(body)[3]
 
 
 def split(records: list, sizes: list[int] | None) -> list[list]:

@@ -7,11 +7,10 @@ import pytest
 import reactivex
 from pydantic import ValidationError
 
-from cep import codec
 from cep.components.base import BuildContext
 from cep.plugins import default_registry
 from cep.rows import as_records
-from tests.conftest import SHIPPED_TICKS
+from tests.conftest import SHIPPED_TICKS, through_the_wire
 
 REGISTRY = default_registry()
 
@@ -66,7 +65,7 @@ def test_rules_dead_letter_a_bad_record_and_pass_end_of_stream_on(name):
         out.extend, on_completed=lambda: completed.append(True))
     assert completed == [True]
     assert len(letters) == 1
-    assert as_records(codec.decode_batch(codec.encode_batch(out))) == out
+    assert as_records(through_the_wire(out)) == out
     assert out or name == "support_resistance"  # levels need more history than 60 ticks give
 
 
@@ -79,7 +78,7 @@ def test_sources_give_records_with_event_time_that_survive_the_codec(name, tmp_p
     batch = as_records(next(iter(source.batches())))
     source.close()
     assert batch and all(isinstance(r["timestamp"], int) for r in batch)
-    assert as_records(codec.decode_batch(codec.encode_batch(batch))) == batch
+    assert as_records(through_the_wire(batch)) == batch
     assert set(component.fields or ()) <= set(batch[0])
     assert letters == []
 

@@ -50,12 +50,12 @@ def test_a_commit_is_what_the_next_incarnation_loads_and_a_fresh_start_forgets_i
     checkpointer = Checkpointer(CheckpointStore(path, fresh=True),
                                 {"s": (lambda: dict(state), state.update)}, {"out": window})
     for seq in (1, 2, 3):
-        window.admit(b"t", seq, [b"t", b"h%d" % seq, b"p"])
+        window.admit(b"t", seq, b"t\0h%d" % seq)
     window.ack("c", {b"t": SeqRanges([(1, 1)])})
     state["n"] = 2
     checkpointer.commit()
     state["n"] = 3                                   # after the checkpoint: lost in a crash
-    window.admit(b"t", 4, [b"t", b"h4", b"p"])
+    window.admit(b"t", 4, b"t\0h4")
     checkpointer.close()
 
     restored_state: dict = {}
@@ -64,8 +64,7 @@ def test_a_commit_is_what_the_next_incarnation_loads_and_a_fresh_start_forgets_i
                          {"s": (lambda: {}, restored_state.update)}, {"out": restored})
     again.restore()
     assert restored_state == {"n": 2}
-    assert [(t, s, f) for t, s, f in restored.unacked("c")] == [(b"t", 2, [b"t", b"h2", b"p"]),
-                                                                 (b"t", 3, [b"t", b"h3", b"p"])]
+    assert [(t, s, f) for t, s, f in restored.unacked("c")] == [(b"t", 2, b"t\0h2"), (b"t", 3, b"t\0h3")]
     assert restored.next_ordinal == 3                # new frames come after the restored ones
     again.close()
     assert CheckpointStore(path, fresh=True).load() == ({}, {})

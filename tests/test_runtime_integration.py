@@ -3,6 +3,7 @@ import json
 import os
 import socket
 
+import msgpack
 import pytest
 import zmq
 
@@ -95,11 +96,10 @@ def test_garbage_frame_is_dead_lettered_and_the_run_goes_on(workdir):
     def inject_once(status):
         if not sent and status.nodes()["quotes"].received > 300:
             injector.connect(endpoint)
-            injector.send_multipart([b"up5", b"\xc1not msgpack", b"\x00"])
-            lying = codec.encode_header(codec.DATA, "strategy", 1, 5)  # says 5 events, carries 1
-            injector.send_multipart([b"up5", lying, codec.encode_batch([{"x": 1}])])
-            stranger = codec.encode_header(codec.DATA, "intruder", 1, 1)  # not a producer of this edge
-            injector.send_multipart([b"up5", stranger, codec.encode_batch([{"x": 1}])])
+            injector.send(b"up5\0\xc1not msgpack")
+            lying = [codec.VERSION, codec.DATA, "strategy", 1, 5, [[["x"], [[1]]]]]  # says 5 events, carries 1
+            injector.send(b"up5\0" + msgpack.packb(lying))
+            injector.send(codec.encode_frame(b"up5", codec.DATA, "intruder", 1, [{"x": 1}]))  # not a producer here
             sent["yes"] = True
 
     status = cep.run(plan, on_status=inject_once)

@@ -21,8 +21,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable
 
-import msgpack
-
 from cep.errors import RuntimeFailure
 from cep.runtime.delivery import Window
 
@@ -51,7 +49,7 @@ class CheckpointStore:
         states = {key: pickle.loads(value) for key, value in self.db.execute("SELECT key, value FROM state")}
         outbox: dict[str, list[tuple]] = {}
         for outlet, worker, topic, seq, ordinal, frame in self.db.execute("SELECT * FROM outbox"):
-            outbox.setdefault(outlet, []).append((worker, bytes(topic), seq, ordinal, msgpack.unpackb(frame)))
+            outbox.setdefault(outlet, []).append((worker, bytes(topic), seq, ordinal, bytes(frame)))
         return states, outbox
 
     def commit(self, states: dict[str, Any], journals: dict[str, list[tuple]]) -> None:
@@ -65,7 +63,7 @@ class CheckpointStore:
         try:
             db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", rows)
             for outlet, journal in journals.items():
-                admitted = [(outlet, e[0], e[1], e[2], e[3], msgpack.packb([bytes(p) for p in e[4]]))
+                admitted = [(outlet, e[0], e[1], e[2], e[3], bytes(e[4]))
                             for e in journal if len(e) == 5]
                 released = [(outlet, e[0], e[1], e[2]) for e in journal if len(e) == 3]
                 db.executemany("INSERT OR REPLACE INTO outbox VALUES (?, ?, ?, ?, ?, ?)", admitted)

@@ -116,7 +116,7 @@ def decode_ack(data: bytes) -> tuple[int, str, int, dict[bytes, SeqRanges]]:
 @dataclass
 class _Retained:
     ordinal: int          # position among every frame this window admitted
-    frame: list[bytes]
+    frame: bytes
 
 
 class Window:
@@ -147,7 +147,7 @@ class Window:
         """Every frame admitted so far has an ordinal below this."""
         return self._ordinal
 
-    def admit(self, topic: bytes, seq: int, frame: list[bytes], workers: Iterable[str] | None = None) -> None:
+    def admit(self, topic: bytes, seq: int, frame: bytes, workers: Iterable[str] | None = None) -> None:
         retained = _Retained(self._ordinal, frame)
         self._ordinal += 1
         for worker in self.workers if workers is None else workers:
@@ -161,7 +161,7 @@ class Window:
         self._frames[worker][topic][seq] = retained
         self._sizes[worker] += 1
 
-    def restore(self, entries: Iterable[tuple[str, bytes, int, int, list[bytes]]]) -> None:
+    def restore(self, entries: Iterable[tuple[str, bytes, int, int, bytes]]) -> None:
         """Take back what a checkpoint kept: `(worker, topic, seq, ordinal, frame)`, any order.
         New frames are admitted after them."""
         for worker, topic, seq, ordinal, frame in sorted(entries, key=lambda e: e[3]):
@@ -221,7 +221,7 @@ class Window:
         return low
 
     # retransmission
-    def unacked(self, worker: str) -> list[tuple[bytes, int, list[bytes]]]:
+    def unacked(self, worker: str) -> list[tuple[bytes, int, bytes]]:
         """`(topic, seq, frame)` of everything `worker` has not acknowledged, oldest first."""
         entries = [(retained.ordinal, topic, seq, retained.frame)
                    for topic, frames in self._frames[worker].items() for seq, retained in frames.items()]

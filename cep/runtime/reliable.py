@@ -74,7 +74,7 @@ class RetainingOutlet:
     window: Window
     acks: zmq.Socket
     epoch: int
-    unsent: list[tuple[zmq.Socket, list[bytes], int]] | None  # exactly_once: held until `release()`
+    unsent: list[tuple[zmq.Socket, bytes, int]] | None  # exactly_once: held until `release()`
     _ending: bool
 
     def _retain_setup(self: Outlet, context: zmq.Context, plan: Plan, ack_index: int,
@@ -92,17 +92,17 @@ class RetainingOutlet:
         self.acks.setsockopt(zmq.LINGER, 0)
         bind(self.acks, edges[0].acks[ack_index])
 
-    def _frame(self, topic: bytes, kind: int, seq: int, batch: AnyBatch | None) -> list[bytes]:
+    def _frame(self, topic: bytes, kind: int, seq: int, batch: AnyBatch | None) -> bytes:
         return super()._frame(topic, kind, self.epoch + seq, batch)  # type: ignore[misc]
 
-    def _ship(self, socket: zmq.Socket, frame: list[bytes], events: int) -> None:
-        _, _, seq, _ = codec.decode_header(frame[1])
-        self.window.admit(frame[0], seq, frame, self._recipients(socket))
+    def _ship(self, socket: zmq.Socket, topic: bytes, seq: int, batch: AnyBatch) -> None:
+        frame = self._frame(topic, codec.DATA, seq, batch)
+        self.window.admit(topic, self.epoch + seq, frame, self._recipients(socket))
         self.counters.unacked = self.window.size()
         if self.unsent is None:
-            super()._ship(socket, frame, events)  # type: ignore[misc]
+            self._send_counted(socket, frame, len(batch))  # type: ignore[attr-defined]
         else:
-            self.unsent.append((socket, frame, events))
+            self.unsent.append((socket, frame, len(batch)))
 
     def end(self) -> None:
         if self.unsent is None:
@@ -115,7 +115,7 @@ class RetainingOutlet:
         """exactly_once, once the checkpoint holds them: send the frames held back, then the END."""
         if self.unsent:
             for socket, frame, events in self.unsent:
-                super()._ship(socket, frame, events)  # type: ignore[misc]
+                self._send_counted(socket, frame, events)  # type: ignore[attr-defined]
             self.unsent = []
         if self._ending:
             self._ending = False
@@ -159,9 +159,9 @@ class RetainingOutlet:
         for topic, _, frame in self.window.unacked(worker):
             if id(frame) in held:
                 continue
-            socket, parts = self._route(worker, frame)
+            socket, frame = self._route(worker, frame)
             try:
-                socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+                socket.send(frame, zmq.NOBLOCK)
             except zmq.Again:
                 break
             sent += 1
@@ -182,8 +182,8 @@ class ReliablePubOutlet(RetainingOutlet, PubOutlet):
     def _recipients(self, socket: zmq.Socket) -> None:
         return None  # every reliable consumer worker gets every frame
 
-    def _route(self, worker: str, frame: list[bytes]) -> tuple[zmq.Socket, list[bytes]]:
-        return self.socket, [retx_topic(worker) + frame[0], frame[1], frame[2]]
+    def _route(self, worker: str, frame: bytes) -> tuple[zmq.Socket, bytes]:
+        return self.socket, retx_topic(worker) + frame
 
     def _on_join(self, worker: str) -> None:
         """A re-subscription is a restart: what it missed goes first, the END after it."""
@@ -216,7 +216,7 @@ class ReliablePushOutlet(RetainingOutlet, PushOutlet):
         for worker in self.workers:
             self._retransmit(worker)
 
-    def _route(self, worker: str, frame: list[bytes]) -> tuple[zmq.Socket, list[bytes]]:
+    def _route(self, worker: str, frame: bytes) -> tuple[zmq.Socket, bytes]:
         return self.sockets[self._index_of[worker]], frame
 
     def _on_rejoin(self, worker: str, incarnation: int) -> None:
@@ -249,12 +249,11 @@ class ReliableInlet(Inlet):
             self.ack_sockets[producer] = socket
 
     def _subscriptions(self) -> list[bytes]:
-        return [TICK_PREFIX, self.edge.node.encode(), END_TOPIC, self._retx]
+        exact = [codec.topic_bytes(self.edge.node), END_TOPIC]  # whole topics: NUL ends them
+        return [TICK_PREFIX] + [topic + codec.SEPARATOR for topic in exact] + [self._retx]
 
-    def _next_frame(self, wait_ms: int) -> list[bytes]:
-        parts = super()._next_frame(wait_ms)
-        parts[0] = parts[0].removeprefix(self._retx)  # a retransmit: its original topic
-        return parts
+    def _next_frame(self, wait_ms: int) -> bytes:
+        return super()._next_frame(wait_ms).removeprefix(self._retx)  # a retransmit: the frame it repeats
 
     def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
         """No gaps on a reliable edge (a missing frame is sent again); duplicates are counted and

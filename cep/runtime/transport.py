@@ -8,7 +8,8 @@ plan edges.
 - push/pull: every consumer worker binds a PULL; the producer connects one PUSH to each and routes
   records by partition key, so a key always reaches the same worker.
 
-Every frame carries producer id and a sequence number per (producer, topic); receivers count gaps.
+A frame is one ZeroMQ message (`cep.codec`). Every frame carries producer id and a sequence
+number per (producer, topic); receivers count gaps.
 Records leave in frames of up to `batch_size`; the worker flushes partial frames after each pass
 of its loop. A full peer is handled per the edge's `backpressure`: `block` waits (nothing is lost while nothing
 crashes) and `drop` drops the frame and counts it. HWM and LINGER are set on every socket.
@@ -70,50 +71,31 @@ def bind(socket: zmq.Socket, endpoint: str) -> None:
         raise TransportError(f"cannot bind {endpoint}: {exc}") from exc
 
 
-_FIRST_PART = int(zmq.SNDMORE | zmq.NOBLOCK)
-_MORE = int(zmq.SNDMORE)
+CONTROL_PREFIX = b"!"
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 
 
-def _send(socket: zmq.Socket, parts: list[bytes], blocking: bool, stopping: Callable[[], bool]) -> bool:
-    """Send a frame; True if sent. `block` retries while the peer is full, until stopping.
-
-    Not `send_multipart`: its per-part type checks and enum flag arithmetic cost more than the
-    send itself at a frame per hundred ticks. Only the first part can meet a full peer: ZeroMQ
-    queues a multipart message whole, so once it is accepted the other parts are too.
-    """
-    send = socket.send
-    last = len(parts) - 1
+def _send(socket: zmq.Socket, frame: bytes, blocking: bool, stopping: Callable[[], bool]) -> bool:
+    """Send a frame; True if sent. `block` retries while the peer is full, until stopping."""
     while True:
         try:
-            send(parts[0], _FIRST_PART if last else _NOBLOCK)
-            break
+            socket.send(frame, _NOBLOCK)
+            return True
         except zmq.Again:
             if not blocking or stopping():
                 return False
             socket.poll(SEND_RETRY_MS, zmq.POLLOUT)
-    for index in range(1, last):
-        send(parts[index], _MORE)
-    if last:
-        send(parts[last], 0)
-    return True
 
 
-def _receive(socket: zmq.Socket, flags: int = _NOBLOCK) -> list[bytes]:
-    """The parts of the next message; see `_send`. BlockingIOError if none is waiting (flags
-    NOBLOCK) or none came within the socket's RCVTIMEO (flags 0)."""
+def _receive(socket: zmq.Socket, flags: int = _NOBLOCK) -> bytes:
+    """The next message. BlockingIOError if none is waiting (flags NOBLOCK) or none came within
+    the socket's RCVTIMEO (flags 0)."""
     try:
-        part = socket.recv(flags, copy=False)
+        return socket.recv(flags)
     except zmq.Again:
         raise BlockingIOError from None
-    parts = [part.bytes]
-    recv = socket.recv
-    while part.more:  # the message's own flag: asking the socket (RCVMORE) costs an enum lookup
-        part = recv(0, copy=False)
-        parts.append(part.bytes)
-    return parts
 
 
 class Outlet:
@@ -143,8 +125,12 @@ class Outlet:
     def done(self) -> bool:
         return self.ended and not self.awaiting_ack
 
-    def _ship(self, socket: zmq.Socket, frame: list[bytes], events: int) -> None:
-        """Send one data frame per the backpressure policy; what is not sent is counted dropped."""
+    def _ship(self, socket: zmq.Socket, topic: bytes, seq: int, batch: AnyBatch) -> None:
+        """Send one data frame of `batch`."""
+        self._send_counted(socket, self._frame(topic, codec.DATA, seq, batch), len(batch))
+
+    def _send_counted(self, socket: zmq.Socket, frame: bytes, events: int) -> None:
+        """Send a data frame per the backpressure policy; what is not sent is counted dropped."""
         if _send(socket, frame, self.blocking, self.stopping):
             self.counters.frames += 1
             self.counters.events += events
@@ -162,9 +148,8 @@ class Outlet:
     def _batch(self, pending: list) -> AnyBatch:
         return pending if self.layout is None else Rows(self.layout, pending)
 
-    def _frame(self, topic: bytes, kind: int, seq: int, batch: AnyBatch | None) -> list[bytes]:
-        header = codec.encode_header(kind, self.producer, seq, len(batch) if batch else 0)
-        return [topic, header, codec.encode_batch(batch) if batch else b""]
+    def _frame(self, topic: bytes, kind: int, seq: int, batch: AnyBatch | None) -> bytes:
+        return codec.encode_frame(topic, kind, self.producer, seq, batch)
 
 
 class PubOutlet(Outlet):
@@ -232,13 +217,14 @@ class PubOutlet(Outlet):
     def _publish(self, instrument: object, bucket: list) -> None:
         topic = self.topics.get(instrument)
         if topic is None:
-            topic = self.topics[instrument] = (f"TICK.{instrument}" if instrument is not None else f"{self.node}").encode()
+            topic = self.topics[instrument] = codec.topic_bytes(
+                f"TICK.{instrument}" if instrument is not None else self.node)
         seq = self.seq.get(topic, 0) + 1
         self.seq[topic] = seq
         missing = len(self.expected - self.joined - self.retained_for)
         if missing:  # a consumer worker is down (restarting): what it misses is counted, not hidden
             self.counters.dropped += len(bucket) * missing
-        self._ship(self.socket, self._frame(topic, codec.DATA, seq, self._batch(bucket)), len(bucket))
+        self._ship(self.socket, topic, seq, self._batch(bucket))
 
     def end(self) -> None:
         self.flush()
@@ -274,7 +260,7 @@ class PushOutlet(Outlet):
         self.partition = Partitioner(len(self.sockets))
         self.buckets: list[list] = [[] for _ in self.sockets]
         self.seq = [0] * len(self.sockets)
-        self.topic = edge.topic.encode()
+        self.topic = codec.topic_bytes(edge.topic)
 
     @property
     def ready(self) -> bool:
@@ -314,8 +300,7 @@ class PushOutlet(Outlet):
     def _push(self, index: int) -> None:
         bucket, self.buckets[index] = self.buckets[index], []
         self.seq[index] += 1
-        self._ship(self.sockets[index], self._frame(self.topic, codec.DATA, self.seq[index], self._batch(bucket)),
-                   len(bucket))
+        self._ship(self.sockets[index], self.topic, self.seq[index], self._batch(bucket))
 
     def end(self) -> None:
         self.flush()
@@ -384,8 +369,8 @@ class Inlet:
         """pub/sub: the topics to subscribe to before the HELLO handshake."""
         return [b""]
 
-    def _next_frame(self, wait_ms: int) -> list[bytes]:
-        """The parts of the next frame on the socket, waiting up to `wait_ms` for it (0: not at
+    def _next_frame(self, wait_ms: int) -> bytes:
+        """The next frame on the socket, waiting up to `wait_ms` for it (0: not at
         all); BlockingIOError when none came."""
         if not wait_ms:
             return _receive(self.socket)
@@ -406,35 +391,29 @@ class Inlet:
     def receive(self, wait_ms: int = 0) -> tuple[AnyBatch | None, str | None]:
         """(batch or None, producer that just ended or None) of the next frame, waiting up to
         `wait_ms` for it; BlockingIOError when none came."""
-        parts = self._next_frame(wait_ms)
-        if len(parts) != 3:
-            self.dead_letter(f"frame with {len(parts)} parts, expected 3", b"|".join(parts))
-            return None, None
-        topic, header, payload = parts
+        frame = self._next_frame(wait_ms)
         try:
-            kind, producer, seq, count = codec.decode_header(header)
+            topic, body = codec.split_frame(frame)
         except CodecError as exc:
-            self.dead_letter(str(exc), header + payload)
+            self.dead_letter(str(exc), frame)
+            return None, None
+        if topic[:1] == CONTROL_PREFIX and topic != END_TOPIC:
+            return None, None  # a retransmit for a reliable subscriber of the same publisher
+        others = self.topic_filter and topic != END_TOPIC and not self._owns_topic(topic)
+        try:  # another partition's events are left undecoded; its sequence still counts
+            kind, producer, seq, batch = (codec.decode_header(body) if others else codec.decode_body(body))
+        except CodecError as exc:
+            self.dead_letter(str(exc), frame)
             return None, None
         if producer not in self.producers:
-            self.dead_letter(f"frame from {producer!r}, which is not a producer of {self.edge.id}", header + payload)
+            self.dead_letter(f"frame from {producer!r}, which is not a producer of {self.edge.id}", frame)
             return None, None
         if kind == codec.END:
             if producer in self.ended:
                 return None, None
             self.ended.add(producer)
             return None, producer
-        if not self._sequence((producer, topic), seq):
-            return None, None
-        if self.topic_filter and not self._owns_topic(topic):
-            return None, None
-        try:
-            batch = codec.decode_batch(payload)
-        except CodecError as exc:
-            self.dead_letter(str(exc), payload)
-            return None, None
-        if len(batch) != count:
-            self.dead_letter(f"frame header says {count} events, the payload holds {len(batch)}", payload)
+        if not self._sequence((producer, topic), seq) or others:
             return None, None
         if self.record_filter:
             batch = like(batch, split_by(batch, self.edge.partition_key, self.partition).get(self.index, []))
