@@ -400,8 +400,12 @@ class Inlet:
         if topic[:1] == CONTROL_PREFIX and topic != END_TOPIC:
             return None, None  # a retransmit for a reliable subscriber of the same publisher
         others = self.topic_filter and topic != END_TOPIC and not self._owns_topic(topic)
-        try:  # another partition's events are left undecoded; its sequence still counts
-            kind, producer, seq, batch = (codec.decode_header(body) if others else codec.decode_body(body))
+        try:
+            if others:  # another partition's: its events are left undecoded, its sequence still counts
+                kind, producer, seq, _ = codec.decode_header(body)
+                batch = None
+            else:
+                kind, producer, seq, batch = codec.decode_body(body)
         except CodecError as exc:
             self.dead_letter(str(exc), frame)
             return None, None
@@ -413,7 +417,7 @@ class Inlet:
                 return None, None
             self.ended.add(producer)
             return None, producer
-        if not self._sequence((producer, topic), seq) or others:
+        if not self._sequence((producer, topic), seq) or batch is None:
             return None, None
         if self.record_filter:
             batch = like(batch, split_by(batch, self.edge.partition_key, self.partition).get(self.index, []))
