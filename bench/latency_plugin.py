@@ -76,16 +76,21 @@ class LatencySink:
         self.path = path
         self.samples = array("q")
 
-    def write(self, batch: Batch) -> None:
+    def write(self, batch: Batch | Rows) -> None:
+        """Rows as they come off the wire (as the raw chain's sink reads its tuples), or records."""
         now = time.time_ns()
-        self.samples.extend(now - record["timestamp"] for record in batch)
+        if type(batch) is Rows:
+            at = batch.fields.index("timestamp")
+            self.samples.extend(now - row[at] for row in batch.rows)
+        else:
+            self.samples.extend(now - record["timestamp"] for record in batch)
 
     def close(self) -> None:
         with open(self.path, "wb") as handle:
             self.samples.tofile(handle)
 
 
-@sink("latency", params=LatencyParams)
+@sink("latency", params=LatencyParams, rows=True)
 def latency_sink(params: LatencyParams, ctx: BuildContext) -> LatencySink:
     """Write `now - timestamp` (ns) of every record to `path` at end of stream."""
     return LatencySink(params.path)
