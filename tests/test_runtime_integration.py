@@ -49,6 +49,7 @@ def signals(workdir):
 def test_real_data_momentum_gives_the_same_signals_inline_and_as_processes(workdir):
     plan = cep.compile(write_pipeline(workdir))
     assert len(plan.workers()) == 3
+    assert [e.topic for e in plan.edges if e.pattern == "pub/sub"] == ["TICK.*"]  # no consumer partitions
     status = cep.run(plan, inline=True)
     inline = signals(workdir)
     assert status.nodes()["ticks"].emitted == 131_932
@@ -64,6 +65,7 @@ def test_parallel_strategy_partitions_by_instrument_and_changes_nothing(workdir)
     plan = cep.compile(write_pipeline(workdir, deploy="deploy: {up5: {parallelism: 2}}"))
     strategy = next(p for p in plan.processes if p.role == "strategy")
     assert strategy.parallelism == 2 and strategy.partition_key == "instrument"
+    assert [e.topic for e in plan.edges if e.pattern == "pub/sub"] == ["TICK.<instrument>"]
     cep.run(plan, inline=True)
     inline = signals(workdir)
     status = cep.run(plan)

@@ -4,8 +4,8 @@ Default placement: each source is a process (its gateway); rules sharing a paral
 partition key are one strategy process; each sink is a process; a stream is fused into the process
 of its consumer, and replicated into each consumer's process when its operators are stateless.
 `deploy: {NODE: {parallelism: N, process: NAME}}` overrides. Market data (what sources and
-streams emit) fans out over PUB/SUB with `TICK.<instrument>` topics; what rules emit (signals)
-travels over PUSH/PULL.
+streams emit) fans out over PUB/SUB, with `TICK.<instrument>` topics where a consumer is
+partitioned by instrument (else one `TICK.*` topic); what rules emit (signals) travels over PUSH/PULL.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from cep.compiler.plan import EdgePlan, NodePlan, ProcessPlan
+from cep.compiler.plan import ALL_INSTRUMENTS_TOPIC, PER_INSTRUMENT_TOPIC, EdgePlan, NodePlan, ProcessPlan
 from cep.config.models import Pipeline
 
 
@@ -109,7 +109,7 @@ def wire(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan],
                 if node_id not in pub_endpoints:
                     pub_endpoints[node_id] = endpoint(f"{node_id}.pub")
                 endpoints = (pub_endpoints[node_id],)
-                topic = "TICK.<instrument>"
+                topic = _pubsub_topic(node_id, graph, hosts)
             else:
                 endpoints = tuple(endpoint(f"{worker}.{node_id}.pull") for worker in consumer.workers)
                 topic = node_id
@@ -134,6 +134,13 @@ def _ack_endpoints(delivery: str, node_id: str, consumer: ProcessPlan | None, pr
     if name not in known:
         known[name] = tuple(endpoint(f"{worker}.{name}") for worker in producer.workers)
     return known[name]
+
+
+def _pubsub_topic(node_id: str, graph: nx.DiGraph, hosts) -> str:
+    """Topics per instrument only where some consumer process is partitioned by instrument."""
+    partitioned = any(process.parallelism > 1 and process.partition_key == "instrument"
+                      for process in _consumer_processes(node_id, graph, hosts))
+    return PER_INSTRUMENT_TOPIC if partitioned else ALL_INSTRUMENTS_TOPIC
 
 
 def _consumer_processes(node_id: str, graph: nx.DiGraph, hosts) -> list[ProcessPlan]:

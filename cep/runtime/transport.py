@@ -26,7 +26,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from cep import codec
-from cep.compiler.plan import EdgePlan, Plan
+from cep.compiler.plan import PER_INSTRUMENT_TOPIC, EdgePlan, Plan
 from cep.errors import CodecError, TransportError
 from cep.partition import Partitioner
 from cep.rows import AnyBatch, Rows, items, like, split_by
@@ -153,7 +153,8 @@ class Outlet:
 
 
 class PubOutlet(Outlet):
-    """XPUB fan-out of market data, one topic per instrument (`TICK.<instrument>`)."""
+    """XPUB fan-out of market data: a topic per instrument (`TICK.<instrument>`) when a consumer
+    is partitioned by instrument, else every instrument under `TICK.*` (see `cep.compiler.plan`)."""
 
     def __init__(self, context: zmq.Context, plan: Plan, producer: str, node: str,
                  edges: list[EdgePlan], batch_size: int, stopping: Callable[[], bool]) -> None:
@@ -165,6 +166,7 @@ class PubOutlet(Outlet):
         bind(self.socket, edges[0].endpoints[0])
         self.expected = {w for edge in edges for w in plan.process(edge.consumer).workers}
         self.joined: set[str] = set()
+        self.per_instrument = edges[0].topic == PER_INSTRUMENT_TOPIC  # the node's edges share it
         self.buckets: dict[object, list] = {}
         self.seq: dict[bytes, int] = {}
         self.topics: dict[object, bytes] = {}
@@ -199,7 +201,8 @@ class PubOutlet(Outlet):
         self._adopt(batch)
         size = self.batch_size
         buckets = self.buckets
-        for instrument, part in split_by(batch, "instrument").items():
+        parts = split_by(batch, "instrument") if self.per_instrument else {"*": items(batch)}
+        for instrument, part in parts.items():
             bucket = buckets.get(instrument)
             if bucket is None:
                 bucket = buckets[instrument] = []
