@@ -9,7 +9,8 @@ Sections (each runnable alone with --only):
   latency   paced ticks, source to sink, cep next to the raw chain at the same rate
   inproc    operator ns/event, the inline runner on the real file
   peer      the momentum rule in Bytewax (from its own venv, never a dependency of cep)
-  scaling   cep ticks/s at parallelism 1, 2, 4; momentum cost and memory at 10..100,000 keys
+  scaling   cep ticks/s at parallelism 1, 2, 4 and over 1,000 instruments; momentum cost and
+            memory at 10..100,000 keys
 Throughput figures are the best of `--repeats` runs (default 3): the machine is shared.
 """
 from __future__ import annotations
@@ -29,6 +30,8 @@ from cep.config.models import AVAILABLE_DELIVERY
 
 SECTIONS = ("ceiling", "e2e", "latency", "inproc", "peer", "scaling")
 BYTEWAX_PYTHON = Path(os.environ.get("CEP_BENCH_BYTEWAX_PYTHON", "/tmp/bwenv/bin/python"))
+MANY_INSTRUMENTS = 1_000
+"""The e2e run over many instruments (the others use 2): frames must not shrink with the count."""
 BYTEWAX_HOWTO = "python -m venv /tmp/bwenv && /tmp/bwenv/bin/pip install bytewax"
 
 
@@ -110,8 +113,9 @@ class Suite:
         runs = {}
         for parallelism in (1, 2, 4):
             runs[parallelism] = best(self.repeats, lambda p=parallelism: cep_chain.throughput(self.ticks, parallelism=p))
+        many = best(self.repeats, lambda: cep_chain.throughput(self.ticks, instruments=MANY_INSTRUMENTS))
         self.results["scaling"] = {
-            "parallelism": runs,
+            "parallelism": runs, "instruments": {MANY_INSTRUMENTS: many},
             "keys": inproc.keys_scaling(ticks=100_000 if self.quick else 300_000)}
 
 
@@ -170,6 +174,8 @@ def table(results: dict) -> list[str]:
         rate(f"cep e2e: {'momentum.yaml (real csv)' if key == 'real_data' else key}", run, ref)
     for parallelism, run in results.get("scaling", {}).get("parallelism", {}).items():
         rate(f"cep e2e: parallelism {parallelism}", run, ref)
+    for instruments, run in results.get("scaling", {}).get("instruments", {}).items():
+        rate(f"cep e2e: {int(instruments):,} instruments", run, ref)
     inproc = results.get("inproc")
     if inproc:
         rate("cep inline runner (real csv)", inproc["inline_real_data"])
