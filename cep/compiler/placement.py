@@ -4,17 +4,19 @@ Default placement: each source is a process (its gateway); rules sharing a paral
 partition key are one strategy process; each sink is a process; a stream is fused into the process
 of its consumer, and replicated into each consumer's process when its operators are stateless.
 `deploy: {NODE: {parallelism: N, process: NAME}}` overrides. Market data (what sources and
-streams emit) fans out over PUB/SUB, with `TICK.<instrument>` topics where a consumer is
-partitioned by instrument (else one `TICK.*` topic); what rules emit (signals) travels over PUSH/PULL.
+streams emit) fans out over PUB/SUB, under a topic per instrument partition where a consumer is
+partitioned by instrument (else one `TICK.*` topic; see `EdgePlan`); what rules emit (signals)
+travels over PUSH/PULL.
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from pathlib import Path
 
 import networkx as nx
 
-from cep.compiler.plan import ALL_INSTRUMENTS_TOPIC, PER_INSTRUMENT_TOPIC, EdgePlan, NodePlan, ProcessPlan
+from cep.compiler.plan import EdgePlan, NodePlan, ProcessPlan, market_data_topic
 from cep.config.models import Pipeline
 
 
@@ -109,10 +111,11 @@ def wire(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan],
                 if node_id not in pub_endpoints:
                     pub_endpoints[node_id] = endpoint(f"{node_id}.pub")
                 endpoints = (pub_endpoints[node_id],)
-                topic = _pubsub_topic(node_id, graph, hosts)
+                topic_partitions = _topic_partitions(node_id, graph, hosts)
+                topic = market_data_topic(topic_partitions)
             else:
                 endpoints = tuple(endpoint(f"{worker}.{node_id}.pull") for worker in consumer.workers)
-                topic = node_id
+                topic, topic_partitions = node_id, 1
             acks = _ack_endpoints(delivery, node_id, consumer if not pubsub else None, producer,
                                   endpoint, ack_endpoints)
             edges.append(EdgePlan(
@@ -120,7 +123,8 @@ def wire(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan],
                 consumer=consumer.name, pattern="pub/sub" if pubsub else "push/pull",
                 endpoints=endpoints, topic=topic, delivery=delivery,
                 backpressure="block" if acks else backpressure_of(node_id),  # reliable: never drop
-                partition_key=consumer.partition_key if consumer.parallelism > 1 else None, acks=acks))
+                partition_key=consumer.partition_key if consumer.parallelism > 1 else None,
+                topic_partitions=topic_partitions, acks=acks))
     return edges
 
 
@@ -136,11 +140,12 @@ def _ack_endpoints(delivery: str, node_id: str, consumer: ProcessPlan | None, pr
     return known[name]
 
 
-def _pubsub_topic(node_id: str, graph: nx.DiGraph, hosts) -> str:
-    """Topics per instrument only where some consumer process is partitioned by instrument."""
-    partitioned = any(process.parallelism > 1 and process.partition_key == "instrument"
-                      for process in _consumer_processes(node_id, graph, hosts))
-    return PER_INSTRUMENT_TOPIC if partitioned else ALL_INSTRUMENTS_TOPIC
+def _topic_partitions(node_id: str, graph: nx.DiGraph, hosts) -> int:
+    """1, or the least common multiple of the parallelism of the consumer processes partitioned
+    by instrument: a partition among that many is one partition of each of them (partitions are
+    a hash modulo the count)."""
+    return math.lcm(*(process.parallelism for process in _consumer_processes(node_id, graph, hosts)
+                      if process.parallelism > 1 and process.partition_key == "instrument"))
 
 
 def _consumer_processes(node_id: str, graph: nx.DiGraph, hosts) -> list[ProcessPlan]:

@@ -43,7 +43,7 @@ from cep.runtime.delivery import (
 from cep.runtime.transport import END_TOPIC, Inlet, Outlet, PubOutlet, PushOutlet, _send, bind
 
 RETX_PREFIX = b"!RETX."
-TICK_PREFIX = b"TICK."  # the data topics of PubOutlet._publish: TICK.<instrument>, else the node id
+TICK_PREFIX = b"TICK."  # every data topic of PubOutlet._publish
 AT_MOST_ONCE = "at_most_once"
 EXACTLY_ONCE = "exactly_once"
 
@@ -249,8 +249,7 @@ class ReliableInlet(Inlet):
             self.ack_sockets[producer] = socket
 
     def _subscriptions(self) -> list[bytes]:
-        exact = [codec.topic_bytes(self.edge.node), END_TOPIC]  # whole topics: NUL ends them
-        return [TICK_PREFIX] + [topic + codec.SEPARATOR for topic in exact] + [self._retx]
+        return [TICK_PREFIX, END_TOPIC + codec.SEPARATOR, self._retx]  # NUL: END exactly
 
     def _next_frame(self, wait_ms: int) -> bytes:
         return super()._next_frame(wait_ms).removeprefix(self._retx)  # a retransmit: the frame it repeats

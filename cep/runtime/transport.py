@@ -26,7 +26,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from cep import codec
-from cep.compiler.plan import PER_INSTRUMENT_TOPIC, EdgePlan, Plan
+from cep.compiler.plan import EdgePlan, Plan
 from cep.errors import CodecError, TransportError
 from cep.partition import Partitioner
 from cep.rows import AnyBatch, Rows, items, like, split_by
@@ -98,6 +98,16 @@ def _receive(socket: zmq.Socket, flags: int = _NOBLOCK) -> bytes:
         raise BlockingIOError from None
 
 
+def topic_owner(topic: bytes, workers: int) -> int | None:
+    """The worker among `workers` that owns market data topic `TICK.<p>` (None: not such a topic).
+
+    p is the partition among the edge's `topic_partitions`, a multiple of `workers`; partitions
+    are a hash modulo their count, so `p % workers` is the key's worker, as `partition_of` says.
+    """
+    partition = topic.removeprefix(b"TICK.")
+    return int(partition) % workers if partition.isdigit() else None
+
+
 class Outlet:
     """The producing side of the edges leaving one process for one node's output."""
 
@@ -153,8 +163,8 @@ class Outlet:
 
 
 class PubOutlet(Outlet):
-    """XPUB fan-out of market data: a topic per instrument (`TICK.<instrument>`) when a consumer
-    is partitioned by instrument, else every instrument under `TICK.*` (see `cep.compiler.plan`)."""
+    """XPUB fan-out of market data: a topic per instrument partition (`TICK.<p>`) when a consumer
+    is partitioned by instrument, else every instrument under `TICK.*` (see `EdgePlan`)."""
 
     def __init__(self, context: zmq.Context, plan: Plan, producer: str, node: str,
                  edges: list[EdgePlan], batch_size: int, stopping: Callable[[], bool]) -> None:
@@ -166,7 +176,8 @@ class PubOutlet(Outlet):
         bind(self.socket, edges[0].endpoints[0])
         self.expected = {w for edge in edges for w in plan.process(edge.consumer).workers}
         self.joined: set[str] = set()
-        self.per_instrument = edges[0].topic == PER_INSTRUMENT_TOPIC  # the node's edges share it
+        partitions = edges[0].topic_partitions  # the node's edges share it
+        self.topic_partition = Partitioner(partitions) if partitions > 1 else None
         self.buckets: dict[object, list] = {}
         self.seq: dict[bytes, int] = {}
         self.topics: dict[object, bytes] = {}
@@ -201,27 +212,29 @@ class PubOutlet(Outlet):
         self._adopt(batch)
         size = self.batch_size
         buckets = self.buckets
-        parts = split_by(batch, "instrument") if self.per_instrument else {"*": items(batch)}
-        for instrument, part in parts.items():
-            bucket = buckets.get(instrument)
+        if self.topic_partition is None:
+            parts = {"*": items(batch)}
+        else:
+            parts = split_by(batch, "instrument", self.topic_partition)
+        for partition, part in parts.items():
+            bucket = buckets.get(partition)
             if bucket is None:
-                bucket = buckets[instrument] = []
+                bucket = buckets[partition] = []
             bucket += part
             while len(bucket) >= size:
-                self._publish(instrument, bucket[:size])
+                self._publish(partition, bucket[:size])
                 del bucket[:size]
 
     def flush(self) -> None:
-        for instrument, bucket in self.buckets.items():
+        for partition, bucket in self.buckets.items():
             if bucket:
-                self._publish(instrument, bucket)
+                self._publish(partition, bucket)
         self.buckets.clear()
 
-    def _publish(self, instrument: object, bucket: list) -> None:
-        topic = self.topics.get(instrument)
+    def _publish(self, partition: object, bucket: list) -> None:
+        topic = self.topics.get(partition)
         if topic is None:
-            topic = self.topics[instrument] = codec.topic_bytes(
-                f"TICK.{instrument}" if instrument is not None else self.node)
+            topic = self.topics[partition] = f"TICK.{partition}".encode()
         seq = self.seq.get(topic, 0) + 1
         self.seq[topic] = seq
         missing = len(self.expected - self.joined - self.retained_for)
@@ -342,7 +355,6 @@ class Inlet:
         self.partition = Partitioner(self.partitions)
         self.topic_filter = self.partitions > 1 and edge.pattern == "pub/sub" and edge.partition_key == "instrument"
         self.record_filter = self.partitions > 1 and edge.pattern == "pub/sub" and not self.topic_filter
-        self._topic_owned: dict[bytes, bool] = {}
         self._wait_ms = -1  # the socket's RCVTIMEO (ZeroMQ's default: wait forever)
         if edge.pattern == "pub/sub":
             self.socket = context.socket(zmq.SUB)
@@ -429,11 +441,9 @@ class Inlet:
         return batch, None
 
     def _owns_topic(self, topic: bytes) -> bool:
-        owned = self._topic_owned.get(topic)
-        if owned is None:
-            instrument = topic.decode(errors="replace").removeprefix("TICK.")
-            owned = self._topic_owned[topic] = self.partition(instrument) == self.index
-        return owned
+        """Anything but a partition topic is decoded, and the producer check judges it."""
+        owner = topic_owner(topic, self.partitions)
+        return owner is None or owner == self.index
 
     def close(self) -> None:
         self.socket.close(0)
