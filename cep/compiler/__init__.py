@@ -9,7 +9,7 @@ from cep.compiler.fields import check_fields
 from cep.compiler.graph import build_graph
 from cep.compiler.guarantees import check_exactly_once
 from cep.compiler.placement import Endpoints, place, role_of, wire
-from cep.compiler.plan import EdgePlan, NodePlan, Plan, ProcessPlan
+from cep.compiler.plan import GATEWAY_NICE, EdgePlan, NodePlan, Plan, ProcessPlan
 from cep.config.models import Pipeline
 from cep.errors import CompileError, Problem
 from cep.plugins import Registry
@@ -46,9 +46,11 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
             raise CompileError(Problem(
                 f'process "{name}": parallelism {parallelism} needs one partition key, found {sorted(map(str, keys))}',
                 pipeline.locate("deploy"), "set partition_by on the rule or key_by on the stream"))
-        processes.append(ProcessPlan(name=name, role=role_of(members, graph), nodes=tuple(members),
-                                     parallelism=parallelism,
-                                     partition_key=keys.pop() if parallelism > 1 else None))
+        role = role_of(members, graph)
+        explicit = [pipeline.deploy[n].nice for n in members if n in pipeline.deploy and pipeline.deploy[n].nice is not None]
+        processes.append(ProcessPlan(name=name, role=role, nodes=tuple(members), parallelism=parallelism,
+                                     partition_key=keys.pop() if parallelism > 1 else None,
+                                     nice=max(explicit) if explicit else GATEWAY_NICE if role == "gateway" else 0))
 
     live = {n for n in graph if graph.nodes[n]["kind"] == "source" and _is_live(graph.nodes[n]["spec"], registry)}
 

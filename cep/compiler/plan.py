@@ -37,12 +37,21 @@ class ProcessPlan:
     nodes: tuple[str, ...]
     parallelism: int = 1
     partition_key: str | None = None
+    nice: int = 0  # added to the niceness its workers inherit (see GATEWAY_NICE)
 
     @property
     def workers(self) -> tuple[str, ...]:
         if self.parallelism == 1:
             return (self.name,)
         return tuple(f"{self.name}.{index}" for index in range(self.parallelism))
+
+
+GATEWAY_NICE = 5
+"""Gateways (processes with sources) run this much nicer than the processes after them, so when
+processes share the cores the events already in flight get through before a gateway brings in
+more. Measured at 50,000 ticks/s paced on 2 cores: p50 source to sink 0.34-0.36 -> 0.28 ms (the
+raw pyzmq chain's is 0.19 with or without it); throughput at full speed unchanged.
+`deploy: {NODE: {nice: N}}` sets a node's process's niceness instead."""
 
 
 def market_data_topic(topic_partitions: int) -> str:

@@ -23,7 +23,8 @@ def to_text(plan: Plan) -> str:
              f"{len(plan.edges)} socket edges"]
     for process in plan.processes:
         workers = f" x{process.parallelism} by {process.partition_key}" if process.parallelism > 1 else ""
-        lines.append(f"  process {process.name} [{process.role}]{workers}")
+        nice = f" nice {process.nice}" if process.nice else ""
+        lines.append(f"  process {process.name} [{process.role}]{workers}{nice}")
         for node_id in process.nodes:
             inputs = f" <- {', '.join(plan.nodes[node_id].inputs)}" if plan.nodes[node_id].inputs else ""
             lines.append(f"    {_node_label(plan, node_id)}{inputs}")

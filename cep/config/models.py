@@ -92,6 +92,7 @@ class SinkSpec(Spec):
 class DeploySpec(_Strict):
     parallelism: int = Field(1, ge=1, le=64)
     process: str | None = None    # put this node in the named process (grouping override)
+    nice: int | None = Field(None, ge=0, le=19)  # its process's niceness (default: GATEWAY_NICE for gateways, else 0)
 
 
 class Pipeline(_Strict):

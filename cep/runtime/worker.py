@@ -187,6 +187,8 @@ class Worker:
 
     # -- the loop -------------------------------------------------------------------------------
     def run(self) -> None:
+        if self.process.nice:  # a gateway: what is in flight downstream goes first (GATEWAY_NICE)
+            os.nice(self.process.nice)
         with engine_gc():
             self._loop()
 

@@ -1,0 +1,57 @@
+"""Gateways run nicer than the processes after them (GATEWAY_NICE); `deploy: {NODE: {nice: N}}`
+sets a process's niceness instead."""
+import os
+
+import pytest
+
+import cep
+from cep.compiler.plan import GATEWAY_NICE
+from cep.errors import ConfigError
+
+PIPELINE = """
+version: 1
+name: priority
+sources:
+  ticks: {{type: synthetic, instruments: 2, seed: 1, count: {count}, rate: 2000, speed: realtime}}
+rules:
+  up: {{use: momentum, from: ticks, with: {{count: 2, direction: up, quantity: 1}}}}
+sinks:
+  out: {{type: "null", from: [up]}}
+{deploy}
+"""
+
+
+def compile_with(workdir, deploy="", count=100):
+    path = workdir / "p.yaml"
+    path.write_text(PIPELINE.format(deploy=deploy, count=count))
+    return cep.compile(path)
+
+
+def niceness(plan):
+    return {process.name: process.nice for process in plan.processes}
+
+
+def test_gateways_are_nicer_than_the_rest_by_default(workdir):
+    assert niceness(compile_with(workdir)) == {"gateway-ticks": GATEWAY_NICE, "strategy": 0, "sink-out": 0}
+
+
+def test_deploy_sets_the_niceness_of_a_nodes_process(workdir):
+    plan = compile_with(workdir, "deploy: {ticks: {nice: 0}, up: {nice: 3}}")
+    assert niceness(plan) == {"gateway-ticks": 0, "strategy": 3, "sink-out": 0}
+
+
+def test_a_niceness_that_needs_privileges_is_a_pipeline_error(workdir):
+    with pytest.raises(ConfigError, match=r"p.yaml:\d+:\d+: .*nice.*greater than or equal to 0"):
+        compile_with(workdir, "deploy: {ticks: {nice: -5}}")
+
+
+def test_the_gateway_worker_runs_at_its_niceness(workdir):
+    seen = {}
+
+    def look(status):
+        if status.nodes()["ticks"].emitted and "gateway-ticks" in status.pids and not seen:
+            for worker in ("gateway-ticks", "strategy"):
+                seen[worker] = os.getpriority(os.PRIO_PROCESS, status.pids[worker]) - os.getpriority(os.PRIO_PROCESS, 0)
+
+    cep.run(compile_with(workdir, count=3000), on_status=look)  # 1.5 s: metrics come every 0.5 s
+    assert seen == {"gateway-ticks": GATEWAY_NICE, "strategy": 0}
