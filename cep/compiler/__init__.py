@@ -47,10 +47,9 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
                 f'process "{name}": parallelism {parallelism} needs one partition key, found {sorted(map(str, keys))}',
                 pipeline.locate("deploy"), "set partition_by on the rule or key_by on the stream"))
         role = role_of(members, graph)
-        explicit = [pipeline.deploy[n].nice for n in members if n in pipeline.deploy and pipeline.deploy[n].nice is not None]
         processes.append(ProcessPlan(name=name, role=role, nodes=tuple(members), parallelism=parallelism,
                                      partition_key=keys.pop() if parallelism > 1 else None,
-                                     nice=max(explicit) if explicit else GATEWAY_NICE if role == "gateway" else 0))
+                                     nice=_niceness(pipeline, members, role)))
 
     live = {n for n in graph if graph.nodes[n]["kind"] == "source" and _is_live(graph.nodes[n]["spec"], registry)}
 
@@ -69,6 +68,15 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
         control=f"ipc://{run_dir / 'control'}", batch_size=pipeline.defaults.batch_size,
         dead_letter=str(pipeline.base_dir / pipeline.defaults.dead_letter),
         warnings=tuple(str(w) for w in warnings))
+
+
+def _niceness(pipeline: Pipeline, members: list[str], role: str) -> int:
+    """What `deploy` says for the process's nodes (the highest), else GATEWAY_NICE for a gateway."""
+    deploys = [pipeline.deploy[n] for n in members if n in pipeline.deploy]
+    explicit = [deploy.nice for deploy in deploys if deploy.nice is not None]
+    if explicit:
+        return max(explicit)
+    return GATEWAY_NICE if role == "gateway" else 0
 
 
 def _component_warnings(pipeline: Pipeline, graph) -> list[Problem]:

@@ -69,8 +69,9 @@ class EdgePlan:
     partition among `topic_partitions` (the least common multiple of those consumers'
     parallelism), so each worker drops the frames of other partitions unread. (A topic per
     instrument, as before, made a frame per instrument per pass: over 1,000 instruments
-    end-to-end throughput fell to 0.13M ticks/s, 75k with two workers.) push/pull: every consumer worker binds its own PULL
-    endpoint (`endpoints`, one per worker) and the producer routes records by `partition_key`.
+    end-to-end throughput fell to 0.13M ticks/s, 75k with two workers.)
+    push/pull: every consumer worker binds its own PULL endpoint (`endpoints`, one per worker)
+    and the producer routes records by `partition_key`.
     Reliable delivery (`at_least_once`) adds `acks`: the endpoint each producer worker binds for
     its consumers' acknowledgements (one per producer worker; empty for `at_most_once`).
     """

@@ -42,10 +42,6 @@ def epoch(incarnation: int) -> int:
     return incarnation << EPOCH_BITS
 
 
-def same_epoch(a: int, b: int) -> bool:
-    return a >> EPOCH_BITS == b >> EPOCH_BITS
-
-
 class SeqRanges:
     """A set of sequence numbers as sorted disjoint inclusive ranges; usually one range."""
 

@@ -3,8 +3,8 @@
 Runs in the child only. It builds its slice of the plan, binds and connects its sockets, reports
 `ready` to the supervisor once every subscriber it publishes to has joined and every PUSH is
 connected, waits for `start`, then loops: read inbound frames, drive its sources, flush outbound
-frames after each pass, report metrics. It ends by itself once every input has ended, every sink is closed and every consumer has
-acknowledged its END frames. SIGTERM (or `stop` from the supervisor) drains: sources stop, the
+frames after each pass, report metrics. It ends by itself once every input has ended, every sink
+is closed and every consumer has acknowledged its END frames. SIGTERM (or `stop` from the supervisor) drains: sources stop, the
 end of stream flows on, the worker exits when drained. Any exception is sent to the supervisor
 with its traceback before the process exits 1; the supervisor re-raises it chained.
 """
@@ -42,7 +42,7 @@ BUSY_POLL_S = 0.0002
 few system calls, and a paced gateway makes a pass per tick or two (30,000 passes a second at
 50,000 ticks/s). Control messages and frames into a process that also has sources wait at most
 this long. A worker whose only input is one edge polls its other sockets just as often and
-otherwise waits in that edge's read (`_wait_on`)."""
+otherwise waits in that edge's read (`_solo_inlet`)."""
 
 
 class WorkerOrphaned(RuntimeFailure):
