@@ -89,15 +89,6 @@ def _send(socket: zmq.Socket, frame: bytes, blocking: bool, stopping: Callable[[
             socket.poll(SEND_RETRY_MS, zmq.POLLOUT)
 
 
-def _receive(socket: zmq.Socket, flags: int = _NOBLOCK) -> bytes:
-    """The next message. BlockingIOError if none is waiting (flags NOBLOCK) or none came within
-    the socket's RCVTIMEO (flags 0)."""
-    try:
-        return socket.recv(flags)
-    except zmq.Again:
-        raise BlockingIOError from None
-
-
 def topic_owner(topic: bytes, workers: int) -> int | None:
     """The worker among `workers` that owns market data topic `TICK.<p>` (None: not such a topic).
 
@@ -387,12 +378,13 @@ class Inlet:
     def _next_frame(self, wait_ms: int) -> bytes:
         """The next frame on the socket, waiting up to `wait_ms` for it (0: not at
         all); BlockingIOError when none came."""
-        if not wait_ms:
-            return _receive(self.socket)
-        if wait_ms != self._wait_ms:
+        if wait_ms and wait_ms != self._wait_ms:
             self.socket.setsockopt(zmq.RCVTIMEO, wait_ms)
             self._wait_ms = wait_ms
-        return _receive(self.socket, 0)
+        try:
+            return self.socket.recv(0 if wait_ms else _NOBLOCK)
+        except zmq.Again:
+            raise BlockingIOError from None
 
     def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
         """A data frame of `stream` (producer, topic) arrived: count the gap before it, if any.
