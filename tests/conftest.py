@@ -11,6 +11,7 @@ import pytest
 
 import cep
 from cep import codec
+from cep.rows import as_records
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_TICKS = ROOT / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
@@ -37,6 +38,11 @@ def through_the_wire(batch):
     topic, body = codec.split_frame(codec.encode_frame(b"TICK.X", codec.DATA, "p", 1, batch))
     assert topic == b"TICK.X"
     return codec.decode_body(body)[3]
+
+
+def records_into(out: list):
+    """An on_next that collects what an operator emits as records (a rule may emit Rows)."""
+    return lambda batch: out.extend(as_records(batch))
 
 
 def split(records: list, sizes: list[int] | None) -> list[list]:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from cep.components.base import BuildContext
 from cep.plugins import default_registry
 from cep.rows import as_records
-from tests.conftest import SHIPPED_TICKS, through_the_wire
+from tests.conftest import SHIPPED_TICKS, records_into, through_the_wire
 
 REGISTRY = default_registry()
 
@@ -62,7 +62,7 @@ def test_rules_dead_letter_a_bad_record_and_pass_end_of_stream_on(name):
     ticks = [tick(i * 10**8, bid=100.0 + i % 7) for i in range(60)]
     bad = {"timestamp": 61 * 10**8, "instrument": "X"}  # no prices
     rule(reactivex.from_iterable([ticks[:30], [bad], ticks[30:]])).subscribe(
-        out.extend, on_completed=lambda: completed.append(True))
+        records_into(out), on_completed=lambda: completed.append(True))
     assert completed == [True]
     assert len(letters) == 1
     assert as_records(through_the_wire(out)) == out

@@ -16,6 +16,7 @@ from cep.components.sinks.jsonl_file import JsonlSinkParams, jsonl_sink
 from cep.errors import RuntimeFailure
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore
 from cep.runtime.delivery import SeqRanges, Window
+from tests.conftest import records_into
 from tests.test_operators_harness import REGISTRY, SAMPLES
 from tests.test_operators_harness import params as operator_params
 from tests.test_operators_harness import ticks as harness_ticks
@@ -27,7 +28,7 @@ FAST = settings(max_examples=60, deadline=None)
 def run_operator_batches(operator, batches):
     """What an operator emits for `batches`, without an end of stream (its state stays open)."""
     out, subject = [], Subject()
-    operator(subject).subscribe(out.extend)
+    operator(subject).subscribe(records_into(out))
     for batch in batches:
         subject.on_next(batch)
     return out
@@ -150,7 +151,7 @@ def resumed(factory, params, records, cut, key="instrument"):
     fresh one restored from its pickled snapshot over the rest), both ended."""
     def ended(operator, batches):
         out, subject = [], Subject()
-        operator(subject).subscribe(out.extend)
+        operator(subject).subscribe(records_into(out))
         for batch in batches:
             subject.on_next(batch)
         subject.on_completed()

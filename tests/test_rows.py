@@ -7,6 +7,7 @@ from cep.components.base import BuildContext
 from cep.expressions import compile_expression, compile_record_steps, compile_row_steps
 from cep.plugins import default_registry
 from cep.rows import Rows, as_records, concat, record_at, split_by
+from tests.conftest import records_into
 
 FIELDS = ("timestamp", "instrument", "bid_price", "ask_price")
 prices = st.floats(1.0, 200.0, allow_nan=False)
@@ -78,7 +79,7 @@ def test_momentum_gives_the_same_signals_for_rows_and_records(with_mid, values, 
     def signals(batch):
         out = []
         operator = rule.factory(params, BuildContext(node="m", key="instrument"))
-        operator(reactivex.of(batch)).subscribe(out.extend)
+        operator(reactivex.of(batch)).subscribe(records_into(out))
         return out
 
     assert signals(Rows(fields, values)) == signals(as_records(Rows(fields, values)))

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from cep.components.base import BuildContext
 from cep.components.rules.momentum import MomentumParams, confidence, momentum
 from cep.events import TradingSignal
-from tests.conftest import split
+from tests.conftest import records_into, split
 
 BINANCE = Path(__file__).resolve().parents[1] / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
 
@@ -23,7 +23,7 @@ def run(records, batches=None, key="instrument", letters=None, **params) -> list
                        dead_letter_fn=lambda node, reason, raw: (letters if letters is not None
                                                                  else []).append((reason, raw)))
     out: list[dict] = []
-    momentum(MomentumParams(**params), ctx)(reactivex.from_iterable(split(records, batches))).subscribe(out.extend)
+    momentum(MomentumParams(**params), ctx)(reactivex.from_iterable(split(records, batches))).subscribe(records_into(out))
     return out
 
 

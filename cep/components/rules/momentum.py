@@ -6,7 +6,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from cep.components.base import BatchOperator, BuildContext, batch_map
-from cep.events import Batch
+from cep.events import TradingSignal
 from cep.plugins.markers import rule
 from cep.rows import AnyBatch, Rows, record_at
 
@@ -115,20 +115,20 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
 
     ctx.keep_state(lambda: streaks, restore)
 
-    def signal(at: Slots, record, action: str, start: float, mid: float) -> dict:
+    def signal(at: Slots, record, action: str, start: float, mid: float) -> tuple:
+        """A TradingSignal as a row in `TradingSignal.FIELDS` order."""
         if type(record) is dict:
             instrument = record.get("instrument")
         else:
             instrument = record[at.instrument] if at.instrument is not None else None
         timestamp = record[at.timestamp]
         price = record[at.ask_price] if action == "BUY" else record[at.bid_price]
-        return {"signal_id": f"{node}:{instrument}:{timestamp}:{action}", "timestamp": timestamp,
-                "action": action, "instrument": instrument, "trigger_price": price,
-                "quantity": quantity, "strategy_name": strategy,
-                "confidence": confidence(start, mid, scale)}
+        return (f"{node}:{instrument}:{timestamp}:{action}", timestamp, action, instrument, price,
+                quantity, strategy, confidence(start, mid, scale))
 
-    def step(batch: AnyBatch) -> Batch:
-        out: Batch = []
+    def step(batch: AnyBatch) -> AnyBatch:
+        """The batch's signals as Rows: no dict per signal, and a frame packs rows as they are."""
+        out: list[tuple] = []
         get = streaks.get
         at, members = _layout(batch, key_field, layouts)
         mid_at, key_at, bid_at, ask_at = at.mid, at.key, at.bid_price, at.ask_price
@@ -179,6 +179,6 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
                     out.append(signal(at, record, "SELL", streak[2], mid))
             except (KeyError, IndexError, TypeError, ArithmeticError) as exc:
                 ctx.dead_letter(f"momentum: {type(exc).__name__}: {exc}", record_at(batch, record))
-        return out
+        return Rows(TradingSignal.FIELDS, out) if out else []
 
     return batch_map(step)
