@@ -23,6 +23,7 @@ import errno
 from typing import Callable
 
 import zmq
+import zmq.backend
 from zmq.utils.monitor import recv_monitor_message
 
 from cep import codec
@@ -75,13 +76,16 @@ CONTROL_PREFIX = b"!"
 _NOBLOCK = int(zmq.NOBLOCK)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+_send_bytes = zmq.backend.Socket.send
+"""pyzmq's own send, under the `zmq.Socket` wrapper that adds a Python call with keyword
+arguments for options (routing ids, groups) cep never sends: about 0.3 us a frame, warm."""
 
 
 def _send(socket: zmq.Socket, frame: bytes, blocking: bool, stopping: Callable[[], bool]) -> bool:
     """Send a frame; True if sent. `block` retries while the peer is full, until stopping."""
     while True:
         try:
-            socket.send(frame, _NOBLOCK)
+            _send_bytes(socket, frame, _NOBLOCK)
             return True
         except zmq.Again:
             if not blocking or stopping():
