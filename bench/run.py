@@ -11,7 +11,8 @@ Sections (each runnable alone with --only):
   peer      the momentum rule in Bytewax (from its own venv, never a dependency of cep)
   scaling   cep ticks/s at parallelism 1, 2, 4 and over 1,000 instruments; momentum cost and
             memory at 10..100,000 keys
-Throughput figures are the best of `--repeats` runs (default 3): the machine is shared.
+Throughput figures are the best of `--repeats` runs (default 3): the machine is shared. Latency
+runs `--repeats` pairs (raw, then cep) and reports each side's median.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -52,6 +54,11 @@ def percentiles(samples: list[int]) -> dict[str, float]:
             "samples": len(ordered)}
 
 
+def medians(runs: list[dict]) -> dict[str, float]:
+    """Each figure's median over `runs` (dicts with the same keys)."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 class Suite:
     def __init__(self, quick: bool, repeats: int, rate: float, seconds: float) -> None:
         self.quick = quick
@@ -76,15 +83,23 @@ class Suite:
         self.results["e2e"]["real_data"] = best(self.repeats, cep_chain.real_data)
 
     def latency(self) -> None:
+        """`repeats` pairs of runs, raw then cep, interleaved so both meet the same machine; each
+        percentile is the median over a side's runs (one 10 s run moves p50 by 10% and p99 by
+        50% on this machine, either way)."""
         import cep_chain
         from raw_chain import run_chain
         count = int(self.rate * self.seconds)
-        raw = run_chain(count, 1, rate=self.rate, streak=1)
-        ours = cep_chain.latency(self.rate, self.seconds, streak=1)
+        runs: dict[str, list[dict]] = {"raw": [], "cep": []}
+        for _ in range(self.repeats):
+            raw = run_chain(count, 1, rate=self.rate, streak=1)
+            runs["raw"].append({**percentiles(raw["latencies_ns"]), "achieved_ticks_per_s": raw["ticks_per_s"]})
+            ours = cep_chain.latency(self.rate, self.seconds, streak=1)
+            runs["cep"].append({**percentiles(ours["latencies_ns"]), "achieved_ticks_per_s": ours["ticks_per_s"]})
         self.results["latency"] = {
             "rate": self.rate, "seconds": self.seconds, "signals_are_samples": "momentum count 1",
-            "raw": {**percentiles(raw["latencies_ns"]), "achieved_ticks_per_s": raw["ticks_per_s"]},
-            "cep": {**percentiles(ours["latencies_ns"]), "achieved_ticks_per_s": ours["ticks_per_s"]}}
+            "runs": self.repeats, **{who: medians(side) for who, side in runs.items()},
+            "each_run": {who: [{k: run[k] for k in ("p50_ms", "p99_ms")} for run in side]
+                         for who, side in runs.items()}}
 
     def inproc(self) -> None:
         import inproc
@@ -200,12 +215,15 @@ def table(results: dict) -> list[str]:
     latency = results.get("latency")
     if latency:
         lines += ["", (f"latency, source to sink, paced {latency['rate']:,.0f} ticks/s for {latency['seconds']:g} s "
-                      f"(ms; samples are signals, {latency['signals_are_samples']}):"),
+                      f"(ms; samples are signals, {latency['signals_are_samples']}; median of "
+                      f"{latency['runs']} interleaved runs each):"),
                   f"{'':<6}{'p50':>8}{'p99':>8}{'p99.9':>8}{'max':>8}{'samples':>9}{'achieved/s':>12}"]
         for who in ("raw", "cep"):
             p = latency[who]
             lines.append(f"{who:<6}{p['p50_ms']:>8.2f}{p['p99_ms']:>8.2f}{p['p99_9_ms']:>8.2f}{p['max_ms']:>8.1f}"
-                         f"{p['samples']:>9,}{p['achieved_ticks_per_s']:>12,.0f}")
+                         f"{p['samples']:>9,.0f}{p['achieved_ticks_per_s']:>12,.0f}")
+        for who, side in latency["each_run"].items():
+            lines.append(f"  {who} runs, p50/p99: " + ", ".join(f"{r['p50_ms']:.2f}/{r['p99_ms']:.2f}" for r in side))
     checks = verdicts(results)
     if checks:
         lines += ["", "targets (issue 4):"]
@@ -218,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smaller runs, one repeat (under 2 minutes)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON after the table")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated: {','.join(SECTIONS)}")
-    parser.add_argument("--repeats", type=int, default=None, help="runs per throughput figure (best kept)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per throughput figure (best kept) and latency pairs (median kept)")
     parser.add_argument("--rate", type=float, default=50_000, help="paced ticks/s for the latency section")
     parser.add_argument("--seconds", type=float, default=None, help="latency run length (default 10, quick 2)")
     args = parser.parse_args(argv)
