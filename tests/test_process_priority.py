@@ -1,4 +1,4 @@
-"""Gateways run nicer than the processes after them (GATEWAY_NICE); `deploy: {NODE: {nice: N}}`
+"""Gateways of replays run nicer than the processes after them (GATEWAY_NICE), a live feed's not; `deploy: {NODE: {nice: N}}`
 sets a process's niceness instead."""
 import os
 
@@ -33,6 +33,17 @@ def niceness(plan):
 
 def test_gateways_are_nicer_than_the_rest_by_default(workdir):
     assert niceness(compile_with(workdir)) == {"gateway-ticks": GATEWAY_NICE, "strategy": 0, "sink-out": 0}
+
+
+def test_a_live_feeds_gateway_keeps_its_priority(workdir):
+    """Starved, a live gateway would lose ticks at the publisher, where nothing counts them."""
+    path = workdir / "live.yaml"
+    path.write_text(PIPELINE.format(deploy="", count=100).replace(
+        "{type: synthetic, instruments: 2, seed: 1, count: 100, rate: 2000, speed: realtime}",
+        "{type: zmq, endpoint: 'tcp://127.0.0.1:5599'}"))
+    plan = cep.compile(path)
+    assert niceness(plan)["gateway-ticks"] == 0
+    assert {edge.backpressure for edge in plan.edges if edge.node == "ticks"} == {"drop"}  # never stall a feed
 
 
 def test_deploy_sets_the_niceness_of_a_nodes_process(workdir):

@@ -38,6 +38,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
 
     warnings = list(checked.warnings) + _component_warnings(pipeline, graph)
     run_dir = run_dir or default_run_dir(pipeline)
+    live = {n for n in graph if graph.nodes[n]["kind"] == "source" and _is_live(graph.nodes[n]["spec"], registry)}
     processes = []
     for name, members in place(pipeline, graph, nodes).items():
         parallelism = max((pipeline.deploy[n].parallelism for n in members if n in pipeline.deploy), default=1)
@@ -49,9 +50,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
         role = role_of(members, graph)
         processes.append(ProcessPlan(name=name, role=role, nodes=tuple(members), parallelism=parallelism,
                                      partition_key=keys.pop() if parallelism > 1 else None,
-                                     nice=_niceness(pipeline, members, role)))
-
-    live = {n for n in graph if graph.nodes[n]["kind"] == "source" and _is_live(graph.nodes[n]["spec"], registry)}
+                                     nice=_niceness(pipeline, members, role, live)))
 
     def backpressure_of(node_id: str) -> str:
         explicit = [graph.nodes[s]["spec"].backpressure for s in _sources_of(graph, node_id)]
@@ -70,13 +69,16 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
         warnings=tuple(str(w) for w in warnings))
 
 
-def _niceness(pipeline: Pipeline, members: list[str], role: str) -> int:
-    """What `deploy` says for the process's nodes (the highest), else GATEWAY_NICE for a gateway."""
+def _niceness(pipeline: Pipeline, members: list[str], role: str, live: set[str]) -> int:
+    """What `deploy` says for the process's nodes (the highest), else GATEWAY_NICE for a gateway
+    whose sources all wait for their reader (a replay). A gateway of a live feed keeps its
+    priority: starved, it would not slow the feed but lose it, where ZeroMQ's high-water mark
+    drops on the publisher's side, out of sight of cep's counters."""
     deploys = [pipeline.deploy[n] for n in members if n in pipeline.deploy]
     explicit = [deploy.nice for deploy in deploys if deploy.nice is not None]
     if explicit:
         return max(explicit)
-    return GATEWAY_NICE if role == "gateway" else 0
+    return GATEWAY_NICE if role == "gateway" and not live.intersection(members) else 0
 
 
 def _component_warnings(pipeline: Pipeline, graph) -> list[Problem]:

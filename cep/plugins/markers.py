@@ -9,6 +9,10 @@
 keys rejected); `ctx` is a `cep.components.base.BuildContext`. A params model may define
 `warnings() -> list[str]`: legal but risky settings, printed by `cep validate` and `cep run`.
 
+Feed flag: `live=True` (sources): the records come from outside at their own pace and cannot be
+asked to wait (a feed, not a replay). The compiler then makes the edges it feeds `drop` rather than
+`block` by default (every drop counted) and leaves its gateway at normal priority.
+
 Delivery flags (keyword arguments of the marker, kept in `Component.extra`), which `exactly_once`
 requires of every component it runs through:
 - `replayable=True` (sources): the same params give the same records again;

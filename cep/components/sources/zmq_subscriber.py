@@ -111,7 +111,7 @@ class ZmqSource:
             self._socket.close(linger=0)
 
 
-@source("zmq", params=ZmqSourceParams)
+@source("zmq", params=ZmqSourceParams, live=True)
 def zmq_source(params: ZmqSourceParams, ctx: BuildContext) -> ZmqSource:
     """Subscribe to an external ZeroMQ publisher ([topic, msgpack|json map] messages).
 
