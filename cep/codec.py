@@ -121,10 +121,9 @@ def decode_body(body: bytes | memoryview) -> tuple[int, str, int, AnyBatch]:
     whose count disagrees with the events the frame holds.
 
     Every frame a worker reads comes through here, at low rates one or two events each, so the
-    common case (one group) takes as few Python calls as the checks allow: a worker woken per
-    frame runs this with cold caches, where each call costs several times what it does in a loop
-    (measured: the frame path's calls were about half of a strategy's time from reading its
-    first frame to sending its output, at 50,000 ticks/s).
+    common case (one group) takes as few Python calls as the checks allow: reading and decoding
+    frames is about 40% of a strategy's CPU per pass at 50,000 ticks/s paced, where each wake-up
+    runs with cold caches (measured per call with thread CPU time; bench/README.md).
     """
     if len(body) > MAX_FRAME_BYTES:
         raise CodecError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME_BYTES} byte limit")

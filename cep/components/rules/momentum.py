@@ -10,7 +10,6 @@ from cep.events import TradingSignal
 from cep.plugins.markers import rule
 from cep.rows import AnyBatch, Rows, record_at
 
-
 UNSEEN_START = 1 << 62
 """Run length given to the streak a key starts with: it grows and shrinks like any run but is
 never equal to a count, so it never fires."""
