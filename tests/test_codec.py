@@ -122,3 +122,20 @@ def test_rows_round_trip_as_the_records_they_stand_for(rows):
 def test_rows_that_cannot_stand_for_records_are_a_codec_error(groups):
     with pytest.raises(CodecError):
         codec.decode_body(body(groups))
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=12)
+
+
+@given(msgpack_values, st.integers(0, 3))
+def test_any_groups_either_decode_or_are_a_codec_error(groups, count):
+    """Whatever a peer puts where the groups go, the receiver gets a batch or a CodecError (which
+    it dead-letters), never another exception that would end the worker."""
+    try:
+        batch = codec.decode_body(body(groups, count))[3]
+    except CodecError:
+        return
+    assert len(batch) == count
