@@ -51,9 +51,9 @@ def topic_bytes(topic: str) -> bytes:
 
 def encode_frame(topic: bytes, kind: int, producer: str, seq: int, batch: AnyBatch | None) -> bytes:
     """One frame: `topic NUL [version, kind, producer, seq, count, groups]`."""
+    count = 0 if batch is None else len(batch)  # one len: a `Rows` answers it in Python
     try:
-        body = _packer.pack([VERSION, kind, producer, seq, len(batch) if batch else 0,
-                             _groups(batch) if batch else []])
+        body = _packer.pack([VERSION, kind, producer, seq, count, _groups(batch) if count else []])
     except (TypeError, ValueError, OverflowError) as exc:
         raise CodecError(f"record cannot be encoded: {exc}") from exc
     return topic + SEPARATOR + body
