@@ -89,12 +89,13 @@ class Suite:
         import cep_chain
         from raw_chain import run_chain
         count = int(self.rate * self.seconds)
-        runs: dict[str, list[dict]] = {"raw": [], "cep": []}
+        contenders = {"raw": lambda: run_chain(count, 1, rate=self.rate, streak=1),
+                      "cep": lambda: cep_chain.latency(self.rate, self.seconds, streak=1)}
+        runs: dict[str, list[dict]] = {who: [] for who in contenders}
         for _ in range(self.repeats):
-            raw = run_chain(count, 1, rate=self.rate, streak=1)
-            runs["raw"].append({**percentiles(raw["latencies_ns"]), "achieved_ticks_per_s": raw["ticks_per_s"]})
-            ours = cep_chain.latency(self.rate, self.seconds, streak=1)
-            runs["cep"].append({**percentiles(ours["latencies_ns"]), "achieved_ticks_per_s": ours["ticks_per_s"]})
+            for who, measure in contenders.items():
+                run = measure()
+                runs[who].append({**percentiles(run["latencies_ns"]), "achieved_ticks_per_s": run["ticks_per_s"]})
         self.results["latency"] = {
             "rate": self.rate, "seconds": self.seconds, "signals_are_samples": "momentum count 1",
             "runs": self.repeats, **{who: medians(side) for who, side in runs.items()},

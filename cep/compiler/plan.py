@@ -49,8 +49,9 @@ class ProcessPlan:
 GATEWAY_NICE = 5
 """Gateways of replays (processes whose sources wait for their reader; a live feed's would drop
 instead) run this much nicer than the processes after them, so when processes share the cores
-the events already in flight get through before a gateway brings in more. Measured at 50,000 ticks/s paced on 2 cores: p50 source to sink 0.34-0.36 -> 0.28 ms (the
-raw pyzmq chain's is 0.19 with or without it); throughput at full speed unchanged.
+the events already in flight get through before a gateway brings in more. Measured at 50,000
+ticks/s paced on 2 cores: p50 source to sink 0.34-0.36 -> 0.28 ms (the raw pyzmq chain's is
+0.19 with or without it); throughput at full speed unchanged.
 `deploy: {NODE: {nice: N}}` sets a node's process's niceness instead."""
 
 

@@ -171,6 +171,7 @@ class PubOutlet(Outlet):
         bind(self.socket, edges[0].endpoints[0])
         self.expected = {w for edge in edges for w in plan.process(edge.consumer).workers}
         self.joined: set[str] = set()
+        self._missing: int | None = None  # workers neither joined nor retained for; None: to count
         partitions = edges[0].topic_partitions  # the node's edges share it
         self.topic_partition = Partitioner(partitions) if partitions > 1 else None
         self.buckets: dict[object, list] = {}
@@ -197,6 +198,7 @@ class PubOutlet(Outlet):
             if not topic.startswith(HELLO_PREFIX):
                 continue
             worker = topic[len(HELLO_PREFIX):]
+            self._missing = None
             if subscribed:
                 self.joined.add(worker)
                 self._on_join(worker)
@@ -232,7 +234,9 @@ class PubOutlet(Outlet):
             topic = self.topics[partition] = f"TICK.{partition}".encode()
         seq = self.seq.get(topic, 0) + 1
         self.seq[topic] = seq
-        missing = len(self.expected - self.joined - self.retained_for)
+        missing = self._missing  # counted again only when a worker joins or leaves, not per frame
+        if missing is None:
+            missing = self._missing = len(self.expected - self.joined - self.retained_for)
         if missing:  # a consumer worker is down (restarting): what it misses is counted, not hidden
             self.counters.dropped += len(bucket) * missing
         self._ship(self.socket, topic, seq, self._batch(bucket))
