@@ -128,7 +128,6 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     def step(batch: AnyBatch) -> AnyBatch:
         """The batch's signals as Rows: no dict per signal, and a frame packs rows as they are."""
         out: list[tuple] = []
-        get = streaks.get
         at, members = _layout(batch, key_field, layouts)
         mid_at, key_at, bid_at, ask_at = at.mid, at.key, at.bid_price, at.ask_price
         for record in members:
@@ -144,11 +143,14 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
                         key = record[key_at]
                     except KeyError:
                         key = None
-                streak = get(key)
-                if streak is None:
+                try:  # a subscript costs less than .get(), and a key is new only once
+                    streak = streaks[key]
+                except KeyError:
                     streaks[key] = [mid, 0, mid]
                     continue
                 last = streak[0]  # updated in place: no new state object per event
+                if mid == last:  # most ticks (90% of the real ones) leave the mid where it was
+                    continue
                 if mid > last:
                     run = streak[1]
                     if run > 0:
@@ -167,7 +169,7 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
                     else:
                         run = -1
                         streak[2] = last
-                else:
+                else:  # NaN: compares neither way
                     continue
                 streak[0] = mid
                 streak[1] = run
