@@ -1,6 +1,7 @@
 """exactly_once without processes: the checkpoint store, the window's journal, and the state hooks of
 the built-ins (a component restored from a pickled snapshot goes on exactly as if never stopped)."""
 import pickle
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +17,7 @@ from cep.components.sinks.jsonl_file import JsonlSinkParams, jsonl_sink
 from cep.errors import RuntimeFailure
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore
 from cep.runtime.delivery import SeqRanges, Window
+from cep.runtime.worker import Worker
 from tests.conftest import records_into
 from tests.test_operators_harness import REGISTRY, SAMPLES
 from tests.test_operators_harness import params as operator_params
@@ -186,3 +188,31 @@ def test_support_resistance_restored_from_a_snapshot_goes_on_as_if_never_stopped
                for i, m in enumerate(mids)]
     expected, got = resumed(support_resistance, SupportResistanceParams(**EXAMPLE), records, cut)
     assert got == expected
+
+
+class _Replay:
+    """A replayable source of the numbers 0..9 in batches of 3, with or without `resume`."""
+
+    def __init__(self) -> None:
+        self.skip = 0
+        self.resumed: list[int] = []
+
+    def batches(self):
+        numbers = list(range(self.skip, 10))
+        return iter([numbers[i:i + 3] for i in range(0, len(numbers), 3)])
+
+
+class _Resumable(_Replay):
+    def resume(self, records: int) -> None:
+        self.resumed.append(records)
+        self.skip = records
+
+
+@pytest.mark.parametrize("source_type", [_Replay, _Resumable])
+def test_a_restored_worker_leaves_out_what_its_source_had_emitted_once_and_counts_on(source_type):
+    worker = SimpleNamespace(offsets={"ticks": 4})  # as restored from the checkpoint
+    source = source_type()
+    emitted = [n for batch in Worker._counted(worker, "ticks", source) for n in batch]
+    assert emitted == [4, 5, 6, 7, 8, 9]
+    assert worker.offsets == {"ticks": 10}
+    assert source.resumed == ([4] if source_type is _Resumable else [])

@@ -148,3 +148,14 @@ def test_real_fx_quotes_without_sizes_have_no_volumes():
     assert len(records) == 4 * 256
     assert all(r["bid_volume"] is None and r["ask_volume"] is None for r in records)
     assert all(r["ask_price"] >= r["bid_price"] for r in records)
+
+
+def test_a_resumed_replay_gives_the_rows_after_those_it_had_emitted():
+    params = load({"path": str(BINANCE), "speed": "max"}, REPO)
+    everything, _, _ = replay(params)
+    src = csv_source(params, BuildContext(node="ticks", batch_size=256))
+    src.resume(1000)
+    try:
+        assert [r for batch in src.batches() for r in as_records(batch)] == everything[1000:]
+    finally:
+        src.close()

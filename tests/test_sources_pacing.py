@@ -71,3 +71,13 @@ def test_a_paced_replay_that_fell_behind_catches_up_in_full_batches():
     clock.now += 10  # the consumer was slow: every remaining record is overdue
     assert [len(first)] + [len(b) for b in source] == [1, 2, 2]
     assert clock.slept == []
+
+
+def test_skipped_records_are_left_out_before_pacing_so_a_resumed_replay_waits_for_none_of_them():
+    clock = FakeClock()
+    out = []
+    for batch in paced_batches(ticks(0, 1, 2, 3, 3.5), 10, "realtime", clock, clock.sleep, skip=3):
+        out.append(([r["n"] for r in batch], clock.now))
+    assert out == [([3], 100.0), ([4], 100.5)]  # pacing starts at the first record not skipped
+    assert clock.slept == [0.5]
+    assert [r["n"] for b in paced_batches(ticks(*range(5)), 2, "max", skip=3) for r in b] == [3, 4]

@@ -95,3 +95,12 @@ def test_realtime_speed_paces_by_event_time():
 def test_bad_params_are_rejected(bad):
     with pytest.raises(ValidationError):
         SyntheticParams(**bad)
+
+
+@pytest.mark.parametrize("speed", ["max", "1000x"])
+def test_a_resumed_source_gives_the_ticks_after_those_it_had_emitted(speed):
+    params = SyntheticParams(seed=5, count=300, instruments=2, rate=100_000, speed=speed)
+    resumed = synthetic_source(params, BuildContext(node="syn", batch_size=64))
+    resumed.resume(170)
+    assert [r for b in resumed.batches() for r in as_records(b)] == ticks(count=300, seed=5, instruments=2,
+                                                                         rate=100_000)[170:]

@@ -102,7 +102,10 @@ class Source(Protocol):
     `live` sources never stall for a slow consumer (default backpressure: drop); replays block.
     `replayable` sources give the same records again when rebuilt with the same params; they say
     so with `replayable=True` in their marker, and `exactly_once` restarts them from a checkpointed
-    offset (the records already emitted are skipped: a paced replay re-paces them).
+    offset. Optional `resume(records)`: called once before `batches()` on a restarted source,
+    which then leaves out its first `records` records itself, before pacing (the built-in replays
+    do, through `paced_batches(skip=...)`). Without it the runtime drops them from the batches, so
+    a paced replay waits through them again.
     """
 
     live: bool

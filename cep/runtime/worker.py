@@ -137,8 +137,8 @@ class Worker:
             if isinstance(self.inlets[-1], reliable.ReliableInlet):
                 self.reliable_inlets[edge.id] = self.inlets[-1]
         for node, (source, subject) in self.graph.sources.items():
-            batches = iter(source.batches())
-            self.sources.append((self._counted(node, batches) if self.checkpointing else batches, source, subject))
+            batches = self._counted(node, source) if self.checkpointing else iter(source.batches())
+            self.sources.append((batches, source, subject))
 
     def _checkpointer(self) -> Checkpointer:
         """exactly_once: the worker's checkpoints; a restarted worker resumes from the last one."""
@@ -156,12 +156,17 @@ class Worker:
                 outlet.resume()
         return checkpointer
 
-    def _counted(self, node: str, batches: Iterator[AnyBatch]) -> Iterator[AnyBatch]:
+    def _counted(self, node: str, source: Any) -> Iterator[AnyBatch]:
         """A replayable source's batches, counted; after a restore, what the checkpointed offset
-        says was already emitted is skipped (the source replays the same records)."""
+        says was already emitted is left out: by the source if it has `resume` (a paced replay
+        then goes on at once), else here (the source replays, and paces, those records again)."""
         skip = self.offsets.get(node, 0)  # read at the first batch: after the restore
         self.offsets[node] = skip
-        for batch in batches:
+        resume = getattr(source, "resume", None)
+        if skip and resume is not None:
+            resume(skip)
+            skip = 0
+        for batch in source.batches():
             if skip:
                 if len(batch) <= skip:
                     skip -= len(batch)

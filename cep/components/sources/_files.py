@@ -58,15 +58,21 @@ class FileReplay(ABC):
         self._ctx = ctx
         self._path = ctx.resolve(params.path)
         self._stream: TextIO | None = None
+        self._skip = 0
 
     fields: tuple[str, ...] | None = None
     """Set by a subclass whose `_records()` yields rows of these fields instead of record dicts:
     its batches are then `Rows`, which cost no dict per record on the way to the wire."""
 
+    def resume(self, records: int) -> None:
+        """Leave out the file's first `records` records (emitted before a restart), unpaced."""
+        self._skip = records
+
     def batches(self) -> Iterator[AnyBatch]:
         batches = paced_batches(self._records(), self._ctx.batch_size, self._params.speed,
                                 timestamp_of=itemgetter("timestamp" if self.fields is None
-                                                        else self.fields.index("timestamp")))
+                                                        else self.fields.index("timestamp")),
+                                skip=self._skip)
         if self.fields is None:
             return batches
         return (Rows(self.fields, rows) for rows in batches)

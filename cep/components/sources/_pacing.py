@@ -45,16 +45,19 @@ Speed = Annotated[str, AfterValidator(_check_speed)]
 def paced_batches(records: Iterable[Any], batch_size: int, speed: str,
                   clock: Callable[[], float] = time.monotonic,
                   sleep: Callable[[float], None] = time.sleep,
-                  timestamp_of: Callable[[Any], int] = itemgetter("timestamp")) -> Iterator[list]:
+                  timestamp_of: Callable[[Any], int] = itemgetter("timestamp"),
+                  skip: int = 0) -> Iterator[list]:
     """Group `records` (in event-time order, `timestamp` in ns) into batches, paced by `speed`.
 
     At `max` every batch is full except the last. Paced, a batch is cut before waiting for a record
     that is not due yet, so no record is held back while the source sleeps. Records may be rows:
     `timestamp_of` reads the event time (e.g. `itemgetter(0)`); the batches are lists of them.
+    The first `skip` records are left out before pacing starts (a source resumed after a
+    restart): the replay goes on from there at once instead of waiting through them again.
     """
     factor = speed_factor(speed)
+    iterator = islice(records, skip, None) if skip else iter(records)
     if factor is None:  # whole batches cut in C, not a record at a time
-        iterator = iter(records)
         while batch := list(islice(iterator, batch_size)):
             yield batch
         return
@@ -63,7 +66,7 @@ def paced_batches(records: Iterable[Any], batch_size: int, speed: str,
     origin_event: int | None = None
     origin_wall = 0.0
     seconds_per_ns = 1e-9 / factor
-    for record in records:
+    for record in iterator:
         timestamp = timestamp_of(record)
         if origin_event is None:
             origin_event, origin_wall = timestamp, clock()

@@ -115,12 +115,18 @@ class SyntheticSource:
     def __init__(self, params: SyntheticParams, ctx: BuildContext) -> None:
         self._params = params
         self._ctx = ctx
+        self._skip = 0
+
+    def resume(self, records: int) -> None:
+        """Leave out the first `records` ticks (emitted before a restart), unpaced; they are
+        still generated, as the random walk goes through them."""
+        self._skip = records
 
     def batches(self) -> Iterator[Rows]:
         chunks = self._chunks(self._ctx.batch_size)
-        if speed_factor(self._params.speed) is not None:
+        if self._skip or speed_factor(self._params.speed) is not None:
             chunks = paced_batches(chain.from_iterable(chunks), self._ctx.batch_size, self._params.speed,
-                                   timestamp_of=itemgetter(0))
+                                   timestamp_of=itemgetter(0), skip=self._skip)
         return (Rows(TickEvent.FIELDS, rows) for rows in chunks)
 
     def _chunks(self, size: int) -> Iterator[list[tuple]]:
