@@ -22,6 +22,7 @@ import msgpack
 import zmq
 
 from cep.compiler.plan import Plan
+from cep.components.base import Source
 from cep.errors import RuntimeFailure
 from cep.runtime import reliable
 from cep.runtime.builder import ProcessGraph, build_process
@@ -156,7 +157,7 @@ class Worker:
                 outlet.resume()
         return checkpointer
 
-    def _counted(self, node: str, source: Any) -> Iterator[AnyBatch]:
+    def _counted(self, node: str, source: Source) -> Iterator[AnyBatch]:
         """A replayable source's batches, counted; after a restore, what the checkpointed offset
         says was already emitted is left out: by the source if it has `resume` (a paced replay
         then goes on at once), else here (the source replays, and paces, those records again)."""
