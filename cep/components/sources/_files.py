@@ -15,7 +15,7 @@ from typing import Any, Iterator, TextIO
 from pydantic import ValidationInfo
 
 from cep.components.base import BuildContext
-from cep.components.sources._pacing import paced_batches
+from cep.components.sources._pacing import Resumable, paced_batches
 from cep.events import Record
 from cep.rows import AnyBatch, Rows
 
@@ -45,7 +45,7 @@ def open_text(path: Path) -> TextIO:
     return open(path, encoding="utf-8", errors="replace", newline="")
 
 
-class FileReplay(ABC):
+class FileReplay(Resumable, ABC):
     """What every file-replay source shares: finite, replayable, paced by event time, one open
     stream closed by `close()`. A subclass implements `_records()`, opening `self._path` with
     `self._open()`."""
@@ -58,15 +58,10 @@ class FileReplay(ABC):
         self._ctx = ctx
         self._path = ctx.resolve(params.path)
         self._stream: TextIO | None = None
-        self._skip = 0
 
     fields: tuple[str, ...] | None = None
     """Set by a subclass whose `_records()` yields rows of these fields instead of record dicts:
     its batches are then `Rows`, which cost no dict per record on the way to the wire."""
-
-    def resume(self, records: int) -> None:
-        """Leave out the file's first `records` records (emitted before a restart), unpaced."""
-        self._skip = records
 
     def batches(self) -> Iterator[AnyBatch]:
         batches = paced_batches(self._records(), self._ctx.batch_size, self._params.speed,

@@ -42,6 +42,17 @@ Speed = Annotated[str, AfterValidator(_check_speed)]
 """A params field type for `speed:` (validated at load time, kept as the user wrote it)."""
 
 
+class Resumable:
+    """A replay that a restart resumes (the optional `Source.resume`): it leaves out the records
+    it had emitted before pacing, passing `skip=self._skip` to `paced_batches`."""
+
+    _skip = 0
+
+    def resume(self, records: int) -> None:
+        """Leave out the first `records` records (emitted before a restart), unpaced."""
+        self._skip = records
+
+
 def paced_batches(records: Iterable[Any], batch_size: int, speed: str,
                   clock: Callable[[], float] = time.monotonic,
                   sleep: Callable[[float], None] = time.sleep,

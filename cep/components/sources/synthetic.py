@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cep.components.base import BuildContext
-from cep.components.sources._pacing import Speed, paced_batches, speed_factor
+from cep.components.sources._pacing import Resumable, Speed, paced_batches, speed_factor
 from cep.durations import parse_duration
 from cep.events import TickEvent
 from cep.plugins.markers import source
@@ -101,7 +101,7 @@ def _event_times(start: int, period: float, first: int, stop: int) -> Iterable[i
     return (start + int(index * period) for index in range(first, stop))
 
 
-class SyntheticSource:
+class SyntheticSource(Resumable):
     """Generates TickEvent records: each tick moves one randomly chosen instrument's mid by a
     Gaussian step; ticks are evenly spaced at `rate` in event time.
 
@@ -115,15 +115,9 @@ class SyntheticSource:
     def __init__(self, params: SyntheticParams, ctx: BuildContext) -> None:
         self._params = params
         self._ctx = ctx
-        self._skip = 0
-
-    def resume(self, records: int) -> None:
-        """Leave out the first `records` ticks (emitted before a restart), unpaced; they are
-        still generated, as the random walk goes through them."""
-        self._skip = records
 
     def batches(self) -> Iterator[Rows]:
-        chunks = self._chunks(self._ctx.batch_size)
+        chunks = self._chunks(self._ctx.batch_size)  # skipped ticks too: the walk goes through them
         if self._skip or speed_factor(self._params.speed) is not None:
             chunks = paced_batches(chain.from_iterable(chunks), self._ctx.batch_size, self._params.speed,
                                    timestamp_of=itemgetter(0), skip=self._skip)
