@@ -1,13 +1,17 @@
 """The csv source: header mapping, units, gz, bad rows dead-lettered, load-time file checks."""
+import csv
 import gzip
+import io
 from itertools import islice
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from pydantic import ValidationError
 
 from cep.components.base import BuildContext
-from cep.components.sources.csv_file import CsvParams, csv_source
+from cep.components.sources import csv_file
+from cep.components.sources.csv_file import CsvParams, csv_source, split_rows
 from cep.events import TickEvent
 from cep.rows import as_records
 
@@ -93,6 +97,61 @@ def test_malformed_rows_are_dead_lettered_with_line_and_text_and_the_replay_goes
     assert "abc" in letters[0][0] and letters[0][1] == "2,A,abc,2,,"
     assert "3 cells" in letters[1][0] and letters[1][1] == "3,A,1"
     assert counters.dead_lettered == 4
+
+
+def test_bad_rows_in_plain_text_are_dead_lettered_alone_with_their_lines(tmp_path, monkeypatch):
+    monkeypatch.setattr(csv_file, "_BLOCK_CHARS", 16)  # blocks of a line or two
+    write(tmp_path / "t.csv", HEADER + "1,A,1,2,,\n2,A,abc,2,,\n3,A,1\n\n4,A,1,2,,\n"
+          'x,A,1,2,,\n5,"A,B",1,2,,\n6,A,1,2,,\n')
+    records, letters, _ = replay(load({"path": "t.csv"}, tmp_path))
+    assert [(r["timestamp"], r["instrument"]) for r in records] == [(1, "A"), (4, "A"), (5, "A,B"), (6, "A")]
+    assert [reason.split(":")[0] for reason, _ in letters] == ["t.csv line 3", "t.csv line 4", "t.csv line 7"]
+
+
+def test_a_plain_file_is_split_without_the_csv_module_and_crlf_line_ends_stay_plain(tmp_path, monkeypatch):
+    write(tmp_path / "t.csv", "")
+    (tmp_path / "t.csv").write_bytes((HEADER + "1,A,1,2,3,4\n2,B,1,2,,\n").replace("\n", "\r\n").encode())
+    params = load({"path": "t.csv"}, tmp_path)
+    monkeypatch.setattr(csv_file.csv, "reader", _header_only_reader)
+    records, letters, _ = replay(params)
+    assert [(r["timestamp"], r["instrument"], r["ask_volume"]) for r in records] == [(1, "A", 4.0), (2, "B", None)]
+    assert letters == []
+
+
+_csv_reader = csv.reader
+
+
+def _header_only_reader(lines, **kwargs):
+    lines = list(lines)
+    assert len(lines) == 1, "csv.reader read data rows of a plain file"
+    return _csv_reader(lines, **kwargs)
+
+
+_TEXT = st.text(alphabet=st.sampled_from(list('ab1,"\r\n\x00\x0b\u2028 ')), max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_TEXT, block=st.integers(1, 24))
+def test_split_rows_gives_the_rows_and_line_numbers_csv_reader_gives(text, block):
+    """Whatever the text and wherever the blocks end: csv.reader's rows (a blank line being one
+    empty cell), each with csv.reader's line number, and its rejections at the same lines."""
+    expected, rows = [], csv.reader(io.StringIO(text, newline=""))
+    while True:
+        try:
+            expected += [(rows.line_num, row or [""]) for row in rows]
+            break
+        except csv.Error:
+            expected.append((rows.line_num, "rejected"))
+    got: list = []
+
+    def reject(line: int, why: str, row: list[str]) -> None:
+        got.append((line, "rejected"))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(csv_file, "_BLOCK_CHARS", block)
+        for block_rows, lines in split_rows(io.StringIO(text, newline=""), ",", reject):
+            got += [(line, row or [""]) for row, line in zip(block_rows, lines)]
+    assert sorted(got, key=lambda item: item[0]) == expected
 
 
 def test_a_missing_file_is_a_load_time_error_naming_the_resolved_path(tmp_path):
