@@ -1,12 +1,14 @@
 """at_least_once bookkeeping without sockets: the producer's window, the consumer's receipts, the
 ack messages. The property test plays a source -> middle -> sink chain through any interleaving of
-sends, reads, acks, losses, retransmits and crashes of the middle or the sink."""
+sends, reads, acks, losses, retransmits and crashes of the middle or the sink; another plays the
+frames a restarted exactly_once consumer gets, new ones overtaking the resend, through `InOrder`."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cep.errors import CodecError
-from cep.runtime.delivery import ACK, JOIN, Receipts, SeqRanges, Window, decode_ack, encode_ack, encode_join, epoch
+from cep.runtime.delivery import (ACK, JOIN, InOrder, Receipts, SeqRanges, Window, decode_ack, encode_ack,
+                                  encode_join, epoch)
 
 
 class Clock:
@@ -365,3 +367,53 @@ class CheckpointedChain(Chain):
 def test_with_checkpoints_any_interleaving_writes_every_frame_exactly_once(steps):
     chain = CheckpointedChain.played(steps)
     assert sorted(chain.written) == list(range(1, chain.sent + 1))
+
+
+# -- InOrder: a restarted consumer processes each stream in sequence order --------------------------
+def _in_order_after(last: int | None) -> InOrder:
+    receipts = Receipts()
+    if last is not None:
+        receipts.restore_seen({("edge", b"T"): [(1, last)]})  # what the checkpoint says it processed
+    return InOrder(receipts)
+
+
+def test_a_frame_that_overtook_the_resend_waits_for_it():
+    in_order = _in_order_after(3)
+    assert in_order.arrive("edge", b"T", 6, "f6") == []
+    assert in_order.holds("edge") and not in_order.holds("other")
+    assert in_order.arrive("edge", b"T", 4, "f4") == ["f4"]
+    assert in_order.arrive("edge", b"T", 6, "f6 again") == []     # waiting already: a duplicate
+    assert in_order.arrive("edge", b"T", 5, "f5") == ["f5", "f6"]
+    assert not in_order.holds("edge")
+    assert in_order.arrive("edge", b"T", 5, "f5 again") == []
+    assert in_order.duplicates == 2
+
+
+def test_a_newer_producer_incarnation_releases_what_waited_for_the_older():
+    in_order = _in_order_after(3)
+    assert in_order.arrive("edge", b"T", 5, "f5") == []
+    assert in_order.arrive("edge", b"T", epoch(1) + 1, "g1") == ["f5", "g1"]
+    assert in_order.arrive("edge", b"T", epoch(1) + 2, "g2") == ["g2"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), last=st.one_of(st.none(), st.integers(0, 5)), resent=st.integers(0, 8),
+       new=st.integers(0, 8), later=st.integers(0, 6))
+def test_whatever_overtakes_what_each_frame_is_processed_once_in_order(data, last, resent, new, later):
+    """A consumer that had processed frames 1..last (None: a first start): its producer resends
+    the next `resent` frames while `new` ones overtake them (any order, any repeats); then the
+    producer restarts and sends `later` frames of its next incarnation, also in any order and
+    repeated (the consumer restarted again meanwhile)."""
+    first = 1 if last is None else last + 1
+    old = list(range(first, first + resent + new))
+    younger = [epoch(1) + n for n in range(1, later + 1)]
+    arrivals = []
+    for frames in (old, younger):
+        shuffled = data.draw(st.permutations(frames))
+        repeats = data.draw(st.lists(st.sampled_from(frames), max_size=4)) if frames else []
+        arrivals += data.draw(st.permutations(shuffled + repeats))
+    in_order = _in_order_after(last)
+    processed = [seq for seq in arrivals for seq in in_order.arrive("edge", b"T", seq, seq)]
+    assert processed == old + younger
+    assert not in_order.holds("edge")
+    assert in_order.duplicates == len(arrivals) - len(processed)

@@ -289,6 +289,11 @@ class Receipts:
     def restore_seen(self, seen: dict[tuple[Hashable, bytes], list[tuple[int, int]]]) -> None:
         self._seen = {stream: SeqRanges(pairs) for stream, pairs in seen.items()}
 
+    def last(self, channel: Hashable, topic: bytes) -> int | None:
+        """The highest sequence number read on a stream, None before its first frame."""
+        seen = self._seen.get((channel, topic))
+        return seen.ranges[-1][1] if seen is not None and seen.ranges else None
+
     @property
     def settled(self) -> bool:
         """Nothing read is waiting for its acknowledgement."""
@@ -307,3 +312,71 @@ class Receipts:
                 streams = acks.setdefault(channel, {})
                 (streams.get(topic) or streams.setdefault(topic, SeqRanges())).add(seq)
         return acks
+
+
+class InOrder:
+    """exactly_once, consumer side: each stream's frames are let through in sequence order.
+
+    After a consumer worker restarts, its producer sends again what the worker had not
+    acknowledged, but frames published meanwhile can overtake that resend: a subscriber gets new
+    frames as soon as its subscription reaches the publisher's socket, and the publisher's loop
+    notices the rejoin a little later. Processed in arrival order, a rule would see its ticks out
+    of order and the output would differ from an uninterrupted run. So a frame ahead of a gap in
+    its producer incarnation's sequence waits here until the gap is filled, which it is: the
+    producer keeps every frame until it is acknowledged, and resends it. A frame of a newer
+    producer incarnation lets through what waits for the older one (a restarted producer resends
+    its predecessor's frames before it sends its own, so nothing else can still fill that gap).
+
+    `arrive` notes frames in `Receipts` as they are let through, never while they wait, so a
+    waiting frame is not acknowledged before it is processed.
+    """
+
+    def __init__(self, receipts: Receipts) -> None:
+        self.receipts = receipts
+        self.waiting: dict[tuple[Hashable, bytes], dict[int, object]] = {}
+        self.duplicates = 0
+
+    def arrive(self, channel: Hashable, topic: bytes, seq: int, item: object) -> list:
+        """The items to process now, in order (`item` is the frame's; [] while it waits)."""
+        stream = (channel, topic)
+        last = self.receipts.last(channel, topic)
+        era = seq >> EPOCH_BITS
+        newer = last is None or era > last >> EPOCH_BITS  # the first frame of an incarnation is its epoch + 1
+        expected = epoch(era) + 1 if newer else last + 1
+        waiting = self.waiting.get(stream)
+        if seq > expected:
+            waiting = self.waiting.setdefault(stream, {})
+            if seq in waiting:
+                self.duplicates += 1
+            else:
+                waiting[seq] = item
+            return []
+        released = []
+        if newer and waiting:  # the gaps of older incarnations can no longer fill
+            released = self._release(channel, topic, sorted(s for s in waiting if s >> EPOCH_BITS < era))
+        if not self.receipts.read(channel, topic, seq):
+            self.duplicates += 1
+            return released
+        released.append(item)
+        waiting = self.waiting.get(stream)
+        if waiting:
+            following = []
+            while seq + 1 in waiting:
+                seq += 1
+                following.append(seq)
+            released += self._release(channel, topic, following)
+        return released
+
+    def _release(self, channel: Hashable, topic: bytes, seqs: list[int]) -> list:
+        waiting = self.waiting[(channel, topic)]
+        released = []
+        for seq in seqs:
+            self.receipts.read(channel, topic, seq)
+            released.append(waiting.pop(seq))
+        if not waiting:
+            del self.waiting[(channel, topic)]
+        return released
+
+    def holds(self, channel: Hashable) -> bool:
+        """Frames of `channel` wait for a gap to fill."""
+        return any(stream[0] == channel for stream in self.waiting)

@@ -27,11 +27,12 @@ import zmq
 from cep import codec
 from cep.compiler.plan import EdgePlan, Plan
 from cep.errors import CodecError
-from cep.rows import AnyBatch
+from cep.rows import AnyBatch, concat
 from cep.runtime.delivery import (
     ACK,
     ACK_TIMEOUT_S,
     JOIN,
+    InOrder,
     Receipts,
     SeqRanges,
     Window,
@@ -254,13 +255,13 @@ class ReliableInlet(Inlet):
     def _next_frame(self, wait_ms: int) -> bytes:
         return super()._next_frame(wait_ms).removeprefix(self._retx)  # a retransmit: the frame it repeats
 
-    def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
+    def _sequence(self, stream: tuple[str, bytes], seq: int, batch: AnyBatch | None) -> AnyBatch | None:
         """No gaps on a reliable edge (a missing frame is sent again); duplicates are counted and
         passed on (at_least_once)."""
         producer, topic = stream
         if not self.receipts.read((self.edge.id, producer), topic, seq):
             self.counters.duplicates += 1
-        return True
+        return batch
 
     def acknowledge(self, producer: str, acked: dict[bytes, SeqRanges]) -> None:
         try:
@@ -277,14 +278,37 @@ class ReliableInlet(Inlet):
 class DedupingInlet(ReliableInlet):
     """exactly_once: a frame whose sequence number its stream already delivered (to this worker or
     to a checkpointed predecessor) is dropped and counted as a duplicate removed; it is still
-    acknowledged, so its producer lets it go."""
+    acknowledged, so its producer lets it go. Frames are processed in their stream's order
+    (`InOrder`): one that overtook a resend waits for it, and so does its producer's END."""
 
-    def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_order = InOrder(self.receipts)
+        self._ends_waiting: set[str] = set()
+
+    def _sequence(self, stream: tuple[str, bytes], seq: int, batch: AnyBatch | None) -> AnyBatch | None:
         producer, topic = stream
-        if self.receipts.read((self.edge.id, producer), topic, seq):
-            return True
-        self.counters.duplicates += 1
-        return False
+        released = [b for b in self.in_order.arrive((self.edge.id, producer), topic, seq, batch) if b is not None]
+        self.counters.duplicates = self.in_order.duplicates
+        if not released:
+            return None
+        self.counters.frames += len(released) - 1  # the caller counts one
+        return released[0] if len(released) == 1 else concat(released)
+
+    def _end(self, producer: str) -> str | None:
+        if self.in_order.holds((self.edge.id, producer)):
+            self._ends_waiting.add(producer)  # reported once its last frames came (`receive`)
+            return None
+        return super()._end(producer)
+
+    def receive(self, wait_ms: int = 0) -> tuple[AnyBatch | None, str | None]:
+        batch, ended = super().receive(wait_ms)
+        if ended is None:
+            for producer in self._ends_waiting:
+                if not self.in_order.holds((self.edge.id, producer)):
+                    self._ends_waiting.discard(producer)
+                    return batch, super()._end(producer)
+        return batch, ended
 
 
 def send_acks(receipts: Receipts, inlets: dict[str, ReliableInlet]) -> None:

@@ -394,14 +394,22 @@ class Inlet:
         except zmq.Again:
             raise BlockingIOError from None
 
-    def _sequence(self, stream: tuple[str, bytes], seq: int) -> bool:
-        """A data frame of `stream` (producer, topic) arrived: count the gap before it, if any.
-        False drops the frame (exactly_once: a duplicate)."""
+    def _sequence(self, stream: tuple[str, bytes], seq: int, batch: AnyBatch | None) -> AnyBatch | None:
+        """A data frame of `stream` (producer, topic) arrived with `batch` (None: not for this
+        worker): count the gap before it, if any. Returns what to process now (exactly_once:
+        nothing for a duplicate or a frame that waits for its turn, several frames when it came)."""
         last = self.last_seq.get(stream, 0)
         if seq > last + 1:
             self.counters.gaps += seq - last - 1
         self.last_seq[stream] = max(seq, last)
-        return True
+        return batch
+
+    def _end(self, producer: str) -> str | None:
+        """An END frame of `producer` arrived: the producer, if this is news (once per producer)."""
+        if producer in self.ended:
+            return None
+        self.ended.add(producer)
+        return producer
 
     def receive(self, wait_ms: int = 0) -> tuple[AnyBatch | None, str | None]:
         """(batch or None, producer that just ended or None) of the next frame, waiting up to
@@ -428,11 +436,9 @@ class Inlet:
             self.dead_letter(f"frame from {producer!r}, which is not a producer of {self.edge.id}", frame)
             return None, None
         if kind == codec.END:
-            if producer in self.ended:
-                return None, None
-            self.ended.add(producer)
-            return None, producer
-        if not self._sequence((producer, topic), seq) or batch is None:
+            return None, self._end(producer)
+        batch = self._sequence((producer, topic), seq, batch)
+        if batch is None:
             return None, None
         if self.record_filter:
             batch = like(batch, split_by(batch, self.edge.partition_key, self.partition).get(self.index, []))
