@@ -15,6 +15,7 @@ import click
 
 import cep
 from cep.errors import CepError, UserError
+from cep.runtime.processes import start_server
 
 FORMATS = ("text", "dot", "mermaid", "json")
 
@@ -69,6 +70,8 @@ def cli() -> None:
 @click.option("--max-restarts", default=3, show_default=True, help="Restarts of a crashed worker before giving up.")
 def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_restarts: int) -> None:
     """Run PIPELINE until its sources are exhausted (Ctrl-C drains and stops)."""
+    if not inline:
+        start_server()  # it imports the worker's code while the pipeline compiles
     plan = cep.compile(pipeline, run_dir=run_dir)
     _run_plan(plan, inline, quiet, max_restarts)
 
@@ -159,6 +162,8 @@ def graph(pipeline: Path, fmt: str, output: Path | None) -> None:
 @click.option("--quiet", "-q", is_flag=True)
 def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline: bool, quiet: bool) -> None:
     """Replay historical ticks from DATA through PIPELINE in event time."""
+    if not inline:
+        start_server()
     from cep.config import load_pipeline
     from cep.config.overrides import replace_source
     model = load_pipeline(pipeline)

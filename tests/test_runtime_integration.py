@@ -151,3 +151,49 @@ def test_a_worker_that_cannot_start_fails_the_run_with_its_error_chained(workdir
     with pytest.raises(WorkerCrashed, match="sink-signals") as failure:
         cep.run(plan)
     assert "IsADirectoryError" in str(failure.value.__cause__)
+
+
+WHERE_SINK = '''
+import os
+from pydantic import BaseModel
+from cep.plugins import sink
+
+
+class WhereParams(BaseModel):
+    path: str
+
+
+class Where:
+    def __init__(self, path):
+        self.path = path
+
+    def write(self, batch):
+        pass
+
+    def close(self):
+        with open(self.path, "w") as handle:
+            handle.write(f"{os.environ.get('CEP_TEST_MARK')}\\n{os.getcwd()}\\n")
+
+
+@sink("where", params=WhereParams)
+def where(params, ctx):
+    """Write the worker's $CEP_TEST_MARK and working directory at the end."""
+    return Where(params.path)
+'''
+
+
+def test_workers_take_the_supervisors_environment_and_directory_of_the_moment(workdir, monkeypatch):
+    """Workers fork from a server that keeps the environment and directory of its first use; a
+    later run must still give them the supervisor's, as a freshly started process would have."""
+    (workdir / "where.py").write_text(WHERE_SINK)
+    (workdir / "p.yaml").write_text(f"""
+name: where
+plugins: [{workdir / "where.py"}]
+sources: {{ticks: {{type: synthetic, count: 10}}}}
+sinks: {{seen: {{type: where, from: [ticks], path: {workdir / "seen.txt"}}}}}
+""")
+    for mark, directory in (("first", os.getcwd()), ("second", workdir)):
+        monkeypatch.setenv("CEP_TEST_MARK", mark)
+        monkeypatch.chdir(directory)
+        cep.run(cep.compile(workdir / "p.yaml"))
+        assert (workdir / "seen.txt").read_text().splitlines() == [mark, str(directory)]

@@ -1,4 +1,4 @@
-"""The parent side: spawns one OS process per plan worker, relays the end-of-stream handshake,
+"""The parent side: starts one OS process per plan worker, relays the end-of-stream handshake,
 collects metrics, restarts crashed workers with backoff, and stops everything cleanly.
 
 Runs in the parent only (the child side is `worker.py`). Failure isolation: a crashed worker is
@@ -22,6 +22,7 @@ import zmq
 from cep.compiler.plan import Plan
 from cep.errors import RuntimeFailure, TransportError, WorkerCrashed
 from cep.runtime.metrics import RunStatus
+from cep.runtime.processes import worker_processes
 from cep.runtime.transport import bind
 from cep.runtime.worker import worker_main
 
@@ -62,7 +63,7 @@ class Supervisor:
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.plan)
-        self._mp = multiprocessing.get_context("spawn")
+        self._mp = worker_processes()
         self._children: dict[str, _Child] = {}
         self._stop_requested_at: float | None = None
 
@@ -120,7 +121,8 @@ class Supervisor:
         return fd
 
     def _spawn(self, worker: str, incarnation: int) -> None:
-        process = self._mp.Process(target=worker_main, args=(self.plan.to_dict(), worker, incarnation),
+        process = self._mp.Process(target=worker_main,
+                                   args=(self.plan.to_dict(), worker, incarnation, dict(os.environ), os.getcwd()),
                                    name=f"cep:{worker}", daemon=True)
         process.start()
         self._children[worker] = _Child(worker, process, incarnation)

@@ -50,9 +50,15 @@ class WorkerOrphaned(RuntimeFailure):
     """The supervisor died without stopping this worker; it exits rather than run on unseen."""
 
 
-def worker_main(plan_data: dict, worker: str, incarnation: int) -> None:
-    """Entry point of the child process (a multiprocessing target)."""
+def worker_main(plan_data: dict, worker: str, incarnation: int, environ: dict[str, str],
+                cwd: str) -> None:
+    """Entry point of the child process (a multiprocessing target). `environ` and `cwd` are the
+    supervisor's when it started this worker: a forked worker would otherwise have its fork
+    server's, from the server's first use (plugins may read either)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    os.environ.clear()
+    os.environ.update(environ)
+    os.chdir(cwd)
     plan = Plan.from_dict(plan_data)
     context = zmq.Context()
     control = context.socket(zmq.DEALER)
@@ -256,7 +262,7 @@ class Worker:
             now = time.monotonic()
             if now >= next_metrics:
                 if os.getppid() != self.parent:
-                    raise WorkerOrphaned(f"the supervisor (pid {self.parent}) is gone")
+                    raise WorkerOrphaned(f"the supervisor is gone (this worker's parent, pid {self.parent}, exited)")
                 self._report("metrics")
                 next_metrics = now + METRICS_EVERY_S
             if self.started and self._finished():
