@@ -2,6 +2,8 @@
 import json
 import os
 import socket
+import subprocess
+import sys
 
 import msgpack
 import pytest
@@ -197,3 +199,21 @@ sinks: {{seen: {{type: where, from: [ticks], path: {workdir / "seen.txt"}}}}}
         monkeypatch.chdir(directory)
         cep.run(cep.compile(workdir / "p.yaml"))
         assert (workdir / "seen.txt").read_text().splitlines() == [mark, str(directory)]
+
+
+@pytest.mark.parametrize("how", ["script", "stdin"])
+def test_a_script_without_a_main_guard_runs_once_and_its_workers_do_not_run_it(workdir, how):
+    """multiprocessing would have every worker run the parent's main script first: an unguarded
+    cep.run would start again in each, and a script read from stdin cannot run again at all."""
+    (workdir / "p.yaml").write_text(
+        "name: unguarded\nsources: {ticks: {type: synthetic, count: 500}}\n"
+        "sinks: {out: {type: jsonl, from: [ticks], path: out.jsonl}}\n")
+    script = ("import cep\n"
+              f"status = cep.run(cep.compile({str(workdir / 'p.yaml')!r}))\n"
+              "print('emitted', status.nodes()['ticks'].emitted)\n")
+    (workdir / "run.py").write_text(script)
+    command = [sys.executable, "run.py"] if how == "script" else [sys.executable, "-"]
+    done = subprocess.run(command, input=script if how == "stdin" else None, cwd=workdir,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["emitted 500"]

@@ -12,7 +12,11 @@ import while the pipeline compiles (`start_server`).
 from __future__ import annotations
 
 import multiprocessing
+import sys
+import types
 from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from typing import Any, Callable
 
 PRELOAD = ["cep.runtime.worker"]
 
@@ -35,3 +39,23 @@ def start_server() -> None:
     if context.get_start_method() == "forkserver":
         from multiprocessing import forkserver
         forkserver.ensure_running()
+
+
+def start(context: BaseContext, target: Callable[..., None], args: tuple[Any, ...], name: str) -> BaseProcess:
+    """Start `target(*args)` in a worker process (a daemon) of `context`, without the parent's
+    main module.
+
+    multiprocessing has each child run the parent's main script first (as `__mp_main__`, for
+    what the script defines). A worker needs nothing from it, a script that calls `cep.run`
+    without an `if __name__ == "__main__":` guard would run again in every worker, and one read
+    from stdin cannot run again at all. So the main module is out of sight while the child is
+    prepared.
+    """
+    process = context.Process(target=target, args=args, name=name, daemon=True)
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        process.start()
+    finally:
+        sys.modules["__main__"] = main
+    return process

@@ -21,8 +21,8 @@ import zmq
 
 from cep.compiler.plan import Plan
 from cep.errors import RuntimeFailure, TransportError, WorkerCrashed
+from cep.runtime import processes
 from cep.runtime.metrics import RunStatus
-from cep.runtime.processes import worker_processes
 from cep.runtime.transport import bind
 from cep.runtime.worker import worker_main
 
@@ -63,7 +63,7 @@ class Supervisor:
 
     def __post_init__(self) -> None:
         self.status = RunStatus(self.plan)
-        self._mp = worker_processes()
+        self._mp = processes.worker_processes()
         self._children: dict[str, _Child] = {}
         self._stop_requested_at: float | None = None
 
@@ -121,10 +121,8 @@ class Supervisor:
         return fd
 
     def _spawn(self, worker: str, incarnation: int) -> None:
-        process = self._mp.Process(target=worker_main,
-                                   args=(self.plan.to_dict(), worker, incarnation, dict(os.environ), os.getcwd()),
-                                   name=f"cep:{worker}", daemon=True)
-        process.start()
+        process = processes.start(self._mp, worker_main, (self.plan.to_dict(), worker, incarnation,
+                                                          dict(os.environ), os.getcwd()), f"cep:{worker}")
         self._children[worker] = _Child(worker, process, incarnation)
         self.status.pids[worker] = process.pid
 
