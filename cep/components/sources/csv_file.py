@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from itertools import chain, repeat
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TextIO
@@ -182,20 +183,26 @@ def split_rows(stream: TextIO, delimiter: str, reject: Rejects,
     """The rows csv.reader would give for the rest of `stream` (opened with `newline=""`), in
     blocks: `(rows, the line number of each)`. Blank lines are rows of one empty cell.
 
-    While the text is plain (none of `_NOT_PLAIN`), a block is about 64 kB of lines split at the
-    delimiter, which is all csv.reader would do with them, in about half its time. From the
-    first block that is not plain on, csv.reader reads the rest. A row it cannot read, or a file
-    unreadable from some point on (a truncated .gz), goes to `reject` and is not in a block.
+    While the text is plain (none of `_NOT_PLAIN`), a block is the lines of about 64 kB of text
+    (read as text, not line by line), split at the delimiter: all csv.reader would do with them,
+    in about a third of its time. From the first block that is not plain (or holds no `\n`: a
+    line longer than a block, or `\r` line ends) on, csv.reader reads the rest. A row it cannot
+    read, or a file unreadable from some point on (a truncated .gz), goes to `reject` and is not
+    in a block.
     """
-    line = first_line
+    line, carry = first_line, ""
     try:
-        while lines := stream.readlines(_BLOCK_CHARS):
-            text = "".join(lines)
-            if any(char in text for char in _NOT_PLAIN):
-                yield from _csv_rows(chain(lines, stream), delimiter, reject, line)
+        while block := stream.read(_BLOCK_CHARS):
+            complete, newline, carry = (carry + block).rpartition("\n")
+            if not newline or any(char in complete for char in _NOT_PLAIN):
+                rest = io.StringIO(complete + newline + carry + stream.readline(), newline="")
+                yield from _csv_rows(chain(rest, stream), delimiter, reject, line)
                 return
-            yield _SplitLines(text.splitlines(), delimiter), range(line, line + len(lines))
+            lines = (complete + newline).splitlines()  # a \r\n line end is one line end
+            yield _SplitLines(lines, delimiter), range(line, line + len(lines))
             line += len(lines)
+        if carry:  # after the last \n: a line without a line end, or lines ending in \r
+            yield from _csv_rows(io.StringIO(carry, newline=""), delimiter, reject, line)
     except (OSError, EOFError) as exc:  # a truncated or corrupt .gz: the rest is lost
         reject(line, f"file unreadable from here on: {exc}", [])
 
