@@ -168,6 +168,15 @@ def test_unknown_top_level_and_stream_keys_suggest():
         "valid keys: from, key_by, ops)"]
 
 
+def test_an_unquoted_null_sink_type_says_to_quote_it():
+    found = problems(minimal("""\
+        sinks:
+          s: {type: null, from: ticks}
+        """))
+    assert len(found) == 1 and 'sink "s": the sink type must be a name' in found[0]
+    assert found[0].endswith('(YAML reads an unquoted null as no value: write type: "null")')
+
+
 def test_unknown_component_types_point_at_the_name_with_a_suggestion():
     found = problems(minimal("""\
         streams:

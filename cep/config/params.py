@@ -29,7 +29,8 @@ class ParamsValidator:
                   also_known: Iterable[str] = ()) -> Component | None:
         """The registered component `name`, or None after reporting it unknown at `path`."""
         if not isinstance(name, str):
-            self.report.error(path, f"{subject}: the {kind} type must be a name")
+            hint = 'YAML reads an unquoted null as no value: write type: "null"' if name is None else None
+            self.report.error(path, f"{subject}: the {kind} type must be a name", hint)
             return None
         found = self.registry.get(kind, name)
         if found is None:
