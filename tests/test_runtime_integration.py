@@ -1,6 +1,7 @@
 """Real processes and real sockets: the end-to-end behaviour DESIGN §4-6 promise."""
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -217,3 +218,39 @@ def test_a_script_without_a_main_guard_runs_once_and_its_workers_do_not_run_it(w
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["emitted 500"]
+
+
+ORPHANING_SCRIPT = """
+import sys
+import cep
+plan = cep.compile(sys.argv[1])
+told = []
+def on_status(status):
+    if not told and len(status.pids) == len(plan.workers()):
+        print(*status.pids.values(), flush=True)
+        told.append(True)
+cep.run(plan, on_status=on_status)
+"""
+
+
+def test_workers_of_a_killed_supervisor_stop_by_themselves(workdir):
+    """A supervisor killed outright cannot stop its workers: each notices and exits."""
+    (workdir / "p.yaml").write_text(
+        "name: orphans\nsources: {ticks: {type: synthetic, count: 1000000, rate: 1000, speed: realtime}}\n"
+        "sinks: {out: {type: 'null', from: [ticks]}}\n")
+    supervisor = subprocess.Popen([sys.executable, "-c", ORPHANING_SCRIPT, str(workdir / "p.yaml")],
+                                  stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(pid) for pid in supervisor.stdout.readline().split()]
+        exits = [os.pidfd_open(pid) for pid in pids]
+    finally:
+        supervisor.kill()
+        supervisor.wait()
+    assert len(pids) == 2
+    try:
+        for pidfd in exits:
+            readable, _, _ = select.select([pidfd], [], [], 10)
+            assert readable, "a worker was still running 10 s after its supervisor was killed"
+    finally:
+        for pidfd in exits:
+            os.close(pidfd)

@@ -10,6 +10,7 @@ with its traceback before the process exits 1; the supervisor re-raises it chain
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import resource
 import signal
@@ -67,6 +68,9 @@ def worker_main(plan_data: dict, worker: str, incarnation: int, environ: dict[st
     control.connect(plan.control)
     try:
         Worker(plan, worker, incarnation, context, control).run()
+    except WorkerOrphaned:  # nobody is left to tell
+        context.destroy(linger=0)
+        os._exit(1)
     except BaseException as exc:  # everything reaches the parent, chained there
         _send(control, {"t": "error", "worker": worker, "error": f"{type(exc).__name__}: {exc}",
                         "traceback": traceback.format_exc()})
@@ -97,7 +101,7 @@ class Worker:
         self.stopping = False
         self.started = False
         self.cpu_at_start = 0.0
-        self.parent = os.getppid()
+        self.supervisor = multiprocessing.parent_process()  # None outside multiprocessing (tests)
         self.dead_letters = DeadLetters(plan.dead_letter, worker)
         self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
                                                  self.dead_letters, incarnation)
@@ -261,8 +265,8 @@ class Worker:
             self.graph.raise_failure()
             now = time.monotonic()
             if now >= next_metrics:
-                if os.getppid() != self.parent:
-                    raise WorkerOrphaned(f"the supervisor is gone (this worker's parent, pid {self.parent}, exited)")
+                if self.supervisor is not None and not self.supervisor.is_alive():
+                    raise WorkerOrphaned(f"the supervisor (pid {self.supervisor.pid}) is gone")
                 self._report("metrics")
                 next_metrics = now + METRICS_EVERY_S
             if self.started and self._finished():
