@@ -154,6 +154,12 @@ def test_split_rows_gives_the_rows_and_line_numbers_csv_reader_gives(text, block
     assert sorted(got, key=lambda item: item[0]) == expected
 
 
+def test_a_byte_order_mark_from_a_spreadsheet_is_not_part_of_the_first_column(tmp_path):
+    (tmp_path / "t.csv").write_bytes("\ufeff".encode() + (HEADER + "1,A,1,2,,\r\n").encode())
+    records, letters, _ = replay(load({"path": "t.csv"}, tmp_path))
+    assert [(r["timestamp"], r["instrument"]) for r in records] == [(1, "A")] and letters == []
+
+
 def test_a_missing_file_is_a_load_time_error_naming_the_resolved_path(tmp_path):
     with pytest.raises(ValidationError) as err:
         load({"path": "nope/ticks.csv"}, tmp_path)

@@ -37,12 +37,14 @@ def open_text(path: Path) -> TextIO:
     """Open a text data file for streaming; `.gz` files are decompressed on the fly.
 
     Undecodable bytes become U+FFFD instead of raising, so a garbled line fails to parse and is
-    dead-lettered alone rather than ending the whole replay.
+    dead-lettered alone rather than ending the whole replay. A byte-order mark, which
+    spreadsheet programs put at the start of the CSV files they save, is dropped (`utf-8-sig`),
+    or it would be part of the first column's name.
     """
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace",
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace",
                                 newline="")
-    return open(path, encoding="utf-8", errors="replace", newline="")
+    return open(path, encoding="utf-8-sig", errors="replace", newline="")
 
 
 class FileReplay(Resumable, ABC):
