@@ -84,17 +84,20 @@ class Suite:
         self.results["e2e"]["real_data"] = best(self.repeats, cep_chain.real_data)
 
     def latency(self) -> None:
-        """`pairs` pairs of runs, raw then cep, interleaved so both meet the same machine; each
-        percentile is the median over a side's runs (one 10 s run moves p50 by 10% and p99 by
-        50% on this machine, either way; with 3 pairs the p99 ratio still ranged 1.2-2.1x)."""
+        """`pairs` pairs of runs, interleaved so both meet the same machine, raw first in every
+        other pair and cep first in the others (in A/Bs of alternating runs the one run first
+        won up to 8 pairs of 8); each percentile is the median over a side's runs (one 10 s run
+        moves p50 by 10% and p99 by 50% on this machine, either way; with 3 pairs the p99 ratio
+        still ranged 1.2-2.1x)."""
         import cep_chain
         from raw_chain import run_chain
         count = int(self.rate * self.seconds)
         contenders = {"raw": lambda: run_chain(count, 1, rate=self.rate, streak=1),
                       "cep": lambda: cep_chain.latency(self.rate, self.seconds, streak=1)}
         runs: dict[str, list[dict]] = {who: [] for who in contenders}
-        for _ in range(self.pairs):
-            for who, measure in contenders.items():
+        for pair in range(self.pairs):
+            order = list(contenders.items())
+            for who, measure in order if pair % 2 == 0 else order[::-1]:
                 run = measure()
                 runs[who].append({**percentiles(run["latencies_ns"]), "achieved_ticks_per_s": run["ticks_per_s"]})
         self.results["latency"] = {
