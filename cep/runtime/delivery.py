@@ -343,7 +343,6 @@ class InOrder:
         era = seq >> EPOCH_BITS
         newer = last is None or era > last >> EPOCH_BITS  # the first frame of an incarnation is its epoch + 1
         expected = epoch(era) + 1 if newer else last + 1
-        waiting = self.waiting.get(stream)
         if seq > expected:
             waiting = self.waiting.setdefault(stream, {})
             if seq in waiting:
@@ -352,8 +351,9 @@ class InOrder:
                 waiting[seq] = item
             return []
         released = []
-        if newer and waiting:  # the gaps of older incarnations can no longer fill
-            released = self._release(channel, topic, sorted(s for s in waiting if s >> EPOCH_BITS < era))
+        if newer and stream in self.waiting:  # the gaps of older incarnations can no longer fill
+            older = sorted(s for s in self.waiting[stream] if s >> EPOCH_BITS < era)
+            released = self._release(channel, topic, older)
         if not self.receipts.read(channel, topic, seq):
             self.duplicates += 1
             return released

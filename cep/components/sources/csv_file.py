@@ -80,9 +80,15 @@ def read_header(path: Path, delimiter: str) -> list[str]:
     """The first row of the file (only that row is read)."""
     try:
         with open_text(path) as stream:
-            return [cell.strip() for cell in next(csv.reader(stream, delimiter=delimiter), [])]
+            return header_cells(stream, delimiter)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"cannot read the header of CSV file {path}: {exc}") from None
+
+
+def header_cells(stream: TextIO, delimiter: str) -> list[str]:
+    """The header row's cells, stripped ([] for an empty file). It is read as one line, so what
+    follows is left in the stream for `split_rows`."""
+    return [cell.strip() for cell in next(csv.reader([stream.readline()], delimiter=delimiter), [])]
 
 
 class CsvSource(FileReplay):
@@ -99,10 +105,10 @@ class CsvSource(FileReplay):
     def _records(self) -> Iterator[tuple]:
         params = self._params
         stream = self._open()
-        header = next(csv.reader([stream.readline()], delimiter=params.delimiter), [])
+        header = header_cells(stream, params.delimiter)
         if not header:  # the file was emptied since the pipeline was loaded
             return
-        at = params.layout([cell.strip() for cell in header])
+        at = params.layout(header)
         convert = _block_converter(at)
         scale = NS_PER_UNIT[params.timestamp_unit]
         for rows, lines in split_rows(stream, params.delimiter, self._reject, first_line=2):
