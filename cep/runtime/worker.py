@@ -116,6 +116,8 @@ class Worker:
         self.checkpointing = reliable.checkpointed(plan.edges_to(self.process.name) + plan.edges_from(self.process.name))
         self._wire()
         self.checkpointer = self._checkpointer() if self.checkpointing else None
+        self.delivering = bool(self.reliable_inlets or self.retaining) or self.checkpointer is not None
+        """Some edge of this worker is reliable: each pass ends with `_deliver`."""
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
 
     # -- setup ----------------------------------------------------------------------------------
@@ -229,7 +231,7 @@ class Worker:
         next_metrics = time.monotonic()
         next_poll = 0.0
         while True:
-            held = any(outlet.held for outlet in self.retaining)
+            held = bool(self.retaining) and any(outlet.held for outlet in self.retaining)
             flowing = self.started and not self.stopping and not held
             solo = self._solo_inlet() if flowing else None
             if (flowing and self.sources) or solo is not None:  # look at the sockets now and then
@@ -261,7 +263,8 @@ class Worker:
                 elif self.sources and not held:
                     self._pump_sources()
                 self._flush()
-                self._deliver()
+                if self.delivering:
+                    self._deliver()
             self.graph.raise_failure()
             now = time.monotonic()
             if now >= next_metrics:
