@@ -1,7 +1,7 @@
 """Pattern-engine throughput on the real Binance file, in one process (prints events/s, best of 3).
 
-Run: python bench/bench_patterns.py [path.csv.gz]. Reading and parsing the file is not timed.
-Two levels are measured:
+Run: python bench/bench_patterns.py [path.csv.gz]; `python bench/run.py --only inproc` reports the
+same cases. Reading and parsing the file is not timed. Two levels are measured:
 
 engine  `Matcher.feed` per event with hand-written Python conditions, as a library user runs it:
   momentum       N=5 strictly rising mids per instrument (consecutive, skip_past_last_event);
@@ -114,27 +114,40 @@ def rule(text: str, events: list[dict]) -> Callable[[], int]:
     return once
 
 
-def measure(name: str, once: Callable[[], int], count: int) -> None:
+def best_seconds(once: Callable[[], int], repeats: int) -> tuple[float, int]:
+    """The best time of `repeats` runs of `once`, and what the last run output."""
     best, outputs = float("inf"), 0
-    for _ in range(ROUNDS):
+    for _ in range(repeats):
         began = time.perf_counter()
         outputs = once()
         best = min(best, time.perf_counter() - began)
-    print(f"{name:34s} {count:8d} events {best:6.3f}s {count / best:10,.0f} ev/s  "
-          f"outputs={outputs}")
+    return best, outputs
+
+
+def pattern_costs(path: Path = DATA, repeats: int = ROUNDS) -> dict[str, dict]:
+    """Per case: events fed, ns per event (best of `repeats`) and matches (engine) or signals
+    (rule). `bench/run.py` reports these in its in-process section."""
+    events = load(path)
+    moves = without_equal_mids(events)
+    momentum = pipeline({"use": "momentum", "with": {"count": 5, "action": "BUY", "quantity": 100}})
+    cases = {"engine momentum": (engine(MOMENTUM, moves), len(moves)),
+             "engine dip_then_rise (any)": (engine(DIP_THEN_RISE, moves), len(moves)),
+             "rule momentum (template)": (rule(momentum, events), len(events))}
+    for contiguity in ("relaxed", "any"):
+        cases[f"rule dip_then_rise (up {contiguity})"] = (
+            rule(pipeline(dip_then_rise_rule(contiguity)), events), len(events))
+    costs = {}
+    for name, (once, count) in cases.items():
+        seconds, outputs = best_seconds(once, repeats)
+        costs[name] = {"events": count, "ns_per_event": seconds / count * 1e9, "outputs": outputs}
+    return costs
 
 
 def main() -> None:
-    events = load(Path(sys.argv[1]) if len(sys.argv) > 1 else DATA)
-    moves = without_equal_mids(events)
-    measure("engine momentum", engine(MOMENTUM, moves), len(moves))
-    measure("engine dip_then_rise (any)", engine(DIP_THEN_RISE, moves), len(moves))
-    momentum = pipeline({"use": "momentum", "with": {"count": 5, "action": "BUY",
-                                                     "quantity": 100}})
-    measure("rule momentum (template)", rule(momentum, events), len(events))
-    for contiguity in ("relaxed", "any"):
-        text = pipeline(dip_then_rise_rule(contiguity))
-        measure(f"rule dip_then_rise (up {contiguity})", rule(text, events), len(events))
+    costs = pattern_costs(Path(sys.argv[1]) if len(sys.argv) > 1 else DATA)
+    for name, cost in costs.items():
+        print(f"{name:34s} {cost['events']:8d} events {cost['ns_per_event']:8,.0f} ns/event "
+              f"{1e9 / cost['ns_per_event']:10,.0f} ev/s  outputs={cost['outputs']}")
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ Sections (each runnable alone with --only):
   e2e       cep end to end: synthetic -> quotes -> momentum -> null, per delivery mode; and
             pipelines/momentum.yaml (real Binance csv) to completion
   latency   paced ticks, source to sink, cep next to the raw chain at the same rate
-  inproc    operator ns/event, the inline runner on the real file
+  inproc    operator and pattern-engine ns/event (`bench_patterns.py`), the inline runner on the
+            real file
   peer      the momentum rule in Bytewax (from its own venv, never a dependency of cep)
   scaling   cep ticks/s at parallelism 1, 2, 4 and over 1,000 instruments; momentum cost and
             memory at 10..100,000 keys
 Throughput figures are the best of `--repeats` runs (default 3): the machine is shared. Latency
-runs `--pairs` pairs (default 5: raw, then cep) and reports each side's median.
+runs `--pairs` pairs (default 5, alternating which side runs first) and reports each side's
+median.
 """
 from __future__ import annotations
 
@@ -107,9 +109,11 @@ class Suite:
                          for who, side in runs.items()}}
 
     def inproc(self) -> None:
+        import bench_patterns
         import inproc
         self.results["inproc"] = {
             "ns_per_event": inproc.operator_costs(131_932, self.repeats),
+            "patterns": bench_patterns.pattern_costs(repeats=self.repeats),
             "inline_in_memory": inproc.inline_in_memory(200_000 if self.quick else 1_000_000, self.repeats),
             "inline_in_memory_1000": inproc.inline_in_memory(200_000 if self.quick else 1_000_000, self.repeats,
                                                              batch_size=1000),
@@ -206,6 +210,10 @@ def table(results: dict) -> list[str]:
             rate("cep inline runner, in memory, 1000/batch", inproc["inline_in_memory_1000"])
         for name, ns in inproc["ns_per_event"].items():
             rows.append((f"in-process: {name}", f"{ns:>12,.0f} ns/event", ""))
+        for name, cost in inproc.get("patterns", {}).items():
+            what = "matches" if name.startswith("engine") else "signals"
+            rows.append((f"pattern {name}", f"{cost['ns_per_event']:>12,.0f} ns/event",
+                         f"{cost['events']:,} events, {cost['outputs']:,} {what}"))
     peer = results.get("peer")
     if peer:
         if "skipped" in peer:
