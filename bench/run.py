@@ -239,6 +239,9 @@ def table(results: dict) -> list[str]:
                          f"{p['samples']:>9,.0f}{p['achieved_ticks_per_s']:>12,.0f}")
         for who, side in latency["each_run"].items():
             lines.append(f"  {who} runs, p50/p99: " + ", ".join(f"{r['p50_ms']:.2f}/{r['p99_ms']:.2f}" for r in side))
+        pairs = zip(latency["each_run"]["cep"], latency["each_run"]["raw"])
+        lines.append("  cep/raw p99 in each pair (the same minutes of the machine): "
+                     + ", ".join(f"{cep['p99_ms'] / raw['p99_ms']:.1f}x" for cep, raw in pairs))
     checks = verdicts(results)
     if checks:
         lines += ["", "targets (issue 4):"]
