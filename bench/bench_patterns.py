@@ -1,4 +1,4 @@
-"""Pattern-engine throughput on the real Binance file, in one process (prints events/s, best of 3).
+"""Pattern-engine costs on the real Binance file, in one process (ns/event and events/s, best of 3).
 
 Run: python bench/bench_patterns.py [path.csv.gz]; `python bench/run.py --only inproc` reports the
 same cases. Reading and parsing the file is not timed. Two levels are measured:

@@ -97,8 +97,8 @@ class Suite:
         contenders = {"raw": lambda: run_chain(count, 1, rate=self.rate, streak=1),
                       "cep": lambda: cep_chain.latency(self.rate, self.seconds, streak=1)}
         runs: dict[str, list[dict]] = {who: [] for who in contenders}
+        order = list(contenders.items())
         for pair in range(self.pairs):
-            order = list(contenders.items())
             for who, measure in order if pair % 2 == 0 else order[::-1]:
                 run = measure()
                 runs[who].append({**percentiles(run["latencies_ns"]), "achieved_ticks_per_s": run["ticks_per_s"]})

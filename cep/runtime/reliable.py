@@ -303,11 +303,11 @@ class DedupingInlet(ReliableInlet):
 
     def receive(self, wait_ms: int = 0) -> tuple[AnyBatch | None, str | None]:
         batch, ended = super().receive(wait_ms)
-        if ended is None:
-            for producer in self._ends_waiting:
-                if not self.in_order.holds((self.edge.id, producer)):
-                    self._ends_waiting.discard(producer)
-                    return batch, super()._end(producer)
+        if ended is None and self._ends_waiting:
+            done = next((p for p in self._ends_waiting if not self.in_order.holds((self.edge.id, p))), None)
+            if done is not None:
+                self._ends_waiting.discard(done)
+                return batch, super()._end(done)
         return batch, ended
 
 
