@@ -6,18 +6,15 @@ prints a traceback unless `CEP_DEBUG=1`.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import click
 
 import cep
+from cep.compiler.render import FORMATS
 from cep.errors import CepError, UserError
 from cep.runtime.processes import start_server
-
-FORMATS = ("text", "dot", "mermaid", "json")
 
 
 def main() -> None:
@@ -55,13 +52,30 @@ def _report(exc: CepError) -> None:
         click.echo(str(cause), err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog="""\b
+Streams: stdout carries the records of a stdout sink and each command's
+primary output (validate's verdicts, graph's text, the plugin list); live
+status, warnings, errors and the run summary go to stderr, so
+`cep run p.yaml | jq .` sees records only.
+\b
+Exit codes: 0 done; 1 a runtime failure; 2 a mistake in the input
+(file:line:col and a hint); 130 stopped by Ctrl-C, 143 by SIGTERM (both
+drained first). CEP_DEBUG=1 adds tracebacks.""")
 @click.version_option(package_name="cep")
 def cli() -> None:
-    """cep: declarative complex-event processing for event-driven trading."""
+    """cep: declarative complex-event processing for event-driven trading.
+
+    A YAML pipeline of sources, operator chains, rules and sinks is compiled into OS processes
+    joined by ZeroMQ. `cep COMMAND --help` shows a command's options and examples.
+    """
 
 
-@cli.command()
+@cli.command(short_help="Run a pipeline until its sources end; status on stderr.",
+             epilog="""\b
+Examples:
+  cep run pipelines/momentum.yaml              # live table on a terminal, summary at the end
+  cep run pipelines/synthetic.yaml -q          # the summary only
+  cep run echo.yaml -q 2>/dev/null | jq .      # a stdout sink's records, nothing else""")
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--inline", is_flag=True, help="Run every node in this process (no sockets).")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -69,7 +83,9 @@ def cli() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No live status; the summary only.")
 @click.option("--max-restarts", default=3, show_default=True, help="Restarts of a crashed worker before giving up.")
 def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_restarts: int) -> None:
-    """Run PIPELINE until its sources are exhausted (Ctrl-C drains and stops)."""
+    """Run PIPELINE until its sources are exhausted; Ctrl-C or SIGTERM drains every process and
+    stops. The live status and the summary go to stderr; stdout is left to the records of a
+    stdout sink."""
     if not inline:
         start_server()  # it imports the worker's code while the pipeline compiles
     plan = cep.compile(pipeline, run_dir=run_dir)
@@ -83,16 +99,22 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int) -> None:
         status = cep.run(plan, inline=True)
     else:
         from cep.runtime.live import LiveStatus
-        with LiveStatus(enabled=not quiet) as live:
+        with LiveStatus(plan, enabled=not quiet) as live:
             status = cep.run(plan, on_status=live.update, max_restarts=max_restarts)
     for line in status.summary_lines():
-        click.echo(line)
+        click.echo(line, err=True)
 
 
-@cli.command()
+@cli.command(short_help="Check pipelines and rule libraries; every problem at once.",
+             epilog="""\b
+Examples:
+  cep validate pipelines/momentum.yaml
+  cep validate pipelines/*.yaml rules/*.yaml   # rule libraries are recognised""")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 def validate(files: tuple[Path, ...]) -> None:
-    """Check pipelines and rule libraries without running anything; every problem at once."""
+    """Check pipelines and rule libraries without running anything. Every problem is reported at
+    once on stderr as `file:line:col: message (hint)`, warnings apart; each file's verdict and
+    its edges go to stdout. Exit 2 if any file has an error."""
     from cep.config import load_rule_library
     failed = False
     for path in files:
@@ -125,34 +147,36 @@ def _is_rule_library(path: Path) -> bool:
     return isinstance(head, dict) and "templates" in head and "name" not in head
 
 
-@cli.command()
+@cli.command(short_help="Show the compiled topology: processes, sockets, delivery.",
+             epilog="""\b
+Examples:
+  cep graph pipelines/momentum.yaml                  # text on stdout
+  cep graph pipelines/momentum.yaml -f mermaid
+  cep graph pipelines/momentum.yaml -o topology.dot  # the format follows the suffix
+  cep graph pipelines/momentum.yaml -o topology.svg  # drawn with Graphviz""")
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "-f", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("--format", "-f", "fmt", type=click.Choice(FORMATS),
+              help="text | dot | mermaid | json  [default: text, or what the suffix of --output names]")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write there; .svg/.png/.pdf are rendered with Graphviz's dot.")
-def graph(pipeline: Path, fmt: str, output: Path | None) -> None:
+              help="Write there instead of stdout: .txt .dot .gv .mmd .json by suffix; .svg .png .pdf "
+                   "drawn with Graphviz's dot.")
+def graph(pipeline: Path, fmt: str | None, output: Path | None) -> None:
     """Print the compiled topology: processes, nodes, sockets and delivery of every edge."""
-    from cep.compiler.render import render
+    from cep.compiler.render import render, write
     plan = cep.compile(pipeline)
     if output is None:
-        click.echo(render(plan, fmt), nl=False)
+        click.echo(render(plan, fmt or "text"), nl=False)
         return
-    picture = output.suffix.lower().lstrip(".")
-    if picture in ("svg", "png", "pdf"):
-        dot = shutil.which("dot")
-        if dot is None:
-            raise click.ClickException("rendering a picture needs Graphviz's `dot` (e.g. apt install graphviz); "
-                                       "or use --format dot|mermaid and render it elsewhere")
-        result = subprocess.run([dot, f"-T{picture}", "-o", str(output)], input=render(plan, "dot"),
-                                text=True, capture_output=True)
-        if result.returncode != 0:
-            raise click.ClickException(f"dot failed: {result.stderr.strip()}")
-    else:
-        output.write_text(render(plan, fmt))
-    click.echo(f"wrote {output}")
+    write(plan, output, fmt)
+    click.echo(f"wrote {output}", err=True)
 
 
-@cli.command()
+@cli.command(short_help="Replay historical ticks from a CSV file through a pipeline.",
+             epilog="""\b
+Examples:
+  cep replay pipelines/momentum.yaml --data ticks.csv.gz
+  cep replay pipelines/momentum.yaml --data ticks.csv.gz --speed 10x
+  cep replay feeds.yaml --data eth.csv --source eth   # one of several sources""")
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Historical ticks (CSV, .gz ok) to replay through the pipeline's source.")
@@ -171,7 +195,12 @@ def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline
     _run_plan(cep.compile(model), inline, quiet, max_restarts=3)
 
 
-@cli.command()
+@cli.command(short_help="List sources, operators, rules and sinks with their parameters.",
+             epilog="""\b
+Examples:
+  cep plugins                                  # every built-in and installed plugin
+  cep plugins --kind operator
+  cep plugins pipelines/vwap.yaml              # also the local plugins a pipeline loads""")
 @click.argument("pipeline", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--kind", type=click.Choice(["source", "operator", "rule", "sink"]), help="Only this kind.")
 def plugins(pipeline: Path | None, kind: str | None) -> None:

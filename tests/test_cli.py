@@ -114,7 +114,7 @@ def test_graph_json_is_the_plan_itself(capsys):
 def test_graph_picture_without_graphviz_is_a_clear_message(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     code, _, err = cep("graph", ROOT / "pipelines" / "momentum.yaml", "-o", tmp_path / "t.svg", capsys=capsys)
-    assert code == 2 and "Graphviz" in err
+    assert code == 1 and "Graphviz" in err
 
 
 def test_plugins_lists_every_kind_with_parameters(capsys):
@@ -130,8 +130,8 @@ def test_run_synthetic_end_to_end_prints_the_summary_and_exits_0(workdir):
     result = subprocess.run([sys.executable, "-m", "cep.cli", "run", str(ROOT / "pipelines" / "synthetic.yaml"), "-q"],
                             capture_output=True, text=True, timeout=120, cwd=workdir)
     assert result.returncode == 0, result.stderr
-    assert "restarts 0" in result.stdout
-    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    assert "restarts 0" in result.stderr
+    lines = {line.split()[0]: line.split() for line in result.stderr.splitlines() if line.strip()}
     assert lines["quotes"][3] == "200,000"
 
 
@@ -152,7 +152,7 @@ sinks:
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 0, err
-    assert "interrupted, drained" in out
+    assert "interrupted, drained" in err
     assert "Traceback" not in err
 
 
@@ -190,7 +190,7 @@ def test_replay_runs_a_pipeline_over_other_historical_data(workdir, capsys):
                     + "".join(f"{i},X,{100 + abs(i)},{101 + abs(i)},,\n" for i in range(-1, 7)))
     code, out, err = cep("replay", ROOT / "pipelines" / "momentum.yaml", "--data", data, "--inline", capsys=capsys)
     assert code == 0, err
-    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    rows = {line.split()[0]: line.split() for line in err.splitlines() if line.strip()}
     assert rows["ticks"][3] == "8" and rows["momentum5"][3] == "1"
 
 

@@ -44,7 +44,7 @@ def test_the_summary_and_the_live_status_show_reliable_edges(workdir, capsys):
     status = status_with_a_restart(workdir)
     assert ("delivery ticks->strategy at_least_once: unacked 3, retransmitted 7, duplicates 6 (passed on)"
             in status.summary_lines())
-    live = LiveStatus()
-    live.terminal, live._next_plain = False, 0.0
+    live = LiveStatus(status.plan)
+    live.redraw, live._next_plain = False, 0.0
     live.update(status)
-    assert "ticks->strategy unacked 3 retx 7 dup 6" in capsys.readouterr().out
+    assert "ticks->strategy unacked 3 retx 7 dup 6" in capsys.readouterr().err

@@ -1,13 +1,48 @@
-"""`cep graph`: the plan as text, Graphviz DOT, Mermaid or JSON. Renderers read the plan only."""
+"""`cep graph`: the plan as text, Graphviz DOT, Mermaid or JSON, or a picture Graphviz draws from
+the DOT. Renderers read the plan only."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 from cep.compiler.plan import Plan
+from cep.errors import RuntimeFailure, UserError
+
+FORMATS = ("text", "dot", "mermaid", "json")
+FORMAT_OF_SUFFIX = {".txt": "text", ".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".json": "json"}
+PICTURES = (".svg", ".png", ".pdf")
 
 
 def render(plan: Plan, fmt: str) -> str:
     return {"text": to_text, "dot": to_dot, "mermaid": to_mermaid, "json": to_json}[fmt](plan)
+
+
+def write(plan: Plan, output: Path, fmt: str | None) -> None:
+    """Write the plan to `output`, in `fmt` or else the format its suffix names (text for an
+    unknown suffix); a picture suffix has Graphviz's `dot` draw it. A missing Graphviz is a
+    RuntimeFailure (the machine lacks a program), not a mistake in the input."""
+    suffix = output.suffix.lower()
+    if suffix not in PICTURES:
+        output.write_text(render(plan, fmt or FORMAT_OF_SUFFIX.get(suffix, "text")))
+        return
+    if fmt not in (None, "dot"):
+        raise UserError(f"{output}: a picture is drawn from the DOT format: drop --format {fmt}, "
+                        f"or write to a {_suffix_of(fmt)} file")
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RuntimeFailure(f"drawing {output} needs Graphviz's `dot` program, which is not on PATH: "
+                             "install Graphviz (apt install graphviz, brew install graphviz), or write "
+                             "a .dot or .mmd file and render it elsewhere")
+    result = subprocess.run([dot, f"-T{suffix[1:]}", "-o", str(output)], input=to_dot(plan),
+                            text=True, capture_output=True)
+    if result.returncode != 0:
+        raise RuntimeFailure(f"Graphviz's dot failed drawing {output}: {result.stderr.strip()}")
+
+
+def _suffix_of(fmt: str) -> str:
+    return next(suffix for suffix, named in FORMAT_OF_SUFFIX.items() if named == fmt)
 
 
 def _node_label(plan: Plan, node_id: str) -> str:

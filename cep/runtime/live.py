@@ -1,26 +1,40 @@
-"""Live per-node status while a pipeline runs: a rich table on a terminal, plain periodic lines
-otherwise (logs, CI). The supervisor calls `update(status)` about twice a second."""
+"""Live per-node status while a pipeline runs, always on stderr (stdout belongs to the records of
+a `stdout` sink): a rich table redrawn in place on a terminal, plain periodic lines otherwise
+(logs, CI). The supervisor calls `update(status)` about twice a second.
+
+A table redrawn in place moves the cursor up and erases what it drew before, which erases
+anything else written to the same terminal meanwhile. A `stdout` sink writes from its own
+process, so when its records go to a terminal the status is printed as plain lines instead:
+they only ever append."""
 from __future__ import annotations
 
 import sys
 import time
 
+from cep.compiler.plan import Plan
 from cep.runtime.metrics import RunStatus
 
 PLAIN_EVERY_S = 5.0
 
 
+def prints_to_stdout(plan: Plan) -> bool:
+    """Whether a sink of `plan` writes records to standard output."""
+    return any(node.kind == "sink" and node.type == "stdout" for node in plan.nodes.values())
+
+
 class LiveStatus:
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, plan: Plan, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.terminal = sys.stdout.isatty()
+        records_on_terminal = prints_to_stdout(plan) and sys.stdout.isatty()
+        self.redraw = sys.stderr.isatty() and not records_on_terminal
         self._live = None
         self._next_plain = time.monotonic() + PLAIN_EVERY_S
 
     def __enter__(self) -> "LiveStatus":
-        if self.enabled and self.terminal:
+        if self.enabled and self.redraw:
+            from rich.console import Console
             from rich.live import Live
-            self._live = Live(refresh_per_second=4, transient=True)
+            self._live = Live(console=Console(stderr=True), refresh_per_second=4, transient=True)
             self._live.__enter__()
         return self
 
@@ -37,7 +51,7 @@ class LiveStatus:
             self._next_plain = time.monotonic() + PLAIN_EVERY_S
             parts = [f"{node} {t.emitted if kind != 'sink' else t.received:,} ({rate:,.0f}/s)"
                      for node, kind, t, rate in status.rows()]
-            print(f"[{status.elapsed:7.1f}s] " + "  ".join(parts + _delivery(status)), flush=True)
+            print(f"[{status.elapsed:7.1f}s] " + "  ".join(parts + _delivery(status)), file=sys.stderr, flush=True)
 
     @staticmethod
     def _table(status: RunStatus):
