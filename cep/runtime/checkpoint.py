@@ -11,11 +11,15 @@ again from upstream, and the sequence numbers already delivered are dropped as d
 frames a crash left unsent are in the outbox and are sent again with their original sequence
 numbers, which downstream dedupes. Nothing is lost and nothing is processed twice.
 
+The file and its `-wal` and `-shm` are 0600 in a 0700 directory (`rundir`): only the user
+can read a worker's state and outbox, or change what a restarted worker resumes from.
+
 WAL with `synchronous=NORMAL` survives the crash of a process (the case the supervisor repairs),
 not the loss of the machine's power.
 """
 from __future__ import annotations
 
+import os
 import pickle
 import sqlite3
 from pathlib import Path
@@ -23,6 +27,7 @@ from typing import Any, Callable
 
 from cep.errors import RuntimeFailure
 from cep.runtime.delivery import Window
+from cep.runtime.rundir import private_dir, private_file
 
 Part = tuple[Callable[[], Any], Callable[[Any], None]]
 """`(snapshot, restore)` of one piece of a worker's state."""
@@ -32,10 +37,13 @@ class CheckpointStore:
     """The SQLite file of one worker. `fresh` (a first start in this run) forgets an older run's."""
 
     def __init__(self, path: Path, fresh: bool) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent, "checkpoint directory")
+        files = (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
         if fresh:
-            for leftover in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            for leftover in files:
                 leftover.unlink(missing_ok=True)
+        for existing in [path] + [f for f in files[1:] if f.exists()]:
+            os.close(private_file(existing))  # SQLite gives -wal and -shm the database's mode
         self.path = path
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")

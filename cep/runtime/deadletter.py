@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ class DeadLetters:
     def __call__(self, node: str, reason: str, raw: Any) -> None:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", buffering=1, encoding="utf-8")
+            self._file = open(self.path, "a", buffering=1, encoding="utf-8", opener=_owner_only)
         if isinstance(raw, (bytes, bytearray, memoryview)):
             raw = {"base64": base64.b64encode(bytes(raw)).decode()}
         line = json.dumps({"time": time.time(), "worker": self.worker, "node": node,
@@ -33,3 +34,8 @@ class DeadLetters:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _owner_only(path: str, flags: int) -> int:
+    """A new dead-letter file is 0600: it holds raw input, which may not be everyone's to read."""
+    return os.open(path, flags, 0o600)

@@ -23,6 +23,7 @@ from cep.compiler.plan import Plan
 from cep.errors import RuntimeFailure, TransportError, WorkerCrashed
 from cep.runtime import processes
 from cep.runtime.metrics import RunStatus
+from cep.runtime.rundir import private_run_dir
 from cep.runtime.transport import bind
 from cep.runtime.worker import worker_main
 
@@ -70,8 +71,7 @@ class Supervisor:
     # -- public -------------------------------------------------------------------------------
     def run(self) -> RunStatus:
         """Run the plan to completion (or until `stop()`); returns the final status."""
-        run_dir = Path(self.plan.run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = private_run_dir(Path(self.plan.run_dir))
         lock = self._lock(run_dir)
         context = zmq.Context()
         self._control = context.socket(zmq.ROUTER)

@@ -31,6 +31,7 @@ from cep.compiler.plan import EdgePlan, Plan
 from cep.errors import CodecError, TransportError
 from cep.partition import Partitioner
 from cep.rows import AnyBatch, Rows, items, like, split_by
+from cep.runtime.rundir import owner_only_files
 
 END_TOPIC = b"!END"
 HELLO_PREFIX = "!HELLO."
@@ -63,7 +64,8 @@ class EdgeCounters:
 def bind(socket: zmq.Socket, endpoint: str) -> None:
     """Bind, translating 'address in use' into an error that says which address."""
     try:
-        socket.bind(endpoint)
+        with owner_only_files():  # an ipc socket file: srw------- whatever the umask
+            socket.bind(endpoint)
     except zmq.ZMQError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise TransportError(f"{endpoint} is already in use by another process "
