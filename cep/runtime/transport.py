@@ -20,6 +20,7 @@ unread tail (DESIGN §4).
 from __future__ import annotations
 
 import errno
+import time
 from typing import Callable
 
 import zmq
@@ -36,6 +37,10 @@ from cep.runtime.rundir import owner_only_files
 END_TOPIC = b"!END"
 HELLO_PREFIX = "!HELLO."
 SEND_RETRY_MS = 100
+SEND_PAUSE_MIN_S = 0.0005
+SEND_PAUSE_MAX_S = 0.02
+"""A blocked sender whose socket cannot wait for room sleeps between tries, this long at most:
+the delay it adds once room comes back."""
 RECONNECT_MS = 10
 """How soon a connecting socket retries a peer that is not there (yet, or again after a restart)."""
 
@@ -88,14 +93,32 @@ the strategy and the sink (about 3% of their Python time, asked once per frame).
 
 def _send(socket: zmq.Socket, frame: bytes, blocking: bool, stopping: Callable[[], bool]) -> bool:
     """Send a frame; True if sent. `block` retries while the peer is full, until stopping."""
-    while True:
+    try:
+        _send_bytes(socket, frame, _NOBLOCK)
+        return True
+    except zmq.Again:
+        if not blocking:
+            return False
+    return _send_when_room(socket, frame, stopping)
+
+
+def _send_when_room(socket: zmq.Socket, frame: bytes, stopping: Callable[[], bool]) -> bool:
+    """Wait for room to send `frame`, without spinning. A PUSH's POLLOUT waits for room; an XPUB
+    says POLLOUT at once even while a subscriber is full (XPUB_NODROP), so when the poll did not
+    wait, the wait is a sleep, doubled each time up to `SEND_PAUSE_MAX_S` (a stopped consumer
+    made a blocked gateway spend a core in this loop)."""
+    pause = SEND_PAUSE_MIN_S
+    while not stopping():
+        before = time.monotonic()
+        socket.poll(SEND_RETRY_MS, zmq.POLLOUT)
         try:
             _send_bytes(socket, frame, _NOBLOCK)
             return True
         except zmq.Again:
-            if not blocking or stopping():
-                return False
-            socket.poll(SEND_RETRY_MS, zmq.POLLOUT)
+            if time.monotonic() - before < pause:
+                time.sleep(pause)
+                pause = min(2 * pause, SEND_PAUSE_MAX_S)
+    return False
 
 
 def topic_owner(topic: bytes, workers: int) -> int | None:
