@@ -48,7 +48,7 @@ def hooks_of(factory, params, **context):
 # -- the store --------------------------------------------------------------------------------------
 def test_a_commit_is_what_the_next_incarnation_loads_and_a_fresh_start_forgets_it(tmp_path):
     path = tmp_path / "w.sqlite"
-    window = Window(["c"], capacity=10, clock=lambda: 0.0)
+    window = Window(["c"], capacity=10)
     state = {"n": 1}
     checkpointer = Checkpointer(CheckpointStore(path, fresh=True),
                                 {"s": (lambda: dict(state), state.update)}, {"out": window})
@@ -62,7 +62,7 @@ def test_a_commit_is_what_the_next_incarnation_loads_and_a_fresh_start_forgets_i
     checkpointer.close()
 
     restored_state: dict = {}
-    restored = Window(["c"], capacity=10, clock=lambda: 0.0)
+    restored = Window(["c"], capacity=10)
     again = Checkpointer(CheckpointStore(path, fresh=False),
                          {"s": (lambda: {}, restored_state.update)}, {"out": restored})
     again.restore()

@@ -9,6 +9,7 @@ import pytest
 
 import cep
 from cep.runtime.supervisor import Supervisor
+from tests.conftest import signal_ids
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +90,16 @@ def test_a_gateway_blocked_behind_a_stopped_consumer_does_not_spin(workdir):
     assert stop.cpu_used is not None, "the gateway never blocked behind the stopped sink"
     assert stop.cpu_used < 0.25 * stop.measure_s, f"the gateway used {stop.cpu_used:.2f}s of CPU while blocked"
     assert status.nodes()["ticks"].dropped == 0
+
+
+def test_at_least_once_sends_no_copies_to_a_consumer_that_is_only_stopped(workdir):
+    plan = cep.compile(write(workdir, "slow", "at_least_once"))
+    # stopped for longer than the 3 s after which a silent consumer used to get its frames again
+    stop, status = run_stopping(plan, "sink-signals", "signals", measure_s=4.0)
+    assert stop.cpu_used is not None, "the gateway never blocked behind the stopped sink"
+    ids = signal_ids(workdir)
+    assert len(ids) > 2000
+    assert len(ids) - len(set(ids)) == 0, "lines written twice"
+    edges = status.edges()
+    assert all(e.retransmitted == 0 and e.duplicates == 0 for e in edges.values())
+    assert status.restarts == {}

@@ -4,7 +4,10 @@ until it is acknowledged, and what a consumer may acknowledge when.
 Producer side, `Window`: every frame sent on a reliable edge is retained (already encoded, with
 its stream and sequence number) for each consumer worker that must acknowledge it. A worker's
 window is full at `capacity` frames; the producer then stops taking input until acks arrive
-(back-pressure, never a drop). Retransmission resends exactly what a worker has not acknowledged.
+(back-pressure, never a drop). Retransmission resends exactly what a worker has not acknowledged,
+and only to a new incarnation of that worker: a live consumer loses nothing on a socket (sends
+block, never drop), so one that is slow or stopped (SIGSTOP) gets no copies of what already waits
+in its queue, however long it is silent.
 
 Consumer side, `Receipts`: frames read in one pass of the worker loop become acknowledgeable once
 their effects are safe: the process's sinks are flushed, and every frame its reliable outlets had
@@ -33,8 +36,6 @@ EPOCH_BITS = 32
 ACK, JOIN = 0, 1
 ACK_EVERY_S = 0.01
 """How often a consumer acknowledges (and flushes its sinks): bounds the ack traffic."""
-ACK_TIMEOUT_S = 3.0
-"""A consumer worker that acknowledged nothing for this long gets its unacked frames again."""
 
 
 def epoch(incarnation: int) -> int:
@@ -122,15 +123,12 @@ class Window:
     window exceeds `capacity` by at most what one pass of the sender's loop produces.
     """
 
-    def __init__(self, workers: Iterable[str], capacity: int,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, workers: Iterable[str], capacity: int) -> None:
         self.capacity = capacity
-        self.clock = clock
         self.workers = frozenset(workers)
         self._frames: dict[str, dict[bytes, dict[int, _Retained]]] = {w: defaultdict(dict) for w in self.workers}
         self._sizes = dict.fromkeys(self.workers, 0)
-        self._progress = dict.fromkeys(self.workers, clock())  # last admission into empty, or ack
-        self._patience = dict.fromkeys(self.workers, 1)          # timeouts since the last ack
+        self._owed: dict[str, tuple[int, int]] = {}  # worker -> ordinals [from, to) still to resend
         self._ordinal = 0
         self.retransmitted = 0
         self.journal: list[tuple] | None = None
@@ -152,8 +150,6 @@ class Window:
                 self.journal.append((worker, topic, seq, retained.ordinal, frame))
 
     def _retain(self, worker: str, topic: bytes, seq: int, retained: _Retained) -> None:
-        if not self._sizes[worker]:
-            self._progress[worker] = self.clock()
         self._frames[worker][topic][seq] = retained
         self._sizes[worker] += 1
 
@@ -201,10 +197,7 @@ class Window:
                 released += len(seqs)
                 if self.journal is not None:
                     self.journal += [(worker, topic, seq) for seq in seqs]
-        if released:
-            self._sizes[worker] -= released
-            self._progress[worker] = self.clock()
-            self._patience[worker] = 1
+        self._sizes[worker] -= released
         return released
 
     def low_ordinal(self) -> int:
@@ -219,24 +212,40 @@ class Window:
     # retransmission
     def unacked(self, worker: str) -> list[tuple[bytes, int, bytes]]:
         """`(topic, seq, frame)` of everything `worker` has not acknowledged, oldest first."""
+        return [(topic, seq, frame) for _, topic, seq, frame in self._unacked(worker)]
+
+    def _unacked(self, worker: str, low: int = 0, high: int | None = None) -> list[tuple[int, bytes, int, bytes]]:
+        high = self._ordinal if high is None else high
         entries = [(retained.ordinal, topic, seq, retained.frame)
-                   for topic, frames in self._frames[worker].items() for seq, retained in frames.items()]
-        return [(topic, seq, frame) for _, topic, seq, frame in sorted(entries, key=lambda e: e[0])]
+                   for topic, frames in self._frames[worker].items() for seq, retained in frames.items()
+                   if low <= retained.ordinal < high]
+        return sorted(entries, key=lambda e: e[0])
 
-    def overdue(self, timeout_s: float) -> list[str]:
-        """Workers with unacked frames that acknowledged nothing for `timeout_s`, doubled after
-        each retransmit that brought no ack: a consumer that is alive but held back by its own
-        downstream is not flooded with copies of what already waits in its queue."""
-        now = self.clock()
-        return [w for w, size in self._sizes.items()
-                if size and now - self._progress[w] >= timeout_s * self._patience[w]]
+    def rejoined(self, worker: str) -> None:
+        """A new incarnation of `worker` started: it is owed every frame admitted so far that it
+        has not acknowledged (later frames are sent to the new incarnation itself)."""
+        self._owed[worker] = (0, self._ordinal)
 
-    def resent(self, worker: str, frames: int, timeout: bool = False) -> None:
-        """Count a retransmission and restart the worker's ack timer (longer after a timeout)."""
+    def owed(self) -> list[str]:
+        """Workers with a resend in progress."""
+        return list(self._owed)
+
+    def owed_frames(self, worker: str) -> list[tuple[int, bytes, int, bytes]]:
+        """`(ordinal, topic, seq, frame)` still to resend to `worker`, oldest first."""
+        low, high = self._owed.get(worker, (0, 0))
+        return self._unacked(worker, low, high)
+
+    def resent(self, worker: str, frames: int, through: int | None) -> None:
+        """`frames` were resent to `worker`, everything owed up to ordinal `through` (None: none);
+        the resend is complete once nothing owed is left."""
         self.retransmitted += frames
-        self._progress[worker] = self.clock()
-        if timeout:
-            self._patience[worker] = min(2 * self._patience[worker], 64)
+        low, high = self._owed.get(worker, (0, 0))
+        if through is not None:
+            low = through + 1
+        if low >= high or not self._unacked(worker, low, high):
+            self._owed.pop(worker, None)
+        else:
+            self._owed[worker] = (low, high)
 
 
 # -- consumer side --------------------------------------------------------------------------------

@@ -5,9 +5,11 @@ The ack channel: every producer worker of a reliable edge binds a PULL at the ed
 (`EdgePlan.acks`, one per producer worker); each consumer worker connects a PUSH to it, announces
 itself with JOIN, and sends ACKs naming the sequence ranges it processed safely.
 
-Retransmission goes to one consumer worker only, and happens when
-- it restarts: push/pull consumers say JOIN; pub/sub consumers re-subscribe their HELLO topic;
-- it acknowledged nothing for `ACK_TIMEOUT_S` while frames were waiting.
+Retransmission goes to one consumer worker only, and only to a new incarnation of it (push/pull
+consumers say JOIN when they start; pub/sub consumers re-subscribe their HELLO topic): sends on a
+reliable edge block rather than drop, so a live consumer, however slow or stopped, has every
+frame it has not acknowledged in its queue already. A resend that does not fit in the socket at
+once goes on in the next passes.
 pub/sub retransmits travel on `!RETX.<worker>\\0<topic>`, a topic only that worker subscribes to
 (reliable subscribers subscribe to the data topics by name, not to everything).
 
@@ -19,7 +21,6 @@ The factories at the bottom pick the plain or the reliable kind per the edges' d
 """
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import zmq
@@ -30,7 +31,6 @@ from cep.errors import CodecError
 from cep.rows import AnyBatch, concat
 from cep.runtime.delivery import (
     ACK,
-    ACK_TIMEOUT_S,
     JOIN,
     InOrder,
     Receipts,
@@ -82,7 +82,7 @@ class RetainingOutlet:
                       incarnation: int) -> None:
         edges = [edge for edge in self.edges if reliable(edge)]
         workers = {w for edge in edges for w in plan.process(edge.consumer).workers}
-        self.window = Window(workers, capacity=min(edge.hwm for edge in edges), clock=time.monotonic)
+        self.window = Window(workers, capacity=min(edge.hwm for edge in edges))
         self.retained_for = frozenset(workers)
         self.blocking = True
         self.epoch = epoch(incarnation)
@@ -141,32 +141,38 @@ class RetainingOutlet:
             try:
                 kind, consumer, incarnation, acked = decode_ack(message)
             except CodecError:
-                continue  # not from a consumer of ours; the window's timeout repairs any loss
+                continue  # not from a consumer of ours
             if kind == ACK:
                 self.window.ack(consumer, acked)
             elif kind == JOIN and consumer in self.window.workers:
                 self._on_rejoin(consumer, incarnation)
         self.counters.unacked = self.window.size()
 
-    def check_timeouts(self) -> None:
-        for worker in self.window.overdue(ACK_TIMEOUT_S):
-            self._retransmit(worker, timeout=True)
+    def resend_owed(self) -> None:
+        """Go on with resends that did not fit in their socket at once."""
+        for worker in self.window.owed():
+            self._resend(worker)
 
-    def _retransmit(self, worker: str, timeout: bool = False) -> None:
-        """Send `worker` everything it has not acknowledged, without blocking: what does not fit
-        now goes at the next timeout. Frames held back for a checkpoint are not sent before it."""
+    def _retransmit(self, worker: str) -> None:
+        """A new incarnation of `worker` joined: send it everything it has not acknowledged."""
+        self.window.rejoined(worker)
+        self._resend(worker)
+
+    def _resend(self, worker: str) -> None:
+        """Send `worker` what it is owed, oldest first, without blocking: what does not fit now
+        goes in a later pass. Frames held back for a checkpoint are not sent before it."""
         held = {id(frame) for _, frame, _ in self.unsent or ()}
-        sent = 0
-        for topic, _, frame in self.window.unacked(worker):
-            if id(frame) in held:
-                continue
-            socket, frame = self._route(worker, frame)
-            try:
-                socket.send(frame, zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            sent += 1
-        self.window.resent(worker, sent, timeout)
+        sent, through = 0, None
+        for ordinal, _, _, frame in self.window.owed_frames(worker):
+            if id(frame) not in held:
+                socket, routed = self._route(worker, frame)
+                try:
+                    socket.send(routed, zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                sent += 1
+            through = ordinal
+        self.window.resent(worker, sent, through)
         self.counters.retransmitted = self.window.retransmitted
 
     def close(self) -> None:

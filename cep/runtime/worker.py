@@ -306,8 +306,8 @@ class Worker:
 
     def _deliver(self) -> None:
         """Reliable edges, once per pass after the flush: (exactly_once) checkpoint, then let the
-        pass's frames go; acknowledge what became safe upstream, retransmit downstream what
-        waited too long for its ack."""
+        pass's frames go; acknowledge what became safe upstream, go on resending downstream what
+        a restarted consumer is owed."""
         if self.checkpointer is not None:
             if (self.receipts.reading or self.offsets != self.checkpointed_offsets
                     or any(o.window.journal for o in self.retaining)):
@@ -318,7 +318,7 @@ class Worker:
         self.receipts.end_pass()
         reliable.send_acks(self.receipts, self.reliable_inlets)
         for outlet in self.retaining:
-            outlet.check_timeouts()
+            outlet.resend_owed()
 
     def _finished(self) -> bool:
         return (not self.sources and all(i.complete for i in self.inlets) and self.receipts.settled
