@@ -23,9 +23,10 @@ in a namespace with empty `__builtins__`. Every user-written field name becomes 
 expression to an object's `__class__`, `__globals__` or any module. Names and attributes starting
 with `__` are refused anyway, as are lambdas, comprehensions, walrus, f-strings and starred
 arguments, so an error message says what is wrong rather than failing later. Sizes are capped
-(source length and nesting depth) before anything recursive runs; integer powers with huge
-exponents are refused at run time. The whitelist guards the interpreter, not the clock: a formula
-such as `'x' * 10**8` still costs what it costs.
+(source length and nesting depth) before anything recursive runs. Cost is bounded too
+(`cep.expression_costs`): operations whose cost grows with a value (integer powers, factorial,
+comb, perm, sequence repetition, printf widths) check their operands first and raise
+`CostLimitError`; where the operands are constants, that happens at compile time.
 
 Run-time errors (a missing field -> KeyError, `prev.mid` while `prev` is None -> TypeError, a
 division by zero) are raised to the caller, which dead-letters the record and goes on.
@@ -40,6 +41,9 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Callable, NoReturn
 
 from cep.errors import ExpressionError, Location, Problem
+from cep.expression_costs import (GUARDED_FUNCTIONS, GUARDED_MATH, GUARDED_OPERATORS, LIMITS_HINT,
+                                  MAX_INT_EXPONENT, CostLimitError, first_costly_constant,
+                                  needs_guard)
 
 MAX_LENGTH = 2_000
 """Longest expression source accepted, checked before parsing."""
@@ -47,11 +51,10 @@ MAX_LENGTH = 2_000
 MAX_DEPTH = 64
 """Deepest syntax tree accepted, checked before any recursive pass over the tree."""
 
-MAX_INT_EXPONENT = 1_024
-"""Largest integer exponent `**` accepts, so `10 ** 10 ** 10` is an error, not a hang."""
+__all__ = ["CostLimitError", "Expression", "FUNCTIONS", "MATH", "MAX_DEPTH", "MAX_INT_EXPONENT",
+           "MAX_LENGTH", "compile_expression", "compile_record_steps", "compile_row_steps"]
 
 _RECORD = "_cep_record"
-_POW = "_cep_pow"
 _MATH_PREFIX = "_cep_math_"
 
 
@@ -79,21 +82,15 @@ def _mean(values: Any) -> float:
     return sum(values) / len(values)
 
 
-def _pow(base: Any, exponent: Any) -> Any:
-    if isinstance(base, int) and isinstance(exponent, int) and abs(exponent) > MAX_INT_EXPONENT:
-        raise ValueError(f"integer exponent {exponent} is larger than {MAX_INT_EXPONENT}")
-    return base ** exponent
-
-
 FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "abs": abs, "len": len, "round": round, "int": int, "float": float, "str": str, "bool": bool,
+    "abs": abs, "len": len, "float": float, "str": str, "bool": bool, **GUARDED_FUNCTIONS,
     "min": _over_field(min, "min"), "max": _over_field(max, "max"),
     "sum": _over_field(sum, "sum"), "avg": _over_field(_mean, "avg"),
 }
 """The functions an expression may call, by the name it calls them with."""
 
-MATH: dict[str, Any] = {name: value for name, value in vars(math).items()
-                        if not name.startswith("_")}
+MATH: dict[str, Any] = {**{name: value for name, value in vars(math).items()
+                           if not name.startswith("_")}, **GUARDED_MATH}
 """`math.<name>` an expression may use: the module's public functions and constants."""
 
 _ALLOWED_NODES: tuple[type, ...] = (
@@ -172,6 +169,9 @@ def compile_expression(source: str, *, fields: Collection[str] | None = None,
     rewriter = _Rewriter(fail, frozenset(fields) if fields is not None else None, tuple(bound))
     body = rewriter.visit(tree.body)
     namespace = _namespace(rewriter.math_names)
+    refused = first_costly_constant(body, namespace)
+    if refused is not None:
+        fail(str(refused), LIMITS_HINT)
     return Expression(source, frozenset(rewriter.fields_read), tuple(bound),
                       _build_function(body, tuple(bound), namespace, fail), body, namespace)
 
@@ -256,11 +256,14 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        """`**` always, `*` and `%` where an operand may be a sequence or a big integer, become
+        calls of their guarded twins (`cep.expression_costs`)."""
         self.generic_visit(node)
-        if isinstance(node.op, ast.Pow):
-            return ast.copy_location(
-                ast.Call(ast.Name(_POW, ast.Load()), [node.left, node.right], []), node)
-        return node
+        guard = GUARDED_OPERATORS.get(type(node.op))
+        if guard is None or not (isinstance(node.op, ast.Pow) or needs_guard(node, _MATH_PREFIX)):
+            return node
+        return ast.copy_location(
+            ast.Call(ast.Name(guard[0], ast.Load()), [node.left, node.right], []), node)
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
         name = node.id
@@ -318,7 +321,8 @@ class _Rewriter(ast.NodeTransformer):
 
 def _namespace(math_names: set[str]) -> dict[str, Any]:
     """The only globals a compiled expression sees: whitelisted functions, no builtins."""
-    namespace: dict[str, Any] = {"__builtins__": {}, _POW: _pow, **FUNCTIONS}
+    namespace: dict[str, Any] = {"__builtins__": {}, **dict(GUARDED_OPERATORS.values()),
+                                 **FUNCTIONS}
     namespace.update({_MATH_PREFIX + name: MATH[name] for name in math_names})
     return namespace
 

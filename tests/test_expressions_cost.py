@@ -1,0 +1,184 @@
+"""Expressions are bounded in cost, not only in syntax.
+
+A formula whose cost grows with a value (factorial, comb, perm, integer powers, sequence
+repetition, printf widths, rounding to huge negative digits) is refused when the pipeline is
+validated if its operands are constants, and otherwise refused at run time before any work is
+done: the record is dead-lettered with the reason, within a fraction of a second, and the run goes
+on. Every run-time case is evaluated in a forked child with a deadline, so a regression fails the
+test instead of hanging the suite.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from cep.errors import ExpressionError
+from cep.expressions import CostLimitError, compile_expression
+
+DEADLINE = 10.0  # seconds for a forked child that must finish in well under one
+CONSTANT = [
+    "math.factorial(100000000)",
+    "math.factorial(10**7)",
+    "math.comb(10**7, 5*10**6)",
+    "math.perm(10**7, 5*10**6)",
+    "'a' * 10**9",
+    "'a' * 10**10",
+    "[0] * 10**9",
+    "2 ** 10 ** 10",
+    "((7**1024)**1024)**1024",
+    "round(5, -10**9)",
+    "'%0999999999d' % 1",
+    "math.prod([10**9, 'a'])",
+]
+FIELD = [  # each reads the field bid_price (a float) or n (an int) of the record
+    "math.factorial(int(bid_price) * 1000000)",
+    "math.factorial(n)",
+    "math.comb(n, n // 2)",
+    "math.perm(n, n // 2)",
+    "'a' * n",
+    "str(bid_price) * 1000000000",
+    "((int(bid_price)**1024)**1024)**1024",
+    "n ** n",
+    "round(n, -n)",
+    "'%0*d' % (n, 1)",
+    "label * n",
+    "math.prod([n, label])",
+    "int(digits) * int(digits) * int(digits) * int(digits) * int(digits) * int(digits)",
+]
+RECORD = {"timestamp": 1, "instrument": "X", "bid_price": 101.5, "n": 10**8, "label": "ab",
+          "digits": "1" * 4000}
+
+
+@pytest.mark.parametrize("source", CONSTANT)
+def test_a_costly_constant_is_refused_when_compiled(source):
+    started = time.perf_counter()
+    with pytest.raises(ExpressionError) as caught:
+        compile_expression(source)
+    assert time.perf_counter() - started < 1.0
+    problem = caught.value.problems[0]
+    assert "limit" in problem.message
+    assert problem.hint and "cost" in problem.hint
+
+
+def _evaluate_in_child(source: str, record: dict, results) -> None:
+    try:
+        compile_expression(source)(record)
+        results.put(("value", None))
+    except CostLimitError as exc:
+        results.put(("refused", str(exc)))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the test
+        results.put(("other", f"{type(exc).__name__}: {exc}"))
+
+
+def _evaluate_with_deadline(source: str, record: dict) -> tuple[str, str | None, float]:
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    child = context.Process(target=_evaluate_in_child, args=(source, record, results))
+    started = time.perf_counter()
+    child.start()
+    child.join(DEADLINE)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        pytest.fail(f"{source!r} was still evaluating after {DEADLINE} s")
+    kind, detail = results.get(timeout=DEADLINE)
+    return kind, detail, time.perf_counter() - started
+
+
+@pytest.mark.parametrize("source", FIELD)
+def test_a_costly_formula_over_fields_is_refused_before_it_runs(source):
+    kind, detail, took = _evaluate_with_deadline(source, RECORD)
+    assert kind == "refused", (kind, detail)
+    assert "limit" in detail
+    assert took < 2.0  # a fork and a refusal, not a computation
+
+
+def test_the_refusal_is_the_value_error_the_runtime_dead_letters():
+    assert issubclass(CostLimitError, ValueError)
+
+
+@pytest.mark.parametrize("source, record, expected", [
+    ("math.factorial(n)", {"n": 20}, 2432902008176640000),
+    ("math.comb(n, 3)", {"n": 10}, 120),
+    ("math.perm(n)", {"n": 5}, 120),
+    ("'ab' * n", {"n": 3}, "ababab"),
+    ("label * 2", {"label": "x"}, "xx"),
+    ("[0] * n", {"n": 4}, [0, 0, 0, 0]),
+    ("n ** 1000 % 7", {"n": 3}, pow(3, 1000, 7)),
+    ("round(n, -2)", {"n": 1234}, 1200),
+    ("'%05.1f' % bid", {"bid": 3.14159}, "003.1"),
+    ("math.prod([n, 2, 3])", {"n": 2}, 12),
+    ("bid * qty", {"bid": 1.5, "qty": 4}, 6.0),
+    ("int(digits) % 1000", {"digits": "123456789"}, 789),
+])
+def test_ordinary_uses_of_the_guarded_operations_still_work(source, record, expected):
+    assert compile_expression(source)(record) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=st.one_of(st.integers(-10**5, 10**5), st.floats(allow_nan=False, allow_infinity=False),
+                   st.text(max_size=5), st.booleans()),
+       b=st.one_of(st.integers(-50, 50), st.floats(allow_nan=False, allow_infinity=False),
+                   st.text(max_size=5)))
+def test_a_guarded_product_equals_pythons_when_it_is_cheap(a, b):
+    product = compile_expression("a * b")
+    try:
+        expected = a * b
+    except TypeError:
+        with pytest.raises(TypeError):
+            product({"a": a, "b": b})
+    else:
+        assert product({"a": a, "b": b}) == expected
+
+
+def test_a_map_over_a_field_dead_letters_the_costly_record_and_keeps_the_others():
+    """The reason reaches the dead-letter file; the records before and after go through."""
+    script = textwrap.dedent("""
+        from cep.testing import run_inline
+        PIPELINE = '''
+        name: costly
+        sources: {quotes: {type: list}}
+        streams:
+          big: {from: quotes, ops: [{map: {big: "math.factorial(n)"}}]}
+        sinks: {out: {type: collect, from: [big]}}
+        '''
+        out = run_inline(PIPELINE, inputs={"quotes": [
+            {"timestamp": 1, "n": 5}, {"timestamp": 2, "n": 100000000}, {"timestamp": 3, "n": 6}]})
+        print([r["big"] for r in out["out"]])
+        print([d.reason for d in out.dead_letters])
+    """)
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    kept, reasons = done.stdout.strip().splitlines()
+    assert kept == "[120, 720]"
+    assert "limit" in reasons and "factorial" in reasons
+    assert time.perf_counter() - started < 30
+
+
+def test_validate_names_the_file_line_and_key_of_a_costly_constant(tmp_path):
+    pipeline = tmp_path / "costly.yaml"
+    pipeline.write_text(textwrap.dedent("""\
+        name: costly
+        sources:
+          ticks: {type: synthetic, count: 10}
+        streams:
+          big:
+            from: ticks
+            ops:
+              - map: {huge: "math.factorial(10**7)"}
+        sinks:
+          out: {type: "null", from: big}
+        """))
+    done = subprocess.run([sys.executable, "-m", "cep.cli", "validate", str(pipeline)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{pipeline}:8:" in done.stderr
+    assert "factorial" in done.stderr and "limit" in done.stderr and "cost" in done.stderr
