@@ -87,3 +87,7 @@ class CodecError(CepError):
 
 class WorkerCrashed(RuntimeFailure):
     """A worker process failed and could not be restarted; chained to the worker's exception."""
+
+
+class TruncatedFile(RuntimeFailure):
+    """A data file ends in the middle (a cut-off .gz): the replay cannot be complete."""

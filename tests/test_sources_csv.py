@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from cep.components.base import BuildContext
 from cep.components.sources import csv_file
 from cep.components.sources.csv_file import CsvParams, csv_source, split_rows
+from cep.errors import TruncatedFile
 from cep.events import TickEvent
 from cep.rows import as_records
 
@@ -133,15 +134,15 @@ _TEXT = st.text(alphabet=st.sampled_from(list('ab1,"\r\n\x00\x0b\u2028 ')), max_
 @settings(max_examples=300, deadline=None)
 @given(text=_TEXT, block=st.integers(1, 24))
 def test_split_rows_gives_the_rows_and_line_numbers_csv_reader_gives(text, block):
-    """Whatever the text and wherever the blocks end: csv.reader's rows (a blank line being one
-    empty cell), each with csv.reader's line number, and its rejections at the same lines."""
-    expected, rows = [], csv.reader(io.StringIO(text, newline=""))
-    while True:
+    """Whatever the text and wherever the blocks end: the row strict csv.reader reads from each
+    line alone (a blank line being one empty cell) with its line number, or its rejection: a
+    quote left open never reaches into the next line."""
+    expected = []
+    for number, line in enumerate(io.StringIO(text, newline=""), start=1):
         try:
-            expected += [(rows.line_num, row or [""]) for row in rows]
-            break
+            expected += [(number, row or [""]) for row in csv.reader([line], strict=True)] or [(number, [""])]
         except csv.Error:
-            expected.append((rows.line_num, "rejected"))
+            expected.append((number, "rejected"))
     got: list = []
 
     def reject(line: int, why: str, row: list[str]) -> None:
@@ -224,3 +225,58 @@ def test_a_resumed_replay_gives_the_rows_after_those_it_had_emitted():
         assert [r for batch in src.batches() for r in as_records(batch)] == everything[1000:]
     finally:
         src.close()
+
+
+# -- messy files: each bad line costs that line, and nothing is let through uncounted ------------
+def ticks(count: int, start: int = 1000) -> list[str]:
+    return [f"{start + i},A,1.5,1.6,1,2" for i in range(count)]
+
+
+@pytest.mark.parametrize("block_chars", [16, 1 << 16])
+def test_an_unterminated_quote_costs_its_own_row_only(tmp_path, monkeypatch, block_chars):
+    monkeypatch.setattr(csv_file, "_BLOCK_CHARS", block_chars)
+    write(tmp_path / "t.csv", HEADER + "\n".join(ticks(5) + ['1005,"A,1.5,1.6,1,2'] + ticks(200, 2000)) + "\n")
+    records, letters, counters = replay(load({"path": "t.csv"}, tmp_path))
+    assert len(records) == 205
+    assert [reason for reason, _ in letters] == ["t.csv line 7: unreadable row: unexpected end of data"]
+    assert letters[0][1] == '1005,"A,1.5,1.6,1,2' and counters.dead_lettered == 1
+
+
+@pytest.mark.parametrize("policy, kept, dropped, dead", [("keep", 3, {}, 0), ("drop", 2, {"late": 1}, 0),
+                                                         ("deadletter", 2, {}, 1)])
+def test_an_out_of_order_row_is_handled_per_on_late_and_counted_either_way(tmp_path, policy, kept, dropped, dead):
+    write(tmp_path / "t.csv", HEADER + "1000,A,1.5,1.6,1,2\n3000,A,1.5,1.6,1,2\n2000,A,1.5,1.6,1,2\n")
+    records, letters, counters = replay(load({"path": "t.csv", "on_late": policy}, tmp_path))
+    assert len(records) == kept and counters.dropped == dropped and counters.dead_lettered == dead
+    assert counters.noted == ({"late": 1} if policy == "keep" else {})
+    if dead:
+        assert letters[0][0] == "t.csv line 4: late: 2000 ns is before 3000 ns"
+
+
+def test_rows_with_extra_cells_are_kept_and_counted(tmp_path):
+    write(tmp_path / "t.csv", HEADER + "\n".join(ticks(3) + ["1003,A,1.5,1.6,1,2,surprise"] + ticks(3, 2000)) + "\n")
+    records, letters, counters = replay(load({"path": "t.csv"}, tmp_path))
+    assert len(records) == 7 and letters == [] and counters.noted == {"extra cells": 1}
+
+
+@pytest.mark.parametrize("policy", ["drop", "keep"])
+def test_invalid_ticks_are_dropped_or_kept_per_policy_and_counted_by_reason(tmp_path, policy):
+    write(tmp_path / "t.csv", HEADER + "\n".join(ticks(3) + ["1003,A,nan,1.6,1,2", "1004,,1.5,1.6,1,2",
+                                                             "1005,A,1.5,0,1,2"] + ticks(3, 2000)) + "\n")
+    records, letters, counters = replay(load({"path": "t.csv", "invalid": policy}, tmp_path))
+    reasons = {"invalid bid_price": 1, "invalid instrument": 1, "invalid ask_price": 1}
+    assert letters == [] and len(records) == (9 if policy == "keep" else 6)
+    assert (counters.noted if policy == "keep" else counters.dropped) == reasons
+
+
+def test_an_invalid_timestamp_is_dead_lettered_whatever_the_policy(tmp_path):
+    write(tmp_path / "t.csv", HEADER + "\n".join(ticks(2) + ["-5,A,1.5,1.6,1,2"] + ticks(2, 2000)) + "\n")
+    records, letters, _ = replay(load({"path": "t.csv", "invalid": "keep"}, tmp_path))
+    assert len(records) == 4 and letters[0][0].startswith("t.csv line 4: invalid timestamp: -5 ns")
+
+
+def test_a_truncated_gz_is_an_error_naming_the_row_reached(tmp_path):
+    data = gzip.compress((HEADER + "\n".join(ticks(50_000)) + "\n").encode())
+    (tmp_path / "t.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(TruncatedFile, match=r"t.csv.gz is truncated after row \d+"):
+        replay(load({"path": "t.csv.gz"}, tmp_path))

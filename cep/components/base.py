@@ -24,22 +24,27 @@ BatchOperator = Callable[[Observable], Observable]
 
 
 class Counters:
-    """What one node did; every drop is counted under a reason, never lost silently."""
+    """What one node did; every drop is counted under a reason, never lost silently, and so is
+    every record let through despite a problem (`noted`: e.g. an out-of-order tick kept)."""
 
-    __slots__ = ("received", "emitted", "dropped", "dead_lettered")
+    __slots__ = ("received", "emitted", "dropped", "dead_lettered", "noted")
 
     def __init__(self) -> None:
         self.received = 0
         self.emitted = 0
         self.dropped: dict[str, int] = {}
         self.dead_lettered = 0
+        self.noted: dict[str, int] = {}
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
 
+    def note(self, reason: str, count: int = 1) -> None:
+        self.noted[reason] = self.noted.get(reason, 0) + count
+
     def snapshot(self) -> dict[str, Any]:
         return {"in": self.received, "out": self.emitted, "dropped": dict(self.dropped),
-                "dead_lettered": self.dead_lettered}
+                "dead_lettered": self.dead_lettered, "noted": dict(self.noted)}
 
 
 DeadLetterFn = Callable[[str, str, Any], None]

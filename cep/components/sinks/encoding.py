@@ -2,7 +2,9 @@
 
 Every sink that writes JSON (stdout, jsonl, zmq with `format: json`) uses `to_json`, so a record
 reads the same wherever it lands: compact, UTF-8 (not ASCII-escaped), enums as their value, other
-non-JSON values (Decimal, datetime, Path, bytes) as their natural string or number.
+non-JSON values (Decimal, datetime, Path, bytes) as their natural string or number. NaN and
+infinities, which JSON has no numbers for (Python's `NaN`/`Infinity` break strict parsers such
+as jq's), are written as `null`: every line a sink writes is JSON.
 
 The ZeroMQ format, shared by the `zmq` sink and the `zmq` source: one record per message, a
 two-frame multipart `[topic, payload]` where the payload is a msgpack or JSON map.
@@ -10,6 +12,7 @@ two-frame multipart `[topic, payload]` where the payload is a msgpack or JSON ma
 from __future__ import annotations
 
 import json
+import math
 from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum
@@ -26,7 +29,7 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, Decimal):
-        return float(value)
+        return float(value) if value.is_finite() else None
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -36,12 +39,27 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_jsonable)
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_jsonable,
+                            allow_nan=False)
 
 
 def to_json(record: Record) -> str:
-    """One record as one line of JSON (no newline)."""
-    return _encoder.encode(record)
+    """One record as one line of JSON (no newline), NaN and infinities as null."""
+    try:
+        return _encoder.encode(record)
+    except ValueError:  # a non-finite float somewhere: rare, so only then is the record walked
+        return _encoder.encode(finite(record))
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float in it (at any depth) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
 
 
 def encode_payload(record: Record, fmt: WireFormat) -> bytes:

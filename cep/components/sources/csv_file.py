@@ -10,9 +10,13 @@ from typing import Callable, Iterable, Iterator, TextIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from cep.components.base import BuildContext
+from cep.components.sources._checks import (
+    DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, LatePolicy, Screen, row_problem,
+    rows_look_fine)
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
 from cep.components.sources._files import FileReplay, open_text, resolve_existing
 from cep.components.sources._pacing import Speed
+from cep.errors import TruncatedFile
 from cep.events import TickEvent
 from cep.plugins.markers import source
 
@@ -34,6 +38,11 @@ class CsvParams(BaseModel):
     timestamp_unit: TimeUnit = Field("ns", description="unit of the timestamp column since the epoch")
     speed: Speed = Field("max", description="replay pacing by event time: max | realtime | Nx")
     delimiter: str = Field(",", min_length=1, max_length=1, description="cell separator")
+    invalid: InvalidPolicy = Field("deadletter", description=INVALID_HELP)
+    on_late: LatePolicy = Field(
+        "keep", description="what to do with a row whose timestamp is before an earlier row's: "
+                            "keep | drop | deadletter, counted as 'late' either way")
+    max_string_length: int = Field(DEFAULT_MAX_STRING, ge=1, description=MAX_STRING_HELP)
 
     @field_validator("columns")
     @classmethod
@@ -95,9 +104,15 @@ class CsvSource(FileReplay):
     """Streams the rows as TickEvent records (in row form); the file is never loaded whole.
 
     Delivery: finite and replayable (the same file gives the same rows again), so it backs every
-    delivery mode; under exactly_once a restarted gateway skips the rows it had emitted. A
-    malformed row (a bad number, missing cells) is dead-lettered with its line number and text;
-    the replay goes on.
+    delivery mode; under exactly_once a restarted gateway skips the rows it had emitted. Each line
+    is one row: a malformed one (a bad number, missing cells, an unterminated quote) is
+    dead-lettered with its line number and text, and the replay goes on. Invalid tick fields are
+    handled per `invalid`, rows older than an earlier one per `on_late`, and rows with more cells
+    than the header are kept and counted ('extra cells'). A truncated .gz fails the run
+    (`TruncatedFile`), naming the last row read.
+
+    Rows are converted and checked a block at a time (`_block_converter`, `rows_look_fine`); only
+    a block with something wrong in it is redone row by row, to find what.
     """
 
     fields = TickEvent.FIELDS
@@ -111,31 +126,63 @@ class CsvSource(FileReplay):
         at = params.layout(header)
         convert = _block_converter(at)
         scale = NS_PER_UNIT[params.timestamp_unit]
-        for rows, lines in split_rows(stream, params.delimiter, self._reject, first_line=2):
-            try:
-                yield from convert(rows, scale, params.instrument)
-            except (ValueError, IndexError):  # a bad row in the block: find it, keep the others
-                yield from self._row_by_row(rows, lines, at, scale)
+        screen = Screen(self._ctx, params.invalid, params.on_late)
+        self._latest = 0  # the latest event time so far: an earlier one is late
+        line = 1
+        try:
+            for rows, lines in split_rows(stream, params.delimiter, self._reject, first_line=2):
+                line = lines[-1] if lines else line
+                try:
+                    ticks = convert(rows, scale, params.instrument)
+                except (ValueError, IndexError):  # a bad row in the block: find it, keep the others
+                    ticks = None
+                if (ticks is not None and _all_as_wide(rows, len(header))
+                        and rows_look_fine(ticks, params.max_string_length, self._latest)):
+                    if ticks:
+                        self._latest = ticks[-1][0]
+                    yield from ticks
+                else:
+                    yield from self._row_by_row(rows, lines, at, scale, len(header), screen)
+        except (OSError, EOFError) as exc:  # a truncated or corrupt .gz: the rest is lost
+            raise TruncatedFile(f"{self._path} is truncated after row {line - 1} ({exc})") from None
 
     def _row_by_row(self, rows: Iterable[list[str]], lines: Iterable[int], at: dict[str, int],
-                    scale: int) -> Iterator[tuple]:
-        """A block's rows converted one at a time: each bad one dead-lettered with its line."""
-        t, b, a = at["timestamp"], at["bid_price"], at["ask_price"]
-        i, bv, av = at.get("instrument"), at.get("bid_volume"), at.get("ask_volume")
-        width = max(at.values()) + 1
+                    scale: int, width: int, screen: Screen) -> Iterator[tuple]:
+        """A block's rows converted and checked one at a time: each bad one dealt with alone."""
+        needed = max(at.values()) + 1
         for row, line in zip(rows, lines):
-            if len(row) < width:
+            if len(row) < needed:
                 if row and row != [""]:  # blank lines are not rows
                     self._reject(line, f"{len(row)} cells, expected {width}", row)
                 continue
             try:
-                bid_volume = row[bv] if bv is not None else ""
-                ask_volume = row[av] if av is not None else ""
-                yield (to_ns(row[t], scale), row[i] if i is not None else self._params.instrument,
-                       float(row[b]), float(row[a]), float(bid_volume) if bid_volume else None,
-                       float(ask_volume) if ask_volume else None)
+                tick = self._tick(row, at, scale)
             except ValueError as exc:
                 self._reject(line, str(exc), row)
+                continue
+            where = f"{self._path.name} line {line}: "
+            raw = self._params.delimiter.join(row)
+            problem = row_problem(tick, self._params.max_string_length)
+            if problem is not None and not screen.invalid(problem, raw, where):
+                continue
+            if tick[0] < self._latest:
+                if not screen.late(f"late: {tick[0]} ns is before {self._latest} ns", raw, where):
+                    continue
+            else:
+                self._latest = tick[0]
+            if len(row) > width:
+                self._ctx.counters.note("extra cells")
+            yield tick
+
+    def _tick(self, row: list[str], at: dict[str, int], scale: int) -> tuple:
+        """One row as a TickEvent row (any timestamp form `to_ns` reads); ValueError if it is not."""
+        bv, av = at.get("bid_volume"), at.get("ask_volume")
+        bid_volume = row[bv] if bv is not None else ""
+        ask_volume = row[av] if av is not None else ""
+        return (to_ns(row[at["timestamp"]], scale),
+                row[at["instrument"]] if "instrument" in at else self._params.instrument,
+                float(row[at["bid_price"]]), float(row[at["ask_price"]]),
+                float(bid_volume) if bid_volume else None, float(ask_volume) if ask_volume else None)
 
     def _reject(self, line: int, why: str, row: list[str]) -> None:
         self._ctx.dead_letter(f"{self._path.name} line {line}: {why}",
@@ -172,66 +219,75 @@ Rejects = Callable[[int, str, list[str]], None]
 
 
 class _SplitLines:
-    """Lines (without line ends) as rows, split at the delimiter each time they are iterated."""
+    """Lines (without line ends) as rows, split at the delimiter each time they are iterated;
+    `cells` is how many cells they hold in all."""
 
-    __slots__ = ("delimiter", "lines")
+    __slots__ = ("delimiter", "lines", "cells")
 
-    def __init__(self, lines: list[str], delimiter: str) -> None:
+    def __init__(self, lines: list[str], delimiter: str, cells: int) -> None:
         self.lines = lines
         self.delimiter = delimiter
+        self.cells = cells
 
     def __iter__(self) -> Iterator[list[str]]:
         return map(str.split, self.lines, repeat(self.delimiter))
 
 
+def _all_as_wide(rows: Iterable[list[str]], width: int) -> bool:
+    """Whether every row of a block has `width` cells, as the header does (blank lines do not).
+    For plain text this compares the block's count of cells, so a row short of a cell that is
+    never read and another with one extra would pass together: then the extra is not counted."""
+    if type(rows) is _SplitLines:
+        return rows.cells == len(rows.lines) * width  # type: ignore[attr-defined]
+    return set(map(len, rows)) == {width}
+
+
 def split_rows(stream: TextIO, delimiter: str, reject: Rejects,
                first_line: int = 1) -> Iterator[tuple[Iterable[list[str]], Iterable[int]]]:
-    """The rows csv.reader would give for the rest of `stream` (opened with `newline=""`), in
-    blocks: `(rows, the line number of each)`. Blank lines are rows of one empty cell.
+    """The rows csv.reader gives for each line of the rest of `stream` (opened with `newline=""`),
+    in blocks: `(rows, the line number of each)`. Blank lines are rows of one empty cell. A row
+    never spans lines: a quoted cell holding a line end is not a tick file's.
 
     While the text is plain (none of `_NOT_PLAIN`), a block is the lines of about 64 kB of text
     (read as text, not line by line), split at the delimiter: all csv.reader would do with them,
     in about a third of its time. From the first block that is not plain (or holds no `\n`: a
-    line longer than a block, or `\r` line ends) on, csv.reader reads the rest. A row it cannot
-    read, or a file unreadable from some point on (a truncated .gz), goes to `reject` and is not
-    in a block.
+    line longer than a block, or `\r` line ends) on, csv.reader reads the rest, a line at a
+    time. A row it cannot read goes to `reject` and is not in a block. A file unreadable from
+    some point on (a truncated .gz) raises OSError or EOFError.
     """
     line, carry = first_line, ""
-    try:
-        while block := stream.read(_BLOCK_CHARS):
-            complete, newline, carry = (carry + block).rpartition("\n")
-            if not newline or any(char in complete for char in _NOT_PLAIN):
-                rest = io.StringIO(complete + newline + carry + stream.readline(), newline="")
-                yield from _csv_rows(chain(rest, stream), delimiter, reject, line)
-                return
-            lines = (complete + newline).splitlines()  # a \r\n line end is one line end
-            yield _SplitLines(lines, delimiter), range(line, line + len(lines))
-            line += len(lines)
-        if carry:  # after the last \n: a line without a line end, or lines ending in \r
-            yield from _csv_rows(io.StringIO(carry, newline=""), delimiter, reject, line)
-    except (OSError, EOFError) as exc:  # a truncated or corrupt .gz: the rest is lost
-        reject(line, f"file unreadable from here on: {exc}", [])
+    while block := stream.read(_BLOCK_CHARS):
+        complete, newline, carry = (carry + block).rpartition("\n")
+        if not newline or any(char in complete for char in _NOT_PLAIN):
+            rest = io.StringIO(complete + newline + carry + stream.readline(), newline="")
+            yield from _csv_rows(chain(rest, stream), delimiter, reject, line)
+            return
+        lines = (complete + newline).splitlines()  # a \r\n line end is one line end
+        cells = complete.count(delimiter) + len(lines)  # one pass in C, no row split for it
+        yield _SplitLines(lines, delimiter, cells), range(line, line + len(lines))
+        line += len(lines)
+    if carry:  # after the last \n: a line without a line end, or lines ending in \r
+        yield from _csv_rows(io.StringIO(carry, newline=""), delimiter, reject, line)
 
 
 def _csv_rows(lines: Iterable[str], delimiter: str, reject: Rejects,
               first_line: int) -> Iterator[tuple[list[list[str]], list[int]]]:
-    """`split_rows` by csv.reader over `lines`, the first of them line `first_line`. It
-    resumes after a row it rejects itself (e.g. one with a NUL byte)."""
-    rows = csv.reader(lines, delimiter=delimiter)
-    offset = first_line - 1
+    """`split_rows` by csv.reader over `lines`, the first of them line `first_line`, one line at a
+    time: a quote left open is an error in its own row (csv.reader would read on into the next
+    lines and swallow the rest of the file into one cell), which goes to `reject` with the line."""
     block: list[list[str]] = []
     numbers: list[int] = []
-    while True:
+    for number, line in enumerate(lines, start=first_line):
         try:
-            for row in rows:
-                block.append(row)
-                numbers.append(offset + rows.line_num)
-                if len(block) >= _CSV_BLOCK_ROWS:
-                    yield block, numbers
-                    block, numbers = [], []
-            break
+            row = next(csv.reader((line,), delimiter=delimiter, strict=True), [])
         except csv.Error as exc:
-            reject(offset + rows.line_num, f"unreadable row: {exc}", [])
+            reject(number, f"unreadable row: {exc}", [line.rstrip("\r\n")])
+            continue
+        block.append(row)
+        numbers.append(number)
+        if len(block) >= _CSV_BLOCK_ROWS:
+            yield block, numbers
+            block, numbers = [], []
     if block:
         yield block, numbers
 

@@ -8,9 +8,13 @@ from typing import Iterator
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from cep.components.base import BuildContext
+from cep.components.sources._checks import (
+    DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, Screen, suspect_line, tick_problem,
+    value_problem)
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
 from cep.components.sources._files import FileReplay, resolve_existing
 from cep.components.sources._pacing import Speed
+from cep.errors import TruncatedFile
 from cep.events import Record
 from cep.plugins.markers import source
 
@@ -25,6 +29,8 @@ class JsonlParams(BaseModel):
                             description="the field holding each record's event time")
     time_unit: TimeUnit = Field("ns", description="unit of time_field since the epoch")
     speed: Speed = Field("max", description="replay pacing by event time: max | realtime | Nx")
+    invalid: InvalidPolicy = Field("deadletter", description=INVALID_HELP)
+    max_string_length: int = Field(DEFAULT_MAX_STRING, ge=1, description=MAX_STRING_HELP)
 
     @field_validator("path")
     @classmethod
@@ -37,33 +43,54 @@ class JsonlSource(FileReplay):
 
     The event time is read from `time_field` in `time_unit`; the original field is kept as it was
     when it is not `timestamp` itself. Delivery: finite and replayable, so it backs every delivery
-    mode (exactly_once included). A line that is not a JSON object, or lacks a numeric event
-    time, is dead-lettered with its line number; the replay goes on.
+    mode (exactly_once included). A line that is not a strict JSON object (NaN and Infinity are
+    not JSON), lacks a numeric event time, or holds a value no frame can carry (`_checks`) is
+    dead-lettered with its line number; one whose tick fields are invalid is handled per the
+    `invalid` policy; the replay goes on. A truncated .gz fails the run (`TruncatedFile`).
     """
 
-
     def _records(self) -> Iterator[Record]:
-        field = self._params.time_field
-        scale = NS_PER_UNIT[self._params.time_unit]
-        loads = json.loads
+        params = self._params
+        screen = Screen(self._ctx, params.invalid)
         stream = self._open()
+        number = 0
         try:
             for number, line in enumerate(stream, start=1):
                 if not line.strip():
                     continue
+                where = f"{self._path.name} line {number}: "
                 try:
-                    record = loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError(f"expected a JSON object, got {type(record).__name__}")
-                    if field not in record:
-                        raise ValueError(f"no event time field {field!r}")
-                    record["timestamp"] = to_ns(record[field], scale)
+                    record = self._parse(line)
                 except ValueError as exc:  # json.JSONDecodeError is a ValueError
-                    self._ctx.dead_letter(f"{self._path.name} line {number}: {exc}", line.rstrip("\n"))
+                    screen.refuse(where + str(exc), line.rstrip("\n"))
                     continue
-                yield record
+                problem = tick_problem(record, params.max_string_length)
+                if problem is None or screen.invalid(problem, line.rstrip("\n"), where):
+                    yield record
         except (OSError, EOFError) as exc:  # a truncated or corrupt .gz: the rest is lost
-            self._ctx.dead_letter(f"{self._path.name}: file unreadable from here on: {exc}", "")
+            raise TruncatedFile(f"{self._path} is truncated after row {number - 1}: {exc}") from None
+
+    def _parse(self, line: str) -> Record:
+        """The line's record, its event time in ns; ValueError saying why it cannot be one."""
+        params = self._params
+        try:
+            record = json.loads(line, parse_constant=_not_json)
+        except RecursionError:
+            raise ValueError("nested too deep to parse") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"expected a JSON object, got {type(record).__name__}")
+        if params.time_field not in record:
+            raise ValueError(f"no event time field {params.time_field!r}")
+        if suspect_line(line, params.max_string_length):
+            problem = value_problem(record, params.max_string_length)
+            if problem is not None:
+                raise ValueError(problem)
+        record["timestamp"] = to_ns(record[params.time_field], NS_PER_UNIT[params.time_unit])
+        return record
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
 
 
 @source("jsonl", params=JsonlParams, replayable=True)

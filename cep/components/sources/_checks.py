@@ -1,0 +1,217 @@
+"""What a source lets in: values that always cross the wire, and tick fields that make sense.
+
+A record a source emits is packed into a frame with its neighbours; one value msgpack cannot
+pack (an integer beyond 64 bits), or a frame the receiver refuses (a value nested thousands deep,
+an ext type), would cost the whole frame or crash the gateway. So every source checks its
+records before they leave it, and a bad one is dead-lettered alone:
+
+- wire checks, always applied: integers within msgpack's range, nesting at most `MAX_DEPTH`,
+  strings at most `max_string_length` characters, only plain data (no msgpack ext types or
+  Timestamps). A record that fails them cannot travel, so it is dead-lettered whatever the policy.
+- tick checks, per the source's `invalid` policy (`Screen`): a timestamp in [0, 2^63) ns
+  (always: an event time that is not one is dead-lettered whatever the policy), an instrument that is a non-empty string without NUL or U+FFFD (what undecodable bytes became),
+  finite positive prices, finite non-negative volumes (or none). Generic records (jsonl, zmq) get
+  the same checks on those of the fields they carry, and a finite-float check on every number.
+
+Checking costs little where it matters: the csv source checks a whole block of rows with a few
+C-level passes (`rows_look_fine`) and looks at single rows only in a block that fails; the jsonl
+source walks a record only when its line could hold a problem (`suspect_line`).
+"""
+from __future__ import annotations
+
+import math
+from math import isfinite
+import re
+from typing import Any, Literal
+
+from cep.components.base import BuildContext
+
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
+"""msgpack's integers: what a frame can carry."""
+MAX_DEPTH = 32
+"""Containers within containers a record value may hold."""
+TIME_LIMIT_NS = 1 << 63
+"""Event times are in [0, 2^63) ns: 1970 to 2262."""
+DEFAULT_MAX_STRING = 1 << 16
+
+InvalidPolicy = Literal["deadletter", "drop", "keep"]
+LatePolicy = Literal["keep", "drop", "deadletter"]
+
+INVALID_HELP = ("what to do with a record whose tick fields are invalid (a NaN, infinite, zero or "
+                "negative price, a negative volume, an empty instrument, NUL or undecodable bytes "
+                "in it): deadletter | drop | keep, counted by reason either way; an event time "
+                "outside 1970..2262 is always dead-lettered")
+MAX_STRING_HELP = ("longest string (characters) a record may hold; a longer one dead-letters "
+                   "its record")
+
+
+def value_problem(value: Any, max_string: int, depth: int = 0) -> str | None:
+    """Why `value` cannot travel in a frame, or None. Non-finite floats count as problems:
+    no JSON output could hold them."""
+    kind = type(value)
+    if kind is str:
+        return None if len(value) <= max_string else (
+            f"a string of {len(value)} characters is longer than max_string_length={max_string}")
+    if kind is int:
+        return None if INT_MIN <= value <= INT_MAX else (
+            f"integer {_short(value)} is out of range (msgpack holds -2^63 .. 2^64-1)")
+    if kind is float:
+        return None if math.isfinite(value) else f"{value} is not finite"
+    if value is None or kind is bool:
+        return None
+    if kind is dict or kind is list:
+        if depth >= MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        for item in (value.values() if kind is dict else value):
+            problem = value_problem(item, max_string, depth + 1)
+            if problem is not None:
+                return problem
+        if kind is dict and not all(type(key) is str for key in value):
+            return "a map key that is not a string"
+        return None
+    if kind is bytes:
+        return None if len(value) <= max_string else (
+            f"{len(value)} bytes are longer than max_string_length={max_string}")
+    return f"a {kind.__name__} value is not plain data"
+
+
+def _short(number: int) -> str:
+    text = str(number)
+    return text if len(text) <= 24 else f"{text[:10]}...({len(text)} digits)"
+
+
+_PRICES = ("bid_price", "ask_price")
+_VOLUMES = ("bid_volume", "ask_volume")
+
+
+_BAD_TIME = "invalid timestamp"
+
+
+def timestamp_problem(timestamp: Any) -> str | None:
+    if type(timestamp) is int and 0 <= timestamp < TIME_LIMIT_NS:
+        return None
+    shown = _short(timestamp) if type(timestamp) is int else repr(timestamp)
+    return f"{_BAD_TIME}: {shown} ns is outside 1970..2262 (is timestamp_unit right?)"
+
+
+def instrument_problem(instrument: Any, max_string: int) -> str | None:
+    if type(instrument) is not str or not instrument:
+        return f"invalid instrument: {instrument!r:.40} is not a non-empty string"
+    if "\0" in instrument:
+        return "invalid instrument: it holds a NUL byte"
+    if "\ufffd" in instrument:
+        return f"invalid instrument: {instrument!r:.40} holds bytes that are not UTF-8"
+    if len(instrument) > max_string:
+        return f"invalid instrument: {len(instrument)} characters, more than max_string_length={max_string}"
+    return None
+
+
+def number_problem(field: str, value: Any, optional: bool) -> str | None:
+    """A price (finite, > 0) or, when `optional`, a volume (finite, >= 0, or None)."""
+    if value is None and optional:
+        return None
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0 or (value == 0 and not optional):
+        must = "a finite number >= 0" if optional else "a finite number > 0"
+        return f"invalid {field}: {value!r:.40} is not {must}"
+    return None
+
+
+def tick_problem(record: dict, max_string: int) -> str | None:
+    """Why the tick fields `record` carries are invalid, or None (absent fields are not checked,
+    except that the timestamp is always there)."""
+    problem = timestamp_problem(record.get("timestamp"))
+    if problem is None and "instrument" in record:
+        problem = instrument_problem(record["instrument"], max_string)
+    for field in _PRICES:
+        if problem is None and field in record:
+            problem = number_problem(field, record[field], optional=False)
+    for field in _VOLUMES:
+        if problem is None and field in record:
+            problem = number_problem(field, record[field], optional=True)
+    return problem
+
+
+def reason_key(problem: str) -> str:
+    """The counted reason of a problem: its text up to the first colon ('invalid bid_price')."""
+    return problem.split(":", 1)[0]
+
+
+# -- ticks in row form (the csv source) ----------------------------------------------------------
+def rows_look_fine(rows: list[tuple], max_string: int, since: int) -> bool:
+    """True if every TickEvent row (timestamp, instrument, bid, ask, bid_volume, ask_volume) of a
+    block is valid and none is older than the one before it (the first: than `since`); a few
+    passes in C over the block's columns, no Python per row. A sum is NaN or infinite exactly
+    when some term is (or the terms are huge: then the rows are checked one by one, which is only
+    slower), and a min with no NaN among the terms is the least."""
+    if not rows:
+        return True
+    timestamps, instruments, bids, asks, bid_volumes, ask_volumes = zip(*rows)
+    if not (since <= timestamps[0] and timestamps[-1] < TIME_LIMIT_NS
+            and list(timestamps) == sorted(timestamps)):
+        return False
+    if not (isfinite(sum(bids) + sum(asks)) and min(bids) > 0 and min(asks) > 0):
+        return False
+    for volumes in (bid_volumes, ask_volumes):
+        try:
+            fine = isfinite(sum(volumes)) and min(volumes) >= 0
+        except TypeError:  # some are None (no size): the others must be fine
+            present = list(filter(None, volumes))  # None and 0.0 left out; NaN is truthy
+            fine = isfinite(sum(present)) and min(present, default=0) >= 0
+        if not fine:
+            return False
+    return all(instrument_problem(name, max_string) is None for name in set(instruments))
+
+
+def row_problem(row: tuple, max_string: int) -> str | None:
+    """Why one TickEvent row is invalid, or None."""
+    timestamp, instrument, bid, ask, bid_volume, ask_volume = row
+    return (timestamp_problem(timestamp) or instrument_problem(instrument, max_string)
+            or number_problem("bid_price", bid, False) or number_problem("ask_price", ask, False)
+            or number_problem("bid_volume", bid_volume, True)
+            or number_problem("ask_volume", ask_volume, True))
+
+
+# -- generic records as text (the jsonl source) ---------------------------------------------------
+_SUSPECT = re.compile(r"\d{19}|[eE][+-]?\d{3}")
+"""Text that may hold an integer beyond 64 bits or a float that overflows to inf."""
+
+
+def suspect_line(line: str, max_string: int) -> bool:
+    """Whether a JSON line could hold a value `value_problem` refuses; False means it cannot, so
+    the record need not be walked. (NaN and Infinity are refused by the parser itself.)"""
+    return (len(line) > max_string or line.count("[") + line.count("{") > MAX_DEPTH
+            or _SUSPECT.search(line) is not None)
+
+
+class Screen:
+    """Applies a source's policies to the records its checks refuse, and counts every one."""
+
+    def __init__(self, ctx: BuildContext, invalid: InvalidPolicy = "deadletter",
+                 late: LatePolicy = "keep") -> None:
+        self._ctx = ctx
+        self._invalid = invalid
+        self._late = late
+
+    def refuse(self, problem: str, raw: Any) -> None:
+        """A record that cannot travel: always dead-lettered."""
+        self._ctx.dead_letter(problem, raw)
+
+    def invalid(self, problem: str, raw: Any, where: str = "") -> bool:
+        """An invalid tick: True if it is kept. An invalid event time is never kept: pacing,
+        windows and patterns all read it, and beyond 2^64 it cannot even be sent."""
+        policy = "deadletter" if problem.startswith(_BAD_TIME) else self._invalid
+        return self._apply(policy, problem, raw, where)
+
+    def late(self, problem: str, raw: Any, where: str = "") -> bool:
+        """A record older than one before it: True if it is kept."""
+        return self._apply(self._late, problem, raw, where)
+
+    def _apply(self, policy: str, problem: str, raw: Any, where: str) -> bool:
+        if policy == "deadletter":
+            self._ctx.dead_letter(where + problem, raw)
+            return False
+        if policy == "drop":
+            self._ctx.counters.drop(reason_key(problem))
+            return False
+        self._ctx.counters.note(reason_key(problem))
+        return True
