@@ -187,7 +187,7 @@ def test_graph_renders_a_picture_with_graphviz(tmp_path, capsys):
 def test_replay_runs_a_pipeline_over_other_historical_data(workdir, capsys):
     data = workdir / "few.csv"
     data.write_text("timestamp,instrument,bid_price,ask_price,bid_volume,ask_volume\n"
-                    + "".join(f"{i},X,{100 + abs(i)},{101 + abs(i)},,\n" for i in range(-1, 7)))
+                    + "".join(f"{i + 1},X,{100 + abs(i)},{101 + abs(i)},,\n" for i in range(-1, 7)))
     code, out, err = cep("replay", ROOT / "pipelines" / "momentum.yaml", "--data", data, "--inline", capsys=capsys)
     assert code == 0, err
     rows = {line.split()[0]: line.split() for line in err.splitlines() if line.strip()}
