@@ -217,5 +217,26 @@ def plugins(pipeline: Path | None, kind: str | None) -> None:
         click.echo(line)
 
 
+KEYS_EXAMPLES = """\b
+Examples:
+  cep keys generate ~/.cep/keys                # then: security: {curve: {keys: ~/.cep/keys}}"""
+
+
+@cli.group(short_help="Make CURVE keys for pipelines on tcp.", epilog=KEYS_EXAMPLES)
+def keys() -> None:
+    """CURVE keys for pipelines on tcp (`security: {curve: {keys: DIR}}`): every tcp socket of
+    the pipeline encrypts, and only peers with the pipeline's client key may connect."""
+
+
+@keys.command("generate", short_help="Write a server and a client keypair into DIRECTORY.", epilog=KEYS_EXAMPLES)
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def generate_keys(directory: Path) -> None:
+    """Write a server and a client keypair into DIRECTORY (0700; secret files 0600)."""
+    from cep.runtime.security import generate_keys as generate
+    for path in generate(directory):
+        click.echo(f"wrote {path}")
+    click.echo(f"use them with: security: {{curve: {{keys: {directory}}}}}")
+
+
 if __name__ == "__main__":
     main()

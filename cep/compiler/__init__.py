@@ -13,6 +13,7 @@ from cep.compiler.plan import GATEWAY_NICE, EdgePlan, NodePlan, Plan, ProcessPla
 from cep.config.models import Pipeline
 from cep.errors import CompileError, Problem
 from cep.plugins import Registry
+from cep.runtime import security
 
 __all__ = ["EdgePlan", "NodePlan", "Plan", "ProcessPlan", "compile_pipeline", "default_run_dir"]
 
@@ -33,10 +34,12 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     errors = list(checked.errors)
     if not errors:
         errors += check_fields(pipeline, graph, registry) + check_exactly_once(pipeline, graph, registry)
+    socket_errors, socket_warnings = security.check_pipeline(pipeline)
+    errors += socket_errors
     if errors:
         raise CompileError(errors)
 
-    warnings = list(checked.warnings) + _component_warnings(pipeline, graph)
+    warnings = list(checked.warnings) + _component_warnings(pipeline, graph) + socket_warnings
     run_dir = run_dir or default_run_dir(pipeline)
     live = {n for n in graph if graph.nodes[n]["kind"] == "source" and _is_live(graph.nodes[n]["spec"], registry)}
     processes = []
@@ -66,7 +69,8 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
         nodes=nodes, processes=tuple(processes), edges=tuple(edges), run_dir=str(run_dir),
         control=f"ipc://{run_dir / 'control'}", batch_size=pipeline.defaults.batch_size,
         dead_letter=str(pipeline.base_dir / pipeline.defaults.dead_letter),
-        warnings=tuple(str(w) for w in warnings))
+        warnings=tuple(str(w) for w in warnings), max_sequence_jump=pipeline.security.max_sequence_jump,
+        curve_keys=str(security.keys_directory(pipeline)) if pipeline.security.curve else None)
 
 
 def _niceness(pipeline: Pipeline, members: list[str], role: str, live: set[str]) -> int:

@@ -106,6 +106,8 @@ class Plan:
     batch_size: int = 256
     dead_letter: str = "out/deadletter.jsonl"
     warnings: tuple[str, ...] = ()
+    curve_keys: str | None = None          # tcp: CURVE keys directory (`security.curve.keys`), absolute
+    max_sequence_jump: int = 100_000       # frames a receiver lets a stream skip (`security.max_sequence_jump`)
 
     def process(self, name: str) -> ProcessPlan:
         for process in self.processes:

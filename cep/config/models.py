@@ -42,6 +42,17 @@ class Transport(_Strict):
     base_port: int = Field(0, ge=0, le=65535)  # tcp: first port; 0 picks free ports at run time
 
 
+class Curve(_Strict):
+    keys: str                    # directory made by `cep keys generate DIR`, relative to the pipeline file
+
+
+class Security(_Strict):
+    """What a pipeline's sockets accept (README "Security"; `cep.runtime.security`)."""
+
+    curve: Curve | None = None   # tcp: CURVE encryption and authentication with these keys
+    max_sequence_jump: int = Field(100_000, ge=1)  # frames a stream may skip before a receiver refuses them
+
+
 class Spec(_Strict):
     """A component in the pipeline: its id (the mapping key), type, and raw params.
 
@@ -103,6 +114,7 @@ class Pipeline(_Strict):
     plugins: tuple[str, ...] = ()
     defaults: Defaults = Defaults()
     transport: Transport = Transport()
+    security: Security = Security()
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
     streams: dict[str, StreamSpec] = Field(default_factory=dict)
     rules: dict[str, RuleSpec] = Field(default_factory=dict)

@@ -16,7 +16,7 @@ from cep.config.problems import KeyPath, Report, describe, did_you_mean
 from cep.config.templates import Template, instantiate
 
 TOP_KEYS = tuple(name for name in Pipeline.model_fields if name != "path")
-SCALAR_SECTIONS = ("version", "name", "imports", "plugins", "defaults", "transport", "deploy")
+SCALAR_SECTIONS = ("version", "name", "imports", "plugins", "defaults", "transport", "security", "deploy")
 SOURCE_ENVELOPE = ("type", "backpressure")
 SINK_ENVELOPE = ("type", "from", "delivery", "backpressure")
 STREAM_KEYS = ("from", "key_by", "ops")

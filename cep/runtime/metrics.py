@@ -31,6 +31,7 @@ class EdgeTotals:
     unacked: int = 0         # frames waiting for acknowledgement now (current incarnations only)
     retransmitted: int = 0
     duplicates: int = 0
+    refused: int = 0         # frames and acks refused as implausible (cep.runtime.security)
 
 
 @dataclass
@@ -82,6 +83,10 @@ class RunStatus:
             used[worker] = used.get(worker, 0.0) + report.get("cpu_s", 0.0)
         return used
 
+    def refused_connections(self) -> int:
+        """tcp connections refused by CURVE (no keys, or other keys) in every worker."""
+        return sum(report.get("refused_connections", 0) for report in self._reports.values())
+
     def edges(self) -> dict[str, EdgeTotals]:
         """Per socket edge, in plan order."""
         totals = {edge.id: EdgeTotals(edge.delivery) for edge in self.plan.edges}
@@ -93,10 +98,12 @@ class RunStatus:
                 total = totals[edge_id]
                 total.dropped += counters["dropped"]
                 total.retransmitted += counters.get("retransmitted", 0)
+                total.refused += counters.get("refused", 0)
                 if incarnation == latest[worker]:  # a dead incarnation's window died with it
                     total.unacked += counters.get("unacked", 0)
             for edge_id, counters in report.get("edges_in", {}).items():
                 totals[edge_id].duplicates += counters.get("duplicates", 0)
+                totals[edge_id].refused += counters.get("refused", 0)
         return totals
 
     def rows(self) -> list[tuple[str, str, NodeTotals, float]]:

@@ -41,7 +41,8 @@ from cep.runtime.delivery import (
     encode_join,
     epoch,
 )
-from cep.runtime.transport import END_TOPIC, Inlet, Outlet, PubOutlet, PushOutlet, _send, bind
+from cep.runtime import security
+from cep.runtime.transport import END_TOPIC, Inlet, Outlet, PubOutlet, PushOutlet, _send, bind, connect
 
 RETX_PREFIX = b"!RETX."
 TICK_PREFIX = b"TICK."  # every data topic of PubOutlet._publish
@@ -141,10 +142,14 @@ class RetainingOutlet:
             try:
                 kind, consumer, incarnation, acked = decode_ack(message)
             except CodecError:
-                continue  # not from a consumer of ours
+                self.counters.refused += 1  # not from a consumer of ours
+                continue
+            if security.ack_refusal(kind, consumer, acked, self.window.workers, self._sent_through):
+                self.counters.refused += 1
+                continue
             if kind == ACK:
                 self.window.ack(consumer, acked)
-            elif kind == JOIN and consumer in self.window.workers:
+            elif kind == JOIN:
                 self._on_rejoin(consumer, incarnation)
         self.counters.unacked = self.window.size()
 
@@ -192,6 +197,9 @@ class ReliablePubOutlet(RetainingOutlet, PubOutlet):
     def _route(self, worker: str, frame: bytes) -> tuple[zmq.Socket, bytes]:
         return self.socket, retx_topic(worker) + frame
 
+    def _sent_through(self, worker: str, topic: bytes) -> int:
+        return self.epoch + self.seq.get(topic, 0)
+
     def _on_join(self, worker: str) -> None:
         """A re-subscription is a restart: what it missed goes first, the END after it."""
         if worker in self.window.workers:
@@ -226,6 +234,9 @@ class ReliablePushOutlet(RetainingOutlet, PushOutlet):
     def _route(self, worker: str, frame: bytes) -> tuple[zmq.Socket, bytes]:
         return self.sockets[self._index_of[worker]], frame
 
+    def _sent_through(self, worker: str, topic: bytes) -> int:
+        return self.epoch + (self.seq[self._index_of[worker]] if topic == self.topic else 0)
+
     def _on_rejoin(self, worker: str, incarnation: int) -> None:
         if incarnation == 0:
             return  # a first start: nothing was sent to it that it could have lost
@@ -251,9 +262,13 @@ class ReliableInlet(Inlet):
             socket = context.socket(zmq.PUSH)
             socket.setsockopt(zmq.SNDHWM, 1000)
             socket.setsockopt(zmq.LINGER, 1000)  # the last acks reach a producer that waits for them
-            socket.connect(endpoint)
+            connect(socket, endpoint)
             socket.send(encode_join(worker, incarnation), zmq.NOBLOCK)
             self.ack_sockets[producer] = socket
+
+    def _delivered(self, stream: tuple[str, bytes]) -> int | None:
+        producer, topic = stream
+        return self.receipts.last((self.edge.id, producer), topic)
 
     def _subscriptions(self) -> list[bytes]:
         return [TICK_PREFIX, END_TOPIC + codec.SEPARATOR, self._retx]  # NUL: END exactly

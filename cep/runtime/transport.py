@@ -32,6 +32,7 @@ from cep.compiler.plan import EdgePlan, Plan
 from cep.errors import CodecError, TransportError
 from cep.partition import Partitioner
 from cep.rows import AnyBatch, Rows, items, like, split_by
+from cep.runtime import security
 from cep.runtime.rundir import owner_only_files
 
 END_TOPIC = b"!END"
@@ -50,7 +51,7 @@ class EdgeCounters:
     also unacknowledged frames (the largest window of any consumer worker), retransmitted frames
     and duplicate frames received."""
 
-    __slots__ = ("frames", "events", "dropped", "gaps", "unacked", "retransmitted", "duplicates")
+    __slots__ = ("frames", "events", "dropped", "gaps", "unacked", "retransmitted", "duplicates", "refused")
 
     def __init__(self) -> None:
         self.frames = 0
@@ -60,14 +61,18 @@ class EdgeCounters:
         self.unacked = 0
         self.retransmitted = 0
         self.duplicates = 0
+        self.refused = 0  # frames or acks refused as implausible (cep.runtime.security)
 
     def snapshot(self) -> dict[str, int]:
         return {"frames": self.frames, "events": self.events, "dropped": self.dropped, "gaps": self.gaps,
-                "unacked": self.unacked, "retransmitted": self.retransmitted, "duplicates": self.duplicates}
+                "unacked": self.unacked, "retransmitted": self.retransmitted, "duplicates": self.duplicates,
+                "refused": self.refused}
 
 
 def bind(socket: zmq.Socket, endpoint: str) -> None:
-    """Bind, translating 'address in use' into an error that says which address."""
+    """Bind, translating 'address in use' into an error that says which address; a tcp socket
+    serves CURVE when the process has keys (`security.install`)."""
+    security.as_server(socket, endpoint)
     try:
         with owner_only_files():  # an ipc socket file: srw------- whatever the umask
             socket.bind(endpoint)
@@ -77,6 +82,12 @@ def bind(socket: zmq.Socket, endpoint: str) -> None:
                                  "(is the pipeline already running? set transport.base_port or "
                                  "transport.dir to run a second copy)") from exc
         raise TransportError(f"cannot bind {endpoint}: {exc}") from exc
+
+
+def connect(socket: zmq.Socket, endpoint: str) -> None:
+    """Connect; a tcp socket is a CURVE client when the process has keys (`security.install`)."""
+    security.as_client(socket, endpoint)
+    socket.connect(endpoint)
 
 
 CONTROL_PREFIX = b"!"
@@ -297,7 +308,7 @@ class PushOutlet(Outlet):
             socket.setsockopt(zmq.LINGER, 0)  # END is acknowledged before close
             socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
             self._connecting[index] = socket.get_monitor_socket(zmq.EVENT_CONNECTED)
-            socket.connect(endpoint)
+            connect(socket, endpoint)
             self.sockets.append(socket)
         self.key = edge.partition_key
         self.partition = Partitioner(len(self.sockets))
@@ -375,6 +386,7 @@ class Inlet:
         self.dead_letter = dead_letter
         consumer = plan.process(edge.consumer)
         self.producers = set(plan.process(edge.producer).workers)
+        self.guard = security.SequenceGuard(plan.max_sequence_jump, self._delivered)
         self.ended: set[str] = set()
         self.last_seq: dict[tuple[str, bytes], int] = {}
         self.partitions = consumer.parallelism
@@ -388,7 +400,7 @@ class Inlet:
             self.socket.setsockopt(zmq.RCVHWM, edge.hwm)
             self.socket.setsockopt(zmq.LINGER, 0)
             self.socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
-            self.socket.connect(edge.endpoints[0])
+            connect(self.socket, edge.endpoints[0])
             for topic in self._subscriptions():
                 self.socket.setsockopt(zmq.SUBSCRIBE, topic)
             self.socket.setsockopt(zmq.SUBSCRIBE, f"{HELLO_PREFIX}{worker}".encode())  # last: the handshake
@@ -461,7 +473,10 @@ class Inlet:
             self.dead_letter(str(exc), frame)
             return None, None
         if producer not in self.producers:
-            self.dead_letter(f"frame from {producer!r}, which is not a producer of {self.edge.id}", frame)
+            self._refuse(f"frame from {producer!r}, which is not a producer of {self.edge.id}", frame)
+            return None, None
+        if kind == codec.DATA and (refusal := self.guard.refusal((producer, topic), seq)) is not None:
+            self._refuse(refusal, frame)
             return None, None
         if kind == codec.END:
             return None, self._end(producer)
@@ -473,6 +488,16 @@ class Inlet:
         self.counters.frames += 1
         self.counters.events += len(batch)
         return batch, None
+
+    def _refuse(self, reason: str, frame: bytes) -> None:
+        """A frame that cannot be from a producer of this edge: dead-lettered, counted refused."""
+        self.counters.refused += 1
+        self.dead_letter(f"refused: {reason}", frame)
+
+    def _delivered(self, stream: tuple[str, bytes]) -> int | None:
+        """The highest sequence number of `stream` delivered before this inlet existed (a reliable
+        inlet restored from a checkpoint knows it)."""
+        return None
 
     def _owns_topic(self, topic: bytes) -> bool:
         """Anything but a partition topic is decoded, and the producer check judges it."""

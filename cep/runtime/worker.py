@@ -25,7 +25,7 @@ import zmq
 from cep.compiler.plan import Plan
 from cep.components.base import Source
 from cep.errors import RuntimeFailure
-from cep.runtime import reliable
+from cep.runtime import reliable, security
 from cep.runtime.builder import ProcessGraph, build_process
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore
 from cep.runtime.deadletter import DeadLetters
@@ -67,6 +67,7 @@ def worker_main(plan_data: dict, worker: str, incarnation: int, environ: dict[st
     control.setsockopt(zmq.LINGER, 2000)
     control.connect(plan.control)
     try:
+        gate = security.install(context, plan.curve_keys)
         Worker(plan, worker, incarnation, context, control).run()
     except WorkerOrphaned:  # nobody is left to tell
         context.destroy(linger=0)
@@ -78,6 +79,8 @@ def worker_main(plan_data: dict, worker: str, incarnation: int, environ: dict[st
         context.destroy(linger=0)  # data sockets left open by the failure must not block the exit
         os._exit(1)
     control.close()
+    if gate is not None:
+        gate.close()
     context.term()
 
 
@@ -397,6 +400,7 @@ class Worker:
             "edges_out": {edge_id: o.counters.snapshot() for edge_id, o in self.outlet_by_edge.items()},
             "edges_in": {i.edge.id: i.counters.snapshot() for i in self.inlets},
             "cpu_s": _cpu_seconds() - self.cpu_at_start if self.started else 0.0,
+            "refused_connections": security.refused_connections(),
         })
 
 

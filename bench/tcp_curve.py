@@ -1,0 +1,71 @@
+"""What CURVE costs on tcp: the end-to-end benchmark topology (`cep_chain`), synthetic ticks as
+fast as cep takes them to a null sink, over loopback tcp with and without
+`security: {curve: {keys: DIR}}`, in interleaved pairs (best and median of each side).
+
+    PYTHONPATH=$PWD python bench/tcp_curve.py [--ticks 200000] [--pairs 3] [--delivery at_most_once]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import socket
+import statistics
+import tempfile
+from pathlib import Path
+
+from cep.runtime.security import generate_keys
+
+from cep_chain import pipeline, run_document
+
+
+def free_base_port(count: int = 8) -> int:
+    """The first of `count` consecutive loopback ports that are free now."""
+    while True:
+        base = random.randrange(20_000, 60_000)
+        probes = [socket.socket() for _ in range(count)]
+        try:
+            for offset, probe in enumerate(probes):
+                probe.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+
+
+def measure(ticks: int, delivery: str, keys: Path | None) -> float:
+    source = {"type": "synthetic", "instruments": 2, "seed": 1, "count": ticks, "rate": 1_000_000, "speed": "max"}
+    document = pipeline(source, {"type": "null"}, delivery=delivery)
+    document["transport"] = {"kind": "tcp", "base_port": free_base_port()}
+    if keys is not None:
+        document["security"] = {"curve": {"keys": str(keys)}}
+    with tempfile.TemporaryDirectory(prefix="cep-bench-") as tmp:
+        result = run_document(document, Path(tmp))
+    assert result["ticks"] == ticks and result["lost"] == 0, result
+    return result["ticks_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ticks", type=int, default=200_000)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--delivery", default="at_most_once")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="cep-keys-") as tmp:
+        keys = Path(tmp) / "keys"
+        generate_keys(keys)
+        rates: dict[str, list[float]] = {"plain tcp": [], "CURVE": []}
+        for pair in range(args.pairs):
+            order = [("plain tcp", None), ("CURVE", keys)]
+            for name, keys_dir in order if pair % 2 == 0 else reversed(order):
+                rates[name].append(measure(args.ticks, args.delivery, keys_dir))
+    for name, values in rates.items():
+        print(f"{name:>9}: best {max(values):,.0f} ticks/s, median {statistics.median(values):,.0f} "
+              f"({', '.join(f'{v:,.0f}' for v in values)})")
+    plain, curve = max(rates["plain tcp"]), max(rates["CURVE"])
+    print(f"CURVE / plain tcp, best of each: {curve / plain:.2f} ({args.ticks:,} ticks, {args.delivery})")
+
+
+if __name__ == "__main__":
+    main()
