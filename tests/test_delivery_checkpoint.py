@@ -210,7 +210,7 @@ class _Resumable(_Replay):
 
 @pytest.mark.parametrize("source_type", [_Replay, _Resumable])
 def test_a_restored_worker_leaves_out_what_its_source_had_emitted_once_and_counts_on(source_type):
-    worker = SimpleNamespace(offsets={"ticks": 4})  # as restored from the checkpoint
+    worker = SimpleNamespace(offsets={"ticks": 4}, reservation=None)  # as restored from the checkpoint
     source = source_type()
     emitted = [n for batch in Worker._counted(worker, "ticks", source) for n in batch]
     assert emitted == [4, 5, 6, 7, 8, 9]

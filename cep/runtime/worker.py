@@ -31,6 +31,7 @@ from cep.runtime.checkpoint import Checkpointer, CheckpointStore
 from cep.runtime.deadletter import DeadLetters
 from cep.runtime.delivery import Receipts
 from cep.runtime.gcpolicy import engine_gc
+from cep.runtime.offsets import SAVE_EVERY_S, Acknowledged, OffsetFile, Reservation
 from cep.runtime.registry import registry_for
 from cep.rows import AnyBatch, concat, items, like
 from cep.runtime.transport import Inlet, Outlet, PubOutlet
@@ -114,11 +115,15 @@ class Worker:
         self.completed_inputs: set[str] = set()
         self.sources: list[tuple[Iterator[AnyBatch], Any, Any]] = []
         self.receipts = Receipts(flush=self._flush_sinks, clock=time.monotonic)
-        self.offsets: dict[str, int] = {}  # records each source emitted (exactly_once checkpoints)
+        self.offsets: dict[str, int] = {}  # records each replayable source emitted
         self.checkpointed_offsets: dict[str, int] = {}
         self.checkpointing = reliable.checkpointed(plan.edges_to(self.process.name) + plan.edges_from(self.process.name))
+        self.reservation: Reservation | None = None
+        self.acknowledged: Acknowledged | None = None
         self._wire()
         self.checkpointer = self._checkpointer() if self.checkpointing else None
+        if self.offsets and not self.checkpointing:
+            self._keep_offsets()
         self.delivering = bool(self.reliable_inlets or self.retaining) or self.checkpointer is not None
         """Some edge of this worker is reliable: each pass ends with `_deliver`."""
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
@@ -153,7 +158,11 @@ class Worker:
             if isinstance(self.inlets[-1], reliable.ReliableInlet):
                 self.reliable_inlets[edge.id] = self.inlets[-1]
         for node, (source, subject) in self.graph.sources.items():
-            batches = self._counted(node, source) if self.checkpointing else iter(source.batches())
+            if self.checkpointing or getattr(source, "replayable", False):
+                self.offsets[node] = 0
+                batches = self._counted(node, source)
+            else:
+                batches = iter(source.batches())
             self.sources.append((batches, source, subject))
 
     def _checkpointer(self) -> Checkpointer:
@@ -172,12 +181,23 @@ class Worker:
                 outlet.resume()
         return checkpointer
 
+    def _keep_offsets(self) -> None:
+        """at_most_once and at_least_once: the replayable sources' offsets go to a small file
+        (`offsets.py`); a restarted worker's sources resume from it."""
+        file = OffsetFile(Path(self.plan.run_dir), self.worker, fresh=self.incarnation == 0)
+        if self.incarnation:
+            self.offsets.update((node, offset) for node, offset in file.load().items() if node in self.offsets)
+        if self.retaining:  # a reliable edge leaves: never lose, so only acknowledged offsets
+            self.acknowledged = Acknowledged(file, self.offsets, [o.window for o in self.retaining])
+        else:
+            self.reservation = Reservation(file, self.offsets, time.monotonic)
+
     def _counted(self, node: str, source: Source) -> Iterator[AnyBatch]:
-        """A replayable source's batches, counted; after a restore, what the checkpointed offset
-        says was already emitted is left out: by the source if it has `resume` (a paced replay
-        then goes on at once), else here (the source replays, and paces, those records again)."""
-        skip = self.offsets.get(node, 0)  # read at the first batch: after the restore
-        self.offsets[node] = skip
+        """A replayable source's batches, counted (and, at_most_once, reserved before they
+        leave); after a restart, what the checkpoint or the offsets file says was already emitted
+        is left out: by the source if it has `resume` (a paced replay then goes on at once), else
+        here (the source replays, and paces, those records again)."""
+        skip = self.offsets[node]  # read at the first batch: after the restore
         resume = getattr(source, "resume", None)
         if skip and resume is not None:
             resume(skip)
@@ -189,6 +209,8 @@ class Worker:
                     continue
                 batch, skip = like(batch, items(batch)[skip:]), 0
             self.offsets[node] += len(batch)
+            if self.reservation is not None:
+                self.reservation.cover(node, self.offsets[node])
             yield batch
 
     def _dead_letter(self, node: str, reason: str, raw: bytes) -> None:
@@ -231,7 +253,7 @@ class Worker:
         publishers = {o.socket: o for o in self.outlets if isinstance(o, PubOutlet)}
         ack_sockets = {o.acks: o for o in self.retaining}
         announced_ready = False
-        next_metrics = time.monotonic()
+        next_metrics = next_offsets = time.monotonic()
         next_poll = 0.0
         while True:
             held = bool(self.retaining) and any(outlet.held for outlet in self.retaining)
@@ -270,6 +292,9 @@ class Worker:
                     self._deliver()
             self.graph.raise_failure()
             now = time.monotonic()
+            if self.acknowledged is not None and now >= next_offsets:
+                self.acknowledged.note()
+                next_offsets = now + SAVE_EVERY_S
             if now >= next_metrics:
                 if self.supervisor is not None and not self.supervisor.is_alive():
                     raise WorkerOrphaned(f"the supervisor (pid {self.supervisor.pid}) is gone")
