@@ -138,13 +138,8 @@ def validate(files: tuple[Path, ...]) -> None:
 
 def _is_rule_library(path: Path) -> bool:
     """A rule library has `templates:` and no `name:` at the top level."""
-    import yaml
-    try:
-        with open(path, encoding="utf-8") as file:
-            head = yaml.safe_load(file)
-    except (OSError, yaml.YAMLError):
-        return False  # the pipeline loader reports the problem with its place
-    return isinstance(head, dict) and "templates" in head and "name" not in head
+    from cep.config import is_rule_library
+    return is_rule_library(path)
 
 
 @cli.command(short_help="Show the compiled topology: processes, sockets, delivery.",

@@ -81,22 +81,54 @@ def parse_yaml(text: str, filename: str = "<string>") -> YamlDocument:
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_BYTES:
         raise ConfigError(_too_big(filename, size))
-    loader = yaml.SafeLoader(text)
+    loader = _BoundedLoader(text, filename)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         raise ConfigError(_syntax_problem(exc, filename)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(Problem(f"invalid YAML: {exc}", Location(filename, 1, 1))) from None
-    except RecursionError:
-        raise ConfigError(Problem("the document is nested too deeply", Location(filename, 1, 1),
-                                  hint=f"at most {MAX_DEPTH} levels of mappings and lists")) from None
     finally:
         loader.dispose()
     doc = YamlDocument(filename, None, {(): Location(filename, 1, 1)}, {(): Location(filename, 1, 1)})
     if node is not None:
         doc.data = _Builder(loader, doc).build(node, (), 0)
     return doc
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader whose composer, the one recursive step of PyYAML, stops at MAX_DEPTH levels
+    with the place of the first node too deep, before Python's recursion limit is near."""
+
+    def __init__(self, text: str, filename: str):
+        super().__init__(text)
+        self.filename = filename
+        self.depth = -1  # the root node is at depth 0, as in `_Builder`
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise ConfigError(_too_deep(_at(self.peek_event().start_mark, self.filename)))
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _too_deep(where: Location) -> Problem:
+    return Problem("the document is nested too deeply", where,
+                   hint=f"at most {MAX_DEPTH} levels of mappings and lists")
+
+
+def is_rule_library(path: Path) -> bool:
+    """Whether the file at `path` is a rule library (`templates:` and no `name:` at the top), read
+    as every YAML file is: size first, nesting bounded. False if it cannot be read at all: the
+    pipeline loader then reports why, with its place."""
+    try:
+        data = read_yaml_file(path).data
+    except ConfigError:
+        return False
+    return isinstance(data, dict) and "templates" in data and "name" not in data
 
 
 def _too_big(filename: str, size: int) -> Problem:
@@ -136,8 +168,7 @@ class _Builder:
             raise self.fail(node, f"the document expands to more than {MAX_VALUES:,} values",
                             hint="aliases (*name) repeat their anchor's whole content")
         if depth > MAX_DEPTH:
-            raise self.fail(node, "the document is nested too deeply",
-                            hint=f"at most {MAX_DEPTH} levels of mappings and lists")
+            raise ConfigError(_too_deep(_at(node.start_mark, self.doc.file)))
         self.doc.values[path] = _at(node.start_mark, self.doc.file)
         if isinstance(node, ScalarNode):
             try:
