@@ -28,7 +28,8 @@ def compile(pipeline, run_dir: str | Path | None = None):  # noqa: A001 - the ve
     from cep.compiler import compile_pipeline
     from cep.config import pipeline_registry
     if isinstance(pipeline, (str, Path)):
-        pipeline = load(pipeline)
+        from cep.config import load_pipeline
+        pipeline = load_pipeline(pipeline, defer_errors=True)  # every problem in one report
     return compile_pipeline(pipeline, pipeline_registry(pipeline), Path(run_dir) if run_dir else None)
 
 

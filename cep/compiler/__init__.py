@@ -11,7 +11,8 @@ from cep.compiler.guarantees import check_exactly_once
 from cep.compiler.placement import Endpoints, place, role_of, wire
 from cep.compiler.plan import GATEWAY_NICE, EdgePlan, NodePlan, Plan, ProcessPlan
 from cep.config.models import Pipeline
-from cep.errors import CompileError, Problem
+from cep.config.problems import in_file_order
+from cep.errors import CompileError, ConfigError, Problem
 from cep.plugins import Registry
 from cep.runtime import security
 
@@ -27,17 +28,19 @@ def default_run_dir(pipeline: Pipeline) -> Path:
 
 
 def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | None = None) -> Plan:
-    """The plan for `pipeline`, or CompileError listing every problem (warnings ride on the plan)."""
+    """The plan for `pipeline`, or a UserError listing every problem (warnings ride on the plan):
+    those its deferred load found (`load_pipeline(defer_errors=True)`, a ConfigError then) and
+    the graph's, references, cycles, deploy targets, field names and delivery, in one pass."""
     checked = build_graph(pipeline)
     graph = checked.graph
     nodes = {node_id: _node_plan(node_id, data, registry) for node_id, data in graph.nodes(data=True)}
-    errors = list(checked.errors)
-    if not errors:
-        errors += check_fields(pipeline, graph, registry) + check_exactly_once(pipeline, graph, registry)
+    acyclic = checked.acyclic()
     socket_errors, socket_warnings = security.check_pipeline(pipeline)
-    errors += socket_errors
+    errors = [*pipeline._problems, *checked.errors,
+              *check_fields(pipeline, acyclic, registry, checked.unknown_inputs),
+              *check_exactly_once(pipeline, acyclic, registry), *socket_errors]
     if errors:
-        raise CompileError(errors)
+        raise (ConfigError if pipeline._problems else CompileError)(in_file_order(errors))
 
     warnings = list(checked.warnings) + _component_warnings(pipeline, graph) + socket_warnings
     run_dir = run_dir or default_run_dir(pipeline)

@@ -18,7 +18,10 @@ from cep.plugins import Registry
 Fields = frozenset[str] | None  # None: not known here
 
 
-def check_fields(pipeline: Pipeline, graph: nx.DiGraph, registry: Registry) -> list[Problem]:
+def check_fields(pipeline: Pipeline, graph: nx.DiGraph, registry: Registry,
+                 unknown_inputs: set[str] = frozenset()) -> list[Problem]:
+    """Every expression and key field checked against the fields that reach it, in `graph`
+    (acyclic) order; what reaches a node of `unknown_inputs` is not known, so not checked."""
     problems: list[Problem] = []
     known: dict[str, Fields] = {}
     for node_id in nx.topological_sort(graph):
@@ -29,7 +32,8 @@ def check_fields(pipeline: Pipeline, graph: nx.DiGraph, registry: Registry) -> l
             known[node_id] = frozenset(component.fields) if component and component.fields else None
             continue
         inputs = [known.get(upstream) for upstream in graph.predecessors(node_id)]
-        fields: Fields = None if not inputs or None in inputs else frozenset.intersection(*inputs)
+        fields: Fields = (None if not inputs or None in inputs or node_id in unknown_inputs
+                          else frozenset.intersection(*inputs))
         if kind == "stream":
             known[node_id] = _stream(pipeline, node_id, spec, fields, problems)
         elif kind == "rule":

@@ -25,6 +25,19 @@ class Checked:
     graph: nx.DiGraph
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    unknown_inputs: set[str] = field(default_factory=set)
+    """Nodes that read something missing, broken or in a cycle: what reaches them is unknown."""
+
+    def acyclic(self) -> nx.DiGraph:
+        """The graph without the edges of its cycles (reported already), for checks that walk
+        it in topological order; the nodes of a cycle are in `unknown_inputs`."""
+        graph = self.graph.copy()
+        for component in nx.strongly_connected_components(self.graph):
+            if len(component) > 1 or any(self.graph.has_edge(n, n) for n in component):
+                graph.remove_edges_from([(u, v) for u, v in self.graph.edges(component)
+                                         if v in component])
+                self.unknown_inputs.update(component)
+        return graph
 
 
 def build_graph(pipeline: Pipeline) -> Checked:
@@ -47,7 +60,10 @@ def build_graph(pipeline: Pipeline) -> Checked:
             continue
         for index, upstream in enumerate(data["spec"].from_):
             where = pipeline.locate(data["section"], node_id, "from", index)
-            if upstream not in graph:
+            if upstream in pipeline._broken:
+                result.unknown_inputs.add(node_id)  # reported with its own mistakes
+            elif upstream not in graph:
+                result.unknown_inputs.add(node_id)
                 close = difflib.get_close_matches(upstream, readable, n=1, cutoff=0.5)
                 hint = f'did you mean "{close[0]}"?' if close else (
                     "known: " + ", ".join(sorted(readable)) if readable else "declare it first")
@@ -79,7 +95,9 @@ def build_graph(pipeline: Pipeline) -> Checked:
             result.warnings.append(Problem(
                 f'{data["kind"]} "{node_id}" has no consumers', pipeline.locate(data["section"], node_id),
                 "its output goes nowhere; read it from a stream, rule or sink", severity="warning"))
-    if not any(data["kind"] == "source" for _, data in graph.nodes(data=True)):
+    broken_sources = any(len(path) == 2 and path[0] == "sources" and path[1] in pipeline._broken
+                         for path in pipeline._locations)
+    if not broken_sources and not any(data["kind"] == "source" for _, data in graph.nodes(data=True)):
         result.errors.append(Problem("the pipeline has no sources", pipeline.locate("sources"),
                                      "add one, e.g. sources: {ticks: {type: synthetic}}"))
     return result

@@ -25,16 +25,24 @@ from cep.plugins import Registry, default_registry
 
 _SUBJECTS = {"sources": "source", "streams": "stream", "rules": "rule", "sinks": "sink",
              "deploy": "deploy"}
+_SECTIONS = ("sources", "streams", "rules", "sinks", "deploy")
+_PLACEHOLDER_NAME = "pipeline"
+"""The name a deferred load gives a pipeline whose `name:` is missing or wrong (reported)."""
 
 
-def load_pipeline(path: str | Path, registry: Registry | None = None) -> Pipeline:
+def load_pipeline(path: str | Path, registry: Registry | None = None, *,
+                  defer_errors: bool = False) -> Pipeline:
     """Read and validate the pipeline at `path`; relative paths in it resolve against its folder.
 
     `registry` defaults to the process-wide one; the pipeline's own `plugins:` are loaded into a
     copy of it (see `pipeline_registry`). Raises `ConfigError` listing every problem found.
+    With `defer_errors`, a pipeline with mistakes (but readable YAML) is returned as far as it
+    could be built instead: each broken component left out (its id in `_broken`), its problems in
+    `_problems`; `compile_pipeline` then reports them together with the graph's own, so
+    `cep validate` lists every problem in one pass. Such a pipeline never compiles.
     """
     path = Path(path)
-    return _load(read_yaml_file(path), path, path.parent, registry)
+    return _load(read_yaml_file(path), path, path.parent, registry, defer_errors)
 
 
 def load_pipeline_text(text: str, filename: str = "<string>", base_dir: Path | None = None,
@@ -82,7 +90,8 @@ def load_rule_library(path: str | Path, registry: Registry | None = None) -> dic
     return templates
 
 
-def _load(doc: YamlDocument, path: Path | None, base_dir: Path, registry: Registry | None) -> Pipeline:
+def _load(doc: YamlDocument, path: Path | None, base_dir: Path, registry: Registry | None,
+          defer_errors: bool = False) -> Pipeline:
     report = Report(doc.keys)
     report.add(doc.problems)
     interpolate_env(doc, report)
@@ -97,17 +106,48 @@ def _load(doc: YamlDocument, path: Path | None, base_dir: Path, registry: Regist
     templates = _load_imports(_paths(data, "imports", report), base_dir, report)
     validator = ParamsValidator(registry, report, {"base_dir": base_dir, "registry": registry})
     envelope = Normaliser(report, validator, templates).pipeline(data)
-    try:
-        pipeline = Pipeline.model_validate({**envelope, "path": path})
-    except ValidationError as exc:
-        report.add(validation_problems(exc, model=Pipeline, locations=report.locations,
-                                       subject=_subject))
-        pipeline = None
-    report.raise_if_any()
+    pipeline = _envelope(envelope, path, report)
+    if pipeline is None or not defer_errors:
+        report.raise_if_any()
     assert pipeline is not None
     pipeline._locations = report.locations
     pipeline._registry = registry
+    pipeline._problems = tuple(report.sorted())
+    pipeline._broken = frozenset(
+        cid for section in _SECTIONS if isinstance(data.get(section), dict)
+        for cid in data[section] if cid not in getattr(pipeline, section))
     return pipeline
+
+
+def _envelope(envelope: dict[str, Any], path: Path | None, report: Report) -> Pipeline | None:
+    """The `Pipeline` of `envelope`, every mistake reported; a part that fails is left out and
+    the rest validated again (a broken component, or a section such as `defaults:` that then
+    takes its defaults), so the graph of what is left can still be checked."""
+    while True:
+        try:
+            return Pipeline.model_validate({**envelope, "path": path})
+        except ValidationError as exc:
+            report.add(validation_problems(exc, model=Pipeline, locations=report.locations,
+                                           subject=_subject))
+            if not _leave_out(envelope, [tuple(error["loc"]) for error in exc.errors()], path):
+                return None
+
+
+def _leave_out(envelope: dict[str, Any], failed: list[tuple], path: Path | None) -> bool:
+    """Drop from `envelope` what each failed pydantic location points into; False if nothing
+    could be dropped (so validating again would fail the same way)."""
+    changed = False
+    for loc in failed:
+        if not loc:
+            continue
+        if loc[0] in _SECTIONS and len(loc) > 1:
+            changed = envelope[loc[0]].pop(loc[1], None) is not None or changed
+        elif loc[0] == "name":
+            changed = changed or envelope.get("name") != _PLACEHOLDER_NAME
+            envelope["name"] = _PLACEHOLDER_NAME
+        else:
+            changed = envelope.pop(loc[0], None) is not None or changed
+    return changed
 
 
 def _subject(path: KeyPath) -> tuple[str, int]:

@@ -123,6 +123,8 @@ class Pipeline(_Strict):
 
     _locations: dict[tuple, Location] = PrivateAttr(default_factory=dict)
     _registry: Any = PrivateAttr(default=None)  # the Registry it was validated with (loader sets it)
+    _problems: tuple = PrivateAttr(default=())  # what a deferred load found (see `load_pipeline`)
+    _broken: frozenset = PrivateAttr(default=frozenset())  # ids left out for their own mistakes
 
     @property
     def base_dir(self) -> Path:

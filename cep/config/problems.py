@@ -54,10 +54,18 @@ class Report:
     def add(self, problems: Iterable[Problem]) -> None:
         self.problems.extend(problems)
 
+    def sorted(self) -> list[Problem]:
+        return in_file_order(self.problems)
+
     def raise_if_any(self) -> None:
         """Raise one `ConfigError` with every problem, ordered by file and position."""
         if self.problems:
-            raise ConfigError(sorted(self.problems, key=_position))
+            raise ConfigError(self.sorted())
+
+
+def in_file_order(problems: Iterable[Problem]) -> list[Problem]:
+    """Problems ordered by file, line and column (those without a place first)."""
+    return sorted(problems, key=_position)
 
 
 def _position(problem: Problem) -> tuple[str, int, int]:
