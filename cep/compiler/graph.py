@@ -77,7 +77,10 @@ def build_graph(pipeline: Pipeline) -> Checked:
             else:
                 graph.add_edge(upstream, node_id)
 
+    declared = {node_id: index for index, node_id in enumerate(graph)}
     for cycle in nx.simple_cycles(graph):
+        first = min(range(len(cycle)), key=lambda index: declared[cycle[index]])
+        cycle = cycle[first:] + cycle[:first]  # from the node written first: the same every run
         path = " -> ".join([*cycle, cycle[0]])
         first = graph.nodes[cycle[0]]
         result.errors.append(Problem(f"cycle: {path}", pipeline.locate(first["section"], cycle[0], "from"),
