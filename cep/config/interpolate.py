@@ -55,6 +55,7 @@ def _substitute(text: str, path: KeyPath, doc: YamlDocument, report: Report,
         report.problems.append(Problem(
             f"environment variable {name!r} is not set", where,
             f"set it, or give a default: ${{{name}:-value}}"))
+        report.unresolved.add(path)
         return match.group(0)
 
     return _REFERENCE.sub(replace, text)

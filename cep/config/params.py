@@ -47,7 +47,7 @@ class ParamsValidator:
         except ValidationError as exc:
             self.report.add(validation_problems(
                 exc, model=component.params, locations=self.report.locations, prefix=path,
-                subject=subject, drop=drop))
+                subject=subject, drop=drop, reported=self.report.unresolved))
         except UserError as exc:  # a validator that reports through cep's own errors
             where = self.report.locate(path)
             self.report.add(Problem(f"{subject}: {p.message}", p.location or where, p.hint)

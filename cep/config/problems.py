@@ -44,6 +44,9 @@ class Report:
     def __init__(self, locations: dict[KeyPath, Location]):
         self.locations = locations
         self.problems: list[Problem] = []
+        self.unresolved: set[KeyPath] = set()
+        """Paths of values naming an unset variable: reported once, so no other check of such a
+        value adds a follow-on error (`no such CSV file .../${DATA_DIR}/...`)."""
 
     def locate(self, path: KeyPath) -> Location | None:
         return nearest(self.locations, path)

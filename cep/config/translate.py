@@ -8,7 +8,7 @@ failed for the same value are joined into one problem.
 from __future__ import annotations
 
 import types
-from typing import Annotated, Any, Callable, Union, get_args, get_origin
+from typing import Annotated, Any, Callable, Collection, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,29 +24,56 @@ message, which names the value itself."""
 
 def validation_problems(exc: ValidationError, *, model: type[BaseModel] | None,
                         locations: dict[KeyPath, Location], prefix: KeyPath = (),
-                        subject: str | Subject = "", drop: int = 0) -> list[Problem]:
+                        subject: str | Subject = "", drop: int = 0,
+                        reported: Collection[KeyPath] = ()) -> list[Problem]:
     """Problems for every error in `exc`.
 
     The data validated lives at YAML path `prefix`; the first `drop` parts of each pydantic `loc`
     are not in the YAML (an operator's shorthand value that the loader wrapped in its field).
     `subject` names the component at `prefix`, or derives the name from each error's YAML path.
+    Errors at or below a path in `reported` (a value already reported, such as one naming an
+    unset variable) are left out.
     """
-    merged: dict[tuple[Location | None, str], list[str]] = {}
-    extras: dict[tuple[Location | None, str], tuple[str, str | None]] = {}  # (got, hint)
+    merged: dict[tuple[Location | None, str], list[dict[str, Any]]] = {}
+    hints: dict[tuple[Location | None, str], str | None] = {}
     for error in exc.errors(include_url=False):
         loc = tuple(error["loc"])
         path = prefix + loc[drop:]
+        if any(path[:len(done)] == done for done in reported):
+            continue
         name, start = subject(path) if callable(subject) else (subject, len(prefix))
-        where, field, message, hint = _explain(error, loc, path, start, model, locations)
+        where, field, error["msg"], hint = _explain(error, loc, path, start, model, locations)
         key = (where, (f"{name}: " if name else "") + field)
-        if message not in merged.setdefault(key, []):
-            merged[key].append(message)
-        value = error.get("input")
-        got = "" if error["type"] in _SAYS_ITS_INPUT or isinstance(
-            value, (dict, list, tuple)) else f" (got {describe(value)})"
-        extras.setdefault(key, (got, hint))
-    return [Problem(f"{label}{' or '.join(messages)}{extras[key][0]}", where, extras[key][1])
-            for key, messages in merged.items() for where, label in [key]]
+        merged.setdefault(key, []).append(error)
+        hints.setdefault(key, hint)
+    return [Problem(f"{label}{_message(errors)}", where, hints[key])
+            for key, errors in merged.items() for where, label in [key]]
+
+
+def _message(errors: list[dict[str, Any]]) -> str:
+    """One cause: the error's message, or for the alternatives of a union that all refused the
+    value, what would have been accepted (`expected an integer or a list`)."""
+    value = errors[0].get("input")
+    got = "" if errors[0]["type"] in _SAYS_ITS_INPUT or isinstance(
+        value, (dict, list, tuple)) else f" (got {describe(value)})"
+    messages = list(dict.fromkeys(error["msg"] for error in errors))
+    if len(messages) == 1:
+        return messages[0] + got
+    wanted = list(dict.fromkeys(_EXPECTED.get(error["type"]) for error in errors))
+    if None not in wanted:
+        return f"expected {' or '.join(wanted)}{got}"
+    return f"none of its accepted forms takes it: {'; '.join(messages)}{got}"
+
+
+_EXPECTED = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "string_type": "a string",
+    "bool_type": "true or false", "bool_parsing": "true or false",
+    "list_type": "a list", "tuple_type": "a list", "set_type": "a list",
+    "dict_type": "a mapping", "model_type": "a mapping", "model_attributes_type": "a mapping",
+    "none_required": "nothing (null)", "path_type": "a file path (string)",
+}
+"""What a pydantic error type says was expected, in YAML terms."""
 
 
 def _explain(error: dict[str, Any], loc: KeyPath, path: KeyPath, start: int,
@@ -78,6 +105,8 @@ def _label(rel: KeyPath) -> str:
 
 
 def _short(message: str) -> str:
+    if message.startswith("Input is not a valid path"):
+        return "expected a file path (string)"
     for prefix in ("Value error, ", "Assertion failed, "):
         if message.startswith(prefix):
             message = message[len(prefix):]

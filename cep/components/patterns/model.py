@@ -126,10 +126,11 @@ def validate_pattern(pattern: Pattern) -> list[Problem]:
     if pattern.within_ns is not None and pattern.within_ns <= 0:
         error(f"within must be positive, got {pattern.within_ns}ns")
     problems.extend(_skip_problems(pattern))
-    if not pattern.within_ns and _may_wait_forever(steps):
+    waiting = None if pattern.within_ns else _waits_forever(steps)
+    if waiting:
         problems.append(Problem(
-            "partial matches of this pattern can wait forever (a relaxed/any step or an "
-            "unbounded loop) and there is no within",
+            f"partial matches of this pattern can wait forever: {waiting}, and there is no "
+            "within",
             hint="add within so old partial matches are pruned; the partial-match cap "
                  "discards (and counts) the excess otherwise",
             severity="warning"))
@@ -196,10 +197,11 @@ def _skip_problems(pattern: Pattern) -> list[Problem]:
     return []
 
 
-def _may_wait_forever(steps: tuple[Step, ...]) -> bool:
+def _waits_forever(steps: tuple[Step, ...]) -> str | None:
+    """Why a partial match may never end without `within` (the first step that makes it so)."""
     for index, step in enumerate(steps):
-        unbounded_loop = step.looping and step.bounds[1] is None and step.until is None
-        waits = index > 0 and step.contiguity != "strict" and not step.negated
-        if unbounded_loop or waits:
-            return True
-    return False
+        if step.looping and step.bounds[1] is None and step.until is None:
+            return f"step {step.name!r} loops without an upper bound or until"
+        if index > 0 and step.contiguity != "strict" and not step.negated:
+            return f"step {step.name!r} waits for its event ({step.contiguity} contiguity)"
+    return None

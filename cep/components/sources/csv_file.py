@@ -48,6 +48,12 @@ class CsvParams(BaseModel):
     @classmethod
     def _known_fields(cls, columns: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(columns) - set(TickEvent.FIELDS))
+        swapped = {header: field for field, header in columns.items()
+                   if field in unknown and header in TickEvent.FIELDS}
+        if swapped:
+            raise ValueError(f"columns maps unknown TickEvent fields {unknown}: did you swap field "
+                             f"and header? columns maps field -> header, e.g. columns: "
+                             + "{" + ", ".join(f"{k}: {v}" for k, v in swapped.items()) + "}")
         if unknown:
             raise ValueError(f"columns maps unknown TickEvent fields {unknown} "
                              f"(the fields are {', '.join(TickEvent.FIELDS)})")
