@@ -72,8 +72,9 @@ class BuildContext:
     counters: Counters = field(default_factory=Counters)
     dead_letter_fn: DeadLetterFn = _print_dead_letter
     batch_size: int = 256                       # how many records a source puts in one batch
-    incarnation: int = 0                        # > 0 in a worker restarted after a crash: a sink
-                                                # that starts its output afresh continues it instead
+    incarnation: int = 0                        # > 0 in a worker that takes over from one that had
+                                                # started (a restart after a crash): a sink that
+                                                # starts its output afresh continues it instead
     keep_state_fn: KeepStateFn | None = None    # set by the runtime where checkpoints are taken
 
     def dead_letter(self, reason: str, raw: Any) -> None:

@@ -50,6 +50,8 @@ class _Child:
     done: bool = False
     ready: bool = False
     error: dict[str, Any] | None = None
+    resume: bool = False  # a former incarnation had started: this one continues its work
+    started: bool = False  # told to start
     restart_at: float | None = None
 
 
@@ -77,14 +79,11 @@ class Supervisor:
         self._control = context.socket(zmq.ROUTER)
         self._control.setsockopt(zmq.LINGER, 0)
         self._control.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._control.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes its name over
         try:
             bind(self._control, self.plan.control)
             for worker in self.plan.workers():
-                self._spawn(worker, 0)
-            self._wait_ready()
-            self.status.started = time.monotonic()  # rates count from here, not from spawning
-            for worker in self._children:
-                self._tell(worker, {"t": "start"})
+                self._spawn(worker, 0, resume=False)
             self._loop()
         except KeyboardInterrupt:
             self._drain_after_interrupt()
@@ -120,11 +119,15 @@ class Supervisor:
                                  "is running there (stop it, or set transport.dir / $CEP_RUN_DIR)") from None
         return fd
 
-    def _spawn(self, worker: str, incarnation: int) -> None:
-        process = processes.start(self._mp, worker_main, (self.plan.to_dict(), worker, incarnation,
+    def _spawn(self, worker: str, incarnation: int, resume: bool) -> None:
+        process = processes.start(self._mp, worker_main, (self.plan.to_dict(), worker, incarnation, resume,
                                                           dict(os.environ), os.getcwd()), f"cep:{worker}")
-        self._children[worker] = _Child(worker, process, incarnation)
+        self._children[worker] = _Child(worker, process, incarnation, resume=resume)
         self.status.pids[worker] = process.pid
+
+    def _tell_start(self, child: _Child) -> None:
+        child.started = True
+        self._tell(child.worker, {"t": "start"})
 
     def _tell(self, worker: str, message: dict[str, Any]) -> None:
         try:
@@ -132,27 +135,32 @@ class Supervisor:
         except zmq.ZMQError:
             pass  # the worker is gone (crashed); the restart logic deals with it
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not all(c.ready for c in self._children.values()):
-            if time.monotonic() > deadline:
-                waiting = sorted(w for w, c in self._children.items() if not c.ready)
-                raise RuntimeFailure(f"workers not ready after {READY_TIMEOUT_S:.0f}s: {', '.join(waiting)}")
-            self._receive(100)
-            self._check_children(restart=False)
-
     def _loop(self) -> None:
+        ready_by = time.monotonic() + READY_TIMEOUT_S
         next_status = 0.0
         while not all(c.done for c in self._children.values()):
             self._receive(50)
-            self._check_children(restart=True)
+            self._check_children()
             now = time.monotonic()
+            if self.status.started is None:
+                self._start_when_ready(now, ready_by)
             if self._stop_requested_at and now - self._stop_requested_at > self.drain_timeout_s:
                 self.status.notes.append(f"drain took longer than {self.drain_timeout_s:.0f}s: terminated")
                 return
             if self.on_status and now >= next_status:
                 self.on_status(self.status)
                 next_status = now + STATUS_EVERY_S
+
+    def _start_when_ready(self, now: float, ready_by: float) -> None:
+        """The first start: every worker at once, once all are ready (subscribers joined), so no
+        source runs ahead of a consumer that would miss its first events."""
+        if all(c.ready for c in self._children.values()):
+            self.status.started = now  # rates count from here, not from spawning
+            for child in self._children.values():
+                self._tell_start(child)
+        elif now > ready_by:
+            waiting = sorted(w for w, c in self._children.items() if not c.ready)
+            raise RuntimeFailure(f"workers not ready after {READY_TIMEOUT_S:.0f}s: {', '.join(waiting)}")
 
     def _drain_after_interrupt(self) -> None:
         self.stop()
@@ -175,10 +183,12 @@ class Supervisor:
     def _on_message(self, message: dict[str, Any]) -> None:
         kind, worker = message.get("t"), message.get("worker")
         child = self._children.get(worker)
-        if kind == "ready" and child is not None:
+        if kind == "ready" and child is not None and message.get("incarnation") == child.incarnation:
             child.ready = True
-            if self.status.started and all(c.ready for c in self._children.values()) and child.incarnation:
-                self._tell(worker, {"t": "start"})  # a restarted worker joins the running pipeline
+            if self.status.started is not None:  # a restarted worker joins the running pipeline
+                self._tell_start(child)
+                if self._stop_requested_at is not None:
+                    self._tell(worker, {"t": "stop"})
         elif kind in ("metrics", "done"):
             self.status.update(worker, message)
             if kind == "done" and child is not None:
@@ -189,12 +199,14 @@ class Supervisor:
         elif kind == "error" and child is not None:
             child.error = message
 
-    def _check_children(self, restart: bool) -> None:
+    def _check_children(self) -> None:
+        """Restart crashed workers after their backoff. A worker that reported an error before it
+        was ever ready cannot start (an import or bind error): the run fails with it at once."""
         now = time.monotonic()
         for worker, child in list(self._children.items()):
             if child.restart_at is not None:
                 if now >= child.restart_at:
-                    self._spawn(worker, child.incarnation + 1)
+                    self._spawn(worker, child.incarnation + 1, resume=child.resume or child.started)
                 continue
             if child.done or child.process.is_alive():
                 continue
@@ -202,14 +214,14 @@ class Supervisor:
             if code == 0:
                 continue
             failure = child.error or {"error": f"exited with code {code}", "traceback": ""}
-            self.status.restarts[worker] = self.status.restarts.get(worker, 0) + 1
-            self.status.notes.append(f"{worker} failed ({failure['error']}); "
-                                     f"restart {self.status.restarts[worker]}/{self.max_restarts}")
-            if not restart or self.status.restarts[worker] > self.max_restarts or self._stop_requested_at:
+            restarts = self.status.restarts.get(worker, 0) + 1
+            cannot_start = child.error is not None and not child.ready
+            if cannot_start or restarts > self.max_restarts or self._stop_requested_at:
                 raise WorkerCrashed(f"worker {worker} failed: {failure['error']}") from RemoteTraceback(
                     failure.get("traceback") or failure["error"])
-            child.restart_at = now + self.backoff_s * 2 ** (self.status.restarts[worker] - 1)
-            child.error = None
+            self.status.restarts[worker] = restarts
+            self.status.notes.append(f"{worker} failed ({failure['error']}); restart {restarts}/{self.max_restarts}")
+            child.restart_at = now + self.backoff_s * 2 ** (restarts - 1)
 
     def _terminate_all(self) -> None:
         children = [c.process for c in self._children.values()]

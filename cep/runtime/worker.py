@@ -52,11 +52,14 @@ class WorkerOrphaned(RuntimeFailure):
     """The supervisor died without stopping this worker; it exits rather than run on unseen."""
 
 
-def worker_main(plan_data: dict, worker: str, incarnation: int, environ: dict[str, str],
+def worker_main(plan_data: dict, worker: str, incarnation: int, resume: bool, environ: dict[str, str],
                 cwd: str) -> None:
-    """Entry point of the child process (a multiprocessing target). `environ` and `cwd` are the
-    supervisor's when it started this worker: a forked worker would otherwise have its fork
-    server's, from the server's first use (plugins may read either)."""
+    """Entry point of the child process (a multiprocessing target). `incarnation` numbers the
+    worker's processes within a run (sequence numbers carry it); `resume` says a former incarnation
+    had started, so this one continues its work (its checkpoint, its sinks' files) rather than
+    starting afresh. `environ` and `cwd` are the supervisor's when it started this worker: a forked
+    worker would otherwise have its fork server's, from the server's first use (plugins may read
+    either)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     os.environ.clear()
     os.environ.update(environ)
@@ -69,7 +72,7 @@ def worker_main(plan_data: dict, worker: str, incarnation: int, environ: dict[st
     control.connect(plan.control)
     try:
         gate = security.install(context, plan.curve_keys)
-        Worker(plan, worker, incarnation, context, control).run()
+        Worker(plan, worker, incarnation, resume, context, control).run()
     except WorkerOrphaned:  # nobody is left to tell
         context.destroy(linger=0)
         os._exit(1)
@@ -94,11 +97,12 @@ def _send(socket: zmq.Socket, message: dict[str, Any]) -> None:
 
 
 class Worker:
-    def __init__(self, plan: Plan, worker: str, incarnation: int, context: zmq.Context,
+    def __init__(self, plan: Plan, worker: str, incarnation: int, resume: bool, context: zmq.Context,
                  control: zmq.Socket) -> None:
         self.plan = plan
         self.worker = worker
         self.incarnation = incarnation
+        self.resuming = resume
         self.context = context
         self.control = control
         self.process, self.index = plan.process_of_worker(worker)
@@ -108,7 +112,7 @@ class Worker:
         self.supervisor = multiprocessing.parent_process()  # None outside multiprocessing (tests)
         self.dead_letters = DeadLetters(plan.dead_letter, worker)
         self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
-                                                 self.dead_letters, incarnation)
+                                                 self.dead_letters, incarnation if resume else 0)
         self.outlets: list[Outlet] = []
         self.outlet_by_edge: dict[str, Outlet] = {}
         self.inlets: list[Inlet] = []
@@ -166,16 +170,16 @@ class Worker:
             self.sources.append((batches, source, subject))
 
     def _checkpointer(self) -> Checkpointer:
-        """exactly_once: the worker's checkpoints; a restarted worker resumes from the last one."""
+        """exactly_once: the worker's checkpoints; a resuming worker restores the last one."""
         store = CheckpointStore(Path(self.plan.run_dir) / "checkpoints" / f"{self.worker}.sqlite",
-                                fresh=self.incarnation == 0)
+                                fresh=not self.resuming)
         parts = dict(self.graph.states)
         parts["!seen"] = (self.receipts.seen, self.receipts.restore_seen)
         parts["!offsets"] = (lambda: dict(self.offsets), self.offsets.update)
         windows = {"|".join(edge.id for edge in outlet.edges): outlet.window for outlet in self.retaining}
         checkpointer = Checkpointer(store, parts, windows)
         self.receipts.windows = []  # inputs are safe once checkpointed, outputs in the outbox
-        if self.incarnation:
+        if self.resuming:
             checkpointer.restore()
             for outlet in self.retaining:
                 outlet.resume()
