@@ -1,6 +1,6 @@
 """exactly_once without processes: the checkpoint store, the window's journal, and the state hooks of
-the built-ins (a component restored from a pickled snapshot goes on exactly as if never stopped)."""
-import pickle
+the built-ins (a component restored from its snapshot, through the checkpoint format, goes on exactly
+as if never stopped)."""
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +15,7 @@ from cep.components.rules.momentum import MomentumParams, momentum
 from cep.components.rules.support_resistance import SupportResistanceParams, support_resistance
 from cep.components.sinks.jsonl_file import JsonlSinkParams, jsonl_sink
 from cep.errors import RuntimeFailure
-from cep.runtime.checkpoint import Checkpointer, CheckpointStore
+from cep.runtime.checkpoint import Checkpointer, CheckpointStore, decode_state, encode_state
 from cep.runtime.delivery import SeqRanges, Window
 from cep.runtime.worker import Worker
 from tests.conftest import records_into
@@ -95,7 +95,7 @@ def test_momentum_restored_from_a_snapshot_continues_as_if_never_stopped(mids, c
     expected = run_operator_batches(whole, [records])
     first, (snapshot, _) = hooks_of(momentum, params, key="instrument")
     out = run_operator_batches(first, [records[:cut]])
-    saved = pickle.loads(pickle.dumps(snapshot()))
+    saved = decode_state(encode_state(snapshot()))
     second, (_, restore) = hooks_of(momentum, params, key="instrument")
     restore(saved)
     assert out + run_operator_batches(second, [records[cut:]]) == expected
@@ -124,7 +124,7 @@ def test_a_matcher_restored_from_a_snapshot_finds_the_same_matches(pattern, name
     first = Matcher(pattern)
     found = feed(first, events[:cut])
     second = Matcher(pattern)
-    second.restore(pickle.loads(pickle.dumps(first.snapshot())))
+    second.restore(decode_state(encode_state(first.snapshot())))
     assert found + feed(second, events[cut:]) + [dict(m) for m in second.finish()] == expected
 
 
@@ -143,14 +143,14 @@ def test_the_jsonl_sink_cuts_back_to_its_checkpointed_offset(tmp_path):
     assert offset() == saved + len('{"a":2}\n')
 
 
-# -- the contract: every component that says checkpoint=True resumes from a pickled snapshot --------
+# -- the contract: every component that says checkpoint=True resumes from its encoded snapshot -----
 OPERATORS = sorted(name for name in REGISTRY.names("operator")
                    if REGISTRY.get("operator", name).extra.get("checkpoint"))
 
 
 def resumed(factory, params, records, cut, key="instrument"):
     """(output of one component over all records, output of one over records[:cut] then of a
-    fresh one restored from its pickled snapshot over the rest), both ended."""
+    fresh one restored from its encoded snapshot over the rest), both ended."""
     def ended(operator, batches):
         out, subject = [], Subject()
         operator(subject).subscribe(records_into(out))
@@ -162,7 +162,7 @@ def resumed(factory, params, records, cut, key="instrument"):
     first, (snapshot, _) = hooks_of(factory, params, key=key)
     before = run_operator_batches(first, [records[:cut]])
     second, (_, restore) = hooks_of(factory, params, key=key)
-    restore(pickle.loads(pickle.dumps(snapshot())))
+    restore(decode_state(encode_state(snapshot())))
     return ended(whole, [records]), before + ended(second, [records[cut:]])
 
 

@@ -85,13 +85,18 @@ class BuildContext:
     def keep_state(self, snapshot: Snapshot, restore: Restore) -> None:
         """Declare the component's state, for `exactly_once` checkpoints (DESIGN §5).
 
-        `snapshot()` returns everything the component remembers between batches, as plain data
-        (dicts, lists, numbers, strings; it is pickled); it is called between batches, never
-        during one. `restore(data)` puts a snapshot back into a freshly built component, before
-        its first batch. A sink's snapshot covers what it wrote (e.g. a file offset) so that
-        restore can undo writes made after it. A component that keeps state must call this from
-        its factory and say so with `checkpoint=True` in its marker (`@rule("x", state="keyed",
-        checkpoint=True)`); `exactly_once` refuses stateful components that do not.
+        `snapshot()` returns everything the component remembers between batches as plain data,
+        which the runtime encodes with msgpack at once: None, bool, int, float, str, bytes, list,
+        tuple and dict, nested (`cep.components.state` says how to convert deques, sets and
+        objects); it is called between batches, never during one. `restore(data)` puts a
+        snapshot back into a freshly built component, before its first batch; the data comes
+        from a file, so check it first: `restorer(schema, apply)` (a pydantic type, e.g.
+        `dict[str, int]`) does, and raises `InvalidState` for data of another shape, which stops
+        the worker with `checkpoint of NODE is not valid`. A sink's snapshot covers what it
+        wrote (e.g. a file offset) so that restore can undo writes made after it. A component
+        that keeps state must call this from its factory and say so with `checkpoint=True` in
+        its marker (`@rule("x", state="keyed", checkpoint=True)`); `exactly_once` refuses
+        stateful components that do not.
         """
         if self.keep_state_fn is not None:
             self.keep_state_fn(self.node, snapshot, restore)

@@ -11,7 +11,11 @@ again from upstream, and the sequence numbers already delivered are dropped as d
 frames a crash left unsent are in the outbox and are sent again with their original sequence
 numbers, which downstream dedupes. Nothing is lost and nothing is processed twice.
 
-The file and its `-wal` and `-shm` are 0600 in a 0700 directory (`rundir`): only the user
+State is data, never code: each part is msgpack of plain data (`encode_state`; what that is, and
+how a component converts the rest, is in `cep.components.state`), and a part read back is checked
+by its component's schema before it is used. A file changed behind cep's back can at worst be
+refused: the worker does not start, with `checkpoint of NODE is not valid: ...`, and the run fails
+(exit 1) rather than go on from a state nobody wrote. The file and its `-wal` and `-shm` are 0600 in a 0700 directory (`rundir`): only the user
 can read a worker's state and outbox, or change what a restarted worker resumes from.
 
 WAL with `synchronous=NORMAL` survives the crash of a process (the case the supervisor repairs),
@@ -20,17 +24,40 @@ not the loss of the machine's power.
 from __future__ import annotations
 
 import os
-import pickle
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable
 
+import msgpack
+from pydantic import NonNegativeInt
+
+from cep.components.state import restorer
 from cep.errors import RuntimeFailure
-from cep.runtime.delivery import Window
+from cep.runtime.delivery import Receipts, Window
 from cep.runtime.rundir import private_dir, private_file
 
 Part = tuple[Callable[[], Any], Callable[[Any], None]]
 """`(snapshot, restore)` of one piece of a worker's state."""
+
+SeenData = list[tuple[str, str, bytes, list[tuple[NonNegativeInt, NonNegativeInt]]]]
+"""What each input stream delivered, as checkpointed: `[edge, producer worker, topic, ranges]`."""
+
+
+def seen_part(receipts: Receipts) -> Part:
+    """The sequence numbers each input stream delivered, as a state part: lists, not the tuples
+    `Receipts.seen()` keys by (a tuple costs more to encode)."""
+    def snapshot() -> list:
+        return [[edge, producer, topic, [list(pair) for pair in pairs]]
+                for ((edge, producer), topic), pairs in receipts.seen().items()]
+
+    def apply(data: SeenData) -> None:
+        receipts.restore_seen({((edge, producer), topic): pairs for edge, producer, topic, pairs in data})
+    return snapshot, restorer(SeenData, apply)
+
+
+def offsets_part(offsets: dict[str, int]) -> Part:
+    """The records each source emitted, as a state part."""
+    return (lambda: offsets), restorer(dict[str, NonNegativeInt], offsets.update)
 
 
 class CheckpointStore:
@@ -52,17 +79,22 @@ class CheckpointStore:
         self.db.execute("CREATE TABLE IF NOT EXISTS outbox (outlet TEXT, worker TEXT, topic BLOB, seq INTEGER, "
                         "ordinal INTEGER, frame BLOB, PRIMARY KEY (outlet, worker, topic, seq))")
 
-    def load(self) -> tuple[dict[str, Any], dict[str, list[tuple]]]:
-        """(state per key, outbox entries `(worker, topic, seq, ordinal, frame)` per outlet)."""
-        states = {key: pickle.loads(value) for key, value in self.db.execute("SELECT key, value FROM state")}
+    def load(self) -> tuple[dict[str, bytes], dict[str, list[tuple]]]:
+        """(encoded state per key, outbox entries `(worker, topic, seq, ordinal, frame)` per
+        outlet); RuntimeFailure if an outbox row is not of those types."""
+        states = dict(self.db.execute("SELECT key, value FROM state"))
         outbox: dict[str, list[tuple]] = {}
-        for outlet, worker, topic, seq, ordinal, frame in self.db.execute("SELECT * FROM outbox"):
-            outbox.setdefault(outlet, []).append((worker, bytes(topic), seq, ordinal, bytes(frame)))
+        for row in self.db.execute("SELECT * FROM outbox"):
+            if list(map(type, row)) != _OUTBOX_ROW:
+                raise RuntimeFailure(f"checkpoint of the outbox of {row[0]!r} is not valid: a row of types "
+                                     f"{[type(v).__name__ for v in row]}; {_remedy(self.path)}")
+            outlet, worker, topic, seq, ordinal, frame = row
+            outbox.setdefault(outlet, []).append((worker, topic, seq, ordinal, frame))
         return states, outbox
 
     def commit(self, states: dict[str, Any], journals: dict[str, list[tuple]]) -> None:
         """Write states and the outbox changes in one transaction; RuntimeFailure if it cannot."""
-        rows = [(key, _pickled(key, value)) for key, value in states.items()]
+        rows = [(key, _encoded(key, value)) for key, value in states.items()]
         db = self.db
         try:
             db.execute("BEGIN")
@@ -86,13 +118,74 @@ class CheckpointStore:
         self.db.close()
 
 
-def _pickled(key: str, value: Any) -> bytes:
+_OUTBOX_ROW = [str, str, bytes, int, int, bytes]
+"""The types of an outbox row (outlet, worker, topic, seq, ordinal, frame) as SQLite gives them."""
+_BIG_INT = 1
+_TUPLE = 2
+"""msgpack extension types of the state format: an int beyond 64 bits (two's complement, big
+endian) and a tuple (its items as a msgpack array)."""
+
+
+def encode_state(value: Any) -> bytes:
+    """Plain data as msgpack: None, bool, int, float, str, bytes, list, tuple, dict (subclasses of
+    those as their base type); TypeError for anything else.
+
+    A tuple costs a nested packer (about 1 us): large states hold lists (a component's schema
+    turns them back into tuples). Packers start with a small buffer: msgpack's default 256 KiB is
+    a fresh mmap when packers nest, about 10 us each."""
+    return msgpack.Packer(use_bin_type=True, strict_types=True, default=_extended, buf_size=1024).pack(value)
+
+
+def decode_state(data: bytes) -> Any:
+    """What `encode_state` encoded; ValueError (or another exception of msgpack's) for anything
+    else. Only data comes out: the two extension types are decoded here, no others."""
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_extension)
+
+
+_BASES = (int, float, str, bytes, list, dict)
+
+
+def _extended(value: Any) -> Any:
+    if type(value) is tuple:
+        return msgpack.ExtType(_TUPLE, encode_state(list(value)))
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = int(value)
+        if -2 ** 63 <= value < 2 ** 64:
+            return value  # an int subclass (IntEnum)
+        return msgpack.ExtType(_BIG_INT, value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True))
+    for base in _BASES:
+        if isinstance(value, base):
+            return base(value)
+    raise TypeError(f"{type(value).__name__} is not plain data")
+
+
+def _extension(code: int, data: bytes) -> Any:
+    if code == _TUPLE:
+        items = decode_state(data)
+        if type(items) is not list:
+            raise ValueError("a tuple that does not hold an array")
+        return tuple(items)
+    if code == _BIG_INT:
+        return int.from_bytes(data, "big", signed=True)
+    raise ValueError(f"unknown msgpack extension type {code}")
+
+
+def _encoded(key: str, value: Any) -> bytes:
     try:
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return encode_state(value)
     except Exception as exc:  # a component's snapshot that is not plain data
-        node = key.split("#")[0]
-        raise RuntimeFailure(f"the state of {node!r} cannot be checkpointed (keep_state's snapshot must "
-                             f"return plain data): {type(exc).__name__}: {exc}") from exc
+        raise RuntimeFailure(f"the state of {_node(key)!r} cannot be checkpointed (keep_state's snapshot must "
+                             f"return plain data, see cep.components.state): {type(exc).__name__}: {exc}") from exc
+
+
+def _remedy(path: Path) -> str:
+    return (f"it was changed outside cep, or written by another version ({path}; remove the run "
+            f"directory's checkpoints to start afresh, without exactly_once for the output written so far)")
+
+
+def _node(key: str) -> str:
+    """The node a state part belongs to (parts are named `node#index`)."""
+    return key.split("#")[0]
 
 
 class Checkpointer:
@@ -110,10 +203,16 @@ class Checkpointer:
             window.journal = []
 
     def restore(self) -> None:
+        """RuntimeFailure `checkpoint of NODE is not valid` for a part that does not decode or
+        that its component refuses."""
         states, outbox = self.store.load()
         for key, (_, restore) in self.parts.items():
             if key in states:
-                restore(states[key])
+                try:
+                    restore(decode_state(states[key]))
+                except Exception as exc:
+                    raise RuntimeFailure(f"checkpoint of {_node(key)!r} is not valid: {type(exc).__name__}: "
+                                         f"{exc}; {_remedy(self.store.path)}") from exc
         for name, window in self.windows.items():
             window.restore(outbox.get(name, ()))
 

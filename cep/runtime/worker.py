@@ -27,7 +27,7 @@ from cep.components.base import Source
 from cep.errors import RuntimeFailure
 from cep.runtime import reliable, security
 from cep.runtime.builder import ProcessGraph, build_process
-from cep.runtime.checkpoint import Checkpointer, CheckpointStore
+from cep.runtime.checkpoint import Checkpointer, CheckpointStore, offsets_part, seen_part
 from cep.runtime.deadletter import DeadLetters
 from cep.runtime.delivery import Receipts
 from cep.runtime.gcpolicy import engine_gc
@@ -174,8 +174,8 @@ class Worker:
         store = CheckpointStore(Path(self.plan.run_dir) / "checkpoints" / f"{self.worker}.sqlite",
                                 fresh=not self.resuming)
         parts = dict(self.graph.states)
-        parts["!seen"] = (self.receipts.seen, self.receipts.restore_seen)
-        parts["!offsets"] = (lambda: dict(self.offsets), self.offsets.update)
+        parts["!seen"] = seen_part(self.receipts)
+        parts["!offsets"] = offsets_part(self.offsets)
         windows = {"|".join(edge.id for edge in outlet.edges): outlet.window for outlet in self.retaining}
         checkpointer = Checkpointer(store, parts, windows)
         self.receipts.windows = []  # inputs are safe once checkpointed, outputs in the outbox

@@ -1,6 +1,7 @@
 """`bars`: OHLC bars per key from ticks in event time."""
 from __future__ import annotations
 
+from typing_extensions import TypedDict
 
 from cep.components.base import BatchOperator, BuildContext
 from cep.components.operators._common import Duration, Expr, ExpressionUse, OpParams, compiled
@@ -13,6 +14,19 @@ MID = "(bid_price + ask_price) / 2"
 BAR_FIELDS = ("timestamp", "bar_start", "bar_end", "open", "high", "low", "close", "ticks")
 
 
+class Bar(TypedDict):
+    """A bar record (its fields in `BAR_FIELDS` order), and the schema of a checkpointed one."""
+
+    timestamp: int
+    bar_start: int
+    bar_end: int
+    open: float
+    high: float
+    low: float
+    close: float
+    ticks: int
+
+
 class BarBuilder:
     """One key's bar in progress: bars are `[start, start + period)` with `start` a multiple of
     `period` (epoch-aligned, UTC). Periods without a tick make no bar.
@@ -21,10 +35,18 @@ class BarBuilder:
     """
 
     __slots__ = ("period", "bar")
+    DATA = Bar | None
+    """The checkpointed state: the bar in progress (the period comes from the params)."""
 
     def __init__(self, period: int):
         self.period = period
         self.bar: Record | None = None
+
+    def to_data(self) -> Record | None:
+        return self.bar
+
+    def load(self, bar: Bar | None) -> None:
+        self.bar = dict(bar) if bar is not None else None
 
     def is_late(self, timestamp: int) -> bool:
         """True for a tick older than the bar in progress (it would reopen a closed period)."""
@@ -83,4 +105,4 @@ def bars(params: BarsParams, ctx: BuildContext) -> BatchOperator:
         out:  -----------------------------{o10 h12 l9 c9}--{o11 h11 l11 c11}|
     """
     period = parse_duration(params.period)
-    return period_flow(ctx, lambda: BarBuilder(period), compiled(params.price))
+    return period_flow(ctx, lambda: BarBuilder(period), BarBuilder.DATA, compiled(params.price))

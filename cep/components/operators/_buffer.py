@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, NonNegativeInt
 
 from cep.components.base import BatchOperator, BuildContext, stateful
 from cep.components.operators._common import OpParams, group_fields, group_record, key_getter
+from cep.components.state import RecordData, restorer
 from cep.events import Batch, Record
 from cep.plugins.markers import operator
 
@@ -23,10 +24,21 @@ class _KeyBuffers:
     """One key's records seen so far (to know when a buffer starts) and its open buffers."""
 
     __slots__ = ("seen", "open")
+    DATA = tuple[NonNegativeInt, list[list[RecordData]]]
+    """The checkpointed state: records seen, open buffers."""
 
     def __init__(self) -> None:
         self.seen = 0
         self.open: list[list[Record]] = []
+
+    def to_data(self) -> list:
+        return [self.seen, self.open]
+
+    @classmethod
+    def from_data(cls, data: tuple[int, list[list[Record]]]) -> "_KeyBuffers":
+        buffers = cls()
+        buffers.seen, buffers.open = data
+        return buffers
 
 
 @operator("buffer_with_count", params=BufferWithCountParams, state="keyed", shorthand="count",
@@ -48,11 +60,12 @@ def buffer_with_count(params: BufferWithCountParams, ctx: BuildContext) -> Batch
     key_of = key_getter(ctx)
     keys: dict[Any, _KeyBuffers] = {}
 
-    def restore(saved: dict[Any, _KeyBuffers]) -> None:
+    def restore(saved: dict[Any, tuple]) -> None:
         keys.clear()
-        keys.update(saved)
+        keys.update((key, _KeyBuffers.from_data(data)) for key, data in saved.items())
 
-    ctx.keep_state(lambda: keys, restore)  # exactly_once checkpoints
+    ctx.keep_state(lambda: {key: state.to_data() for key, state in keys.items()},  # exactly_once checkpoints
+                   restorer(dict[Any, _KeyBuffers.DATA], restore))
 
     def emit(out: Batch, key: Any, events: list[Record]) -> None:
         out.append(group_record(ctx.key, key, events[-1].get("timestamp"), events))

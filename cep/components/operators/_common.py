@@ -9,6 +9,7 @@ from typing import Annotated, Any, Callable, Iterator, NamedTuple
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from cep.components.base import BatchOperator, BuildContext, per_record
+from cep.components.state import restorer
 from cep.durations import parse_duration
 from cep.errors import ExpressionError
 from cep.events import Record
@@ -94,12 +95,13 @@ def key_getter(ctx: BuildContext) -> Callable[[Record], Any]:
 
 
 def per_key(ctx: BuildContext, step: Callable[[Record, Any], tuple[Record | None, Any]],
-            initial: Any = None) -> BatchOperator:
+            schema: Any, initial: Any = None) -> BatchOperator:
     """A per-record operator with one state value per key.
 
     `step(record, state) -> (output or None, new state)`; a key's first record gets `initial`.
     A record whose step raises is dead-lettered and leaves its key's state as it was. The states
-    are checkpointed for exactly_once (`BuildContext.keep_state`): they must pickle.
+    are checkpointed for exactly_once (`BuildContext.keep_state`) as they are, so they must be
+    plain data (`cep.components.state`) of the type `schema`.
     """
     key_of = key_getter(ctx)
     states: dict[Any, Any] = {}
@@ -108,7 +110,7 @@ def per_key(ctx: BuildContext, step: Callable[[Record, Any], tuple[Record | None
         states.clear()
         states.update(saved)
 
-    ctx.keep_state(lambda: states, restore)
+    ctx.keep_state(lambda: states, restorer(dict[Any, schema], restore))
 
     def transform(record: Record) -> Record | None:
         key = key_of(record)

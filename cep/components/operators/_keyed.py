@@ -10,6 +10,7 @@ from typing import Any, Callable, Protocol
 
 from cep.components.base import BatchOperator, BuildContext, stateful
 from cep.components.operators._common import key_getter
+from cep.components.state import restorer
 from cep.events import Batch, Record
 
 
@@ -21,7 +22,17 @@ def event_time(record: Record) -> int:
     return timestamp
 
 
-def keyed_flow(ctx: BuildContext, new_state: Callable[[], Any],
+class KeyState(Protocol):
+    """One key's state in a `keyed_flow`, checkpointed for exactly_once as plain data
+    (`cep.components.state`): `to_data()` gives it, `load(data)` takes it back into a fresh
+    state object, once checked against the schema given to `keyed_flow`."""
+
+    def to_data(self) -> Any: ...
+
+    def load(self, data: Any) -> None: ...
+
+
+def keyed_flow(ctx: BuildContext, new_state: Callable[[], KeyState], schema: Any,
                on_record: Callable[[Any, Any, Record, Batch], None],
                on_end: Callable[[Any, Any, Batch], None] | None = None) -> BatchOperator:
     """A batch operator holding one state object per key.
@@ -29,17 +40,20 @@ def keyed_flow(ctx: BuildContext, new_state: Callable[[], Any],
     `on_record(key, state, record, out)` appends what the record produces to `out`; it must check
     its input before changing `state`, because a record it raises on is dead-lettered and the
     stream goes on. At end of stream `on_end(key, state, out)` flushes each key, in the order the
-    keys first appeared. The states are checkpointed for exactly_once (`BuildContext.keep_state`),
-    so a state object must pickle (a module-level class, no lambdas in it).
+    keys first appeared. The states are checkpointed for exactly_once (`BuildContext.keep_state`)
+    as `{key: state.to_data()}`; `schema` is the type of one state's data.
     """
     key_of = key_getter(ctx)
     states: dict[Any, Any] = {}
 
     def restore(saved: dict[Any, Any]) -> None:
         states.clear()
-        states.update(saved)
+        for key, data in saved.items():
+            state = states[key] = new_state()
+            state.load(data)
 
-    ctx.keep_state(lambda: states, restore)  # state objects are plain module-level classes: they pickle
+    ctx.keep_state(lambda: {key: state.to_data() for key, state in states.items()},
+                   restorer(dict[Any, schema], restore))
 
     def step(batch: Batch) -> Batch:
         out: Batch = []
@@ -69,7 +83,7 @@ def keyed(key_field: str | None, key: Any, record: Record) -> Record:
     return {key_field: key, **record} if key_field is not None else record
 
 
-class PeriodBuilder(Protocol):
+class PeriodBuilder(KeyState, Protocol):
     """Folds (timestamp, price) into periods; `add` returns the record of a period it closed."""
 
     def is_late(self, timestamp: int) -> bool: ...
@@ -79,7 +93,7 @@ class PeriodBuilder(Protocol):
     def flush(self) -> Record | None: ...
 
 
-def period_flow(ctx: BuildContext, new_builder: Callable[[], PeriodBuilder],
+def period_flow(ctx: BuildContext, new_builder: Callable[[], PeriodBuilder], schema: Any,
                 price_of: Callable[[Record], Any]) -> BatchOperator:
     """A keyed batch operator feeding each record's price to its key's builder; late records
     (before the open period) are dropped and counted as `late`; open periods flush at the end."""
@@ -100,4 +114,4 @@ def period_flow(ctx: BuildContext, new_builder: Callable[[], PeriodBuilder],
         if closed is not None:
             out.append(keyed(key_field, key, closed))
 
-    return keyed_flow(ctx, new_builder, on_tick, on_end)
+    return keyed_flow(ctx, new_builder, schema, on_tick, on_end)

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from cep.components.base import BatchOperator, BuildContext
 from cep.components.operators._keyed import event_time, keyed, keyed_flow
 from cep.components.operators._common import Expr, ExpressionUse, OpParams, compiled
+from cep.components.state import InvalidState
 from cep.events import Batch, Record
 from cep.plugins.markers import operator
 
@@ -66,6 +67,18 @@ class Level:
         self.first_touch = timestamp
         self.last_touch = timestamp
 
+    DATA = tuple[int, float, int, int, int, int, int]
+    """A level as checkpointed: its fields in `__slots__` order."""
+
+    def to_data(self) -> list:
+        return [self.id, self.price, self.touches, self.highs, self.lows, self.first_touch, self.last_touch]
+
+    @classmethod
+    def from_data(cls, data: tuple[int, float, int, int, int, int, int]) -> "Level":
+        level = cls(data[0], data[1], data[5])
+        level.touches, level.highs, level.lows, level.last_touch = data[2], data[3], data[4], data[6]
+        return level
+
     def touch(self, price: float, kind: str, timestamp: int) -> None:
         self.price = (self.price * self.touches + price) / (self.touches + 1)
         self.touches += 1
@@ -90,12 +103,24 @@ class LevelTable:
     """
 
     __slots__ = ("tolerance", "max_levels", "levels", "next_id")
+    DATA = tuple[int, list[Level.DATA]]
+    """The checkpointed state: the next id and the levels, in order of creation (the tolerance
+    and `max_levels` come from the params)."""
 
     def __init__(self, tolerance: Tolerance, max_levels: int):
         self.tolerance = tolerance
         self.max_levels = max_levels
         self.levels: dict[int, Level] = {}
         self.next_id = 0
+
+    def to_data(self) -> list:
+        return [self.next_id, [level.to_data() for level in self.levels.values()]]
+
+    def load(self, data: tuple[int, list[tuple]]) -> None:
+        self.next_id, levels = data
+        self.levels = {row[0]: Level.from_data(row) for row in levels}
+        if any(level_id >= self.next_id for level_id in self.levels) or len(self.levels) != len(levels):
+            raise InvalidState(f"level ids {sorted(self.levels)} are not distinct ids below {self.next_id}")
 
     def add(self, timestamp: int, kind: str, price: float) -> list[Record]:
         """Merge a swing of `kind` high|low at `price`; the level changes it causes, as
@@ -164,4 +189,4 @@ def levels(params: LevelsParams, ctx: BuildContext) -> BatchOperator:
         for change in table.add(event_time(swing), kind_of(swing), price):
             out.append(keyed(key_field, key, change))
 
-    return keyed_flow(ctx, lambda: LevelTable(band, max_levels), on_swing)
+    return keyed_flow(ctx, lambda: LevelTable(band, max_levels), LevelTable.DATA, on_swing)

@@ -26,11 +26,19 @@ class SessionHLC:
     """One key's session in progress: its start and the high, low and last price seen in it."""
 
     __slots__ = ("length", "start", "high", "low", "close")
+    DATA = tuple[int | None, float, float, float]
+    """The checkpointed state: start, high, low, close (the length comes from the params)."""
 
     def __init__(self, length: int):
         self.length = length
         self.start: int | None = None
         self.high = self.low = self.close = 0.0
+
+    def to_data(self) -> list:
+        return [self.start, self.high, self.low, self.close]
+
+    def load(self, data: tuple[int | None, float, float, float]) -> None:
+        self.start, self.high, self.low, self.close = data
 
     def add(self, timestamp: int, price: float) -> Record | None:
         """Add a tick (not older than the session in progress); when it opens a new session, the
@@ -93,4 +101,4 @@ def pivots(params: PivotsParams, ctx: BuildContext) -> BatchOperator:
                                           s2 96, r3 122, s3 92}--{day 3 from day 2}|
     """
     length = parse_duration(params.session)
-    return period_flow(ctx, lambda: SessionHLC(length), compiled(params.price))
+    return period_flow(ctx, lambda: SessionHLC(length), SessionHLC.DATA, compiled(params.price))

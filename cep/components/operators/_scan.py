@@ -5,6 +5,7 @@ from typing import Any
 
 from cep.components.base import BatchOperator, BuildContext
 from cep.components.operators._common import Expr, ExpressionUse, OpParams, compiled, per_key
+from cep.components.state import RecordData
 from cep.events import Record
 from cep.plugins.markers import operator
 
@@ -42,7 +43,7 @@ def scan(params: ScanParams, ctx: BuildContext) -> BatchOperator:
         acc = accumulate(record, acc)
         return {**record, into: acc}, acc
 
-    return per_key(ctx, step, initial=params.initial)
+    return per_key(ctx, step, Any, initial=params.initial)  # an accumulator is what the expression makes
 
 
 class PairwiseParams(OpParams):
@@ -71,4 +72,4 @@ def pairwise(params: PairwiseParams, ctx: BuildContext) -> BatchOperator:
     def step(record: Record, previous: Record | None) -> tuple[Record | None, Record]:
         return (None if previous is None else {**record, into: previous}), record
 
-    return per_key(ctx, step)
+    return per_key(ctx, step, RecordData)

@@ -1,10 +1,11 @@
 """`take` and `skip`: the head or the rest of the whole stream, by count."""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, NonNegativeInt
 
 from cep.components.base import BatchOperator, BuildContext, batch_map
 from cep.components.operators._common import OpParams
+from cep.components.state import restorer
 from cep.events import Batch
 from cep.plugins.markers import operator
 
@@ -17,7 +18,7 @@ def _checkpointed_count(ctx: BuildContext, start: int) -> list[int]:
     """A count of records still to take or skip, as a one-item list the operator updates in
     place; declared as the operator's state, so exactly_once resumes it."""
     left = [start]
-    ctx.keep_state(lambda: left[0], lambda saved: left.__setitem__(0, saved))
+    ctx.keep_state(lambda: left[0], restorer(NonNegativeInt, lambda saved: left.__setitem__(0, saved)))
     return left
 
 

@@ -26,10 +26,19 @@ class SwingDetector:
     """
 
     __slots__ = ("n", "window")
+    DATA = list[tuple[float, float, Any]]
+    """The checkpointed state: the bars in the window, `(high, low, bar_start)`."""
 
     def __init__(self, n: int):
         self.n = n
-        self.window: deque[Record] = deque(maxlen=2 * n + 1)
+        self.window: deque[tuple[float, float, Any]] = deque(maxlen=2 * n + 1)
+
+    def to_data(self) -> list[list]:
+        return [list(bar) for bar in self.window]
+
+    def load(self, bars: list[tuple[float, float, Any]]) -> None:
+        self.window.clear()
+        self.window.extend(bars)
 
     def add(self, timestamp: int, high: float, low: float, bar_start: Any = None) -> list[Record]:
         """Add a bar; the swings it confirms: `{timestamp: this bar's, kind: high|low, price,
@@ -88,4 +97,4 @@ def swings(params: SwingsParams, ctx: BuildContext) -> BatchOperator:
         for swing in detector.add(event_time(bar), high, low, bar.get("bar_start")):
             out.append(keyed(key_field, key, swing))
 
-    return keyed_flow(ctx, lambda: SwingDetector(n), on_bar)
+    return keyed_flow(ctx, lambda: SwingDetector(n), SwingDetector.DATA, on_bar)

@@ -7,6 +7,7 @@ from pydantic import Field
 
 from cep.components.base import BatchOperator, BuildContext
 from cep.components.operators._common import Duration, OpParams, per_key
+from cep.components.state import RecordData
 from cep.durations import parse_duration
 from cep.events import Record
 from cep.plugins.markers import operator
@@ -38,7 +39,7 @@ def throttle_first(params: ThrottleFirstParams, ctx: BuildContext) -> BatchOpera
             return record, timestamp
         return None, last
 
-    return per_key(ctx, step)
+    return per_key(ctx, step, int | float)  # the timestamp of the key's last emitted record
 
 
 class DistinctUntilChangedParams(OpParams):
@@ -67,19 +68,19 @@ def distinct_until_changed(params: DistinctUntilChangedParams, ctx: BuildContext
         def project(record: Record) -> Any:
             return record  # compared by `_same_but_time`; no copy is kept
 
-        same = _same_but_time
+        same, kept = _same_but_time, RecordData
     else:
         def project(record: Record) -> Any:
             return tuple([record[name] for name in fields])
 
-        same = _equal
+        same, kept = _equal, tuple[Any, ...]
 
     def step(record: Record, previous: Any) -> tuple[Record | None, Any]:
         current = project(record)
         unchanged = previous is not _NOTHING_YET and same(current, previous)
         return (None if unchanged else record), current
 
-    return per_key(ctx, step, initial=_NOTHING_YET)
+    return per_key(ctx, step, kept, initial=_NOTHING_YET)
 
 
 def _equal(a: Any, b: Any) -> bool:

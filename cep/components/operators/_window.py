@@ -8,6 +8,7 @@ from pydantic import model_validator
 from cep.components.base import BatchOperator, BuildContext, stateful
 from cep.components.operators._common import (Duration, Expr, ExpressionUse, OpParams, compiled,
                                               group_fields, group_record, key_getter)
+from cep.components.state import InvalidState, RecordData, restorer
 from cep.durations import parse_duration
 from cep.events import Batch, Record
 from cep.plugins.markers import operator
@@ -19,10 +20,24 @@ class _KeyWindows:
     """One key's pending events and the start of its earliest window not yet closed."""
 
     __slots__ = ("cursor", "events")
+    DATA = tuple[int | None, list[RecordData]]
+    """The checkpointed state: cursor, pending events."""
 
     def __init__(self) -> None:
         self.cursor: int | None = None
         self.events: list[Record] = []
+
+    def to_data(self) -> list:
+        return [self.cursor, self.events]
+
+    @classmethod
+    def from_data(cls, data: tuple[int | None, list[Record]]) -> "_KeyWindows":
+        windows = cls()
+        windows.cursor, windows.events = data
+        if windows.events and (windows.cursor is None or any(type(event.get("timestamp")) is not int
+                                                             for event in windows.events)):
+            raise InvalidState("pending events need a cursor and integer timestamps")
+        return windows
 
 
 class EventTimeWindows:
@@ -161,10 +176,11 @@ def _windowed(ctx: BuildContext, size: int, slide: int, aggregate: dict[str, str
     key_of = key_getter(ctx)
     windows = EventTimeWindows(size, slide)
 
-    def restore(saved: dict[Any, _KeyWindows]) -> None:
-        windows.keys = saved
+    def restore(saved: dict[Any, tuple]) -> None:
+        windows.keys = {key: _KeyWindows.from_data(data) for key, data in saved.items()}
 
-    ctx.keep_state(lambda: windows.keys, restore)  # exactly_once checkpoints
+    ctx.keep_state(lambda: {key: state.to_data() for key, state in windows.keys.items()},  # exactly_once
+                   restorer(dict[Any, _KeyWindows.DATA], restore))
     aggregates = [(name, compiled(source, "events")) for name, source in aggregate.items()]
 
     def emitter(out: Batch) -> Callable[[Any, int, list[Record]], None]:

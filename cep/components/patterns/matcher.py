@@ -22,12 +22,35 @@ partial matches pruned by `within`, `counters["skipped"]` those discarded by the
 """
 from __future__ import annotations
 
+from typing import Any
+
+from typing_extensions import TypedDict
+
 from cep.components.patterns.buffer import Node, events_by_step, first_seq, seqs_by_step
 from cep.components.patterns.model import Pattern, validate_pattern
 from cep.components.patterns.nfa import FINAL, PENDING, STOP, Automaton, State
+from cep.components.state import InvalidState, RecordData
 from cep.errors import ConfigError
 
 Run = tuple  # (state, node, start timestamp, start seq); node None only for the start run
+RunData = tuple[int, int, int | float, int]
+"""A run in a snapshot: automaton state number, buffer node number (-1: none), start timestamp
+and seq."""
+
+
+class CounterData(TypedDict):
+    discarded: int
+    timed_out: int
+    skipped: int
+
+
+class MatcherData(TypedDict):
+    """The schema of `Matcher.snapshot()`."""
+
+    keys: list[tuple[Any, list[RunData], list[RunData], int]]  # key, runs, held runs, next seq
+    nodes: list[tuple[int, int, int, int]]                       # step, event, seq, parent
+    events: list[RecordData]
+    counters: CounterData
 
 
 class Match(dict):
@@ -122,23 +145,55 @@ class Matcher:
         return out
 
     def snapshot(self) -> dict:
-        """Everything the matcher remembers, as plain data (automaton states by number; partial
-        matches share their buffer nodes within one snapshot): see `BuildContext.keep_state`."""
+        """Everything the matcher remembers, as plain data (see `cep.components.state`): per key
+        its runs `(automaton state number, node number, start timestamp, start seq)`, held runs
+        and next seq; the buffer nodes `(step, event number, seq, parent node number or -1)`,
+        parents first, each once however many runs share it; each event once."""
         number = {id(state): index for index, state in enumerate(self._automaton.states())}
+        nodes: list[list] = []
+        events: list[dict] = []
+        node_at: dict[int, int] = {}
+        event_at: dict[int, int] = {}
 
-        def plain(runs: list[Run]) -> list[tuple]:
-            return [(number[id(state)], node, start_ts, start_seq) for state, node, start_ts, start_seq in runs]
-        return {"keys": {key: (plain(k.runs), plain(k.held), k.seq) for key, k in self._keys.items()},
-                "counters": dict(self.counters)}
+        def node_number(node: Node | None) -> int:
+            chain = []  # the nodes not numbered yet, last bound first
+            while node is not None and id(node) not in node_at:
+                chain.append(node)
+                node = node[3]
+            parent = -1 if node is None else node_at[id(node)]
+            while chain:
+                node = chain.pop()
+                step, event, seq, _ = node
+                if id(event) not in event_at:
+                    event_at[id(event)] = len(events)
+                    events.append(event)
+                nodes.append([step, event_at[id(event)], seq, parent])
+                node_at[id(node)] = parent = len(nodes) - 1
+            return parent
 
-    def restore(self, saved: dict) -> None:
-        """Take back a `snapshot()` of a matcher of the same pattern."""
+        def plain(runs: list[Run]) -> list[list]:
+            return [[number[id(state)], node_number(node), start_ts, start_seq]
+                    for state, node, start_ts, start_seq in runs]
+        return {"keys": [[key, plain(k.runs), plain(k.held), k.seq] for key, k in self._keys.items()],
+                "nodes": nodes, "events": events, "counters": dict(self.counters)}
+
+    def restore(self, saved: MatcherData) -> None:
+        """Take back a `snapshot()` of a matcher of the same pattern, as checked against
+        `MatcherData`; InvalidState if it refers to a step, state, node or event not there."""
         states = self._automaton.states()
+        nodes: list[Node] = []
+        for step, event, seq, parent in saved["nodes"]:
+            if not (0 <= step < len(self._names) and 0 <= event < len(saved["events"]) and -1 <= parent < len(nodes)):
+                raise InvalidState(f"buffer node {len(nodes)} refers to a step, event or parent that is not there")
+            nodes.append((step, saved["events"][event], seq, nodes[parent] if parent >= 0 else None))
 
         def runs(plain: list[tuple]) -> list[Run]:
-            return [(states[index], node, start_ts, start_seq) for index, node, start_ts, start_seq in plain]
+            if any(not 0 <= state < len(states) or not -1 <= node < len(nodes) for state, node, _, _ in plain):
+                raise InvalidState("a run refers to an automaton state or buffer node that is not there")
+            return [(states[state], nodes[node] if node >= 0 else None, start_ts, start_seq)
+                    for state, node, start_ts, start_seq in plain]
         self._keys = {}
-        for key, (active, held, seq) in saved["keys"].items():
+        for key, active, held, seq in saved["keys"]:
             keyed = self._keys[key] = _KeyState()
             keyed.runs, keyed.held, keyed.seq = runs(active), runs(held), seq
         self.counters = dict(saved["counters"])

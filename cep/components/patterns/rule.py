@@ -3,14 +3,26 @@ from __future__ import annotations
 
 from cep.components.base import BatchOperator, BuildContext, stateful
 from cep.components.patterns.emit import Emitter
-from cep.components.patterns.matcher import Match, Matcher
+from typing_extensions import TypedDict
+
+from pydantic import NonNegativeInt
+
+from cep.components.patterns.matcher import Match, Matcher, MatcherData
 from cep.components.patterns.params import PatternParams
+from cep.components.state import restorer
 from cep.events import Batch
 from cep.plugins.markers import rule
 
 DROP_REASONS = {"discarded": "partial_match_cap", "timed_out": "partial_match_within"}
 """Matcher counter -> the reason its partial matches show under in the run's `dropped` counts.
 Partial matches discarded by the skip strategy are the pattern's meaning, not a loss."""
+
+
+class PatternState(TypedDict):
+    """What the rule checkpoints: its matcher, and the drops of each reason already counted."""
+
+    matcher: MatcherData
+    reported: dict[str, NonNegativeInt]
 
 
 @rule("pattern", params=PatternParams, state="keyed", checkpoint=True)
@@ -33,11 +45,11 @@ def pattern(params: PatternParams, ctx: BuildContext) -> BatchOperator:
     timed = params.within is not None
     reported = dict.fromkeys(DROP_REASONS, 0)
 
-    def restore(saved: dict) -> None:
+    def restore(saved: PatternState) -> None:
         matcher.restore(saved["matcher"])
         reported.update(saved["reported"])
 
-    ctx.keep_state(lambda: {"matcher": matcher.snapshot(), "reported": dict(reported)}, restore)
+    ctx.keep_state(lambda: {"matcher": matcher.snapshot(), "reported": reported}, restorer(PatternState, restore))
 
     def emit(matches: list[Match], out: Batch) -> Batch:
         for match in matches:

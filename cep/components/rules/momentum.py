@@ -6,6 +6,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field
 
 from cep.components.base import BatchOperator, BuildContext, batch_map
+from cep.components.state import restorer
 from cep.events import TradingSignal
 from cep.plugins.markers import rule
 from cep.rows import AnyBatch, Rows, record_at
@@ -108,11 +109,11 @@ def momentum(params: MomentumParams, ctx: BuildContext) -> BatchOperator:
     streaks: dict[object, list] = {}
     layouts: dict[tuple[str, ...], Slots] = {}
 
-    def restore(saved: dict[object, list]) -> None:
+    def restore(saved: dict[object, tuple]) -> None:
         streaks.clear()
-        streaks.update(saved)
+        streaks.update((key, list(streak)) for key, streak in saved.items())
 
-    ctx.keep_state(lambda: streaks, restore)
+    ctx.keep_state(lambda: streaks, restorer(dict[Any, tuple[float | int, int, float | int]], restore))
 
     def signal(at: Slots, record, action: str, start: float, mid: float) -> tuple:
         """A TradingSignal as a row in `TradingSignal.FIELDS` order."""

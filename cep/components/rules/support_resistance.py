@@ -2,7 +2,7 @@
 found from swing highs and lows (bars -> swings -> levels, per key, in event time)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -12,6 +12,7 @@ from cep.components.operators._keyed import event_time, keyed_flow
 from cep.components.operators._common import Duration
 from cep.components.operators._levels import Level, LevelTable, ToleranceParams
 from cep.components.operators._swings import SwingDetector
+from cep.components.state import InvalidState
 from cep.durations import parse_duration
 from cep.events import Batch, Record, TradingSignal
 from cep.plugins.markers import rule
@@ -63,11 +64,22 @@ class LevelWatch:
     """
 
     __slots__ = ("side", "run", "touched")
+    DATA = tuple[Literal[1, -1], int, bool]
+    """A watch as checkpointed: side, run, touched."""
 
     def __init__(self, above: bool):
         self.side = 1 if above else -1
         self.run = 0
         self.touched = False
+
+    def to_data(self) -> list:
+        return [self.side, self.run, self.touched]
+
+    @classmethod
+    def from_data(cls, data: tuple[int, int, bool]) -> "LevelWatch":
+        watch = cls(above=True)
+        watch.side, watch.run, watch.touched = data
+        return watch
 
     def observe(self, mid: float, level: float, width: float, away: float, confirm: int) -> str | None:
         """The signal kind this tick makes at this level, if any."""
@@ -92,6 +104,9 @@ class _KeyState:
     """One key's pipeline of pure state: bars -> swings -> levels, and a watch per level."""
 
     __slots__ = ("bars", "swings", "levels", "watches", "quiet_until")
+    DATA = tuple[BarBuilder.DATA, SwingDetector.DATA, LevelTable.DATA, dict[int, LevelWatch.DATA],
+                 dict[tuple[int, str], int]]
+    """The checkpointed state: bars, swings, levels, the watch of each level, quiet times."""
 
     def __init__(self, params: SupportResistanceParams):
         self.bars = BarBuilder(parse_duration(params.period))
@@ -99,6 +114,19 @@ class _KeyState:
         self.levels = LevelTable(params.band(), params.max_levels)
         self.watches: dict[int, LevelWatch] = {}
         self.quiet_until: dict[tuple[int, str], int] = {}
+
+    def to_data(self) -> list:
+        return [self.bars.to_data(), self.swings.to_data(), self.levels.to_data(),
+                {level: watch.to_data() for level, watch in self.watches.items()}, self.quiet_until]
+
+    def load(self, data: tuple) -> None:
+        bars, swings, levels, watches, self.quiet_until = data
+        self.bars.load(bars)
+        self.swings.load(swings)
+        self.levels.load(levels)
+        self.watches = {level: LevelWatch.from_data(watch) for level, watch in watches.items()}
+        if self.watches.keys() != self.levels.levels.keys():
+            raise InvalidState(f"watches of levels {sorted(self.watches)} for levels {sorted(self.levels.levels)}")
 
     def advance(self, timestamp: int, mid: float) -> None:
         """Feed a tick to the bars; a bar it closes may confirm swings, which update the levels."""
@@ -177,7 +205,7 @@ def support_resistance(params: SupportResistanceParams, ctx: BuildContext) -> Ba
                             "trigger_price": ask if action == "BUY" else bid,
                             "quantity": quantity, "strategy_name": strategy, "confidence": score})
 
-    return keyed_flow(ctx, lambda: _KeyState(params), on_tick)
+    return keyed_flow(ctx, lambda: _KeyState(params), _KeyState.DATA, on_tick)
 
 
 def _score(level: Level, kind: str, timestamp: int, mid: float, width: float, away: float,

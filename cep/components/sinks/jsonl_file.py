@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from cep.components.base import BuildContext
 from cep.components.sinks.encoding import to_json
+from cep.components.state import restorer
 from cep.events import Batch
 from cep.plugins.markers import sink
 
@@ -74,5 +75,5 @@ def jsonl_sink(params: JsonlSinkParams, ctx: BuildContext) -> JsonlSink:
     """
     restarted = ctx.incarnation > 0  # after a crash: keep what the former incarnation wrote
     sink = JsonlSink(ctx.resolve(params.path), "append" if restarted else params.mode)
-    ctx.keep_state(sink.offset, sink.rewind)
+    ctx.keep_state(sink.offset, restorer(NonNegativeInt, sink.rewind))
     return sink
