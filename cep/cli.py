@@ -82,17 +82,21 @@ Examples:
               help="Directory for ipc sockets (default: $CEP_RUN_DIR or /tmp/cep-UID/NAME).")
 @click.option("--quiet", "-q", is_flag=True, help="No live status; the summary only.")
 @click.option("--max-restarts", default=3, show_default=True, help="Restarts of a crashed worker before giving up.")
-def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_restarts: int) -> None:
+@click.option("--drain-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="How long Ctrl-C or SIGTERM waits for the drain before killing the workers (default 10).")
+def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_restarts: int,
+        drain_timeout: float | None) -> None:
     """Run PIPELINE until its sources are exhausted; Ctrl-C or SIGTERM drains every process and
     stops. The live status and the summary go to stderr; stdout is left to the records of a
     stdout sink."""
     if not inline:
         start_server()  # it imports the worker's code while the pipeline compiles
     plan = cep.compile(pipeline, run_dir=run_dir)
-    _run_plan(plan, inline, quiet, max_restarts)
+    _run_plan(plan, inline, quiet, max_restarts, drain_timeout)
 
 
-def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int) -> None:
+def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, drain_timeout: float | None = None) -> None:
+    """Run, print the summary; exit 128 + the signal (130, 143) when Ctrl-C or SIGTERM stopped it."""
     for warning in plan.warnings:
         click.echo(warning, err=True)
     if inline:
@@ -100,9 +104,12 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int) -> None:
     else:
         from cep.runtime.live import LiveStatus
         with LiveStatus(plan, enabled=not quiet) as live:
-            status = cep.run(plan, on_status=live.update, max_restarts=max_restarts)
+            options = {} if drain_timeout is None else {"drain_timeout_s": drain_timeout}
+            status = cep.run(plan, on_status=live.update, max_restarts=max_restarts, **options)
     for line in status.summary_lines():
         click.echo(line, err=True)
+    if status.signal is not None:
+        sys.exit(128 + status.signal)
 
 
 @cli.command(short_help="Check pipelines and rule libraries; every problem at once.",

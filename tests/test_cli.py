@@ -151,7 +151,7 @@ sinks:
     assert "instrument" in first
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=30)
-    assert process.returncode == 0, err
+    assert process.returncode == 130, err
     assert "interrupted, drained" in err
     assert "Traceback" not in err
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +45,147 @@ def test_a_worker_killed_during_start_up_is_restarted_like_any_crash(workdir, vi
     assert killed == [None], "the kill did not land before the start"
     assert status.restarts == {victim: 1}
     assert output_lines(workdir) == reference
+
+
+# -- signals, orphans and names -----------------------------------------------------------------
+BUSY_PLUGIN = """
+import os
+from pathlib import Path
+
+from cep.plugins import OpParams, operator, per_record
+
+
+class BurnParams(OpParams):
+    mark: str
+
+
+@operator("burn", params=BurnParams, shorthand="mark")
+def burn(params, ctx):
+    \"\"\"At the first record, write this process's pid to `mark`, then compute for hours in one
+    call that never lets the interpreter run a signal handler or another thread.\"\"\"
+    def admit(record):
+        Path(params.mark).write_text(str(os.getpid()))
+        sum(range(10 ** 15))
+        return record
+
+    return per_record(admit, ctx)
+"""
+
+SLOW = """
+version: 1
+name: {name}
+plugins: [{plugin}]
+sources:
+  ticks: {{type: synthetic, instruments: 2, count: 1000000, rate: 2000, speed: realtime}}
+streams:
+  quotes: {{from: ticks, ops: [{ops}]}}
+sinks:
+  out: {{type: jsonl, from: quotes, path: out/quotes.jsonl}}
+"""
+
+
+def slow_pipeline(workdir: Path, name: str, busy: bool = False) -> Path:
+    """A pipeline that runs for minutes; with `busy`, its sink's process computes forever at the
+    first record and writes its pid to `busy.pid` first."""
+    plugin = workdir / "burn.py"
+    plugin.write_text(BUSY_PLUGIN)
+    ops = f"{{burn: {workdir / 'busy.pid'}}}" if busy else '{filter: "ask_price > bid_price"}'
+    path = workdir / f"{name}.yaml"
+    path.write_text(SLOW.format(name=name, plugin=plugin, ops=ops))
+    return path
+
+
+def cep_run(pipeline: Path, *options: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cep.cli", "run", str(pipeline), "-q", *options],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=pipeline.parent)
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"{what}: not within {timeout_s:.0f}s")
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process whose chain of parents reaches `pid`."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        if entry.name.isdigit():
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    """Those of `pids` still running (a zombie has finished)."""
+    running = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.add(pid)
+    return running
+
+
+def lines_in(path: Path) -> int:
+    try:
+        return path.read_text().count("\n")
+    except OSError:
+        return 0
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_drains_every_process_prints_the_summary_and_exits_128_plus_it(workdir, signum, code):
+    supervisor = cep_run(slow_pipeline(workdir, "drained"))
+    wait_for(lambda: lines_in(workdir / "out" / "quotes.jsonl") > 10, 30, "no record reached the sink")
+    workers = descendants(supervisor.pid)
+    supervisor.send_signal(signum)
+    _, err = supervisor.communicate(timeout=30)
+    assert supervisor.returncode == code, err
+    assert "interrupted, drained" in err and "drain took longer" not in err
+    assert "Traceback" not in err
+    wait_for(lambda: not alive(workers), 10, "a worker outlived its supervisor")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_no_worker_outlives_its_supervisor_not_even_one_busy_in_a_long_computation(workdir, signum):
+    supervisor = cep_run(slow_pipeline(workdir, "busy", busy=True), "--drain-timeout", "1")
+    busy = int(wait_for(lambda: (workdir / "busy.pid").exists() and (workdir / "busy.pid").read_text(),
+                        30, "the operator never started computing"))
+    workers = descendants(supervisor.pid)
+    assert busy in workers
+    supervisor.send_signal(signum)
+    supervisor.wait(timeout=30)
+    wait_for(lambda: not alive(workers), 10, f"processes {sorted(alive(workers))} outlived their supervisor")
+    _, err = supervisor.communicate(timeout=10)  # its pipes close once no process is left holding them
+    if signum == signal.SIGTERM:
+        assert supervisor.returncode == 143, err
+        assert "drain took longer than 1s" in err and "elapsed" in err
+
+
+def test_workers_are_named_after_their_pipeline_and_process(workdir):
+    plan = cep.compile(slow_pipeline(workdir, "named"))
+    names = {}
+
+    def look(status) -> None:
+        if status.started is not None and not names:
+            for worker, pid in status.pids.items():
+                names[worker] = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+            supervisor.stop()
+
+    supervisor = Supervisor(plan, on_status=look)
+    supervisor.run()
+    assert names == {worker: f"cep: named/{worker}" for worker in plan.workers()}

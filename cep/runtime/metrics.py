@@ -40,6 +40,7 @@ class RunStatus:
     started: float | None = None
     finished: float | None = None
     interrupted: bool = False
+    signal: int | None = None  # SIGINT or SIGTERM, when one stopped the run
     pids: dict[str, int] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)

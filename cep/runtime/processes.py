@@ -8,10 +8,20 @@ supervisor's ZeroMQ threads are running, and a fork would copy them mid-flight.
 
 This module imports nothing heavy, so the command line can start the server first and let it
 import while the pipeline compiles (`start_server`).
+
+A worker's parent is therefore the fork server, not the supervisor. The server exits once every
+copy of its "alive" pipe from the supervisor is closed; multiprocessing hands each child a copy,
+which a worker closes at once, so the server exits as soon as the supervisor dies. Each worker
+has the kernel kill it when its parent dies (`die_with_parent`): whatever kills the supervisor,
+even SIGKILL, kills every worker, also one busy in a computation that never returns to the
+interpreter.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
 import sys
 import types
 from multiprocessing.context import BaseContext
@@ -19,6 +29,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any, Callable
 
 PRELOAD = ["cep.runtime.worker"]
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def worker_processes() -> BaseContext:
@@ -59,3 +70,30 @@ def start(context: BaseContext, target: Callable[..., None], args: tuple[Any, ..
     finally:
         sys.modules["__main__"] = main
     return process
+
+
+def die_with_parent() -> None:
+    """In a worker, first thing: let the fork server end with the supervisor, have the kernel
+    SIGKILL this process when its parent dies (Linux's `PR_SET_PDEATHSIG`), and exit now if the
+    supervisor died before that was set. Where prctl does not exist, the worker's loop notices a
+    dead supervisor by itself (between passes)."""
+    from multiprocessing import forkserver
+    server = getattr(forkserver, "_forkserver", None)
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if alive is not None:
+        os.close(alive)  # a worker's copy of the server's pipe from the supervisor
+        server._forkserver_alive_fd = None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    supervisor = multiprocessing.parent_process()
+    if supervisor is not None and not supervisor.is_alive():
+        os._exit(1)
+
+
+def name_process(title: str) -> None:
+    """What `ps` and `top` show for this process (else the fork server's command line)."""
+    import setproctitle
+    setproctitle.setproctitle(title)

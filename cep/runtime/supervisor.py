@@ -4,13 +4,17 @@ collects metrics, restarts crashed workers with backoff, and stops everything cl
 Runs in the parent only (the child side is `worker.py`). Failure isolation: a crashed worker is
 restarted while the others keep running; after `max_restarts` crashes of one worker the run stops
 and its exception is re-raised here, chained. Stop is drain first (`stop` to every worker: sources
-end, the end of stream flows through), then SIGTERM, then SIGKILL.
+end, the end of stream flows through), then SIGTERM, then SIGKILL. SIGTERM to the supervisor
+(`timeout`, systemd, `docker stop`) drains as Ctrl-C does; a drain that outlasts its deadline
+ends with SIGKILL at once (a worker that ignored `stop` would ignore SIGTERM too).
 """
 from __future__ import annotations
 
 import fcntl
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +46,14 @@ class RemoteTraceback(Exception):
         return self.text
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: drain, as for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
 @dataclass
 class _Child:
     worker: str
@@ -69,6 +81,7 @@ class Supervisor:
         self._mp = processes.worker_processes()
         self._children: dict[str, _Child] = {}
         self._stop_requested_at: float | None = None
+        self._drain_expired = False
 
     # -- public -------------------------------------------------------------------------------
     def run(self) -> RunStatus:
@@ -80,15 +93,20 @@ class Supervisor:
         self._control.setsockopt(zmq.LINGER, 0)
         self._control.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._control.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes its name over
+        on_sigterm = threading.current_thread() is threading.main_thread()  # signals reach that one only
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_sigterm else None
         try:
             bind(self._control, self.plan.control)
             for worker in self.plan.workers():
                 self._spawn(worker, 0, resume=False)
             self._loop()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
+            self.status.signal = signal.SIGTERM if isinstance(interrupt, _Terminated) else signal.SIGINT
             self._drain_after_interrupt()
         finally:
-            self._terminate_all()
+            self._terminate_all(grace_s=0.0 if self._drain_expired else 3.0)
+            if on_sigterm:
+                signal.signal(signal.SIGTERM, previous)
             self._control.close(0)
             context.term()
             os.close(lock)
@@ -145,7 +163,8 @@ class Supervisor:
             if self.status.started is None:
                 self._start_when_ready(now, ready_by)
             if self._stop_requested_at and now - self._stop_requested_at > self.drain_timeout_s:
-                self.status.notes.append(f"drain took longer than {self.drain_timeout_s:.0f}s: terminated")
+                self.status.notes.append(f"drain took longer than {self.drain_timeout_s:g}s: workers killed")
+                self._drain_expired = True
                 return
             if self.on_status and now >= next_status:
                 self.on_status(self.status)
@@ -166,7 +185,7 @@ class Supervisor:
         self.stop()
         try:
             self._loop()
-        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for the drain
+        except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: stop waiting for the drain
             self.status.notes.append("second interrupt: terminated without draining")
 
     def _receive(self, timeout_ms: int) -> None:
@@ -223,12 +242,13 @@ class Supervisor:
             self.status.notes.append(f"{worker} failed ({failure['error']}); restart {restarts}/{self.max_restarts}")
             child.restart_at = now + self.backoff_s * 2 ** (restarts - 1)
 
-    def _terminate_all(self) -> None:
+    def _terminate_all(self, grace_s: float) -> None:
+        """SIGTERM (a worker drains) and SIGKILL after `grace_s` every worker still running."""
         children = [c.process for c in self._children.values()]
         for process in children:
             if process.is_alive():
                 process.terminate()
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + grace_s
         for process in children:
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():

@@ -25,7 +25,7 @@ import zmq
 from cep.compiler.plan import Plan
 from cep.components.base import Source
 from cep.errors import RuntimeFailure
-from cep.runtime import reliable, security
+from cep.runtime import processes, reliable, security
 from cep.runtime.builder import ProcessGraph, build_process
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore, offsets_part, seen_part
 from cep.runtime.deadletter import DeadLetters
@@ -60,6 +60,8 @@ def worker_main(plan_data: dict, worker: str, incarnation: int, resume: bool, en
     starting afresh. `environ` and `cwd` are the supervisor's when it started this worker: a forked
     worker would otherwise have its fork server's, from the server's first use (plugins may read
     either)."""
+    processes.die_with_parent()
+    processes.name_process(f"cep: {plan_data['name']}/{worker}")  # before the environment changes
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     os.environ.clear()
     os.environ.update(environ)
