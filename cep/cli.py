@@ -193,7 +193,8 @@ def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline
     from cep.config import load_pipeline
     from cep.config.overrides import replace_source
     model = load_pipeline(pipeline)
-    model = replace_source(model, source_id, {"type": "csv", "path": str(data.resolve()), "speed": speed})
+    model = replace_source(model, source_id, {"type": "csv", "path": str(data.resolve()), "speed": speed},
+                           options={"path": f"--data {data}", "speed": f"--speed {speed}"})
     _run_plan(cep.compile(model), inline, quiet, max_restarts=3)
 
 

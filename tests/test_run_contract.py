@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cep.components.base import BuildContext
+from cep.components.sinks.jsonl_file import JsonlSinkParams, jsonl_sink
 from tests.conftest import ROOT
 
 CEP = [sys.executable, "-m", "cep.cli"]
@@ -100,3 +102,117 @@ def test_the_live_table_goes_to_a_terminal_on_stderr_while_records_are_piped(wor
     assert len(_json_lines(piped.decode())) == 60
     assert b"cep: echo" in screen, "the live table is shown on the terminal"
     assert b"restarts 0" in screen
+
+
+def momentum_copy(workdir: Path) -> tuple[Path, Path]:
+    """pipelines/momentum.yaml with its output in `workdir` (path of the pipeline, of its output,
+    which holds a previous run's line)."""
+    text = (ROOT / "pipelines" / "momentum.yaml").read_text()
+    text = text.replace("../data/", f"{ROOT}/data/").replace("../rules/", f"{ROOT}/rules/")
+    pipeline = workdir / "momentum.yaml"
+    pipeline.write_text(text.replace("../out/", "out/"))
+    output = workdir / "out" / "momentum-signals.jsonl"
+    output.parent.mkdir()
+    output.write_text('{"from": "the previous run"}\n')
+    return pipeline, output
+
+
+REPLAY_MISTAKES = {
+    "missing data file": (["--data", "/nonexistent/ticks.csv"], "--data", "no such"),
+    "wrong header": (["--data", "{workdir}/bad.csv"], "--data", "header"),
+    "unknown speed": (["--data", str(ROOT / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"),
+                       "--speed", "fast"], "--speed", "10x"),
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", sorted(REPLAY_MISTAKES))
+def test_replay_checks_its_overrides_before_starting_and_keeps_the_output(case, workdir):
+    pipeline, output = momentum_copy(workdir)
+    (workdir / "bad.csv").write_text("time,symbol,bid,ask\n1,X,1,2\n")
+    args, option, words = REPLAY_MISTAKES[case]
+    args = [arg.replace("{workdir}", str(workdir)) for arg in args]
+    result = subprocess.run(CEP + ["replay", str(pipeline), *args], capture_output=True, text=True,
+                            timeout=60, cwd=workdir)
+    assert result.returncode == 2, result.stderr
+    assert option in result.stderr and words in result.stderr, result.stderr
+    for internal in ("pydantic", "ValidationError", "Traceback", "worker"):
+        assert internal not in result.stderr, result.stderr
+    assert output.read_text() == '{"from": "the previous run"}\n'
+
+
+@pytest.mark.integration
+def test_a_run_that_fails_before_it_starts_keeps_the_previous_output(workdir):
+    pipeline, output = momentum_copy(workdir)
+    # a directory where the sink's socket goes: its worker builds the sink, then cannot bind
+    (workdir / "run" / "momentum" / "sink-signals.momentum5.pull" / "x").mkdir(parents=True)
+    result = subprocess.run(CEP + ["run", str(pipeline), "-q"], capture_output=True, text=True,
+                            timeout=60, cwd=workdir)
+    assert result.returncode == 1 and "sink-signals" in result.stderr, result.stderr
+    assert output.read_text() == '{"from": "the previous run"}\n'
+
+
+class SinkIncarnations:
+    """Builds the `jsonl` sink of node `out` the way the runtime does: a first incarnation, then
+    those of a worker restarted after a crash, over a file that holds a previous run's line."""
+
+    PREVIOUS = '{"from":"the previous run"}\n'
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path, self.output = tmp_path, tmp_path / "out.jsonl"
+        self.output.write_text(self.PREVIOUS)
+        self.restored: list = []
+
+    def build(self, incarnation: int, run_dir: Path | None = None):
+        ctx = BuildContext(node="out", base_dir=self.tmp_path, incarnation=incarnation,
+                           run_dir=self.tmp_path / "run" if run_dir is None else run_dir,
+                           keep_state_fn=lambda node, snapshot, restore: self.restored.append((snapshot, restore)))
+        return jsonl_sink(JsonlSinkParams(path="out.jsonl"), ctx)
+
+
+def test_building_the_sink_keeps_the_file_until_the_first_record(tmp_path):
+    runs = SinkIncarnations(tmp_path)
+    sink = runs.build(0)
+    assert runs.output.read_text() == runs.PREVIOUS
+    sink.write([{"n": 1}])
+    sink.close()
+    assert runs.output.read_text() == '{"n":1}\n'
+
+
+def test_a_run_that_ends_without_records_leaves_an_empty_file(tmp_path):
+    runs = SinkIncarnations(tmp_path)
+    runs.build(0).close()
+    assert runs.output.read_text() == ""
+
+
+def test_a_sink_restarted_before_its_first_record_still_starts_the_file_afresh(tmp_path):
+    runs = SinkIncarnations(tmp_path)
+    runs.build(0)  # crashes before any record came
+    restarted = runs.build(1)
+    restarted.write([{"n": 1}])
+    restarted.close()
+    assert runs.output.read_text() == '{"n":1}\n'
+
+
+def test_a_sink_restarted_after_writing_continues_its_file(tmp_path):
+    runs = SinkIncarnations(tmp_path)
+    first = runs.build(0)
+    first.write([{"n": 1}])
+    first.flush()  # then the process dies
+    restarted = runs.build(1)
+    restarted.write([{"n": 2}])
+    restarted.close()
+    assert runs.output.read_text() == '{"n":1}\n{"n":2}\n'
+
+
+def test_an_exactly_once_restore_to_a_checkpoint_taken_before_the_first_record(tmp_path):
+    runs = SinkIncarnations(tmp_path)
+    runs.build(0)
+    snapshot, _ = runs.restored[-1]
+    offset = snapshot()  # checkpointed before any record came
+    restarted = runs.build(1)
+    _, restore = runs.restored[-1]
+    restore(offset)
+    restarted.write([{"n": 1}])
+    restarted.close()
+    assert runs.output.read_text() == '{"n":1}\n'

@@ -76,6 +76,8 @@ class BuildContext:
                                                 # started (a restart after a crash): a sink that
                                                 # starts its output afresh continues it instead
     keep_state_fn: KeepStateFn | None = None    # set by the runtime where checkpoints are taken
+    run_dir: Path | None = None                 # the run's scratch directory (sockets, checkpoints),
+                                                # kept across a worker's restarts
 
     def dead_letter(self, reason: str, raw: Any) -> None:
         """Send one record/row/frame that could not be processed to the dead-letter queue."""

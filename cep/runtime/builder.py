@@ -63,7 +63,8 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
         return BuildContext(node=node.id, key=key, base_dir=base_dir,
                             partition=(worker_index, process.parallelism),
                             counters=graph.counters[node.id], dead_letter_fn=dead_letter,
-                            batch_size=plan.batch_size, incarnation=incarnation, keep_state_fn=keep_state)
+                            batch_size=plan.batch_size, incarnation=incarnation, keep_state_fn=keep_state,
+                            run_dir=Path(plan.run_dir))
 
     def input_of(node: NodePlan) -> reactivex.Observable:
         streams = []

@@ -1,6 +1,7 @@
 """The `jsonl` sink: records appended to a JSON Lines file, one object per line."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,7 @@ from cep.components.sinks.encoding import to_json
 from cep.components.state import restorer
 from cep.events import Batch
 from cep.plugins.markers import sink
+from cep.runtime.rundir import private_file, private_run_dir
 
 
 class JsonlSinkParams(BaseModel):
@@ -27,18 +29,36 @@ class JsonlSinkParams(BaseModel):
 class JsonlSink:
     """Buffers lines and writes them in batches; everything is on disk after `close()`.
 
+    A file in `truncate` mode is started afresh when the first record comes (or at the end of a
+    run that had none), never when the sink is built: a run that fails while starting (a bad
+    data file, a busy socket) leaves the previous run's output as it was. A `claim` file in the
+    run directory says this run has started the file afresh, so a worker restarted after a crash
+    continues it, even if the crashed incarnation died before its first record.
+
     Delivery: at-least-once on a reliable edge (the runtime calls `flush()` before it acknowledges
     the input, so a crash of this process loses nothing acknowledged; lines written again after a
     retransmit are duplicates). Exactly-once: its checkpointed state is the file offset, and a
     restarted sink cuts the file back to it before the lost tail comes again.
     """
 
-    def __init__(self, path: Path, mode: str) -> None:
+    def __init__(self, path: Path, mode: str, claim: Path | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._file = open(path, "a" if mode == "append" else "w", encoding="utf-8")
+        self._claim = claim
+        self._afresh = mode == "truncate" and not (claim is not None and claim.exists())
+        self._file = open(path, "a", encoding="utf-8")  # appending cuts nothing; fails now if it must
+
+    def _start_afresh(self) -> None:
+        """Empty the file the first time this run writes to it (or closes it)."""
+        if self._afresh:
+            self._afresh = False
+            self._cut(0)
+            if self._claim is not None:  # claimed after the cut: a crash in between cuts again
+                private_run_dir(self._claim.parent)
+                os.close(private_file(self._claim))
 
     def write(self, batch: Batch) -> None:
+        self._start_afresh()
         self._file.write("".join(to_json(record) + "\n" for record in batch))
 
     def flush(self) -> None:
@@ -47,21 +67,29 @@ class JsonlSink:
             self._file.flush()
 
     def offset(self) -> int:
-        """Where the file ends once everything written so far is flushed (the sink's state)."""
+        """Where this run's output ends once everything written so far is flushed (the sink's
+        state)."""
         if self._file.closed:
             return self._closed_at
+        if self._afresh:
+            return 0
         self.flush()
         return self._file.tell()
 
     def rewind(self, offset: int) -> None:
         """Drop what was written after `offset` (lines a crashed incarnation wrote past its last
         checkpoint; they come again)."""
+        self._start_afresh()
+        self._cut(offset)
+
+    def _cut(self, offset: int) -> None:
         self._file.flush()
         self._file.truncate(offset)
         self._file.seek(offset)
 
     def close(self) -> None:
         if not self._file.closed:
+            self._start_afresh()  # a run without records still leaves its file empty
             self._closed_at = self.offset()
             self._file.close()
 
@@ -73,7 +101,10 @@ def jsonl_sink(params: JsonlSinkParams, ctx: BuildContext) -> JsonlSink:
     Flushed when its input is acknowledged (at_least_once) and on close; under exactly_once a
     restart cuts the file back to its checkpointed length, so no line is written twice.
     """
-    restarted = ctx.incarnation > 0  # after a crash: keep what the former incarnation wrote
-    sink = JsonlSink(ctx.resolve(params.path), "append" if restarted else params.mode)
+    claim = ctx.run_dir / f"{ctx.node}.started" if ctx.run_dir is not None else None
+    if claim is not None and ctx.incarnation == 0:
+        claim.unlink(missing_ok=True)  # left by an earlier run
+    restarted = ctx.incarnation > 0 and claim is None  # without a run directory: assume started
+    sink = JsonlSink(ctx.resolve(params.path), "append" if restarted else params.mode, claim)
     ctx.keep_state(sink.offset, restorer(NonNegativeInt, sink.rewind))
     return sink
