@@ -36,13 +36,15 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     nodes = {node_id: _node_plan(node_id, data, registry) for node_id, data in graph.nodes(data=True)}
     acyclic = checked.acyclic()
     socket_errors, socket_warnings = security.check_pipeline(pipeline)
+    field_problems = check_fields(pipeline, acyclic, registry, checked.unknown_inputs)
     errors = [*pipeline._problems, *checked.errors,
-              *check_fields(pipeline, acyclic, registry, checked.unknown_inputs),
+              *(p for p in field_problems if p.severity == "error"),
               *check_exactly_once(pipeline, acyclic, registry), *socket_errors]
     if errors:
         raise (ConfigError if pipeline._problems else CompileError)(in_file_order(errors))
 
-    warnings = list(checked.warnings) + _component_warnings(pipeline, graph) + socket_warnings
+    warnings = [*pipeline._warnings, *checked.warnings, *_component_warnings(pipeline, graph),
+                *(p for p in field_problems if p.severity == "warning"), *socket_warnings]
     run_dir = run_dir or default_run_dir(pipeline)
     live = {n for n in graph if graph.nodes[n]["kind"] == "source" and _is_live(graph.nodes[n]["spec"], registry)}
     processes = []

@@ -21,7 +21,8 @@ Fields = frozenset[str] | None  # None: not known here
 def check_fields(pipeline: Pipeline, graph: nx.DiGraph, registry: Registry,
                  unknown_inputs: set[str] = frozenset()) -> list[Problem]:
     """Every expression and key field checked against the fields that reach it, in `graph`
-    (acyclic) order; what reaches a node of `unknown_inputs` is not known, so not checked."""
+    (acyclic) order; what reaches a node of `unknown_inputs` is not known, so not checked.
+    Warnings of steps (`OpParams.input_warnings`) come with severity "warning"."""
     problems: list[Problem] = []
     known: dict[str, Fields] = {}
     for node_id in nx.topological_sort(graph):
@@ -66,6 +67,8 @@ def _stream(pipeline: Pipeline, node_id: str, spec, fields: Fields, problems: li
                 problems.append(_unknown_field(config.field, fields, subject, where))
             key = config.field
         _check(config, fields, key, subject, where, problems)
+        problems.extend(Problem(f"{subject}: {text}", where, severity="warning")
+                        for text in config.input_warnings(fields, key))
         fields = config.output_fields(fields, key)
     return fields
 

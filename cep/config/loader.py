@@ -104,6 +104,7 @@ def _load(doc: YamlDocument, path: Path | None, base_dir: Path, registry: Regist
     registry = (registry if registry is not None else default_registry()).copy()
     _load_plugins(_paths(data, "plugins", report), base_dir, registry, report)
     templates = _load_imports(_paths(data, "imports", report), base_dir, report)
+    registry.templates = templates
     validator = ParamsValidator(registry, report, {"base_dir": base_dir, "registry": registry})
     envelope = Normaliser(report, validator, templates).pipeline(data)
     pipeline = _envelope(envelope, path, report)
@@ -113,6 +114,7 @@ def _load(doc: YamlDocument, path: Path | None, base_dir: Path, registry: Regist
     pipeline._locations = report.locations
     pipeline._registry = registry
     pipeline._problems = tuple(report.sorted())
+    pipeline._warnings = tuple(report.warnings)
     pipeline._broken = frozenset(
         cid for section in _SECTIONS if isinstance(data.get(section), dict)
         for cid in data[section] if cid not in getattr(pipeline, section))

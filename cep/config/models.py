@@ -125,6 +125,7 @@ class Pipeline(_Strict):
     _registry: Any = PrivateAttr(default=None)  # the Registry it was validated with (loader sets it)
     _problems: tuple = PrivateAttr(default=())  # what a deferred load found (see `load_pipeline`)
     _broken: frozenset = PrivateAttr(default=frozenset())  # ids left out for their own mistakes
+    _warnings: tuple = PrivateAttr(default=())  # what the load found legal but likely not meant
 
     @property
     def base_dir(self) -> Path:

@@ -7,6 +7,7 @@ never causes follow-on errors in the envelope, and every broken component is rep
 """
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Callable
 
@@ -125,6 +126,7 @@ class Normaliser:
             return None
         template = self.templates.get(raw.get("use")) if isinstance(raw.get("use"), str) else None
         if template is not None:
+            self.shadowing(template, path, named)
             raw = instantiate(template, raw, path, self.report)
             if raw is None:
                 return None
@@ -156,6 +158,17 @@ class Normaliser:
             return None
         return {"id": rid, "type": kind, "params": params, "config": config, "from": inputs,
                 **{k: raw[k] for k in ("partition_by",) if k in raw}}
+
+    def shadowing(self, template: Template, path: KeyPath, subject: str) -> None:
+        """Say which one `use: NAME` means when NAME is both an imported template and a registry
+        rule: the template wins, and its parameters are not the rule's."""
+        if self.params.registry.get("rule", template.name) is not None:
+            self.report.warn(path + ("use",),
+                             f'{subject}: uses the template "{template.name}" of '
+                             f"{os.path.normpath(template.file)}, which shadows the built-in rule "
+                             f"'{template.name}' (their parameters differ)",
+                             "rename the template to use both; drop the import to use the "
+                             "built-in rule")
 
     # -- shared checks ------------------------------------------------------------------------
     def typed(self, kind: Any, raw: dict, path: KeyPath, subject: str, params: dict) -> Any:

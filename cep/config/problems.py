@@ -44,6 +44,7 @@ class Report:
     def __init__(self, locations: dict[KeyPath, Location]):
         self.locations = locations
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = []  # legal but likely not meant; never fail the load
         self.unresolved: set[KeyPath] = set()
         """Paths of values naming an unset variable: reported once, so no other check of such a
         value adds a follow-on error (`no such CSV file .../${DATA_DIR}/...`)."""
@@ -53,6 +54,9 @@ class Report:
 
     def error(self, path: KeyPath, message: str, hint: str | None = None) -> None:
         self.problems.append(Problem(message, self.locate(path), hint))
+
+    def warn(self, path: KeyPath, message: str, hint: str | None = None) -> None:
+        self.warnings.append(Problem(message, self.locate(path), hint, severity="warning"))
 
     def add(self, problems: Iterable[Problem]) -> None:
         self.problems.extend(problems)

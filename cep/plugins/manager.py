@@ -19,6 +19,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from cep.errors import PluginError, Problem
 from cep.plugins.markers import KINDS, MARK, Component, Kind
@@ -33,6 +34,9 @@ class Registry:
     def __init__(self) -> None:
         self._components: dict[Kind, dict[str, Component]] = {kind: {} for kind in KINDS}
         self._loaded_paths: set[Path] = set()
+        self.templates: dict[str, Any] = {}
+        """The rule templates (`cep.config.Template` by name) of the pipeline this registry was
+        copied for, from its `imports:`; listed by `cep plugins PIPELINE`."""
 
     # -- registration -------------------------------------------------------------------------
     def register(self, component: Component) -> None:
@@ -108,6 +112,7 @@ class Registry:
         clone = Registry()
         clone._components = {kind: dict(found) for kind, found in self._components.items()}
         clone._loaded_paths = set(self._loaded_paths)
+        clone.templates = dict(self.templates)
         return clone
 
     # -- lookup -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """`bars`: OHLC bars per key from ticks in event time."""
 from __future__ import annotations
 
+from pydantic import Field
 from typing_extensions import TypedDict
 
 from cep.components.base import BatchOperator, BuildContext
@@ -76,8 +77,8 @@ class BarBuilder:
 
 
 class BarsParams(OpParams):
-    period: Duration
-    price: Expr = MID
+    period: Duration = Field(description="bar length in event time, e.g. 1m; bars align to multiples of it")
+    price: Expr = Field(MID, description="expression whose value the bar tracks (default: the mid)")
 
     def expressions(self, fields, key=None):
         yield ExpressionUse("price", self.price, (), fields)

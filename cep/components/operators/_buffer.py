@@ -13,8 +13,9 @@ from cep.plugins.markers import operator
 
 
 class BufferWithCountParams(OpParams):
-    count: int = Field(ge=1)
-    skip: int | None = Field(None, ge=1)     # None: back to back, as `skip: count`
+    count: int = Field(ge=1, description="records per buffer")
+    skip: int | None = Field(None, ge=1, description="records between the starts of two buffers "
+                                                     "(default: count, back to back)")
 
     def output_fields(self, fields: frozenset[str], key: str | None = None) -> frozenset[str]:
         return group_fields(key)

@@ -43,6 +43,11 @@ class OpParams(BaseModel):
         """The fields of the records the step emits, given those it receives and the stream key."""
         return fields
 
+    def input_warnings(self, fields: frozenset[str], key: str | None = None) -> list[str]:
+        """What is legal but likely not meant, given the fields and key of the input stream
+        (`cep validate` and `cep run` print these without failing)."""
+        return []
+
     def record_steps(self) -> list[tuple[str, str | None, str]] | None:
         """The step as stateless record steps (`("keep", None, expr)`, `("set", field, expr)`)
         that the runtime may fuse with its neighbours into one loop; None if it cannot be."""

@@ -1,13 +1,15 @@
 """`filter`: keep the records an expression holds for."""
 from __future__ import annotations
 
+from pydantic import Field
+
 from cep.components.base import BatchOperator, BuildContext, per_record
 from cep.components.operators._common import Expr, ExpressionUse, OpParams, compiled
 from cep.plugins.markers import operator
 
 
 class FilterParams(OpParams):
-    expr: Expr
+    expr: Expr = Field(description="expression over the record; the record is kept when it is true")
 
     def expressions(self, fields, key=None):
         yield ExpressionUse("expr", self.expr, (), fields)

@@ -1,6 +1,8 @@
 """`key_by`: name the field that partitions the stream for the steps after it."""
 from __future__ import annotations
 
+from pydantic import Field
+
 from reactivex import operators as ops
 
 from cep.components.base import BatchOperator, BuildContext
@@ -9,7 +11,7 @@ from cep.plugins.markers import operator
 
 
 class KeyByParams(OpParams):
-    field: str
+    field: str = Field(description="the field whose value is the key (e.g. instrument)")
 
 
 @operator("key_by", params=KeyByParams, shorthand="field", sets_key=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from cep.components.base import BatchOperator, BuildContext, per_record
 from cep.components.operators._common import (Expr, ExpressionUse, OpParams, compiled,
@@ -13,7 +13,8 @@ from cep.plugins.markers import operator
 
 
 class MapParams(OpParams):
-    fields: dict[str, Expr]
+    fields: dict[str, Expr] = Field(description="field -> expression, in order (a field sees those "
+                                                "before it); prev is the key's previous record")
 
     @model_validator(mode="before")
     @classmethod

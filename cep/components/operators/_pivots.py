@@ -1,6 +1,8 @@
 """`pivots`: classic floor-trader pivot points per key from the previous session's high/low/close."""
 from __future__ import annotations
 
+from pydantic import Field
+
 
 from cep.components.base import BatchOperator, BuildContext
 from cep.components.operators._bars import MID
@@ -69,8 +71,10 @@ class SessionHLC:
 
 
 class PivotsParams(OpParams):
-    session: Duration = "1d"
-    price: Expr = MID
+    session: Duration = Field("1d", description="session length in event time; pivots come from "
+                                                "the previous session")
+    price: Expr = Field(MID, description="expression whose high, low and close make the pivots "
+                                         "(default: the mid)")
 
     def expressions(self, fields, key=None):
         yield ExpressionUse("price", self.price, (), fields)

@@ -1,6 +1,8 @@
 """`scan` and `pairwise`: carry something from one record of a key to the next."""
 from __future__ import annotations
 
+from pydantic import Field
+
 from typing import Any
 
 from cep.components.base import BatchOperator, BuildContext
@@ -11,9 +13,9 @@ from cep.plugins.markers import operator
 
 
 class ScanParams(OpParams):
-    into: str
-    expr: Expr
-    initial: Any = 0
+    into: str = Field(description="the field the accumulator is written to")
+    expr: Expr = Field(description="the next accumulator, with acc (the current one) and the record's fields")
+    initial: Any = Field(0, description="the accumulator before a key's first record")
 
     def expressions(self, fields, key=None):
         yield ExpressionUse("expr", self.expr, ("acc",), fields)
@@ -47,7 +49,7 @@ def scan(params: ScanParams, ctx: BuildContext) -> BatchOperator:
 
 
 class PairwiseParams(OpParams):
-    into: str = "prev"
+    into: str = Field("prev", description="the field the previous record of the key is put in")
 
     def output_fields(self, fields: frozenset[str], key: str | None = None) -> frozenset[str]:
         return fields | {self.into}

@@ -11,7 +11,7 @@ from cep.plugins.markers import operator
 
 
 class CountParams(OpParams):
-    count: int = Field(ge=0)
+    count: int = Field(ge=0, description="how many records")
 
 
 def _checkpointed_count(ctx: BuildContext, start: int) -> list[int]:

@@ -14,7 +14,7 @@ from cep.plugins.markers import operator
 
 
 class ThrottleFirstParams(OpParams):
-    duration: Duration
+    duration: Duration = Field(description="quiet time per key after an emitted record, in event time")
 
 
 @operator("throttle_first", params=ThrottleFirstParams, state="keyed", shorthand="duration",
@@ -43,7 +43,14 @@ def throttle_first(params: ThrottleFirstParams, ctx: BuildContext) -> BatchOpera
 
 
 class DistinctUntilChangedParams(OpParams):
-    fields: list[str] | None = Field(None, min_length=1)
+    fields: list[str] | None = Field(None, min_length=1, description=(
+        "fields compared (default: every field but timestamp); per key: use key_by"))
+
+    def input_warnings(self, fields, key=None):
+        if key is None and "instrument" in fields:
+            return ["compares each record with the previous record of any instrument: the stream "
+                    "is keyed by nothing (add key_by: instrument to compare per instrument)"]
+        return []
 
 
 _NOTHING_YET = object()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from cep.components.base import BatchOperator, BuildContext, stateful
 from cep.components.operators._common import (Duration, Expr, ExpressionUse, OpParams, compiled,
@@ -99,9 +99,12 @@ class EventTimeWindows:
 
 
 class WindowParams(OpParams):
-    size: Duration
-    slide: Duration | None = None
-    aggregate: dict[str, Expr] | None = None
+    size: Duration = Field(description="window length in event time, e.g. 1s")
+    slide: Duration | None = Field(None, description="step between window starts (default: size, tumbling)")
+    aggregate: dict[str, Expr] | None = Field(None, description=(
+        "name -> expression over the window's events, computed in order instead of emitting the "
+        "events: sum(events, 'pv'), avg(events, 'mid'), min/max(events, 'mid'), len(events), "
+        "events[0].mid, events[-1].mid; an earlier aggregate is a name for later ones"))
 
     @model_validator(mode="after")
     def _slide_within_size(self) -> "WindowParams":
@@ -148,7 +151,7 @@ def window(params: WindowParams, ctx: BuildContext) -> BatchOperator:
 
 
 class BufferWithTimeParams(OpParams):
-    span: Duration
+    span: Duration = Field(description="length of each back-to-back span, in event time")
 
     def output_fields(self, fields: frozenset[str], key: str | None = None) -> frozenset[str]:
         return group_fields(key, *WINDOW_FIELDS)

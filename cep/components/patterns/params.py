@@ -55,11 +55,12 @@ class SignalEmit(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["TradingSignal"] = "TradingSignal"
-    action: Literal["BUY", "SELL"]
-    trigger_price: Number
-    quantity: Number = 1.0
-    confidence: Number = 1.0
+    type: Literal["TradingSignal"] = Field("TradingSignal", description="the record emitted "
+                                           "(Record: any fields, each an expression)")
+    action: Literal["BUY", "SELL"] = Field(description="BUY or SELL")
+    trigger_price: Number = Field(description="expression over the match, e.g. up[-1].ask_price")
+    quantity: Number = Field(1.0, description="number or expression")
+    confidence: Number = Field(1.0, description="number or expression, 0 to 1")
     instrument: str | None = Field(None, description="expression; default: the last event's "
                                                      "instrument, else the partition key")
 
