@@ -28,14 +28,23 @@ class Action(str, Enum):
 
 
 class OrderStatus(str, Enum):
-    """States of an order; `TRANSITIONS` says which moves are legal."""
+    """States of an order; `TRANSITIONS` says which moves are legal.
+
+    The executor's path is NEW -> SUBMITTED -> ACCEPTED -> PARTIALLY_FILLED -> FILLED; DENIED is
+    its own pre-trade refusal (the order never left), REJECTED the venue's, EXPIRED a remainder the
+    venue let lapse. NEW -> ACCEPTED is an order seen from the venue's side, where there is no
+    submit hop.
+    """
 
     NEW = "NEW"
+    SUBMITTED = "SUBMITTED"
     ACCEPTED = "ACCEPTED"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"
     CANCELED = "CANCELED"
     REJECTED = "REJECTED"
+    DENIED = "DENIED"
+    EXPIRED = "EXPIRED"
 
     def can_become(self, other: "OrderStatus") -> bool:
         return other in TRANSITIONS[self]
@@ -46,14 +55,19 @@ class OrderStatus(str, Enum):
 
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    OrderStatus.NEW: frozenset({OrderStatus.ACCEPTED, OrderStatus.REJECTED, OrderStatus.CANCELED}),
+    OrderStatus.NEW: frozenset({OrderStatus.SUBMITTED, OrderStatus.DENIED, OrderStatus.ACCEPTED,
+                                OrderStatus.REJECTED, OrderStatus.CANCELED}),
+    OrderStatus.SUBMITTED: frozenset({OrderStatus.ACCEPTED, OrderStatus.REJECTED, OrderStatus.CANCELED,
+                                      OrderStatus.EXPIRED}),
     OrderStatus.ACCEPTED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED,
-                                     OrderStatus.CANCELED}),
+                                     OrderStatus.CANCELED, OrderStatus.EXPIRED}),
     OrderStatus.PARTIALLY_FILLED: frozenset({OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED,
-                                             OrderStatus.CANCELED}),
+                                             OrderStatus.CANCELED, OrderStatus.EXPIRED}),
     OrderStatus.FILLED: frozenset(),
     OrderStatus.CANCELED: frozenset(),
     OrderStatus.REJECTED: frozenset(),
+    OrderStatus.DENIED: frozenset(),
+    OrderStatus.EXPIRED: frozenset(),
 }
 
 
@@ -118,7 +132,15 @@ class TradingSignal(_RecordConvertible):
 
 @dataclass(frozen=True, slots=True)
 class OrderEvent(_RecordConvertible):
-    """What happened to the order placed for a signal."""
+    """What happened to the order placed for a signal: one event per step of its lifecycle.
+
+    `filled_quantity` is the cumulative quantity filled so far; `fill_price`, `fill_quantity` and
+    `fill_id` describe the fill this event reports (None / 0 when it reports none);
+    `average_price` is the quantity-weighted price of all fills so far. `order_id` is the venue's
+    id (empty until the venue accepted the order); `client_order_id` is ours, derived from the
+    signal, and what the venue deduplicates by. `sequence` numbers the events of one order from
+    1, so a consumer can drop a replayed event and see a missing one. `timestamp` is event time.
+    """
 
     order_id: str
     signal_id: str
@@ -126,11 +148,25 @@ class OrderEvent(_RecordConvertible):
     filled_quantity: float
     fill_price: float | None
     timestamp: int
+    client_order_id: str = ""
+    instrument: str = ""
+    side: Action | None = None
+    quantity: float = 0.0
+    fill_quantity: float = 0.0
+    fill_id: str | None = None
+    average_price: float | None = None
+    remaining_quantity: float = 0.0
+    reason: str | None = None
+    sequence: int = 0
 
-    FIELDS = ("order_id", "signal_id", "status", "filled_quantity", "fill_price", "timestamp")
+    FIELDS = ("order_id", "signal_id", "status", "filled_quantity", "fill_price", "timestamp",
+              "client_order_id", "instrument", "side", "quantity", "fill_quantity", "fill_id",
+              "average_price", "remaining_quantity", "reason", "sequence")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", OrderStatus(self.status))
+        if self.side is not None:
+            object.__setattr__(self, "side", Action(self.side))
 
     def is_fully_filled(self) -> bool:
         return self.status is OrderStatus.FILLED
