@@ -41,6 +41,8 @@ class CepError(Exception):
     """Base of every error cep raises deliberately."""
 
     exit_code = 1
+    restartable = True
+    """Raised in a worker: whether restarting the worker may help (False fails the run at once)."""
 
 
 class UserError(CepError):
@@ -90,4 +92,7 @@ class WorkerCrashed(RuntimeFailure):
 
 
 class TruncatedFile(RuntimeFailure):
-    """A data file ends in the middle (a cut-off .gz): the replay cannot be complete."""
+    """A data file ends in the middle (a cut-off .gz): the replay cannot be complete, and a
+    restarted worker would only meet the same end again, so the run fails at once."""
+
+    restartable = False

@@ -71,7 +71,6 @@ def test_undecodable_messages_are_dead_lettered_and_the_feed_goes_on(endpoint):
     publisher.send_multipart([b"t", b"\xc1\xc1", b"extra"])
     publisher.send_multipart([b"t", b"\xc1garbage"])
     publisher.send_multipart([b"t", msgpack.packb([1, 2])])
-    publisher.send_multipart([b"t", msgpack.packb({"pad": "x" * 100})])
     publisher.send_multipart([b"t", msgpack.packb({"timestamp": 5})])
     assert collect(src) == [{"timestamp": 5}]
     publisher.close()
@@ -80,7 +79,6 @@ def test_undecodable_messages_are_dead_lettered_and_the_feed_goes_on(endpoint):
     assert reasons[1] == "3 frames, expected [topic, payload]"
     assert reasons[2].startswith("undecodable msgpack payload")
     assert reasons[3] == "payload is a list, expected a map of fields"
-    assert reasons[4].startswith("payload of 107 bytes exceeds")
     assert letters[2][1] == b"t\xc1garbage"
 
 

@@ -235,7 +235,8 @@ class Supervisor:
             failure = child.error or {"error": f"exited with code {code}", "traceback": ""}
             restarts = self.status.restarts.get(worker, 0) + 1
             cannot_start = child.error is not None and not child.ready
-            if cannot_start or restarts > self.max_restarts or self._stop_requested_at:
+            if (cannot_start or not failure.get("restartable", True) or restarts > self.max_restarts
+                    or self._stop_requested_at):
                 raise WorkerCrashed(f"worker {worker} failed: {failure['error']}") from RemoteTraceback(
                     failure.get("traceback") or failure["error"])
             self.status.restarts[worker] = restarts

@@ -80,7 +80,8 @@ def worker_main(plan_data: dict, worker: str, incarnation: int, resume: bool, en
         os._exit(1)
     except BaseException as exc:  # everything reaches the parent, chained there
         _send(control, {"t": "error", "worker": worker, "error": f"{type(exc).__name__}: {exc}",
-                        "traceback": traceback.format_exc()})
+                        "traceback": traceback.format_exc(),
+                        "restartable": getattr(exc, "restartable", True)})
         control.close()           # lingers until the error report is delivered
         context.destroy(linger=0)  # data sockets left open by the failure must not block the exit
         os._exit(1)

@@ -73,7 +73,8 @@ def decode_payload(payload: bytes, fmt: WireFormat, max_bytes: int) -> Record:
     """The record in one payload frame; ValueError saying why when it is not a map of fields.
 
     `max_bytes` bounds what a publisher can make us allocate: larger payloads are refused before
-    decoding, and msgpack's own length limits follow from the payload size.
+    decoding, and msgpack's own length limits follow from the payload size. What the map holds
+    is not checked here (ext types, NaN from msgpack, depth): the source does that.
     """
     if len(payload) > max_bytes:
         raise ValueError(f"payload of {len(payload)} bytes exceeds max_message_bytes={max_bytes}")
@@ -81,9 +82,22 @@ def decode_payload(payload: bytes, fmt: WireFormat, max_bytes: int) -> Record:
         if fmt == "msgpack":
             record = msgpack.unpackb(payload, raw=False, strict_map_key=True)
         else:
-            record = json.loads(payload)
+            record = loads_json(payload)
     except Exception as exc:  # msgpack raises several unrelated types on garbage; all mean "bad frame"
         raise ValueError(f"undecodable {fmt} payload: {type(exc).__name__}: {exc}") from None
     if not isinstance(record, dict):
         raise ValueError(f"payload is a {type(record).__name__}, expected a map of fields")
     return record
+
+
+def loads_json(text: str | bytes) -> Any:
+    """Strict JSON: NaN and Infinity, which Python's json accepts, are refused like any other
+    non-JSON (ValueError), and so is nesting too deep for the parser (not a RecursionError)."""
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except RecursionError:
+        raise ValueError("nested too deep to parse") from None
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")

@@ -45,9 +45,18 @@ MAX_STRING_HELP = ("longest string (characters) a record may hold; a longer one 
                    "its record")
 
 
-def value_problem(value: Any, max_string: int, depth: int = 0) -> str | None:
-    """Why `value` cannot travel in a frame, or None. Non-finite floats count as problems:
-    no JSON output could hold them."""
+def record_problem(record: dict, max_string: int, walk: bool = True) -> str | None:
+    """Why a generic record cannot go on, or None: an invalid event time first, then what cannot
+    travel in a frame (only looked for when `walk`), then invalid tick fields, then a NaN or
+    infinite number anywhere (no JSON output could hold it: an 'invalid number'). So a record
+    that a policy keeps can always be sent."""
+    soft: list[str] = []
+    return ((timestamp_problem(record["timestamp"]) if "timestamp" in record else None)
+            or (_wire_problem(record, max_string, 0, soft) if walk else None)
+            or tick_problem(record, max_string) or (soft[0] if soft else None))
+
+
+def _wire_problem(value: Any, max_string: int, depth: int, soft: list[str]) -> str | None:
     kind = type(value)
     if kind is str:
         return None if len(value) <= max_string else (
@@ -56,14 +65,16 @@ def value_problem(value: Any, max_string: int, depth: int = 0) -> str | None:
         return None if INT_MIN <= value <= INT_MAX else (
             f"integer {_short(value)} is out of range (msgpack holds -2^63 .. 2^64-1)")
     if kind is float:
-        return None if math.isfinite(value) else f"{value} is not finite"
+        if not soft and not math.isfinite(value):
+            soft.append(f"invalid number: {value} is not finite")
+        return None
     if value is None or kind is bool:
         return None
     if kind is dict or kind is list:
         if depth >= MAX_DEPTH:
             return f"nested deeper than {MAX_DEPTH} levels"
         for item in (value.values() if kind is dict else value):
-            problem = value_problem(item, max_string, depth + 1)
+            problem = _wire_problem(item, max_string, depth + 1, soft)
             if problem is not None:
                 return problem
         if kind is dict and not all(type(key) is str for key in value):
@@ -117,9 +128,8 @@ def number_problem(field: str, value: Any, optional: bool) -> str | None:
 
 
 def tick_problem(record: dict, max_string: int) -> str | None:
-    """Why the tick fields `record` carries are invalid, or None (absent fields are not checked,
-    except that the timestamp is always there)."""
-    problem = timestamp_problem(record.get("timestamp"))
+    """Why the tick fields `record` carries are invalid, or None (absent fields are not checked)."""
+    problem = timestamp_problem(record["timestamp"]) if "timestamp" in record else None
     if problem is None and "instrument" in record:
         problem = instrument_problem(record["instrument"], max_string)
     for field in _PRICES:
@@ -177,7 +187,7 @@ _SUSPECT = re.compile(r"\d{19}|[eE][+-]?\d{3}")
 
 
 def suspect_line(line: str, max_string: int) -> bool:
-    """Whether a JSON line could hold a value `value_problem` refuses; False means it cannot, so
+    """Whether a JSON line could hold a value `record_problem` walks for; False means it cannot, so
     the record need not be walked. (NaN and Infinity are refused by the parser itself.)"""
     return (len(line) > max_string or line.count("[") + line.count("{") > MAX_DEPTH
             or _SUSPECT.search(line) is not None)
@@ -193,14 +203,16 @@ class Screen:
         self._late = late
 
     def refuse(self, problem: str, raw: Any) -> None:
-        """A record that cannot travel: always dead-lettered."""
+        """A record that cannot be read or cannot travel: always dead-lettered."""
         self._ctx.dead_letter(problem, raw)
 
-    def invalid(self, problem: str, raw: Any, where: str = "") -> bool:
-        """An invalid tick: True if it is kept. An invalid event time is never kept: pacing,
-        windows and patterns all read it, and beyond 2^64 it cannot even be sent."""
-        policy = "deadletter" if problem.startswith(_BAD_TIME) else self._invalid
-        return self._apply(policy, problem, raw, where)
+    def judge(self, problem: str, raw: Any, where: str = "") -> bool:
+        """A record with a problem (`record_problem`, `row_problem`): True if it is
+        kept. An invalid value goes per the `invalid` policy; an invalid event time (pacing,
+        windows and patterns all read it) and what cannot travel are always dead-lettered."""
+        if problem.startswith("invalid ") and not problem.startswith(_BAD_TIME):
+            return self._apply(self._invalid, problem, raw, where)
+        return self._apply("deadletter", problem, raw, where)
 
     def late(self, problem: str, raw: Any, where: str = "") -> bool:
         """A record older than one before it: True if it is kept."""

@@ -169,7 +169,7 @@ class CsvSource(FileReplay):
             where = f"{self._path.name} line {line}: "
             raw = self._params.delimiter.join(row)
             problem = row_problem(tick, self._params.max_string_length)
-            if problem is not None and not screen.invalid(problem, raw, where):
+            if problem is not None and not screen.judge(problem, raw, where):
                 continue
             if tick[0] < self._latest:
                 if not screen.late(f"late: {tick[0]} ns is before {self._latest} ns", raw, where):

@@ -1,16 +1,15 @@
 """The `jsonl` source: generic records replayed from a JSON Lines file (optionally gzip-compressed)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from cep.components.base import BuildContext
+from cep.components.sinks.encoding import loads_json
 from cep.components.sources._checks import (
-    DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, Screen, suspect_line, tick_problem,
-    value_problem)
+    DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, Screen, record_problem, suspect_line)
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
 from cep.components.sources._files import FileReplay, resolve_existing
 from cep.components.sources._pacing import Speed
@@ -64,8 +63,8 @@ class JsonlSource(FileReplay):
                 except ValueError as exc:  # json.JSONDecodeError is a ValueError
                     screen.refuse(where + str(exc), line.rstrip("\n"))
                     continue
-                problem = tick_problem(record, params.max_string_length)
-                if problem is None or screen.invalid(problem, line.rstrip("\n"), where):
+                problem = self._problem(record, line)
+                if problem is None or screen.judge(problem, line.rstrip("\n"), where):
                     yield record
         except (OSError, EOFError) as exc:  # a truncated or corrupt .gz: the rest is lost
             raise TruncatedFile(f"{self._path} is truncated after row {number - 1}: {exc}") from None
@@ -73,24 +72,19 @@ class JsonlSource(FileReplay):
     def _parse(self, line: str) -> Record:
         """The line's record, its event time in ns; ValueError saying why it cannot be one."""
         params = self._params
-        try:
-            record = json.loads(line, parse_constant=_not_json)
-        except RecursionError:
-            raise ValueError("nested too deep to parse") from None
+        record = loads_json(line)
         if not isinstance(record, dict):
             raise ValueError(f"expected a JSON object, got {type(record).__name__}")
         if params.time_field not in record:
             raise ValueError(f"no event time field {params.time_field!r}")
-        if suspect_line(line, params.max_string_length):
-            problem = value_problem(record, params.max_string_length)
-            if problem is not None:
-                raise ValueError(problem)
         record["timestamp"] = to_ns(record[params.time_field], NS_PER_UNIT[params.time_unit])
         return record
 
-
-def _not_json(constant: str) -> None:
-    raise ValueError(f"{constant} is not JSON")
+    def _problem(self, record: Record, line: str) -> str | None:
+        """What `_checks` finds wrong with a record; its values are walked only when its line
+        could hold a problem."""
+        max_string = self._params.max_string_length
+        return record_problem(record, max_string, walk=suspect_line(line, max_string))
 
 
 @source("jsonl", params=JsonlParams, replayable=True)
