@@ -23,6 +23,7 @@ does not decode raises `CodecError`, which the receiver dead-letters with the ra
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgpack
@@ -37,6 +38,17 @@ END = 1
 
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 """Larger payloads are refused before decoding (a frame of 1,000 ticks is about 60 kB)."""
+
+MAX_MESSAGE_BYTES = MAX_FRAME_BYTES + (1 << 20)
+"""What a bound cep data socket takes in (ZeroMQ's MAXMSGSIZE: a larger message never enters
+memory, and ZeroMQ drops the connection of the peer that sent it): a frame, with room for its
+topic. A socket that connects out has only cep's own producer as its peer and is left unbounded,
+as ZeroMQ would not connect it again after such a drop."""
+
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
+"""msgpack's integers: what a frame can carry."""
+MAX_DEPTH = 32
+"""Containers within containers a record value may hold."""
 
 _packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
@@ -92,6 +104,56 @@ def _runs(batch: Batch) -> list[list]:
     return groups
 
 
+def wire_problem(value: Any, max_string: int = MAX_FRAME_BYTES, soft: list[str] | None = None,
+                 depth: int = 0) -> str | None:
+    """Why `value` cannot travel in a frame as plain data, or None: an integer beyond msgpack's
+    range, nesting deeper than `MAX_DEPTH`, a string or bytes longer than `max_string`, a string
+    with a lone surrogate, a map key
+    that is not a string, anything but None, bool, int, float, str, bytes, list and dict (an ext
+    type, a msgpack Timestamp). A NaN or infinite float can travel; the first one is described in
+    `soft`, if given, for callers that refuse them (no JSON output could hold one)."""
+    kind = type(value)
+    if kind is str or kind is bytes:
+        if len(value) > max_string:
+            return f"a string of {len(value)} characters is longer than max_string_length={max_string}"
+        return None if kind is bytes or value.isascii() else _unicode_problem(value)
+    if kind is int:
+        return None if INT_MIN <= value <= INT_MAX else (
+            f"integer {short_int(value)} is out of range (msgpack holds -2^63 .. 2^64-1)")
+    if kind is float:
+        if soft is not None and not soft and not math.isfinite(value):
+            soft.append(f"invalid number: {value} is not finite")
+        return None
+    if value is None or kind is bool:
+        return None
+    if kind is dict or kind is list:
+        if depth >= MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        for item in (value.values() if kind is dict else value):
+            problem = wire_problem(item, max_string, soft, depth + 1)
+            if problem is not None:
+                return problem
+        if kind is dict and not all(type(key) is str for key in value):
+            return "a map key that is not a string"
+        return None
+    return f"a {kind.__name__} value is not plain data"
+
+
+def _unicode_problem(text: str) -> str | None:
+    """A string UTF-8 cannot encode (a lone surrogate, as JSON's `\\ud800` gives) cannot be sent."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        return f"a string that is not valid Unicode ({exc.reason} at {exc.start})"
+    return None
+
+
+def short_int(number: int) -> str:
+    """An integer as text, its digits elided past 24."""
+    text = str(number)
+    return text if len(text) <= 24 else f"{text[:10]}...({len(text)} digits)"
+
+
 def split_frame(frame: bytes) -> tuple[bytes, memoryview]:
     """`(topic, body)` of a frame, the body not yet decoded (a frame not meant for this reader
     is dropped unread); CodecError if there is no NUL to end the topic."""
@@ -129,7 +191,7 @@ def decode_body(body: bytes | memoryview) -> tuple[int, str, int, AnyBatch]:
         raise CodecError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME_BYTES} byte limit")
     try:
         message = msgpack.unpackb(body, raw=False, strict_map_key=True,
-                                  max_str_len=1 << 20, max_bin_len=MAX_FRAME_BYTES,
+                                  max_str_len=MAX_FRAME_BYTES, max_bin_len=MAX_FRAME_BYTES,
                                   max_array_len=1 << 22, max_map_len=1 << 16, max_ext_len=0)
     except Exception as exc:  # msgpack raises many types for garbage input
         raise CodecError(f"undecodable msgpack: {type(exc).__name__}: {exc}") from exc
@@ -149,6 +211,55 @@ def decode_body(body: bytes | memoryview) -> tuple[int, str, int, AnyBatch]:
     if size != count:
         raise CodecError(f"frame header says {count} events, the payload holds {size}")
     return kind, producer, seq, batch
+
+
+def salvage_body(body: bytes | memoryview) -> tuple[int, str, int, AnyBatch, list[tuple[str, Any]]]:
+    """A frame `decode_body` refused, read again leniently so that only the records that spoilt
+    it are lost: `(kind, producer, seq, batch of the good records, [(reason, bad record)])`.
+
+    A record is bad when it holds what `decode_body` refuses (an ext type or msgpack Timestamp,
+    a map key that is not a string, too deep) or is not a row of its group. CodecError (with the
+    reason `decode_body` would give) when the frame itself is broken: not msgpack, not
+    `[version, kind, producer, seq, count, groups]`, groups that are not `[fields, rows]`, or a
+    count that disagrees with the records it holds.
+    """
+    if len(body) > MAX_FRAME_BYTES:
+        raise CodecError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME_BYTES} byte limit")
+    try:
+        message = msgpack.unpackb(body, raw=False, strict_map_key=False, timestamp=0,
+                                  max_str_len=MAX_FRAME_BYTES, max_bin_len=MAX_FRAME_BYTES,
+                                  max_array_len=1 << 22, max_map_len=1 << 22,
+                                  max_ext_len=MAX_FRAME_BYTES)
+    except Exception as exc:  # msgpack raises many types for garbage input
+        raise CodecError(f"undecodable msgpack: {type(exc).__name__}: {exc}") from exc
+    if type(message) is not list or len(message) != 6:
+        raise CodecError(f"malformed frame: {message!r:.200}")
+    kind, producer, seq, count = _checked_header(message)
+    groups = message[5]
+    if type(groups) is not list or not all(type(g) is list and len(g) == 2 and type(g[1]) is list
+                                           for g in groups):
+        raise CodecError("malformed frame payload: groups must be [fields, rows] arrays")
+    parts: list[AnyBatch] = []
+    refused: list[tuple[str, Any]] = []
+    for fields, rows in groups:
+        if type(fields) is not list:
+            raise CodecError("malformed frame payload: fields must be an array")
+        fields = tuple(fields)
+        _check_layout(fields)
+        good = []
+        for row in rows:
+            problem = (f"not a row of {len(fields)} values" if type(row) is not list or len(row) != len(fields)
+                       else wire_problem(row, MAX_FRAME_BYTES))
+            if problem is None:
+                good.append(row)
+            else:
+                refused.append((f"record refused in a frame from {producer!r}: {problem}",
+                                dict(zip(fields, row)) if type(row) is list else row))
+        parts.append(Rows(fields, good))
+    size = sum(len(part) for part in parts) + len(refused)
+    if size != count:
+        raise CodecError(f"frame header says {count} events, the payload holds {size}")
+    return kind, producer, seq, concat(parts) if parts else [], refused
 
 
 def _checked_header(values: list) -> tuple[int, str, int, int]:

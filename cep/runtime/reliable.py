@@ -92,6 +92,7 @@ class RetainingOutlet:
         self.acks = context.socket(zmq.PULL)
         self.acks.setsockopt(zmq.RCVHWM, 10_000)
         self.acks.setsockopt(zmq.LINGER, 0)
+        self.acks.setsockopt(zmq.MAXMSGSIZE, codec.MAX_MESSAGE_BYTES)
         bind(self.acks, edges[0].acks[ack_index])
 
     def _frame(self, topic: bytes, kind: int, seq: int, batch: AnyBatch | None) -> bytes:

@@ -408,6 +408,7 @@ class Inlet:
             self.socket = context.socket(zmq.PULL)
             self.socket.setsockopt(zmq.RCVHWM, edge.hwm)
             self.socket.setsockopt(zmq.LINGER, 0)
+            self.socket.setsockopt(zmq.MAXMSGSIZE, codec.MAX_MESSAGE_BYTES)
             bind(self.socket, edge.endpoints[index])
 
     @property
@@ -463,12 +464,16 @@ class Inlet:
         if topic[:1] == CONTROL_PREFIX and topic != END_TOPIC:
             return None, None  # a retransmit for a reliable subscriber of the same publisher
         others = self.topic_filter and topic != END_TOPIC and not self._owns_topic(topic)
+        refused = None
         try:
             if others:  # another partition's: its events are left undecoded, its sequence still counts
                 kind, producer, seq, _ = codec.decode_header(body)
                 batch = None
             else:
-                kind, producer, seq, batch = codec.decode_body(body)
+                try:
+                    kind, producer, seq, batch = codec.decode_body(body)
+                except CodecError:  # a few records may spoil it: the others are kept
+                    kind, producer, seq, batch, refused = codec.salvage_body(body)
         except CodecError as exc:
             self.dead_letter(str(exc), frame)
             return None, None
@@ -478,6 +483,9 @@ class Inlet:
         if kind == codec.DATA and (refusal := self.guard.refusal((producer, topic), seq)) is not None:
             self._refuse(refusal, frame)
             return None, None
+        if refused:
+            for reason, record in refused:
+                self.dead_letter(reason, record)
         if kind == codec.END:
             return None, self._end(producer)
         batch = self._sequence((producer, topic), seq, batch)

@@ -24,12 +24,9 @@ from math import isfinite
 import re
 from typing import Any, Literal
 
+from cep.codec import MAX_DEPTH, short_int, wire_problem
 from cep.components.base import BuildContext
 
-INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
-"""msgpack's integers: what a frame can carry."""
-MAX_DEPTH = 32
-"""Containers within containers a record value may hold."""
 TIME_LIMIT_NS = 1 << 63
 """Event times are in [0, 2^63) ns: 1970 to 2262."""
 DEFAULT_MAX_STRING = 1 << 16
@@ -52,43 +49,8 @@ def record_problem(record: dict, max_string: int, walk: bool = True) -> str | No
     that a policy keeps can always be sent."""
     soft: list[str] = []
     return ((timestamp_problem(record["timestamp"]) if "timestamp" in record else None)
-            or (_wire_problem(record, max_string, 0, soft) if walk else None)
+            or (wire_problem(record, max_string, soft) if walk else None)
             or tick_problem(record, max_string) or (soft[0] if soft else None))
-
-
-def _wire_problem(value: Any, max_string: int, depth: int, soft: list[str]) -> str | None:
-    kind = type(value)
-    if kind is str:
-        return None if len(value) <= max_string else (
-            f"a string of {len(value)} characters is longer than max_string_length={max_string}")
-    if kind is int:
-        return None if INT_MIN <= value <= INT_MAX else (
-            f"integer {_short(value)} is out of range (msgpack holds -2^63 .. 2^64-1)")
-    if kind is float:
-        if not soft and not math.isfinite(value):
-            soft.append(f"invalid number: {value} is not finite")
-        return None
-    if value is None or kind is bool:
-        return None
-    if kind is dict or kind is list:
-        if depth >= MAX_DEPTH:
-            return f"nested deeper than {MAX_DEPTH} levels"
-        for item in (value.values() if kind is dict else value):
-            problem = _wire_problem(item, max_string, depth + 1, soft)
-            if problem is not None:
-                return problem
-        if kind is dict and not all(type(key) is str for key in value):
-            return "a map key that is not a string"
-        return None
-    if kind is bytes:
-        return None if len(value) <= max_string else (
-            f"{len(value)} bytes are longer than max_string_length={max_string}")
-    return f"a {kind.__name__} value is not plain data"
-
-
-def _short(number: int) -> str:
-    text = str(number)
-    return text if len(text) <= 24 else f"{text[:10]}...({len(text)} digits)"
 
 
 _PRICES = ("bid_price", "ask_price")
@@ -101,7 +63,7 @@ _BAD_TIME = "invalid timestamp"
 def timestamp_problem(timestamp: Any) -> str | None:
     if type(timestamp) is int and 0 <= timestamp < TIME_LIMIT_NS:
         return None
-    shown = _short(timestamp) if type(timestamp) is int else repr(timestamp)
+    shown = short_int(timestamp) if type(timestamp) is int else repr(timestamp)
     return f"{_BAD_TIME}: {shown} ns is outside 1970..2262 (is timestamp_unit right?)"
 
 
@@ -182,8 +144,9 @@ def row_problem(row: tuple, max_string: int) -> str | None:
 
 
 # -- generic records as text (the jsonl source) ---------------------------------------------------
-_SUSPECT = re.compile(r"\d{19}|[eE][+-]?\d{3}")
-"""Text that may hold an integer beyond 64 bits or a float that overflows to inf."""
+_SUSPECT = re.compile(r"\d{19}|[eE][+-]?\d{3}|\\u[dD][89a-fA-F]")
+"""Text that may hold an integer beyond 64 bits, a float that overflows to inf, or a surrogate
+escape (`\\ud800` alone is no character, and UTF-8 cannot encode it)."""
 
 
 def suspect_line(line: str, max_string: int) -> bool:
