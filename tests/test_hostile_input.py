@@ -165,3 +165,16 @@ def test_a_truncated_gz_fails_the_run_with_exit_1_naming_the_row_reached(workdir
     assert done.returncode == 1
     assert "in.csv.gz is truncated after row " in done.stderr
     assert "restart" not in done.stderr  # the same end would come again
+
+
+@pytest.mark.integration
+def test_late_rows_and_rows_with_extra_cells_are_kept_and_reported_in_the_summary(workdir):
+    rows = good_csv_rows(40)
+    rows[10] = rows[10] + ",surprise"
+    rows[30], rows[31] = rows[31], rows[30]
+    (workdir / "in.csv").write_text("\n".join([HEADER] + rows) + "\n")
+    (workdir / "p.yaml").write_text(PIPELINE.format(source=CSV))
+    status = cep.run(cep.compile(workdir / "p.yaml"))
+    assert len((workdir / "out" / "records.jsonl").read_text().splitlines()) == 40
+    assert status.noted() == {"feed": {"extra cells": 1, "late": 1}}
+    assert "kept feed: 1 extra cells, 1 late" in status.summary_lines()

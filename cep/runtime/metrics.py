@@ -77,6 +77,16 @@ class RunStatus:
                 totals[edge_node[edge_id]].gaps += counters["gaps"]
         return totals
 
+    def noted(self) -> dict[str, dict[str, int]]:
+        """Per node, records let through despite a problem, by reason (e.g. `late` rows kept)."""
+        noted: dict[str, dict[str, int]] = {}
+        for report in self._reports.values():
+            for node, counters in report.get("nodes", {}).items():
+                for reason, count in counters.get("noted", {}).items():
+                    reasons = noted.setdefault(node, {})
+                    reasons[reason] = reasons.get(reason, 0) + count
+        return noted
+
     def cpu(self) -> dict[str, float]:
         """CPU seconds each worker used while the run went (all its incarnations)."""
         used: dict[str, float] = {}
@@ -132,5 +142,7 @@ class RunStatus:
                   f"{t.retransmitted:,}, duplicates {t.duplicates:,}"
                   + (" (removed)" if t.delivery == "exactly_once" else " (passed on)")
                   for edge_id, t in self.edges().items() if t.delivery != "at_most_once"]
+        lines += [f"kept {node}: " + ", ".join(f"{count:,} {reason}" for reason, count in sorted(reasons.items()))
+                  for node, reasons in self.noted().items()]
         lines += [f"note: {note}" for note in self.notes]
         return lines
