@@ -121,6 +121,8 @@ def test_a_restarted_gateway_resumes_its_file_near_where_it_stopped(workdir, del
     assert status.restarts == {"gateway-ticks": 1}
     ids = signal_ids(workdir)
     assert len(inline) == 20000 and set(ids) <= set(inline)
+    nodes = status.nodes()
+    assert nodes["found"].emitted == nodes["signals"].received == len(ids)  # the counts say what the file holds
     if delivery == "at_most_once":
         assert duplicated(ids) == 0                  # may lose, never repeat
     else:

@@ -27,7 +27,7 @@ class Counters:
     """What one node did; every drop is counted under a reason, never lost silently, and so is
     every record let through despite a problem (`noted`: e.g. an out-of-order tick kept)."""
 
-    __slots__ = ("received", "emitted", "dropped", "dead_lettered", "noted")
+    __slots__ = ("received", "emitted", "dropped", "dead_lettered", "noted", "filtered")
 
     def __init__(self) -> None:
         self.received = 0
@@ -35,6 +35,7 @@ class Counters:
         self.dropped: dict[str, int] = {}
         self.dead_lettered = 0
         self.noted: dict[str, int] = {}
+        self.filtered = 0  # records a filter let through no further: not lost, so not a drop
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
@@ -44,7 +45,7 @@ class Counters:
 
     def snapshot(self) -> dict[str, Any]:
         return {"in": self.received, "out": self.emitted, "dropped": dict(self.dropped),
-                "dead_lettered": self.dead_lettered, "noted": dict(self.noted)}
+                "dead_lettered": self.dead_lettered, "noted": dict(self.noted), "filtered": self.filtered}
 
 
 DeadLetterFn = Callable[[str, str, Any], None]
@@ -150,25 +151,32 @@ class Sink(Protocol):
 
 
 def per_record(transform: Callable[[Record], Record | None], ctx: BuildContext,
-               pure: bool = False) -> BatchOperator:
+               pure: bool = False, filters: bool = False) -> BatchOperator:
     """Lift a record -> record|None function into a batch operator.
 
-    None drops the record (as a filter does); an exception dead-letters the record only.
+    None drops the record (as a filter does; a transform that `filters` has it counted as
+    filtered, per batch); an exception dead-letters the record only.
     A `pure` transform (no state, no side effects) runs over the whole batch in one
     comprehension, and only a batch in which some record fails is redone record by record; the
     hot path then costs a call per record and nothing more.
     """
+    counters = ctx.counters
+
     def careful(batch: Batch) -> Batch:
         out: Batch = []
         append = out.append
+        failed = 0
         for record in batch:
             try:
                 result = transform(record)
             except Exception as exc:  # one bad record must not end the stream
                 ctx.dead_letter(f"{type(exc).__name__}: {exc}", record)
+                failed += 1
                 continue
             if result is not None:
                 append(result)
+        if filters:
+            counters.filtered += len(batch) - failed - len(out)
         return out
 
     if not pure:
@@ -179,7 +187,10 @@ def per_record(transform: Callable[[Record], Record | None], ctx: BuildContext,
             results = [transform(record) for record in batch]
         except Exception:  # some record fails: find it (and dead-letter it) the careful way
             return careful(batch)
-        return [result for result in results if result is not None]
+        out = [result for result in results if result is not None]
+        if filters:
+            counters.filtered += len(batch) - len(out)
+        return out
 
     return batch_map(fast)
 

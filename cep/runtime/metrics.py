@@ -1,16 +1,45 @@
 """What a run did, per node and per edge, summed over workers and their incarnations.
 
-Workers report cumulative counters; a restarted worker starts from zero, so the status keeps the
-last report of every (worker, incarnation) and sums them: counts survive a crash up to the crashed
-incarnation's last report.
+Workers report cumulative counters about twice a second. How a restart adds up:
+- a worker that checkpoints (exactly_once) keeps its counts in the checkpoint, with the state
+  they describe; its restarted incarnation reports them as `base` plus what it did since, and
+  that replaces every earlier incarnation's counts (what the dead one did after its last
+  checkpoint is done again, and counted once);
+- any other restarted worker starts from zero: the status keeps the last report of each
+  incarnation and sums them, so counts survive a crash up to the dead incarnation's last report.
+A node that runs in several processes (a stateless stream fused into each consumer's) is counted
+in one of them, the first in plan order: each copy sees the same records. Drops are kept per
+reason; records a `filter` removed are counted apart (`filtered`), as they are not lost.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union
 
 from cep.compiler.plan import Plan
+
+LIVE_COUNTS = frozenset({"unacked"})
+"""Edge counters that say how things are now, not how many happened: never added up."""
+
+
+def added(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    """Two reports' counts (nested dicts of counts, plain data) added up key by key."""
+    total = dict(base)
+    for key, value in more.items():
+        if key in LIVE_COUNTS or key not in total:
+            total[key] = value
+        elif isinstance(value, dict):
+            total[key] = added(total[key], value)
+        else:
+            total[key] = total[key] + value
+    return total
+
+
+COUNTED = ("nodes", "edges_out", "edges_in")
+"""The parts of a report that are counts (the rest: incarnation, cpu time)."""
+COUNTS_SCHEMA = dict[str, dict[str, dict[str, Union[int, dict[str, int]]]]]
+"""Counts as a checkpoint keeps them: part -> node or edge -> counter -> count or counts per reason."""
 
 
 @dataclass
@@ -20,6 +49,14 @@ class NodeTotals:
     dropped: int = 0
     dead_lettered: int = 0
     gaps: int = 0
+    filtered: int = 0
+    drops: dict[str, int] = field(default_factory=dict)  # dropped, per reason
+    noted: dict[str, int] = field(default_factory=dict)  # let through despite a problem, per reason
+
+    def drop(self, reason: str, count: int) -> None:
+        if count:
+            self.dropped += count
+            self.drops[reason] = self.drops.get(reason, 0) + count
 
 
 @dataclass
@@ -46,13 +83,24 @@ class RunStatus:
     notes: list[str] = field(default_factory=list)
     inline: bool = False
     _reports: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    _continued: dict[str, int] = field(default_factory=dict)  # worker -> incarnation that carries the counts on
 
     def update(self, worker: str, report: dict[str, Any]) -> None:
-        self._reports[(worker, report.get("incarnation", 0))] = report
+        incarnation = report.get("incarnation", 0)
+        if "base" in report:  # restored from a checkpoint: earlier incarnations are included
+            base = report["base"]
+            report = dict(report, **{part: added(base.get(part, {}), report.get(part, {})) for part in COUNTED})
+            self._continued[worker] = max(incarnation, self._continued.get(worker, 0))
+        self._reports[(worker, incarnation)] = report
 
     def record_inline(self, report: dict[str, Any]) -> None:
         self._reports[("inline", 0)] = report
         self.inline = True
+
+    def _counted(self) -> list[tuple[str, int, dict[str, Any]]]:
+        """(worker, incarnation, report) of the reports whose counts add up to the run's."""
+        return [(worker, incarnation, report) for (worker, incarnation), report in self._reports.items()
+                if incarnation >= self._continued.get(worker, 0)]
 
     @property
     def elapsed(self) -> float:
@@ -61,31 +109,46 @@ class RunStatus:
         return (self.finished or time.monotonic()) - self.started
 
     def nodes(self) -> dict[str, NodeTotals]:
-        """Per pipeline node. A replicated stream is summed over its processes."""
+        """Per pipeline node, each counted once (a node fused into several processes, in the
+        first of them)."""
         totals = {node: NodeTotals() for node in self.plan.nodes}
         edge_node = {edge.id: edge.node for edge in self.plan.edges}
-        for report in self._reports.values():
+        process_of, home = self._homes()
+        for worker, _, report in self._counted():
+            process = process_of.get(worker)
             for node, counters in report.get("nodes", {}).items():
+                if process is not None and home.get(node, process) != process:
+                    continue  # a copy of a stream counted in its first process
                 total = totals.setdefault(node, NodeTotals())
                 total.received += counters["in"]
                 total.emitted += counters["out"]
-                total.dropped += sum(counters["dropped"].values())
+                total.filtered += counters.get("filtered", 0)
+                for reason, count in counters["dropped"].items():
+                    total.drop(reason, count)
+                for reason, count in counters.get("noted", {}).items():
+                    total.noted[reason] = total.noted.get(reason, 0) + count
                 total.dead_lettered += counters["dead_lettered"]
             for edge_id, counters in report.get("edges_out", {}).items():
-                totals[edge_node[edge_id]].dropped += counters["dropped"]
+                total = totals[edge_node[edge_id]]
+                total.drop("consumer down", counters.get("missed", 0))
+                total.drop("peer full", counters["dropped"] - counters.get("missed", 0))
             for edge_id, counters in report.get("edges_in", {}).items():
                 totals[edge_node[edge_id]].gaps += counters["gaps"]
         return totals
 
     def noted(self) -> dict[str, dict[str, int]]:
         """Per node, records let through despite a problem, by reason (e.g. `late` rows kept)."""
-        noted: dict[str, dict[str, int]] = {}
-        for report in self._reports.values():
-            for node, counters in report.get("nodes", {}).items():
-                for reason, count in counters.get("noted", {}).items():
-                    reasons = noted.setdefault(node, {})
-                    reasons[reason] = reasons.get(reason, 0) + count
-        return noted
+        return {node: totals.noted for node, totals in self.nodes().items() if totals.noted}
+
+    def _homes(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(worker -> its process, node -> the first process that hosts it)."""
+        process_of: dict[str, str] = {}
+        home: dict[str, str] = {}
+        for process in self.plan.processes:
+            process_of.update(dict.fromkeys(process.workers, process.name))
+            for node in process.nodes:
+                home.setdefault(node, process.name)
+        return process_of, home
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds each worker used while the run went (all its incarnations)."""
@@ -104,7 +167,7 @@ class RunStatus:
         latest: dict[str, int] = {}
         for worker, incarnation in self._reports:
             latest[worker] = max(incarnation, latest.get(worker, 0))
-        for (worker, incarnation), report in self._reports.items():
+        for worker, incarnation, report in self._counted():
             for edge_id, counters in report.get("edges_out", {}).items():
                 total = totals[edge_id]
                 total.dropped += counters["dropped"]
@@ -128,9 +191,11 @@ class RunStatus:
         width = max(len(node) for node in self.plan.nodes)
         lines = [f"{'node':<{width}}  {'kind':<6} {'in':>10} {'out':>10} {'dropped':>8} "
                  f"{'dead':>6} {'gaps':>5} {'rate/s':>10}"]
-        for node, kind, t, rate in self.rows():
+        rows = self.rows()
+        for node, kind, t, rate in rows:
             lines.append(f"{node:<{width}}  {kind:<6} {t.received:>10,} {t.emitted:>10,} {t.dropped:>8,} "
                          f"{t.dead_lettered:>6,} {t.gaps:>5,} {rate:>10,.0f}")
+        lines += [f"{node}: {removed}" for node, _, t, _ in rows if (removed := _removed(t))]
         restarts = sum(self.restarts.values())
         where = "inline, 1 process" if self.inline else f"{len(self.plan.workers())} worker processes"
         lines.append(f"elapsed {self.elapsed:.2f}s, {where}, "
@@ -146,3 +211,13 @@ class RunStatus:
                   for node, reasons in self.noted().items()]
         lines += [f"note: {note}" for note in self.notes]
         return lines
+
+
+def _removed(totals: NodeTotals) -> str:
+    """What a node let through less than it took in, and why: `filtered 5,000, dropped 12
+    (cooldown 10, late 2)`; empty when nothing was."""
+    parts = [f"filtered {totals.filtered:,}"] if totals.filtered else []
+    if totals.dropped:
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in sorted(totals.drops.items()))
+        parts.append(f"dropped {totals.dropped:,} ({reasons})")
+    return ", ".join(parts)

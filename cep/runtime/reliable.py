@@ -98,7 +98,9 @@ class RetainingOutlet:
     def _frame(self, topic: bytes, kind: int, seq: int, batch: AnyBatch | None) -> bytes:
         return super()._frame(topic, kind, self.epoch + seq, batch)  # type: ignore[misc]
 
-    def _ship(self, socket: zmq.Socket, topic: bytes, seq: int, batch: AnyBatch) -> None:
+    def _ship(self, socket: zmq.Socket, topic: bytes, seq: int, batch: AnyBatch) -> bool:
+        """Send and retain a frame; True: it takes its sequence number (it is in the window, to
+        be sent again, even if a stop kept it from going now)."""
         frame = self._frame(topic, codec.DATA, seq, batch)
         self.window.admit(topic, self.epoch + seq, frame, self._recipients(socket))
         self.counters.unacked = self.window.size()
@@ -106,6 +108,7 @@ class RetainingOutlet:
             self._send_counted(socket, frame, len(batch))  # type: ignore[attr-defined]
         else:
             self.unsent.append((socket, frame, len(batch)))
+        return True
 
     def end(self) -> None:
         if self.unsent is None:

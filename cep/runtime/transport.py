@@ -47,16 +47,18 @@ RECONNECT_MS = 10
 
 
 class EdgeCounters:
-    """Per edge: frames and events sent or received, drops, and sequence gaps; on reliable edges
-    also unacknowledged frames (the largest window of any consumer worker), retransmitted frames
-    and duplicate frames received."""
+    """Per edge: frames and events sent or received, drops (`missed`: those of a consumer worker
+    that was down), and sequence gaps; on reliable edges also unacknowledged frames (the largest
+    window of any consumer worker), retransmitted frames and duplicate frames received."""
 
-    __slots__ = ("frames", "events", "dropped", "gaps", "unacked", "retransmitted", "duplicates", "refused")
+    __slots__ = ("frames", "events", "dropped", "missed", "gaps", "unacked", "retransmitted", "duplicates",
+                 "refused")
 
     def __init__(self) -> None:
         self.frames = 0
         self.events = 0
         self.dropped = 0
+        self.missed = 0
         self.gaps = 0
         self.unacked = 0
         self.retransmitted = 0
@@ -64,7 +66,8 @@ class EdgeCounters:
         self.refused = 0  # frames or acks refused as implausible (cep.runtime.security)
 
     def snapshot(self) -> dict[str, int]:
-        return {"frames": self.frames, "events": self.events, "dropped": self.dropped, "gaps": self.gaps,
+        return {"frames": self.frames, "events": self.events, "dropped": self.dropped, "missed": self.missed,
+                "gaps": self.gaps,
                 "unacked": self.unacked, "retransmitted": self.retransmitted, "duplicates": self.duplicates,
                 "refused": self.refused}
 
@@ -169,17 +172,18 @@ class Outlet:
     def done(self) -> bool:
         return self.ended and not self.awaiting_ack
 
-    def _ship(self, socket: zmq.Socket, topic: bytes, seq: int, batch: AnyBatch) -> None:
-        """Send one data frame of `batch`."""
-        self._send_counted(socket, self._frame(topic, codec.DATA, seq, batch), len(batch))
+    def _ship(self, socket: zmq.Socket, topic: bytes, seq: int, batch: AnyBatch) -> bool:
+        """Send one data frame of `batch`; False if it was dropped."""
+        return self._send_counted(socket, self._frame(topic, codec.DATA, seq, batch), len(batch))
 
-    def _send_counted(self, socket: zmq.Socket, frame: bytes, events: int) -> None:
+    def _send_counted(self, socket: zmq.Socket, frame: bytes, events: int) -> bool:
         """Send a data frame per the backpressure policy; what is not sent is counted dropped."""
         if _send(socket, frame, self.blocking, self.stopping):
             self.counters.frames += 1
             self.counters.events += events
-        else:
-            self.counters.dropped += events
+            return True
+        self.counters.dropped += events
+        return False
 
     def _adopt(self, batch: AnyBatch) -> None:
         """Pending items share one form: rows of one layout, or records. A batch of another form
@@ -272,13 +276,14 @@ class PubOutlet(Outlet):
         if topic is None:
             topic = self.topics[partition] = f"TICK.{partition}".encode()
         seq = self.seq.get(topic, 0) + 1
-        self.seq[topic] = seq
         missing = self._missing  # counted again only when a worker joins or leaves, not per frame
         if missing is None:
             missing = self._missing = len(self.expected - self.joined - self.retained_for)
         if missing:  # a consumer worker is down (restarting): what it misses is counted, not hidden
             self.counters.dropped += len(bucket) * missing
-        self._ship(self.socket, topic, seq, self._batch(bucket))
+            self.counters.missed += len(bucket) * missing
+        if self._ship(self.socket, topic, seq, self._batch(bucket)):
+            self.seq[topic] = seq  # a dropped frame takes no number: receivers' gaps are not drops again
 
     def end(self) -> None:
         self.flush()
@@ -353,8 +358,8 @@ class PushOutlet(Outlet):
 
     def _push(self, index: int) -> None:
         bucket, self.buckets[index] = self.buckets[index], []
-        self.seq[index] += 1
-        self._ship(self.sockets[index], self.topic, self.seq[index], self._batch(bucket))
+        if self._ship(self.sockets[index], self.topic, self.seq[index] + 1, self._batch(bucket)):
+            self.seq[index] += 1  # a dropped frame takes no number: receivers' gaps are not drops again
 
     def end(self) -> None:
         self.flush()
@@ -438,11 +443,16 @@ class Inlet:
     def _sequence(self, stream: tuple[str, bytes], seq: int, batch: AnyBatch | None) -> AnyBatch | None:
         """A data frame of `stream` (producer, topic) arrived with `batch` (None: not for this
         worker): count the gap before it, if any. Returns what to process now (exactly_once:
-        nothing for a duplicate or a frame that waits for its turn, several frames when it came)."""
-        last = self.last_seq.get(stream, 0)
-        if seq > last + 1:
+        nothing for a duplicate or a frame that waits for its turn, several frames when it came).
+
+        Gaps are frames lost in transit, which no one else counts: a frame a producer dropped
+        takes no sequence number, the first frame this incarnation sees of a stream opens no gap
+        (before it: what a predecessor received, or missed while down, which its producer counts),
+        and a number that goes back is a restarted producer's, counted from there."""
+        last = self.last_seq.get(stream)
+        if last is not None and seq > last + 1:
             self.counters.gaps += seq - last - 1
-        self.last_seq[stream] = max(seq, last)
+        self.last_seq[stream] = seq
         return batch
 
     def _end(self, producer: str) -> str | None:

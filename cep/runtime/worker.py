@@ -24,6 +24,7 @@ import zmq
 
 from cep.compiler.plan import Plan
 from cep.components.base import Source
+from cep.components.state import restorer
 from cep.errors import RuntimeFailure
 from cep.runtime import processes, reliable, security
 from cep.runtime.builder import ProcessGraph, build_process
@@ -31,6 +32,7 @@ from cep.runtime.checkpoint import Checkpointer, CheckpointStore, offsets_part, 
 from cep.runtime.deadletter import DeadLetters
 from cep.runtime.delivery import Receipts
 from cep.runtime.gcpolicy import engine_gc
+from cep.runtime.metrics import COUNTS_SCHEMA, added
 from cep.runtime.offsets import SAVE_EVERY_S, Acknowledged, OffsetFile, Reservation
 from cep.runtime.registry import registry_for
 from cep.rows import AnyBatch, concat, items, like
@@ -128,6 +130,8 @@ class Worker:
         self.reservation: Reservation | None = None
         self.acknowledged: Acknowledged | None = None
         self._wire()
+        self.counts_base: dict[str, Any] | None = {} if self.checkpointing and resume else None
+        """What this worker's checkpointed predecessors had counted (exactly_once), else None."""
         self.checkpointer = self._checkpointer() if self.checkpointing else None
         if self.offsets and not self.checkpointing:
             self._keep_offsets()
@@ -179,6 +183,8 @@ class Worker:
         parts = dict(self.graph.states)
         parts["!seen"] = seen_part(self.receipts)
         parts["!offsets"] = offsets_part(self.offsets)
+        parts["!counts"] = (lambda: added(self.counts_base or {}, self._counts()),
+                            restorer(COUNTS_SCHEMA, self._restore_counts))
         windows = {"|".join(edge.id for edge in outlet.edges): outlet.window for outlet in self.retaining}
         checkpointer = Checkpointer(store, parts, windows)
         self.receipts.windows = []  # inputs are safe once checkpointed, outputs in the outbox
@@ -191,8 +197,8 @@ class Worker:
     def _keep_offsets(self) -> None:
         """at_most_once and at_least_once: the replayable sources' offsets go to a small file
         (`offsets.py`); a restarted worker's sources resume from it."""
-        file = OffsetFile(Path(self.plan.run_dir), self.worker, fresh=self.incarnation == 0)
-        if self.incarnation:
+        file = OffsetFile(Path(self.plan.run_dir), self.worker, fresh=not self.resuming)
+        if self.resuming:
             self.offsets.update((node, offset) for node, offset in file.load().items() if node in self.offsets)
         if self.retaining:  # a reliable edge leaves: never lose, so only acknowledged offsets
             self.acknowledged = Acknowledged(file, self.offsets, [o.window for o in self.retaining])
@@ -425,15 +431,22 @@ class Worker:
                 if outlet is not None:
                     outlet.acknowledged(message["consumer"])
 
+    def _counts(self) -> dict[str, Any]:
+        """Everything this incarnation counted, as plain data (`metrics.COUNTED`)."""
+        return {"nodes": {node: c.snapshot() for node, c in self.graph.counters.items()},
+                "edges_out": {edge_id: o.counters.snapshot() for edge_id, o in self.outlet_by_edge.items()},
+                "edges_in": {i.edge.id: i.counters.snapshot() for i in self.inlets}}
+
+    def _restore_counts(self, counts: dict[str, Any]) -> None:
+        self.counts_base = counts
+
     def _report(self, kind: str) -> None:
-        _send(self.control, {
-            "t": kind, "worker": self.worker, "incarnation": self.incarnation,
-            "nodes": {node: c.snapshot() for node, c in self.graph.counters.items()},
-            "edges_out": {edge_id: o.counters.snapshot() for edge_id, o in self.outlet_by_edge.items()},
-            "edges_in": {i.edge.id: i.counters.snapshot() for i in self.inlets},
-            "cpu_s": _cpu_seconds() - self.cpu_at_start if self.started else 0.0,
-            "refused_connections": security.refused_connections(),
-        })
+        report = {"t": kind, "worker": self.worker, "incarnation": self.incarnation, **self._counts(),
+                  "cpu_s": _cpu_seconds() - self.cpu_at_start if self.started else 0.0,
+                  "refused_connections": security.refused_connections()}
+        if self.counts_base is not None:  # counts go on from the checkpoint's (metrics.RunStatus)
+            report["base"] = self.counts_base
+        _send(self.control, report)
 
 
 def _cpu_seconds() -> float:

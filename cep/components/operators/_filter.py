@@ -23,7 +23,7 @@ def filter_records(params: FilterParams, ctx: BuildContext) -> BatchOperator:
     """Keep only the records for which an expression is true.
 
     A record whose expression fails (a missing field, a division by zero) is dead-lettered; the
-    stream goes on.
+    stream goes on. Records left out are counted as `filtered` (not as dropped: nothing is lost).
 
         ops:
           - filter: "ask_price > bid_price"
@@ -32,4 +32,4 @@ def filter_records(params: FilterParams, ctx: BuildContext) -> BatchOperator:
         out:  --a-----------------------c-----------|
     """
     test = compiled(params.expr)
-    return per_record(lambda record: record if test(record) else None, ctx, pure=True)
+    return per_record(lambda record: record if test(record) else None, ctx, pure=True, filters=True)
