@@ -4,7 +4,7 @@ The whitelist of `cep.expressions` guards the interpreter; this module guards th
 memory. Only operations whose cost grows with a *value* need it: integer powers, factorial, comb,
 perm and prod (the size of the integer they build), `*` on a sequence (repetition), `%` on a
 string (printf widths), `round` to huge negative digits (which builds a power of ten), `int` of a
-long string. Each has a guarded twin here that checks its operands' sizes before computing, and
+long string, `sum` with a list start (quadratic). Each has a guarded twin here that checks its operands' sizes before computing, and
 raises `CostLimitError`, a ValueError, so the runtime dead-letters the record with the reason as
 for any other evaluation error.
 
@@ -99,11 +99,19 @@ def guarded_round(number: Any, ndigits: Any = None) -> Any:
     return round(number, ndigits)
 
 
-def guarded_int(value: Any = 0, *base: Any) -> int:
+def guarded_int(value: Any = 0, *args: Any, **kwargs: Any) -> int:
     if isinstance(value, (str, bytes)) and len(value) > MAX_INT_STRING:
         raise CostLimitError(f"int() of a {len(value):,}-character string is above the limit of "
                              f"{MAX_INT_STRING:,}")
-    return int(value, *base)
+    return int(value, *args, **kwargs)
+
+
+def guarded_sum(values: Any, start: Any = 0) -> Any:
+    """sum of numbers; a list or tuple `start` would join sequences in quadratic time."""
+    if isinstance(start, _SEQUENCES):
+        raise CostLimitError("sum() with a list or tuple start joins sequences in quadratic "
+                             "time, which is above the limit: sum adds numbers")
+    return sum(values, start)
 
 
 def guarded_factorial(n: Any) -> int:
@@ -140,7 +148,8 @@ GUARDED_OPERATORS: dict[type[ast.operator], tuple[str, Callable[..., Any]]] = {
     ast.Mod: ("_cep_mod", guarded_mod)}
 """Binary operators with a guarded twin: the name the compiled code calls it by, the function."""
 
-GUARDED_FUNCTIONS: dict[str, Callable[..., Any]] = {"round": guarded_round, "int": guarded_int}
+GUARDED_FUNCTIONS: dict[str, Callable[..., Any]] = {"round": guarded_round, "int": guarded_int,
+                                                    "sum": guarded_sum}
 """Whitelisted functions (by their expression name) replaced by their guarded twins."""
 
 GUARDED_MATH: dict[str, Callable[..., Any]] = {

@@ -85,7 +85,7 @@ def _mean(values: Any) -> float:
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "abs": abs, "len": len, "float": float, "str": str, "bool": bool, **GUARDED_FUNCTIONS,
     "min": _over_field(min, "min"), "max": _over_field(max, "max"),
-    "sum": _over_field(sum, "sum"), "avg": _over_field(_mean, "avg"),
+    "sum": _over_field(GUARDED_FUNCTIONS["sum"], "sum"), "avg": _over_field(_mean, "avg"),
 }
 """The functions an expression may call, by the name it calls them with."""
 
