@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from cep.compiler.fields import check_fields
-from cep.compiler.graph import build_graph
+from cep.compiler.graph import Checked, build_graph
 from cep.compiler.guarantees import check_exactly_once
 from cep.compiler.placement import Endpoints, place, role_of, wire
 from cep.compiler.plan import GATEWAY_NICE, EdgePlan, NodePlan, Plan, ProcessPlan
@@ -34,17 +34,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     checked = build_graph(pipeline)
     graph = checked.graph
     nodes = {node_id: _node_plan(node_id, data, registry) for node_id, data in graph.nodes(data=True)}
-    acyclic = checked.acyclic()
-    socket_errors, socket_warnings = security.check_pipeline(pipeline)
-    field_problems = check_fields(pipeline, acyclic, registry, checked.unknown_inputs)
-    errors = [*pipeline._problems, *checked.errors,
-              *(p for p in field_problems if p.severity == "error"),
-              *check_exactly_once(pipeline, acyclic, registry), *socket_errors]
-    if errors:
-        raise (ConfigError if pipeline._problems else CompileError)(in_file_order(errors))
-
-    warnings = [*pipeline._warnings, *checked.warnings, *_component_warnings(pipeline, graph),
-                *(p for p in field_problems if p.severity == "warning"), *socket_warnings]
+    warnings = _check(pipeline, registry, checked)
     run_dir = run_dir or default_run_dir(pipeline)
     live = {n for n in graph if graph.nodes[n]["kind"] == "source" and _is_live(graph.nodes[n]["spec"], registry)}
     processes = []
@@ -76,6 +66,21 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
         dead_letter=str(pipeline.base_dir / pipeline.defaults.dead_letter),
         warnings=tuple(str(w) for w in warnings), max_sequence_jump=pipeline.security.max_sequence_jump,
         curve_keys=str(security.keys_directory(pipeline)) if pipeline.security.curve else None)
+
+
+def _check(pipeline: Pipeline, registry: Registry, checked: Checked) -> list[Problem]:
+    """Every check in one pass: the deferred load's problems, the graph's, field names, delivery
+    and sockets. Raises one UserError listing every error in file order; returns the warnings."""
+    acyclic = checked.acyclic()
+    socket_errors, socket_warnings = security.check_pipeline(pipeline)
+    field_problems = check_fields(pipeline, acyclic, registry, checked.unknown_inputs)
+    errors = [*pipeline._problems, *checked.errors,
+              *(p for p in field_problems if p.severity == "error"),
+              *check_exactly_once(pipeline, acyclic, registry), *socket_errors]
+    if errors:
+        raise (ConfigError if pipeline._problems else CompileError)(in_file_order(errors))
+    return [*pipeline._warnings, *checked.warnings, *_component_warnings(pipeline, checked.graph),
+            *(p for p in field_problems if p.severity == "warning"), *socket_warnings]
 
 
 def _niceness(pipeline: Pipeline, members: list[str], role: str, live: set[str]) -> int:

@@ -42,8 +42,17 @@ class Checked:
 
 def build_graph(pipeline: Pipeline) -> Checked:
     """The logical graph plus the problems found building it (references, cycles, orphans)."""
-    graph = nx.DiGraph()
-    result = Checked(graph)
+    result = Checked(nx.DiGraph())
+    _add_nodes(pipeline, result)
+    _add_edges(pipeline, result)
+    _check_cycles(pipeline, result)
+    _check_deploy(pipeline, result)
+    _check_ends(pipeline, result)
+    return result
+
+
+def _add_nodes(pipeline: Pipeline, result: Checked) -> None:
+    graph = result.graph
     for kind, section in SECTIONS:
         for node_id, spec in getattr(pipeline, section).items():
             if node_id in graph:
@@ -54,6 +63,10 @@ def build_graph(pipeline: Pipeline) -> Checked:
                 continue
             graph.add_node(node_id, kind=kind, spec=spec, section=section)
 
+
+def _add_edges(pipeline: Pipeline, result: Checked) -> None:
+    """An edge per `from:` entry; a missing or broken upstream makes the reader's input unknown."""
+    graph = result.graph
     readable = [n for n, data in graph.nodes(data=True) if data["kind"] in READABLE]
     for node_id, data in list(graph.nodes(data=True)):
         if data["kind"] == "source":
@@ -77,22 +90,32 @@ def build_graph(pipeline: Pipeline) -> Checked:
             else:
                 graph.add_edge(upstream, node_id)
 
+
+def _check_cycles(pipeline: Pipeline, result: Checked) -> None:
+    graph = result.graph
     declared = {node_id: index for index, node_id in enumerate(graph)}
     for cycle in nx.simple_cycles(graph):
         first = min(range(len(cycle)), key=lambda index: declared[cycle[index]])
         cycle = cycle[first:] + cycle[:first]  # from the node written first: the same every run
         path = " -> ".join([*cycle, cycle[0]])
-        first = graph.nodes[cycle[0]]
-        result.errors.append(Problem(f"cycle: {path}", pipeline.locate(first["section"], cycle[0], "from"),
+        where = pipeline.locate(graph.nodes[cycle[0]]["section"], cycle[0], "from")
+        result.errors.append(Problem(f"cycle: {path}", where,
                                      "a stream cannot read, directly or not, its own output"))
 
+
+def _check_deploy(pipeline: Pipeline, result: Checked) -> None:
     for node_id in pipeline.deploy:
-        if node_id not in graph:
-            close = difflib.get_close_matches(node_id, list(graph), n=1, cutoff=0.5)
+        if node_id not in result.graph:
+            close = difflib.get_close_matches(node_id, list(result.graph), n=1, cutoff=0.5)
             result.errors.append(Problem(f'deploy "{node_id}": no such node',
                                          pipeline.locate("deploy", node_id),
                                          f'did you mean "{close[0]}"?' if close else None))
 
+
+def _check_ends(pipeline: Pipeline, result: Checked) -> None:
+    """A node whose output goes nowhere (a warning); a pipeline without sources (an error,
+    unless the sources written were left out for their own mistakes)."""
+    graph = result.graph
     for node_id, data in graph.nodes(data=True):
         if data["kind"] != "sink" and graph.out_degree(node_id) == 0:
             result.warnings.append(Problem(
@@ -103,4 +126,3 @@ def build_graph(pipeline: Pipeline) -> Checked:
     if not broken_sources and not any(data["kind"] == "source" for _, data in graph.nodes(data=True)):
         result.errors.append(Problem("the pipeline has no sources", pipeline.locate("sources"),
                                      "add one, e.g. sources: {ticks: {type: synthetic}}"))
-    return result
