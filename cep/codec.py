@@ -24,13 +24,13 @@ does not decode raises `CodecError`, which the receiver dead-letters with the ra
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 
 from cep.errors import CodecError
 from cep.events import Batch
-from cep.rows import ROWS, AnyBatch, Rows, compiled, concat
+from cep.rows import ROWS, AnyBatch, Rows, as_records, compiled, concat
 
 VERSION = 1
 DATA = 0
@@ -61,14 +61,35 @@ def topic_bytes(topic: str) -> bytes:
     return topic.encode().replace(SEPARATOR, b"?")
 
 
-def encode_frame(topic: bytes, kind: int, producer: str, seq: int, batch: AnyBatch | None) -> bytes:
-    """One frame: `topic NUL [version, kind, producer, seq, count, groups]`."""
+def encode_frame(topic: bytes, kind: int, producer: str, seq: int, batch: AnyBatch | None,
+                 refuse: Callable[[str, Any], None] | None = None) -> bytes:
+    """One frame: `topic NUL [version, kind, producer, seq, count, groups]`.
+
+    A record msgpack cannot pack (an integer beyond 64 bits, a lone surrogate, an object) goes
+    to `refuse(reason, record)` and the frame carries the others; without `refuse` CodecError.
+    Sources check their records (`wire_problem`), so this is for what plugins and operators make.
+    """
     count = 0 if batch is None else len(batch)  # one len: a `Rows` answers it in Python
     try:
         body = _packer.pack([VERSION, kind, producer, seq, count, _groups(batch) if count else []])
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise CodecError(f"record cannot be encoded: {exc}") from exc
+    except (TypeError, ValueError, OverflowError, UnicodeEncodeError) as exc:
+        if refuse is None or not count:
+            raise CodecError(f"record cannot be encoded: {exc}") from exc
+        return encode_frame(topic, kind, producer, seq, _packable(batch, refuse))  # type: ignore[arg-type]
     return topic + SEPARATOR + body
+
+
+def _packable(batch: AnyBatch, refuse: Callable[[str, Any], None]) -> Batch:
+    """The records of `batch` msgpack can pack; each other one goes to `refuse` with why."""
+    good: Batch = []
+    for record in as_records(batch):
+        try:
+            _packer.pack(record)
+        except (TypeError, ValueError, OverflowError, UnicodeEncodeError) as exc:
+            refuse(f"record cannot be encoded: {type(exc).__name__}: {exc}", record)
+            continue
+        good.append(record)
+    return good
 
 
 def _groups(batch: AnyBatch) -> list[list]:

@@ -139,3 +139,13 @@ def test_any_groups_either_decode_or_are_a_codec_error(groups, count):
     except CodecError:
         return
     assert len(batch) == count
+
+
+def test_a_record_msgpack_cannot_pack_is_refused_alone_and_the_frame_carries_the_others():
+    refused = []
+    batch = [{"v": 1}, {"v": 2 ** 70}, {"v": "\ud800"}, {"v": 4}]
+    frame = codec.encode_frame(b"T", codec.DATA, "p", 1, batch, lambda reason, record: refused.append(record))
+    assert codec.decode_body(codec.split_frame(frame)[1])[3].records() == [{"v": 1}, {"v": 4}]
+    assert refused == batch[1:3]
+    with pytest.raises(CodecError, match="cannot be encoded"):
+        codec.encode_frame(b"T", codec.DATA, "p", 1, batch)

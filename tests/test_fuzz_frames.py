@@ -367,3 +367,27 @@ sinks: {signals: {type: jsonl, from: [up5], path: out/signals.jsonl}}
     assert "sent" in seen and status.restarts == {}
     assert seen["peak_kb"] < 100_000, "the 100 MB message was read into the sink's memory"
     assert status.nodes()["signals"].received == len(open(workdir / "out" / "signals.jsonl").readlines()) > 0
+
+
+UNENCODABLE = PLUGIN.replace('msgpack.ExtType(5, b"ab")', "2 ** 70").replace("msgpack.Timestamp(1, 2)", '"\\ud800"')
+
+
+@pytest.mark.integration
+def test_records_no_frame_can_carry_cost_themselves_only_at_the_sender(workdir):
+    """A plugin source (or operator) whose output msgpack cannot pack: an integer beyond 64 bits,
+    a lone surrogate. The sender dead-letters those records and sends the rest."""
+    (workdir / "poisoned.py").write_text(UNENCODABLE)
+    (workdir / "p.yaml").write_text(f"""
+version: 1
+name: unencodable
+plugins: [{workdir / "poisoned.py"}]
+sources: {{feed: {{type: poisoned}}}}
+sinks: {{out: {{type: jsonl, from: [feed], path: out/records.jsonl}}}}
+""")
+    status = cep.run(cep.compile(workdir / "p.yaml"))
+    records = [json.loads(line) for line in open(workdir / "out" / "records.jsonl")]
+    assert records == [{"timestamp": i, "v": i} for i in range(40)]
+    letters = [json.loads(line) for line in open(workdir / "out" / "deadletter.jsonl")]
+    assert [letter["node"] for letter in letters] == ["feed", "feed"]
+    assert "out of range" in letters[0]["reason"] and "surrogates not allowed" in letters[1]["reason"]
+    assert status.nodes()["feed"].dead_lettered == 2 and status.restarts == {}

@@ -150,6 +150,8 @@ class Outlet:
 
     retained_for: frozenset[str] = frozenset()
     """Consumer workers for which sent frames are kept until acknowledged (reliable delivery)."""
+    refuse: Callable[[str, object], None] | None = None
+    """Dead-letters a record no frame can carry (`codec.encode_frame`); without it one raises."""
 
     def __init__(self, producer: str, node: str, edges: list[EdgePlan], batch_size: int,
                  stopping: Callable[[], bool]) -> None:
@@ -197,7 +199,7 @@ class Outlet:
         return pending if self.layout is None else Rows(self.layout, pending)
 
     def _frame(self, topic: bytes, kind: int, seq: int, batch: AnyBatch | None) -> bytes:
-        return codec.encode_frame(topic, kind, self.producer, seq, batch)
+        return codec.encode_frame(topic, kind, self.producer, seq, batch, self.refuse)
 
 
 class PubOutlet(Outlet):

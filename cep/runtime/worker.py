@@ -154,6 +154,7 @@ class Worker:
                                              is_stopping)
                         for edge in edges if edge.pattern == "push/pull"]
             for outlet in outlets:
+                outlet.refuse = lambda reason, record, node=node: self._dead_letter(node, reason, record)
                 self.graph.outputs[node].subscribe(outlet.send, on_completed=outlet.end)
                 for edge in outlet.edges:
                     self.outlet_by_edge[edge.id] = outlet
@@ -226,8 +227,9 @@ class Worker:
                 self.reservation.cover(node, self.offsets[node])
             yield batch
 
-    def _dead_letter(self, node: str, reason: str, raw: bytes) -> None:
-        """A frame for `node` (the local reader of the edge) that could not be decoded."""
+    def _dead_letter(self, node: str, reason: str, raw: Any) -> None:
+        """A frame for `node` (the local reader of the edge) that could not be decoded, or a
+        record of `node`'s output that no frame can carry."""
         self.graph.counters[node].dead_lettered += 1
         self.dead_letters(node, reason, raw)
 
