@@ -74,3 +74,13 @@ def test_the_warning_of_a_pattern_that_may_wait_forever_names_its_one_cause(tmp_
     [loops] = [p.message for p in validate_pattern(looping) if p.severity == "warning"]
     assert "step 'b' waits for its event (relaxed contiguity)" in waits and " or " not in waits
     assert "step 'a' loops without an upper bound or until" in loops
+
+
+@pytest.mark.parametrize("key", ["imports", "plugins"])
+def test_an_unset_variable_in_an_import_or_plugin_path_is_its_only_problem(tmp_path, monkeypatch,
+                                                                            key):
+    monkeypatch.delenv("LIBS", raising=False)
+    found = problems_of(tmp_path, "ticks: {type: synthetic, count: 5}",
+                        f'{key}: ["${{LIBS}}/x.yaml"]')
+    assert len(found) == 1, found
+    assert "environment variable 'LIBS' is not set" in found[0]

@@ -162,7 +162,8 @@ def _subject(path: KeyPath) -> tuple[str, int]:
 
 
 def _paths(data: dict[str, Any], key: str, report: Report) -> list[tuple[int, str]]:
-    """(index, path) of each entry under `imports:` or `plugins:`; malformed ones are reported."""
+    """(index, path) of each entry under `imports:` or `plugins:`; malformed ones are reported,
+    and ones naming an unset variable left out (that is their one problem)."""
     value = data.get(key)
     if value is None:
         return []
@@ -171,6 +172,8 @@ def _paths(data: dict[str, Any], key: str, report: Report) -> list[tuple[int, st
         return []
     good = []
     for index, entry in enumerate(value):
+        if (key, index) in report.unresolved:
+            continue  # names an unset variable: reported, not looked for
         if isinstance(entry, str) and entry:
             good.append((index, entry))
         else:
