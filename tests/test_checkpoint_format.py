@@ -100,7 +100,8 @@ def test_a_tampered_state_is_refused_naming_the_node_and_the_file(tmp_path, case
         restarted.restore()
     assert not marker.exists()
     text = str(refused.value)
-    assert text.startswith("checkpoint of 'up3' is not valid: ")
+    why = "valid tuple" if case == "msgpack of the wrong shape" else "it is not msgpack of plain data"
+    assert text.startswith("checkpoint of 'up3' is not valid: ") and why in text
     assert str(db) in text and "remove" in text
 
 

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import msgpack
 from pydantic import NonNegativeInt
 
-from cep.components.state import restorer
+from cep.components.state import InvalidState, restorer
 from cep.errors import RuntimeFailure
 from cep.runtime.delivery import Receipts, Window
 from cep.runtime.rundir import private_dir, private_file
@@ -183,6 +183,10 @@ def _remedy(path: Path) -> str:
             f"directory's checkpoints to start afresh, without exactly_once for the output written so far)")
 
 
+def _described(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 def _node(key: str) -> str:
     """The node a state part belongs to (parts are named `node#index`)."""
     return key.split("#")[0]
@@ -207,14 +211,23 @@ class Checkpointer:
         that its component refuses."""
         states, outbox = self.store.load()
         for key, (_, restore) in self.parts.items():
-            if key in states:
-                try:
-                    restore(decode_state(states[key]))
-                except Exception as exc:
-                    raise RuntimeFailure(f"checkpoint of {_node(key)!r} is not valid: {type(exc).__name__}: "
-                                         f"{exc}; {_remedy(self.store.path)}") from exc
+            if key not in states:
+                continue
+            try:
+                data = decode_state(states[key])
+            except Exception as exc:  # msgpack raises many types for what is not msgpack
+                raise self._invalid(key, f"it is not msgpack of plain data ({_described(exc)})") from exc
+            try:
+                restore(data)
+            except InvalidState as exc:
+                raise self._invalid(key, str(exc)) from exc
+            except Exception as exc:  # a plugin's restore that checks nothing first
+                raise self._invalid(key, _described(exc)) from exc
         for name, window in self.windows.items():
             window.restore(outbox.get(name, ()))
+
+    def _invalid(self, key: str, why: str) -> RuntimeFailure:
+        return RuntimeFailure(f"checkpoint of {_node(key)!r} is not valid: {why}; {_remedy(self.store.path)}")
 
     def commit(self) -> None:
         journals = {name: window.journal for name, window in self.windows.items() if window.journal}
