@@ -5,8 +5,11 @@ prints a traceback unless `CEP_DEBUG=1`.
 """
 from __future__ import annotations
 
+import json
 import os
+import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -58,9 +61,10 @@ primary output (validate's verdicts, graph's text, the plugin list); live
 status, warnings, errors and the run summary go to stderr, so
 `cep run p.yaml | jq .` sees records only.
 \b
-Exit codes: 0 done; 1 a runtime failure; 2 a mistake in the input
-(file:line:col and a hint); 130 stopped by Ctrl-C, 143 by SIGTERM (both
-drained first). CEP_DEBUG=1 adds tracebacks.""")
+Exit codes: 0 done; 1 a runtime failure, or more dead letters than
+--max-dead-letters; 2 a mistake in the input (file:line:col and a hint);
+130 stopped by Ctrl-C, 143 by SIGTERM (both drained first). CEP_DEBUG=1
+adds tracebacks.""")
 @click.version_option(package_name="cep")
 def cli() -> None:
     """cep: declarative complex-event processing for event-driven trading.
@@ -70,12 +74,68 @@ def cli() -> None:
     """
 
 
+@dataclass(frozen=True)
+class DeadLetterLimit:
+    """`--max-dead-letters`: a count, or a percentage of the records the sources read."""
+
+    text: str
+    count: int | None = None
+    percent: float | None = None
+
+    def exceeded(self, dead: int, read: int) -> bool:
+        if self.count is not None:
+            return dead > self.count
+        return dead > read * self.percent / 100
+
+
+class _DeadLetterLimitType(click.ParamType):
+    name = "N|P%"
+
+    def convert(self, value, param, ctx) -> DeadLetterLimit:
+        if isinstance(value, DeadLetterLimit):
+            return value
+        text = str(value).strip()
+        if text.isdigit():
+            return DeadLetterLimit(text, count=int(text))
+        try:
+            percent = float(text[:-1]) if text.endswith("%") else None
+        except ValueError:
+            percent = None
+        if percent is None or not 0 <= percent <= 100:
+            self.fail(f"{value!r} is not a limit: write N or P%, e.g. 0, 100 or 0.5%", param, ctx)
+        return DeadLetterLimit(text, percent=percent)
+
+
+@dataclass(frozen=True)
+class Reporting:
+    """What a run is judged by and where its summary goes, besides stderr."""
+
+    max_dead_letters: DeadLetterLimit | None = None
+    summary_json: Path | None = None
+
+
+def _reporting_options(command):
+    """The options `run` and `replay` share for judging and reporting a run."""
+    options = [
+        click.option("--max-dead-letters", type=_DeadLetterLimitType(), metavar="N|P%",
+                     help="Exit 1 if the run dead-letters more than N records, or more than P% of "
+                          "the records its sources read."),
+        click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+                     help="Also write the summary as JSON there: per node, edge and worker, dead "
+                          "letters, and the exit code with its reason."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command(short_help="Run a pipeline until its sources end; status on stderr.",
              epilog="""\b
 Examples:
   cep run pipelines/momentum.yaml              # live table on a terminal, summary at the end
   cep run pipelines/synthetic.yaml -q          # the summary only
-  cep run echo.yaml -q 2>/dev/null | jq .      # a stdout sink's records, nothing else""")
+  cep run echo.yaml -q 2>/dev/null | jq .      # a stdout sink's records, nothing else
+  cep run p.yaml --max-dead-letters 1% --summary-json run.json   # for scripts and CI""")
 @click.argument("pipeline", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--inline", is_flag=True, help="Run every node in this process (no sockets).")
 @click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -84,32 +144,65 @@ Examples:
 @click.option("--max-restarts", default=3, show_default=True, help="Restarts of a crashed worker before giving up.")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="How long Ctrl-C or SIGTERM waits for the drain before killing the workers (default 10).")
+@_reporting_options
 def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_restarts: int,
-        drain_timeout: float | None) -> None:
+        drain_timeout: float | None, max_dead_letters: DeadLetterLimit | None, summary_json: Path | None) -> None:
     """Run PIPELINE until its sources are exhausted; Ctrl-C or SIGTERM drains every process and
     stops. The live status and the summary go to stderr; stdout is left to the records of a
     stdout sink."""
     if not inline:
         start_server()  # it imports the worker's code while the pipeline compiles
     plan = cep.compile(pipeline, run_dir=run_dir)
-    _run_plan(plan, inline, quiet, max_restarts, drain_timeout)
+    _run_plan(plan, inline, quiet, max_restarts, Reporting(max_dead_letters, summary_json), drain_timeout)
 
 
-def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, drain_timeout: float | None = None) -> None:
-    """Run, print the summary; exit 128 + the signal (130, 143) when Ctrl-C or SIGTERM stopped it."""
+def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Reporting,
+              drain_timeout: float | None = None) -> None:
+    """Run, print the summary; exit 128 + the signal (130, 143) when Ctrl-C or SIGTERM stopped it,
+    1 past --max-dead-letters."""
     for warning in plan.warnings:
         click.echo(warning, err=True)
-    if inline:
-        status = cep.run(plan, inline=True)
-    else:
-        from cep.runtime.live import LiveStatus
-        with LiveStatus(plan, enabled=not quiet) as live:
-            options = {} if drain_timeout is None else {"drain_timeout_s": drain_timeout}
-            status = cep.run(plan, on_status=live.update, max_restarts=max_restarts, **options)
+    try:
+        if inline:
+            status = cep.run(plan, inline=True)
+        else:
+            from cep.runtime.live import LiveStatus
+            with LiveStatus(plan, enabled=not quiet) as live:
+                options = {} if drain_timeout is None else {"drain_timeout_s": drain_timeout}
+                status = cep.run(plan, on_status=live.update, max_restarts=max_restarts, **options)
+    except CepError as exc:
+        if reporting.summary_json is not None:
+            _write_summary(reporting.summary_json, {"pipeline": plan.name,
+                                                    "exit": {"code": exc.exit_code, "reason": str(exc)}})
+        raise
     for line in status.summary_lines():
         click.echo(line, err=True)
+    code, reason = _exit_of(status, reporting.max_dead_letters)
+    if reporting.summary_json is not None:
+        _write_summary(reporting.summary_json, {**status.to_dict(), "exit": {"code": code, "reason": reason}})
+    if code == 1:
+        click.echo(f"cep: error: {reason}", err=True)
+    if code:
+        sys.exit(code)
+
+
+def _exit_of(status, max_dead_letters: DeadLetterLimit | None) -> tuple[int, str]:
+    """(exit code, reason) of a run that finished: a signal that stopped it decides first."""
     if status.signal is not None:
-        sys.exit(128 + status.signal)
+        return 128 + status.signal, f"stopped by {signal.Signals(status.signal).name} (drained)"
+    dead, read = status.dead_letters(), status.records_read()
+    if max_dead_letters is not None and max_dead_letters.exceeded(dead, read):
+        share = f" ({dead / read:.1%} of {read:,} records read)" if read else ""
+        return 1, (f"{dead:,} dead letters{share} is more than --max-dead-letters {max_dead_letters.text}; "
+                   f"they are in {status.dead_letter_path}")
+    return 0, "done"
+
+
+def _write_summary(path: Path, summary: dict) -> None:
+    try:
+        path.write_text(json.dumps(summary, indent=2) + "\n")
+    except OSError as exc:
+        click.echo(f"cep: cannot write the summary to {path}: {exc.strerror}", err=True)
 
 
 @cli.command(short_help="Check pipelines and rule libraries; every problem at once.",
@@ -185,8 +278,10 @@ Examples:
 @click.option("--source", "source_id", help="Which source to replace (default: the only one).")
 @click.option("--speed", default="max", show_default=True, help="max | realtime | Nx (e.g. 10x)")
 @click.option("--inline", is_flag=True, help="Run every node in this process.")
-@click.option("--quiet", "-q", is_flag=True)
-def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline: bool, quiet: bool) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No live status; the summary only.")
+@_reporting_options
+def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline: bool, quiet: bool,
+           max_dead_letters: DeadLetterLimit | None, summary_json: Path | None) -> None:
     """Replay historical ticks from DATA through PIPELINE in event time."""
     if not inline:
         start_server()
@@ -195,7 +290,7 @@ def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline
     model = load_pipeline(pipeline)
     model = replace_source(model, source_id, {"type": "csv", "path": str(data.resolve()), "speed": speed},
                            options={"path": f"--data {data}", "speed": f"--speed {speed}"})
-    _run_plan(cep.compile(model), inline, quiet, max_restarts=3)
+    _run_plan(cep.compile(model), inline, quiet, 3, Reporting(max_dead_letters, summary_json))
 
 
 @cli.command(short_help="List sources, operators, rules and sinks with their parameters.",

@@ -216,3 +216,80 @@ def test_an_exactly_once_restore_to_a_checkpoint_taken_before_the_first_record(t
     restarted.write([{"n": 1}])
     restarted.close()
     assert runs.output.read_text() == '{"n":1}\n'
+
+
+def poisoned_pipeline(workdir: Path, count: int = 200) -> Path:
+    """Every tick fails its map (a division by zero): all of them are dead-lettered."""
+    path = workdir / "poison.yaml"
+    path.write_text(f"""version: 1
+name: poison
+sources:
+  ticks: {{type: synthetic, instruments: 2, count: {count}}}
+streams:
+  broken:
+    from: ticks
+    ops:
+      - map: {{x: "1 / (bid_price - bid_price)"}}
+sinks:
+  out: {{type: "null", from: broken}}
+""")
+    return path
+
+
+def cep_run(workdir: Path, pipeline: Path, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(CEP + ["run", str(pipeline), "-q", *options], capture_output=True, text=True,
+                          timeout=120, cwd=workdir)
+
+
+@pytest.mark.integration
+def test_the_summary_says_where_dead_letters_went_and_how_many_this_run_added(workdir):
+    pipeline = poisoned_pipeline(workdir)
+    for _ in range(2):  # the file is appended across runs; the summary counts this run's
+        result = cep_run(workdir, pipeline)
+        assert result.returncode == 0, result.stderr
+        assert f"dead letters: 200 this run, appended to {workdir / 'out' / 'deadletter.jsonl'}" in result.stderr
+    assert len((workdir / "out" / "deadletter.jsonl").read_text().splitlines()) == 400
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("limit, code", [("199", 1), ("200", 0), ("99%", 1), ("100%", 0)])
+def test_more_dead_letters_than_max_dead_letters_exits_1(workdir, limit, code):
+    result = cep_run(workdir, poisoned_pipeline(workdir), "--inline", "--max-dead-letters", limit)
+    assert result.returncode == code, result.stderr
+    if code:
+        assert f"more than --max-dead-letters {limit}" in result.stderr
+        assert "200 dead letters" in result.stderr and "deadletter.jsonl" in result.stderr
+
+
+@pytest.mark.parametrize("limit", ["lots", "-1", "150%", "1.5"])
+def test_a_malformed_dead_letter_limit_is_a_usage_error(limit, capsys):
+    from tests.test_cli import cep
+    code, _, err = cep("run", ROOT / "pipelines" / "synthetic.yaml", "--max-dead-letters", limit, capsys=capsys)
+    assert code == 2 and "--max-dead-letters" in err and "N or P%" in err, err
+
+
+@pytest.mark.integration
+def test_summary_json_has_counts_workers_dead_letters_and_the_exit(workdir):
+    summary = workdir / "summary.json"
+    result = cep_run(workdir, poisoned_pipeline(workdir), "--max-dead-letters", "10%",
+                     "--summary-json", str(summary))
+    assert result.returncode == 1, result.stderr
+    report = json.loads(summary.read_text())
+    assert report["pipeline"] == "poison"
+    assert report["exit"]["code"] == 1 and "max-dead-letters" in report["exit"]["reason"]
+    assert report["nodes"]["ticks"]["emitted"] == 200 and report["nodes"]["broken"]["dead_lettered"] == 200
+    assert report["dead_letters"] == {"path": str(workdir / "out" / "deadletter.jsonl"), "count": 200}
+    assert set(report["workers"]) == {"gateway-ticks", "sink-out"}
+    assert all(worker["cpu_s"] >= 0 and worker["restarts"] == 0 for worker in report["workers"].values())
+    assert list(report["edges"]) and all("delivery" in edge for edge in report["edges"].values())
+
+
+@pytest.mark.integration
+def test_summary_json_of_a_run_that_failed_says_why(workdir):
+    pipeline, _ = momentum_copy(workdir)
+    (workdir / "run" / "momentum" / "sink-signals.momentum5.pull" / "x").mkdir(parents=True)
+    summary = workdir / "summary.json"
+    result = cep_run(workdir, pipeline, "--summary-json", str(summary))
+    assert result.returncode == 1
+    report = json.loads(summary.read_text())
+    assert report["exit"]["code"] == 1 and "sink-signals" in report["exit"]["reason"]

@@ -13,8 +13,9 @@ reason; records a `filter` removed are counted apart (`filtered`), as they are n
 """
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
 from cep.compiler.plan import Plan
@@ -187,6 +188,39 @@ class RunStatus:
                  else totals.received / elapsed)
                 for node, totals in self.nodes().items()]
 
+    def dead_letters(self) -> int:
+        """What this run sent to the dead-letter file (records, rows, frames), over every node."""
+        return sum(totals.dead_lettered for totals in self.nodes().values())
+
+    @property
+    def dead_letter_path(self) -> str:
+        """Where dead letters go: one file, appended to by every run of the pipeline."""
+        return os.path.abspath(self.plan.dead_letter)
+
+    def records_read(self) -> int:
+        """Records the sources read: those they emitted and those they dead-lettered."""
+        return sum(totals.emitted + totals.dead_lettered for node, totals in self.nodes().items()
+                   if self.plan.nodes[node].kind == "source")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain data (`cep run --summary-json`): per node, edge and worker."""
+        cpu = self.cpu()
+        workers = [] if self.inline else self.plan.workers()
+        return {
+            "pipeline": self.plan.name,
+            "elapsed_s": round(self.elapsed, 3),
+            "inline": self.inline,
+            "interrupted": self.interrupted,
+            "records_read": self.records_read(),
+            "nodes": {node: {"kind": kind, **asdict(totals), "rate_per_s": round(rate, 1)}
+                      for node, kind, totals, rate in self.rows()},
+            "edges": {edge_id: asdict(totals) for edge_id, totals in self.edges().items()},
+            "workers": {worker: {"pid": self.pids.get(worker), "cpu_s": round(cpu.get(worker, 0.0), 3),
+                                 "restarts": self.restarts.get(worker, 0)} for worker in workers},
+            "dead_letters": {"path": self.dead_letter_path, "count": self.dead_letters()},
+            "notes": list(self.notes),
+        }
+
     def summary_lines(self) -> list[str]:
         width = max(len(node) for node in self.plan.nodes)
         lines = [f"{'node':<{width}}  {'kind':<6} {'in':>10} {'out':>10} {'dropped':>8} "
@@ -209,6 +243,7 @@ class RunStatus:
                   for edge_id, t in self.edges().items() if t.delivery != "at_most_once"]
         lines += [f"kept {node}: " + ", ".join(f"{count:,} {reason}" for reason, count in sorted(reasons.items()))
                   for node, reasons in self.noted().items()]
+        lines.append(f"dead letters: {self.dead_letters():,} this run, appended to {self.dead_letter_path}")
         lines += [f"note: {note}" for note in self.notes]
         return lines
 
