@@ -122,3 +122,22 @@ def test_a_restored_incarnation_carries_the_counts_on_and_replaces_its_predecess
                                    "base": {"nodes": {"signals": node(248)}}})
     assert status.nodes()["signals"].received == 258  # the checkpoint's 248, then 10 more
     assert status.cpu()["sink-signals"] == 1.5
+
+
+def test_live_counts_come_from_the_same_round_of_reports_so_downstream_never_leads(workdir):
+    path = workdir / "pipeline.yaml"
+    path.write_text(FUSED)
+    status = RunStatus(cep.compile(path))
+    node = lambda received, emitted: {"in": received, "out": emitted, "dropped": {}, "dead_lettered": 0}  # noqa: E731
+
+    def report(worker, round_, nodes):
+        status.update(worker, {"t": "metrics", "incarnation": 0, "round": round_, "nodes": nodes})
+
+    report("gateway-quotes", 10, {"quotes": node(0, 100)})
+    report("strategy", 10, {"mids": node(100, 100), "rising": node(100, 5)})
+    report("strategy", 11, {"mids": node(150, 150), "rising": node(150, 7)})  # the gateway's 11 is late
+    nodes = status.nodes()
+    assert (nodes["quotes"].emitted, nodes["rising"].received) == (100, 100)
+    report("gateway-quotes", 11, {"quotes": node(0, 160)})
+    nodes = status.nodes()
+    assert (nodes["quotes"].emitted, nodes["rising"].received) == (160, 150)

@@ -10,6 +10,10 @@ Workers report cumulative counters about twice a second. How a restart adds up:
 A node that runs in several processes (a stateless stream fused into each consumer's) is counted
 in one of them, the first in plan order: each copy sees the same records. Drops are kept per
 reason; records a `filter` removed are counted apart (`filtered`), as they are not lost.
+
+While a run goes, workers report at the same wall-clock instants (rounds); the status shows each
+running worker's report of the latest round all of them reached, so a count downstream is never
+from a later instant than the counts upstream of it.
 """
 from __future__ import annotations
 
@@ -37,6 +41,8 @@ def added(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     return total
 
 
+LAGGING = 2
+"""A running worker this many rounds of reports behind the others does not hold the status back."""
 COUNTED = ("nodes", "edges_out", "edges_in")
 """The parts of a report that are counts (the rest: incarnation, cpu time)."""
 COUNTS_SCHEMA = dict[str, dict[str, dict[str, Union[int, dict[str, int]]]]]
@@ -85,6 +91,7 @@ class RunStatus:
     inline: bool = False
     _reports: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     _continued: dict[str, int] = field(default_factory=dict)  # worker -> incarnation that carries the counts on
+    _earlier: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # the report before the last
 
     def update(self, worker: str, report: dict[str, Any]) -> None:
         incarnation = report.get("incarnation", 0)
@@ -92,16 +99,48 @@ class RunStatus:
             base = report["base"]
             report = dict(report, **{part: added(base.get(part, {}), report.get(part, {})) for part in COUNTED})
             self._continued[worker] = max(incarnation, self._continued.get(worker, 0))
-        self._reports[(worker, incarnation)] = report
+        key = (worker, incarnation)
+        if key in self._reports:
+            self._earlier[key] = self._reports[key]
+        self._reports[key] = report
 
     def record_inline(self, report: dict[str, Any]) -> None:
         self._reports[("inline", 0)] = report
         self.inline = True
 
     def _counted(self) -> list[tuple[str, int, dict[str, Any]]]:
-        """(worker, incarnation, report) of the reports whose counts add up to the run's."""
-        return [(worker, incarnation, report) for (worker, incarnation), report in self._reports.items()
-                if incarnation >= self._continued.get(worker, 0)]
+        """(worker, incarnation, report) of the reports whose counts add up to the run's: of the
+        running workers', those of one round (`_round`), so that no count is from a later instant
+        than the counts upstream of it."""
+        shown = self._round()
+        counted = []
+        for key, report in self._reports.items():
+            worker, incarnation = key
+            if incarnation < self._continued.get(worker, 0):
+                continue
+            if (shown is not None and report.get("t") == "metrics" and report.get("round", shown) > shown
+                    and key in self._earlier):
+                report = self._earlier[key]
+            counted.append((worker, incarnation, report))
+        return counted
+
+    def _round(self) -> int | None:
+        """The latest round every running worker has reported (workers more than `LAGGING`
+        rounds behind, stuck or dead, are shown as they last were), None when none runs."""
+        latest_incarnation = self._latest_incarnations()
+        rounds = [report["round"] for (worker, incarnation), report in self._reports.items()
+                  if incarnation == latest_incarnation[worker] and report.get("t") == "metrics"
+                  and "round" in report]
+        if not rounds:
+            return None
+        latest = max(rounds)
+        return min(r for r in rounds if r >= latest - LAGGING)
+
+    def _latest_incarnations(self) -> dict[str, int]:
+        latest: dict[str, int] = {}
+        for worker, incarnation in self._reports:
+            latest[worker] = max(incarnation, latest.get(worker, 0))
+        return latest
 
     @property
     def elapsed(self) -> float:
@@ -165,9 +204,7 @@ class RunStatus:
     def edges(self) -> dict[str, EdgeTotals]:
         """Per socket edge, in plan order."""
         totals = {edge.id: EdgeTotals(edge.delivery) for edge in self.plan.edges}
-        latest: dict[str, int] = {}
-        for worker, incarnation in self._reports:
-            latest[worker] = max(incarnation, latest.get(worker, 0))
+        latest = self._latest_incarnations()
         for worker, incarnation, report in self._counted():
             for edge_id, counters in report.get("edges_out", {}).items():
                 total = totals[edge_id]

@@ -39,6 +39,9 @@ from cep.rows import AnyBatch, concat, items, like
 from cep.runtime.transport import Inlet, Outlet, PubOutlet
 
 METRICS_EVERY_S = 0.5
+"""Workers report their counts at the same wall-clock instants, multiples of this ("rounds"), so
+the status can show one instant's counts (`metrics.RunStatus`): a downstream count is then never
+ahead of its upstream's."""
 INBOUND_BURST = 64  # frames read per socket before giving others a turn
 IDLE_POLL_MS = 50
 RECEIPTS_POLL_MS = 10  # reliable edges with acks still to send: come back sooner
@@ -314,7 +317,7 @@ class Worker:
                 if self.supervisor is not None and not self.supervisor.is_alive():
                     raise WorkerOrphaned(f"the supervisor (pid {self.supervisor.pid}) is gone")
                 self._report("metrics")
-                next_metrics = now + METRICS_EVERY_S
+                next_metrics = now + METRICS_EVERY_S - time.time() % METRICS_EVERY_S  # the next round
             if self.started and self._finished():
                 break
         self._report("done")
@@ -444,6 +447,7 @@ class Worker:
 
     def _report(self, kind: str) -> None:
         report = {"t": kind, "worker": self.worker, "incarnation": self.incarnation, **self._counts(),
+                  "round": round(time.time() / METRICS_EVERY_S),  # every worker reports at the same instants
                   "cpu_s": _cpu_seconds() - self.cpu_at_start if self.started else 0.0,
                   "refused_connections": security.refused_connections()}
         if self.counts_base is not None:  # counts go on from the checkpoint's (metrics.RunStatus)
