@@ -148,16 +148,22 @@ def wire_problem(value: Any, max_string: int = MAX_FRAME_BYTES, soft: list[str] 
     if value is None or kind is bool:
         return None
     if kind is dict or kind is list:
-        if depth >= MAX_DEPTH:
-            return f"nested deeper than {MAX_DEPTH} levels"
-        for item in (value.values() if kind is dict else value):
-            problem = wire_problem(item, max_string, soft, depth + 1)
-            if problem is not None:
-                return problem
-        if kind is dict and not all(type(key) is str for key in value):
-            return "a map key that is not a string"
-        return None
+        return _container_problem(value, max_string, soft, depth)
     return f"a {kind.__name__} value is not plain data"
+
+
+def _container_problem(value: list | dict, max_string: int, soft: list[str] | None,
+                       depth: int) -> str | None:
+    """`wire_problem` of a list or dict: its depth, its items, a dict's keys."""
+    if depth >= MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    for item in (value.values() if type(value) is dict else value):
+        problem = wire_problem(item, max_string, soft, depth + 1)
+        if problem is not None:
+            return problem
+    if type(value) is dict and not all(type(key) is str for key in value):
+        return "a map key that is not a string"
+    return None
 
 
 def _unicode_problem(text: str) -> str | None:
@@ -260,27 +266,30 @@ def salvage_body(body: bytes | memoryview) -> tuple[int, str, int, AnyBatch, lis
     if type(groups) is not list or not all(type(g) is list and len(g) == 2 and type(g[1]) is list
                                            for g in groups):
         raise CodecError("malformed frame payload: groups must be [fields, rows] arrays")
-    parts: list[AnyBatch] = []
     refused: list[tuple[str, Any]] = []
-    for fields, rows in groups:
-        if type(fields) is not list:
-            raise CodecError("malformed frame payload: fields must be an array")
-        fields = tuple(fields)
-        _check_layout(fields)
-        good = []
-        for row in rows:
-            problem = (f"not a row of {len(fields)} values" if type(row) is not list or len(row) != len(fields)
-                       else wire_problem(row, MAX_FRAME_BYTES))
-            if problem is None:
-                good.append(row)
-            else:
-                refused.append((f"record refused in a frame from {producer!r}: {problem}",
-                                dict(zip(fields, row)) if type(row) is list else row))
-        parts.append(Rows(fields, good))
+    parts = [_salvaged_group(fields, rows, f"record refused in a frame from {producer!r}: ", refused)
+             for fields, rows in groups]
     size = sum(len(part) for part in parts) + len(refused)
     if size != count:
         raise CodecError(f"frame header says {count} events, the payload holds {size}")
     return kind, producer, seq, concat(parts) if parts else [], refused
+
+
+def _salvaged_group(fields: Any, rows: list, why: str, refused: list[tuple[str, Any]]) -> Rows:
+    """One `[fields, rows]` group's good rows; each bad one is added to `refused` with why."""
+    if type(fields) is not list:
+        raise CodecError("malformed frame payload: fields must be an array")
+    fields = tuple(fields)
+    _check_layout(fields)
+    good = []
+    for row in rows:
+        problem = (f"not a row of {len(fields)} values" if type(row) is not list or len(row) != len(fields)
+                   else wire_problem(row, MAX_FRAME_BYTES))
+        if problem is None:
+            good.append(row)
+        else:
+            refused.append((why + problem, dict(zip(fields, row)) if type(row) is list else row))
+    return Rows(fields, good)
 
 
 def _checked_header(values: list) -> tuple[int, str, int, int]:

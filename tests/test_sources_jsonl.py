@@ -59,3 +59,20 @@ def test_malformed_lines_are_dead_lettered_and_the_replay_goes_on(tmp_path):
 def test_a_missing_file_is_a_load_time_error(tmp_path):
     with pytest.raises(ValidationError, match="no such JSONL file: .*gone.jsonl"):
         JsonlParams.model_validate({"path": "gone.jsonl"}, context={"base_dir": tmp_path})
+
+
+@pytest.mark.parametrize("policy, kept, dropped, dead", [("keep", 3, {}, 0), ("drop", 2, {"late": 1}, 0),
+                                                         ("deadletter", 2, {}, 1)])
+def test_an_out_of_order_line_is_handled_per_on_late_and_counted_either_way(tmp_path, policy, kept, dropped, dead):
+    (tmp_path / "e.jsonl").write_text('{"timestamp": 1000}\n{"timestamp": 3000}\n{"timestamp": 2000}\n')
+    letters: list = []
+    ctx = BuildContext(node="events", dead_letter_fn=lambda node, reason, raw: letters.append(reason))
+    src = jsonl_source(JsonlParams.model_validate({"path": "e.jsonl", "on_late": policy},
+                                                  context={"base_dir": tmp_path}), ctx)
+    try:
+        records = [r for batch in src.batches() for r in batch]
+    finally:
+        src.close()
+    assert len(records) == kept and ctx.counters.dropped == dropped and ctx.counters.dead_lettered == dead
+    assert ctx.counters.noted == ({"late": 1} if policy == "keep" else {})
+    assert letters == (["e.jsonl line 3: late: 2000 ns is before 3000 ns"] if dead else [])

@@ -33,6 +33,8 @@ DEFAULT_MAX_STRING = 1 << 16
 
 InvalidPolicy = Literal["deadletter", "drop", "keep"]
 LatePolicy = Literal["keep", "drop", "deadletter"]
+LATE_HELP = ("what to do with a record whose timestamp is before an earlier record's: keep | drop | "
+             "deadletter, counted as 'late' either way")
 
 INVALID_HELP = ("what to do with a record whose tick fields are invalid (a NaN, infinite, zero or "
                 "negative price, a negative volume, an empty instrument, NUL or undecodable bytes "
@@ -164,6 +166,8 @@ class Screen:
         self._ctx = ctx
         self._invalid = invalid
         self._late = late
+        self.latest = 0
+        """The latest event time so far: an earlier one is late."""
 
     def refuse(self, problem: str, raw: Any) -> None:
         """A record that cannot be read or cannot travel: always dead-lettered."""
@@ -180,6 +184,14 @@ class Screen:
     def late(self, problem: str, raw: Any, where: str = "") -> bool:
         """A record older than one before it: True if it is kept."""
         return self._apply(self._late, problem, raw, where)
+
+    def in_time(self, timestamp: int, raw: Any, where: str = "") -> bool:
+        """True if a record of event time `timestamp` goes on: it is not older than the latest
+        before it, or the `on_late` policy keeps it."""
+        if timestamp >= self.latest:
+            self.latest = timestamp
+            return True
+        return self.late(f"late: {timestamp} ns is before {self.latest} ns", raw, where)
 
     def _apply(self, policy: str, problem: str, raw: Any, where: str) -> bool:
         if policy == "deadletter":

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from cep.components.base import BuildContext
 from cep.components.sources._checks import (
-    DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, LatePolicy, Screen, row_problem,
+    DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, LATE_HELP, LatePolicy, Screen, row_problem,
     rows_look_fine)
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
 from cep.components.sources._files import FileReplay, open_text, resolve_existing
@@ -39,9 +39,7 @@ class CsvParams(BaseModel):
     speed: Speed = Field("max", description="replay pacing by event time: max | realtime | Nx")
     delimiter: str = Field(",", min_length=1, max_length=1, description="cell separator")
     invalid: InvalidPolicy = Field("deadletter", description=INVALID_HELP)
-    on_late: LatePolicy = Field(
-        "keep", description="what to do with a row whose timestamp is before an earlier row's: "
-                            "keep | drop | deadletter, counted as 'late' either way")
+    on_late: LatePolicy = Field("keep", description=LATE_HELP)
     max_string_length: int = Field(DEFAULT_MAX_STRING, ge=1, description=MAX_STRING_HELP)
 
     @field_validator("columns")
@@ -133,7 +131,6 @@ class CsvSource(FileReplay):
         convert = _block_converter(at)
         scale = NS_PER_UNIT[params.timestamp_unit]
         screen = Screen(self._ctx, params.invalid, params.on_late)
-        self._latest = 0  # the latest event time so far: an earlier one is late
         line = 1
         try:
             for rows, lines in split_rows(stream, params.delimiter, self._reject, first_line=2):
@@ -143,9 +140,9 @@ class CsvSource(FileReplay):
                 except (ValueError, IndexError):  # a bad row in the block: find it, keep the others
                     ticks = None
                 if (ticks is not None and _all_as_wide(rows, len(header))
-                        and rows_look_fine(ticks, params.max_string_length, self._latest)):
+                        and rows_look_fine(ticks, params.max_string_length, screen.latest)):
                     if ticks:
-                        self._latest = ticks[-1][0]
+                        screen.latest = ticks[-1][0]
                     yield from ticks
                 else:
                     yield from self._row_by_row(rows, lines, at, scale, len(header), screen)
@@ -171,11 +168,8 @@ class CsvSource(FileReplay):
             problem = row_problem(tick, self._params.max_string_length)
             if problem is not None and not screen.judge(problem, raw, where):
                 continue
-            if tick[0] < self._latest:
-                if not screen.late(f"late: {tick[0]} ns is before {self._latest} ns", raw, where):
-                    continue
-            else:
-                self._latest = tick[0]
+            if not screen.in_time(tick[0], raw, where):
+                continue
             if len(row) > width:
                 self._ctx.counters.note("extra cells")
             yield tick

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from cep.components.base import BuildContext
 from cep.components.sinks.encoding import loads_json
 from cep.components.sources._checks import (
-    DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, Screen, record_problem, suspect_line)
+    DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, LATE_HELP, LatePolicy, Screen, record_problem,
+    suspect_line)
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
 from cep.components.sources._files import FileReplay, resolve_existing
 from cep.components.sources._pacing import Speed
@@ -29,6 +30,7 @@ class JsonlParams(BaseModel):
     time_unit: TimeUnit = Field("ns", description="unit of time_field since the epoch")
     speed: Speed = Field("max", description="replay pacing by event time: max | realtime | Nx")
     invalid: InvalidPolicy = Field("deadletter", description=INVALID_HELP)
+    on_late: LatePolicy = Field("keep", description=LATE_HELP)
     max_string_length: int = Field(DEFAULT_MAX_STRING, ge=1, description=MAX_STRING_HELP)
 
     @field_validator("path")
@@ -45,12 +47,13 @@ class JsonlSource(FileReplay):
     mode (exactly_once included). A line that is not a strict JSON object (NaN and Infinity are
     not JSON), lacks a numeric event time, or holds a value no frame can carry (`_checks`) is
     dead-lettered with its line number; one whose tick fields are invalid is handled per the
-    `invalid` policy; the replay goes on. A truncated .gz fails the run (`TruncatedFile`).
+    `invalid` policy, one older than a record before it per `on_late`; the replay goes on. A
+    truncated .gz fails the run (`TruncatedFile`).
     """
 
     def _records(self) -> Iterator[Record]:
         params = self._params
-        screen = Screen(self._ctx, params.invalid)
+        screen = Screen(self._ctx, params.invalid, params.on_late)
         stream = self._open()
         number = 0
         try:
@@ -64,7 +67,9 @@ class JsonlSource(FileReplay):
                     screen.refuse(where + str(exc), line.rstrip("\n"))
                     continue
                 problem = self._problem(record, line)
-                if problem is None or screen.judge(problem, line.rstrip("\n"), where):
+                raw = line.rstrip("\n")
+                if ((problem is None or screen.judge(problem, raw, where))
+                        and screen.in_time(record["timestamp"], raw, where)):
                     yield record
         except (OSError, EOFError) as exc:  # a truncated or corrupt .gz: the rest is lost
             raise TruncatedFile(f"{self._path} is truncated after row {number - 1}: {exc}") from None
