@@ -76,3 +76,11 @@ def test_an_out_of_order_line_is_handled_per_on_late_and_counted_either_way(tmp_
     assert len(records) == kept and ctx.counters.dropped == dropped and ctx.counters.dead_lettered == dead
     assert ctx.counters.noted == ({"late": 1} if policy == "keep" else {})
     assert letters == (["e.jsonl line 3: late: 2000 ns is before 3000 ns"] if dead else [])
+
+
+def test_a_line_with_bytes_that_are_not_utf8_is_dead_lettered_and_a_real_replacement_character_is_not(tmp_path):
+    (tmp_path / "e.jsonl").write_bytes(b'{"timestamp": 1, "s": "ok"}\n{"timestamp": 2, "s": "bad\xff\xfe"}\n'
+                                       + '{"timestamp": 3, "s": "caf\u00e9 \ufffd"}\n'.encode())
+    batches, letters = replay(tmp_path / "e.jsonl")
+    assert [r["timestamp"] for batch in batches for r in batch] == [1, 3]
+    assert [reason for reason, _ in letters] == ["e.jsonl line 2: bytes that are not UTF-8"]

@@ -33,18 +33,18 @@ def resolve_existing(path: str | Path, info: ValidationInfo, what: str = "data f
     return resolved
 
 
-def open_text(path: Path) -> TextIO:
+def open_text(path: Path, errors: str = "replace") -> TextIO:
     """Open a text data file for streaming; `.gz` files are decompressed on the fly.
 
-    Undecodable bytes become U+FFFD instead of raising, so a garbled line fails to parse and is
-    dead-lettered alone rather than ending the whole replay. A byte-order mark, which
-    spreadsheet programs put at the start of the CSV files they save, is dropped (`utf-8-sig`),
-    or it would be part of the first column's name.
+    Undecodable bytes become U+FFFD (or, with `errors="surrogateescape"`, lone surrogates a
+    reader can tell from text) instead of raising, so a garbled line is dead-lettered alone
+    rather than ending the whole replay. A byte-order mark, which spreadsheet programs put at the
+    start of the CSV files they save, is dropped (`utf-8-sig`), or it would be part of the first
+    column's name.
     """
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="replace",
-                                newline="")
-    return open(path, encoding="utf-8-sig", errors="replace", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors=errors, newline="")
+    return open(path, encoding="utf-8-sig", errors=errors, newline="")
 
 
 class FileReplay(Resumable, ABC):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -12,7 +12,7 @@ from cep.components.sources._checks import (
     DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, LATE_HELP, LatePolicy, Screen, record_problem,
     suspect_line)
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
-from cep.components.sources._files import FileReplay, resolve_existing
+from cep.components.sources._files import FileReplay, open_text, resolve_existing
 from cep.components.sources._pacing import Speed
 from cep.errors import TruncatedFile
 from cep.events import Record
@@ -74,9 +74,16 @@ class JsonlSource(FileReplay):
         except (OSError, EOFError) as exc:  # a truncated or corrupt .gz: the rest is lost
             raise TruncatedFile(f"{self._path} is truncated after row {number - 1}: {exc}") from None
 
+    def _open(self) -> TextIO:
+        """The file, its undecodable bytes as lone surrogates, so `_parse` can tell them."""
+        self._stream = open_text(self._path, errors="surrogateescape")
+        return self._stream
+
     def _parse(self, line: str) -> Record:
         """The line's record, its event time in ns; ValueError saying why it cannot be one."""
         params = self._params
+        if not line.isascii() and not _utf8(line):
+            raise ValueError("bytes that are not UTF-8")
         record = loads_json(line)
         if not isinstance(record, dict):
             raise ValueError(f"expected a JSON object, got {type(record).__name__}")
@@ -90,6 +97,15 @@ class JsonlSource(FileReplay):
         could hold a problem."""
         max_string = self._params.max_string_length
         return record_problem(record, max_string, walk=suspect_line(line, max_string))
+
+
+def _utf8(text: str) -> bool:
+    """Whether `text` was decoded from UTF-8 whole (surrogateescape left no lone surrogate)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @source("jsonl", params=JsonlParams, replayable=True)
