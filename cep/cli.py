@@ -169,7 +169,8 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Rep
             from cep.runtime.live import LiveStatus
             with LiveStatus(plan, enabled=not quiet) as live:
                 options = {} if drain_timeout is None else {"drain_timeout_s": drain_timeout}
-                status = cep.run(plan, on_status=live.update, max_restarts=max_restarts, **options)
+                status = cep.run(plan, on_status=live.update, max_restarts=max_restarts,
+                                 on_notice=lambda text: click.echo(f"cep: {text}", err=True), **options)
     except CepError as exc:
         if reporting.summary_json is not None:
             _write_summary(reporting.summary_json, {"pipeline": plan.name,

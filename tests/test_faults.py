@@ -7,9 +7,10 @@ What each mode must show, per run:
 - at_least_once: the run ends; no signal is lost to a crash of the gateway or the sink; a crash of
   the strategy may lose a momentum streak in progress (README: a rule's state dies with its
   process under at_least_once), so at most one signal per instrument per strategy crash.
-  Duplicates are allowed, and so are signals the fault-free run lacks: a restarted gateway
-  replays its file from the start, and the rule meets its ticks again;
-- at_most_once: the run ends (it may lose and, after a gateway restart, repeat).
+  Duplicates are allowed, and so are signals the fault-free run lacks: a restarted gateway sends
+  again what was in flight, and the rule meets those ticks twice;
+- at_most_once: the run ends and no signal is written twice (it may lose, and a rule meeting a
+  gap may emit a signal the fault-free run lacks).
 
 CI runs a short version (a pair and a triple of kills per mode). The soak runs by hand:
 
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import pytest
 
 import cep
+from cep.compiler.plan import Plan
 from cep.runtime.supervisor import Supervisor
 from tests.conftest import SHIPPED_TICKS
 
@@ -102,26 +104,26 @@ class Volley:
 class Scenario:
     seed: int
     mode: str
-    parallelism: int
+    plan: Plan
     volleys: list[Volley] = field(default_factory=list)
 
     def __str__(self) -> str:
         shots = "; ".join(f"{v.at_s:.2f}s: {'+'.join(v.victims)} ({', '.join(f'{g:.1f}' for g in v.gaps_ms)} ms apart)"
                           for v in self.volleys)
-        return f"seed {self.seed}, {self.mode}, parallelism {self.parallelism}: {shots}"
+        return f"seed {self.seed}, {self.mode}, {len(self.plan.workers())} workers: {shots}"
 
 
-def draw(seed: int, mode: str, sizes: list[int] | None = None, parallelism: int | None = None) -> Scenario:
-    """The kills of one run, all drawn from `seed`: volleys of `sizes` victims (random when None)."""
+def draw(directory, seed: int, mode: str, sizes: list[int] | None = None,
+         parallelism: int | None = None) -> Scenario:
+    """The pipeline (strategy parallelism 1 or 2) and the kills of one run, all drawn from `seed`:
+    volleys of `sizes` victims (random when None)."""
     rng = random.Random(seed)
-    parallelism = parallelism or rng.choice([1, 1, 2])
-    workers = ["gateway-ticks", "sink-signals"] + (
-        ["strategy"] if parallelism == 1 else [f"strategy.{i}" for i in range(parallelism)])
+    plan = cep.compile(write_pipeline(directory, mode, parallelism or rng.choice([1, 1, 2])))
     sizes = sizes or [rng.randint(1, 3) for _ in range(rng.randint(1, 3))]
     times = sorted(rng.uniform(*KILL_WINDOW_S) for _ in sizes)
-    volleys = [Volley(at, rng.sample(workers, size), [rng.uniform(0, 5) for _ in range(size - 1)])
+    volleys = [Volley(at, rng.sample(plan.workers(), size), [rng.uniform(0, 5) for _ in range(size - 1)])
                for at, size in zip(times, sizes)]
-    return Scenario(seed, mode, parallelism, volleys)
+    return Scenario(seed, mode, plan, volleys)
 
 
 # -- one run under fire -------------------------------------------------------------------------
@@ -136,7 +138,7 @@ class Outcome:
 
 
 def run_under_fire(directory, scenario: Scenario, reference: Counter) -> Outcome:
-    plan = cep.compile(write_pipeline(directory, scenario.mode, scenario.parallelism))
+    plan = scenario.plan
     supervisor = Supervisor(plan, backoff_s=0.05, drain_timeout_s=5.0)
     finished = threading.Event()
     hung: list[bool] = []
@@ -166,7 +168,8 @@ def run_under_fire(directory, scenario: Scenario, reference: Counter) -> Outcome
         finished.set()
         killer.join()
     out = output_lines(directory)
-    strategy_crashes = sum(victim.startswith("strategy") for v in scenario.volleys for victim in v.victims)
+    strategy_crashes = sum(plan.process_of_worker(victim)[0].role == "strategy"
+                           for volley in scenario.volleys for victim in volley.victims)
     return Outcome(lost=sum((reference - out).values()),
                    duplicated=sum(count - 1 for line, count in out.items() if line in reference and count > 1),
                    unexpected=sum(count for line, count in out.items() if line not in reference),
@@ -183,6 +186,8 @@ def check(outcome: Outcome, scenario: Scenario, request) -> None:
         assert (outcome.lost, outcome.duplicated, outcome.unexpected) == (0, 0, 0), where
     elif scenario.mode == "at_least_once":
         assert outcome.lost <= INSTRUMENTS * outcome.strategy_crashes, where
+    else:
+        assert outcome.duplicated == 0, where
 
 
 def seed() -> int:
@@ -196,7 +201,7 @@ def test_workers_killed_within_milliseconds_of_each_other_restart_and_the_run_en
                                                                                    request):
     """Two or three workers SIGKILLed a few ms apart: each restarted worker is started again
     (it once waited forever for a `start` sent only when every other worker was ready)."""
-    scenario = draw(seed(), mode, sizes=[size], parallelism=1)
+    scenario = draw(workdir, seed(), mode, sizes=[size], parallelism=1)
     outcome = run_under_fire(workdir, scenario, fault_free)
     check(outcome, scenario, request)
     assert sum(outcome.restarts.values()) >= 1, scenario
@@ -209,7 +214,7 @@ def test_soak_random_kills(workdir, fault_free, mode, request):
     fixed = os.environ.get("CEP_FAULT_SEED")
     summary: Counter = Counter()
     for run in range(runs):
-        scenario = draw(int(fixed) if fixed else random.randrange(1 << 32), mode)
+        scenario = draw(workdir, int(fixed) if fixed else random.randrange(1 << 32), mode)
         outcome = run_under_fire(workdir, scenario, fault_free)
         print(f"run {run + 1}/{runs}: {scenario}: lost {outcome.lost}, duplicated {outcome.duplicated}, "
               f"unexpected {outcome.unexpected}, restarts {outcome.restarts}", flush=True)

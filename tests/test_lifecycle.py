@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -189,3 +190,72 @@ def test_workers_are_named_after_their_pipeline_and_process(workdir):
     supervisor = Supervisor(plan, on_status=look)
     supervisor.run()
     assert names == {worker: f"cep: named/{worker}" for worker in plan.workers()}
+
+
+# -- a rerun after the supervisor died ----------------------------------------------------------
+def killed_midway(workdir: Path, mode: str) -> tuple[Path, Path]:
+    """SIGKILL `cep run` of the fault suite's pipeline in `mode` once its sink wrote 100 signals;
+    returns (pipeline, run directory) once every process of that run is gone."""
+    pipeline = write_pipeline(workdir, mode, speed="100x")
+    signals = workdir / "out" / "signals.jsonl"
+    signals.unlink(missing_ok=True)
+    supervisor = cep_run(pipeline)
+    wait_for(lambda: lines_in(signals) >= 100, 60, "the sink never wrote 100 signals")
+    workers = descendants(supervisor.pid)
+    supervisor.kill()
+    supervisor.communicate(timeout=30)
+    wait_for(lambda: not alive(workers), 10, "a worker outlived its supervisor")
+    assert 100 <= lines_in(signals) < 629, "the run was not killed midway"
+    return pipeline, Path(cep.compile(pipeline).run_dir)
+
+
+def sockets_in(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if stat.S_ISSOCK(p.lstat().st_mode))
+
+
+def test_a_rerun_after_the_supervisor_was_killed_resumes_exactly_once_from_the_checkpoints(workdir):
+    reference = fault_free_output(workdir)
+    pipeline, run_dir = killed_midway(workdir, "exactly_once")
+    assert (run_dir / "running").exists(), "a run that ended abnormally leaves no marker"
+    checkpoints = {path.name: path.stat().st_ino for path in (run_dir / "checkpoints").glob("*.sqlite")}
+    assert len(checkpoints) == 3
+    rerun = subprocess.run([sys.executable, "-m", "cep.cli", "run", str(pipeline), "-q"],
+                           capture_output=True, text=True, timeout=120, cwd=workdir)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "the previous run of faults" in rerun.stderr and "ended abnormally" in rerun.stderr
+    assert "resuming from its checkpoints" in rerun.stderr
+    kept = {path.name: path.stat().st_ino for path in (run_dir / "checkpoints").glob("*.sqlite")}
+    assert kept == checkpoints, "the rerun started afresh (a fresh start makes new checkpoint files)"
+    assert output_lines(workdir) == reference  # nothing lost, nothing twice
+    assert not (run_dir / "running").exists()
+    assert sockets_in(run_dir) == []
+
+
+@pytest.mark.parametrize("mode", ["at_least_once", "at_most_once"])
+def test_a_rerun_without_checkpoints_says_it_starts_afresh(workdir, mode):
+    reference = fault_free_output(workdir)
+    pipeline, run_dir = killed_midway(workdir, mode)
+    rerun = subprocess.run([sys.executable, "-m", "cep.cli", "run", str(pipeline), "-q"],
+                           capture_output=True, text=True, timeout=120, cwd=workdir)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "ended abnormally" in rerun.stderr and "starting afresh" in rerun.stderr
+    assert output_lines(workdir) == reference
+    assert not (run_dir / "running").exists()
+    assert sockets_in(run_dir) == []
+
+
+def test_a_clean_run_leaves_no_marker_and_no_sockets_and_the_next_says_nothing(workdir):
+    pipeline = write_pipeline(workdir, "exactly_once", speed="max")
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-m", "cep.cli", "run", str(pipeline), "-q"],
+                                capture_output=True, text=True, timeout=120, cwd=workdir)
+        assert result.returncode == 0, result.stderr
+        assert "previous run" not in result.stderr
+    run_dir = Path(cep.compile(pipeline).run_dir)
+    assert not (run_dir / "running").exists()
+    assert sockets_in(run_dir) == []
+
+
+def fault_free_output(workdir: Path):
+    cep.run(cep.compile(write_pipeline(workdir, "at_most_once", speed="max")), inline=True)
+    return output_lines(workdir)

@@ -60,6 +60,11 @@ def offsets_part(offsets: dict[str, int]) -> Part:
     return (lambda: offsets), restorer(dict[str, NonNegativeInt], offsets.update)
 
 
+def store_path(run_dir: str | Path, worker: str) -> Path:
+    """The SQLite file of a worker's checkpoints."""
+    return Path(run_dir) / "checkpoints" / f"{worker}.sqlite"
+
+
 class CheckpointStore:
     """The SQLite file of one worker. `fresh` (a first start in this run) forgets an older run's."""
 

@@ -7,6 +7,10 @@ and its exception is re-raised here, chained. Stop is drain first (`stop` to eve
 end, the end of stream flows through), then SIGTERM, then SIGKILL. SIGTERM to the supervisor
 (`timeout`, systemd, `docker stop`) drains as Ctrl-C does; a drain that outlasts its deadline
 ends with SIGKILL at once (a worker that ignored `stop` would ignore SIGTERM too).
+
+A supervisor that dies takes its workers with it (`processes.die_with_parent`) and leaves the
+marker of its run (`lastrun.py`); the next run in the same run directory says so and, under
+exactly_once, resumes every worker from its checkpoint.
 """
 from __future__ import annotations
 
@@ -26,10 +30,12 @@ import zmq
 from cep.compiler.plan import Plan
 from cep.errors import RuntimeFailure, TransportError, WorkerCrashed
 from cep.runtime import processes
+from cep.runtime.checkpoint import store_path
+from cep.runtime.lastrun import RunMarker, remove_sockets
 from cep.runtime.metrics import RunStatus
 from cep.runtime.rundir import private_run_dir
 from cep.runtime.transport import bind
-from cep.runtime.worker import worker_main
+from cep.runtime.worker import checkpointing, worker_main
 
 READY_TIMEOUT_S = 60.0
 STATUS_EVERY_S = 0.5
@@ -71,6 +77,7 @@ class _Child:
 class Supervisor:
     plan: Plan
     on_status: Callable[[RunStatus], None] | None = None
+    on_notice: Callable[[str], None] | None = None  # what the user should know at once
     max_restarts: int = 3
     backoff_s: float = 0.2
     drain_timeout_s: float = 10.0
@@ -88,6 +95,10 @@ class Supervisor:
         """Run the plan to completion (or until `stop()`); returns the final status."""
         run_dir = private_run_dir(Path(self.plan.run_dir))
         lock = self._lock(run_dir)
+        self._marker = RunMarker(run_dir, self.plan)
+        resumed = self._after_previous_run()
+        remove_sockets(self.plan)
+        self._marker.begin(time.time())
         context = zmq.Context()
         self._control = context.socket(zmq.ROUTER)
         self._control.setsockopt(zmq.LINGER, 0)
@@ -98,7 +109,7 @@ class Supervisor:
         try:
             bind(self._control, self.plan.control)
             for worker in self.plan.workers():
-                self._spawn(worker, 0, resume=False)
+                self._spawn(worker, resumed.get(worker, 0), resume=worker in resumed)
             self._loop()
         except KeyboardInterrupt as interrupt:
             self.status.signal = signal.SIGTERM if isinstance(interrupt, _Terminated) else signal.SIGINT
@@ -109,6 +120,8 @@ class Supervisor:
                 signal.signal(signal.SIGTERM, previous)
             self._control.close(0)
             context.term()
+            remove_sockets(self.plan)
+            self._marker.remove()
             os.close(lock)
         self.status.finished = time.monotonic()
         return self.status
@@ -137,7 +150,38 @@ class Supervisor:
                                  "is running there (stop it, or set transport.dir / $CEP_RUN_DIR)") from None
         return fd
 
+    def _after_previous_run(self) -> dict[str, int]:
+        """If the previous run in this run directory ended abnormally, say so; under exactly_once
+        (same plan, checkpoints left) return the incarnation to resume each checkpointing worker
+        with, else {}: a fresh start."""
+        previous = self._marker.previous()
+        if previous is None:
+            return {}
+        resumable = [worker for worker in self.plan.workers()
+                     if checkpointing(self.plan, self.plan.process_of_worker(worker)[0].name)]
+        if not resumable:
+            afresh = "only exactly_once keeps checkpoints"
+        elif not previous.fingerprint:
+            afresh = f"its marker {self._marker.path} is unreadable"
+        elif previous.fingerprint != self._marker.fingerprint:
+            afresh = "the pipeline has changed since"
+        elif not any(store_path(self.plan.run_dir, w).exists() for w in resumable):
+            afresh = "it left no checkpoints"
+        else:
+            afresh = None
+        pid = f" (pid {previous.pid})" if previous.pid else ""
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(previous.last_seen))
+        self._notice(f"the previous run of {self.plan.name}{pid} ended abnormally at about {when}; "
+                     + (f"starting afresh: {afresh}" if afresh else "resuming from its checkpoints"))
+        return {} if afresh else {w: previous.incarnations.get(w, 0) + 1 for w in resumable}
+
+    def _notice(self, text: str) -> None:
+        self.status.notes.append(text)
+        if self.on_notice is not None:
+            self.on_notice(text)
+
     def _spawn(self, worker: str, incarnation: int, resume: bool) -> None:
+        self._marker.spawned(worker, incarnation)
         process = processes.start(self._mp, worker_main, (self.plan.to_dict(), worker, incarnation, resume,
                                                           dict(os.environ), os.getcwd()), f"cep:{worker}")
         self._children[worker] = _Child(worker, process, incarnation, resume=resume)
@@ -166,8 +210,10 @@ class Supervisor:
                 self.status.notes.append(f"drain took longer than {self.drain_timeout_s:g}s: workers killed")
                 self._drain_expired = True
                 return
-            if self.on_status and now >= next_status:
-                self.on_status(self.status)
+            if now >= next_status:
+                self._marker.refresh()
+                if self.on_status:
+                    self.on_status(self.status)
                 next_status = now + STATUS_EVERY_S
 
     def _start_when_ready(self, now: float, ready_by: float) -> None:

@@ -28,7 +28,7 @@ from cep.components.state import restorer
 from cep.errors import RuntimeFailure
 from cep.runtime import processes, reliable, security
 from cep.runtime.builder import ProcessGraph, build_process
-from cep.runtime.checkpoint import Checkpointer, CheckpointStore, offsets_part, seen_part
+from cep.runtime.checkpoint import Checkpointer, CheckpointStore, offsets_part, seen_part, store_path
 from cep.runtime.deadletter import DeadLetters
 from cep.runtime.delivery import Receipts
 from cep.runtime.gcpolicy import engine_gc
@@ -96,6 +96,11 @@ def worker_main(plan_data: dict, worker: str, incarnation: int, resume: bool, en
     context.term()
 
 
+def checkpointing(plan: Plan, process: str) -> bool:
+    """The workers of `process` take checkpoints: an edge of theirs is exactly_once."""
+    return reliable.checkpointed(plan.edges_to(process) + plan.edges_from(process))
+
+
 def _send(socket: zmq.Socket, message: dict[str, Any]) -> None:
     """Report to the supervisor; never block on it (if it is gone, the orphan check ends us)."""
     try:
@@ -129,7 +134,7 @@ class Worker:
         self.receipts = Receipts(flush=self._flush_sinks, clock=time.monotonic)
         self.offsets: dict[str, int] = {}  # records each replayable source emitted
         self.checkpointed_offsets: dict[str, int] = {}
-        self.checkpointing = reliable.checkpointed(plan.edges_to(self.process.name) + plan.edges_from(self.process.name))
+        self.checkpointing = checkpointing(plan, self.process.name)
         self.reservation: Reservation | None = None
         self.acknowledged: Acknowledged | None = None
         self._wire()
@@ -182,8 +187,7 @@ class Worker:
 
     def _checkpointer(self) -> Checkpointer:
         """exactly_once: the worker's checkpoints; a resuming worker restores the last one."""
-        store = CheckpointStore(Path(self.plan.run_dir) / "checkpoints" / f"{self.worker}.sqlite",
-                                fresh=not self.resuming)
+        store = CheckpointStore(store_path(self.plan.run_dir, self.worker), fresh=not self.resuming)
         parts = dict(self.graph.states)
         parts["!seen"] = seen_part(self.receipts)
         parts["!offsets"] = offsets_part(self.offsets)
