@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import cep
 from cep import codec
@@ -16,6 +17,11 @@ from cep.rows import as_records
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_TICKS = ROOT / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+
+# Hypothesis checks properties, not speed: its per-example deadline (200 ms) fails tests on a loaded
+# 2-core CI host for reasons that have nothing to do with the property. Speed lives in bench/.
+settings.register_profile("cep", deadline=None)
+settings.load_profile("cep")
 
 
 @pytest.fixture
