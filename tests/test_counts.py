@@ -141,3 +141,15 @@ def test_live_counts_come_from_the_same_round_of_reports_so_downstream_never_lea
     report("gateway-quotes", 11, {"quotes": node(0, 160)})
     nodes = status.nodes()
     assert (nodes["quotes"].emitted, nodes["rising"].received) == (160, 150)
+
+
+def test_what_restarted_gateways_skipped_is_counted_per_restart(workdir):
+    path = workdir / "pipeline.yaml"
+    path.write_text(FUSED)
+    status = RunStatus(cep.compile(path))
+    out = lambda n: {"quotes": {"in": 0, "out": n, "dropped": {}, "dead_lettered": 0}}  # noqa: E731
+    status.update("gateway-quotes", {"t": "metrics", "incarnation": 0, "nodes": out(100)})
+    status.update("gateway-quotes", {"t": "metrics", "incarnation": 1, "nodes": out(50), "resumed": {"quotes": 150}})
+    status.update("gateway-quotes", {"t": "done", "incarnation": 2, "nodes": out(40), "resumed": {"quotes": 260}})
+    quotes = status.nodes()["quotes"]
+    assert (quotes.emitted, quotes.drops) == (190, {"restart": 110})  # 150 - 100, then 260 - (150 + 50)

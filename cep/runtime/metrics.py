@@ -174,7 +174,25 @@ class RunStatus:
                 total.drop("peer full", counters["dropped"] - counters.get("missed", 0))
             for edge_id, counters in report.get("edges_in", {}).items():
                 totals[edge_node[edge_id]].gaps += counters["gaps"]
+        for node, skipped in self._skipped_at_restarts().items():
+            totals[node].drop("restart", skipped)
         return totals
+
+    def _skipped_at_restarts(self) -> dict[str, int]:
+        """Per source, the records restarted gateways skipped (at_most_once resumes past what it
+        had reserved): where each incarnation resumed, less where its predecessor had got to by
+        its last report. Records the predecessor sent after that report are counted here too."""
+        skipped: dict[str, int] = {}
+        for worker in {worker for worker, _ in self._reports}:
+            reached: dict[str, int] = {}
+            for incarnation in sorted(i for w, i in self._reports if w == worker):
+                report = self._reports[(worker, incarnation)]
+                for node, offset in report.get("resumed", {}).items():
+                    skipped[node] = skipped.get(node, 0) + max(0, offset - reached.get(node, 0))
+                    reached[node] = offset
+                for node, counters in report.get("nodes", {}).items():
+                    reached[node] = reached.get(node, 0) + counters["out"]
+        return skipped
 
     def noted(self) -> dict[str, dict[str, int]]:
         """Per node, records let through despite a problem, by reason (e.g. `late` rows kept)."""

@@ -137,6 +137,7 @@ class Worker:
         self.checkpointing = checkpointing(plan, self.process.name)
         self.reservation: Reservation | None = None
         self.acknowledged: Acknowledged | None = None
+        self.resumed: dict[str, int] = {}  # where the sources resumed from the offsets file
         self._wire()
         self.counts_base: dict[str, Any] | None = {} if self.checkpointing and resume else None
         """What this worker's checkpointed predecessors had counted (exactly_once), else None."""
@@ -208,6 +209,7 @@ class Worker:
         file = OffsetFile(Path(self.plan.run_dir), self.worker, fresh=not self.resuming)
         if self.resuming:
             self.offsets.update((node, offset) for node, offset in file.load().items() if node in self.offsets)
+            self.resumed = dict(self.offsets)
         if self.retaining:  # a reliable edge leaves: never lose, so only acknowledged offsets
             self.acknowledged = Acknowledged(file, self.offsets, [o.window for o in self.retaining])
         else:
@@ -456,6 +458,8 @@ class Worker:
                   "refused_connections": security.refused_connections()}
         if self.counts_base is not None:  # counts go on from the checkpoint's (metrics.RunStatus)
             report["base"] = self.counts_base
+        if self.resumed:  # what a restart skipped is counted (metrics.RunStatus.nodes)
+            report["resumed"] = self.resumed
         _send(self.control, report)
 
 
