@@ -84,6 +84,8 @@ CSV_MS = "type: csv, path: in.csv, timestamp_unit: ms"
     (CSV, b"1700000000000,BTC\xff\xfeUSDT,1.5,1.6,1,2", "instrument"),         # invalid UTF-8
     (CSV, "1700000000000,BTC\0USDT,1.5,1.6,1,2", "NUL"),
     (CSV, "1700000000000,BTCUSDT," + "9" * 400 + ",1.6,1,2", "bid_price"),    # float('999...') = inf
+    (CSV, "1700000000000," + "X" * 20_000_000 + ",1.5,1.6,1,2", "field larger than field limit"),
+    (CSV, "1700000000000," + "X" * 100_000 + ",1.5,1.6,1,2", "more than max_string_length=65536"),
 ])
 def test_one_bad_csv_row_is_dead_lettered_and_the_40_good_ones_delivered(workdir, source, bad, reason):
     status, records, letters = run_with_one_bad(workdir, source, "in.csv", bad, good_csv_rows(), HEADER)
