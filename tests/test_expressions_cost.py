@@ -211,3 +211,60 @@ def test_validate_names_the_file_line_and_key_of_a_costly_constant(tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"{pipeline}:8:" in done.stderr
     assert "factorial" in done.stderr and "limit" in done.stderr and "cost" in done.stderr
+
+
+# -- the static kinds that let `*` and `%` go unguarded must be sound ------------------------------
+_LEAVES = st.sampled_from(["a", "b", "2", "3", "0.5", "'x'", "True", "len(b)", "float(a)",
+                           "math.sqrt(4)", "math.floor(a)", "abs(a)", "[1]"])
+_EXPRESSIONS = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "//", "%", "**"]), inner).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        inner.map(lambda e: f"(-{e})"),
+        st.tuples(inner, inner, inner).map(lambda t: f"({t[0]} if {t[1]} else {t[2]})"),
+        st.tuples(inner, inner).map(lambda t: f"({t[0]} or {t[1]})")),
+    max_leaves=6)
+_VALUES = st.one_of(st.integers(-5, 5), st.floats(-5, 5, allow_nan=False), st.text(max_size=3),
+                    st.lists(st.integers(0, 3), max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(source=_EXPRESSIONS, a=_VALUES, b=_VALUES)
+def test_what_the_compiler_knows_is_a_float_or_a_number_always_is(source, a, b):
+    """A `*` or `%` is left unguarded only because of these kinds: a wrong FLOAT would let a
+    string repetition through unchecked."""
+    import ast
+    import math
+    from cep.expression_costs import FLOAT, NUMBER, kind_of
+    expression = compile_expression(source)
+    kind = kind_of(expression._body, "_cep_math_")
+    try:
+        value = eval(source, {"__builtins__": {"len": len, "float": float, "abs": abs},  # noqa: S307
+                              "math": math, "a": a, "b": b})
+    except Exception:  # noqa: BLE001 - an error is no value of the wrong kind
+        return
+    if kind == FLOAT:
+        assert isinstance(value, float), (source, a, b, value)
+    elif kind == NUMBER:
+        assert isinstance(value, (int, float, complex)), (source, a, b, value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(source=_EXPRESSIONS, a=_VALUES, b=_VALUES)
+def test_the_guards_change_no_value_that_is_within_the_limits(source, a, b):
+    import math
+    expression = compile_expression(source)
+    try:
+        expected = eval(source, {"__builtins__": {"len": len, "float": float, "abs": abs},  # noqa: S307
+                                 "math": math, "a": a, "b": b})
+    except Exception as exc:  # noqa: BLE001
+        with pytest.raises(Exception) as caught:
+            expression({"a": a, "b": b})
+        assert isinstance(caught.value, (type(exc), CostLimitError)), (source, a, b, exc)
+        return
+    try:
+        got = expression({"a": a, "b": b})
+    except CostLimitError:
+        return  # past a limit (a small base to a big power, a long repetition): refused
+    assert got == expected or (got != got and expected != expected), (source, a, b)
