@@ -84,3 +84,11 @@ def test_an_unset_variable_in_an_import_or_plugin_path_is_its_only_problem(tmp_p
                         f'{key}: ["${{LIBS}}/x.yaml"]')
     assert len(found) == 1, found
     assert "environment variable 'LIBS' is not set" in found[0]
+
+
+def test_an_unset_variable_naming_an_input_is_its_only_problem(tmp_path, monkeypatch):
+    monkeypatch.delenv("INPUT", raising=False)
+    found = problems_of(tmp_path, "ticks: {type: synthetic, count: 5}",
+                        'streams:\n  quotes: {from: "${INPUT}"}')
+    assert len(found) == 1, found
+    assert "environment variable 'INPUT' is not set" in found[0]

@@ -73,7 +73,8 @@ def _add_edges(pipeline: Pipeline, result: Checked) -> None:
             continue
         for index, upstream in enumerate(data["spec"].from_):
             where = pipeline.locate(data["section"], node_id, "from", index)
-            if upstream in pipeline._broken:
+            written = (data["section"], node_id, "from")
+            if upstream in pipeline._broken or {written, (*written, index)} & pipeline._unresolved:
                 result.unknown_inputs.add(node_id)  # reported with its own mistakes
             elif upstream not in graph:
                 result.unknown_inputs.add(node_id)

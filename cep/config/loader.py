@@ -115,6 +115,7 @@ def _load(doc: YamlDocument, path: Path | None, base_dir: Path, registry: Regist
     pipeline._registry = registry
     pipeline._problems = tuple(report.sorted())
     pipeline._warnings = tuple(report.warnings)
+    pipeline._unresolved = frozenset(report.unresolved)
     pipeline._broken = frozenset(
         cid for section in _SECTIONS if isinstance(data.get(section), dict)
         for cid in data[section] if cid not in getattr(pipeline, section))

@@ -126,6 +126,7 @@ class Pipeline(_Strict):
     _problems: tuple = PrivateAttr(default=())  # what a deferred load found (see `load_pipeline`)
     _broken: frozenset = PrivateAttr(default=frozenset())  # ids left out for their own mistakes
     _warnings: tuple = PrivateAttr(default=())  # what the load found legal but likely not meant
+    _unresolved: frozenset = PrivateAttr(default=frozenset())  # key paths naming an unset variable
 
     @property
     def base_dir(self) -> Path:
