@@ -97,13 +97,14 @@ class OrderLedger:
         self._orders[client_order_id] = self._working[client_order_id] = order
         return order.event(timestamp)
 
-    def move(self, client_order_id: str, status: OrderStatus, timestamp: int, *,
+    def move(self, client_order_id: str, status: OrderStatus | str, timestamp: int, *,
              reason: str | None = None, order_id: str | None = None) -> OrderEvent | None:
         """A move that is not a fill (submitted, accepted, denied, rejected, canceled, expired);
         fill states are reached only through `fill`, which knows the quantities."""
         order = self._orders.get(client_order_id)
         if order is None:
             return self._refuse(Refusal.UNKNOWN_ORDER)
+        status = OrderStatus(status)
         if status in (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED) or not order.status.can_become(status):
             return self._refuse(Refusal.ILLEGAL_TRANSITION)
         self._become(order, status)

@@ -154,15 +154,24 @@ class PreTradeRisk:
         self._seen: set[str] = set()
         self._recent: deque[int] = deque()
 
-    def check(self, record: Mapping[str, Any], exposure: Exposure, now: int) -> Denial | None:
-        parsed = parse_signal(record, self.limits, now)
-        if isinstance(parsed, Denial):
-            return parsed
+    def check(self, record: Mapping[str, Any], exposure: Exposure | Callable[[str], Exposure],
+              now: int) -> Denial | None:
+        """Why `record` may not become an order, or None. `exposure` is the book as the checks
+        see it, or a function of the instrument giving it (built only for a readable signal)."""
+        return self.decide(record, exposure, now)[1]
+
+    def decide(self, record: Mapping[str, Any], exposure: Exposure | Callable[[str], Exposure],
+               now: int) -> tuple[Signal | None, Denial | None]:
+        """The signal read from `record` (None if unreadable) and the denial, if any."""
+        signal = read_signal(record)
+        if isinstance(signal, Denial):
+            return None, signal
+        book = exposure(signal.instrument) if callable(exposure) else exposure
         for check in CHECKS:
-            denial = check(self, parsed, exposure, now)
+            denial = check(self, signal, book, now)
             if denial is not None:
-                return denial
-        return None
+                return signal, denial
+        return signal, None
 
     def record_order(self, now: int) -> None:
         self._recent.append(now)
@@ -181,8 +190,8 @@ class PreTradeRisk:
         return len(self._recent)
 
 
-def parse_signal(record: Mapping[str, Any], limits: RiskLimits, now: int) -> Signal | Denial:
-    """The signal in `record`, or why it cannot be traded whatever the book looks like."""
+def read_signal(record: Mapping[str, Any]) -> Signal | Denial:
+    """The signal in `record`, or why it cannot be read (BAD_* codes)."""
     signal_id, timestamp, instrument = record.get("signal_id"), record.get("timestamp"), record.get("instrument")
     if not (isinstance(signal_id, str) and signal_id and isinstance(timestamp, int)
             and not isinstance(timestamp, bool) and isinstance(instrument, str)
@@ -196,11 +205,6 @@ def parse_signal(record: Mapping[str, Any], limits: RiskLimits, now: int) -> Sig
         return Denial(Deny.BAD_PRICE, f"trigger_price must be a finite number above 0, got {price!r}")
     if not (_number(confidence) and 0.0 <= confidence <= 1.0):
         return Denial(Deny.BAD_CONFIDENCE, f"confidence must be within 0..1, got {confidence!r}")
-    if limits.instruments is not None and instrument not in limits.instruments:
-        return Denial(Deny.UNKNOWN_INSTRUMENT, f"{instrument!r} is not traded here")
-    if limits.max_signal_age_ns is not None and now - timestamp > limits.max_signal_age_ns:
-        return Denial(Deny.STALE_SIGNAL, f"signal is {(now - timestamp) / 1e6:.3f} ms old, limit "
-                                         f"{limits.max_signal_age_ns / 1e6:.3f} ms")
     return Signal(signal_id, timestamp, Action(record["action"]), instrument, float(price), float(quantity))
 
 
@@ -213,6 +217,21 @@ def _positive_number(value: Any) -> bool:
 
 
 Check = Callable[[PreTradeRisk, Signal, Exposure, int], "Denial | None"]
+
+
+def _instrument(risk: PreTradeRisk, signal: Signal, book: Exposure, now: int) -> Denial | None:
+    instruments = risk.limits.instruments
+    if instruments is not None and signal.instrument not in instruments:
+        return Denial(Deny.UNKNOWN_INSTRUMENT, f"{signal.instrument!r} is not traded here")
+    return None
+
+
+def _signal_age(risk: PreTradeRisk, signal: Signal, book: Exposure, now: int) -> Denial | None:
+    limit = risk.limits.max_signal_age_ns
+    if limit is not None and now - signal.timestamp > limit:
+        return Denial(Deny.STALE_SIGNAL, f"signal is {(now - signal.timestamp) / 1e6:.3f} ms old, limit "
+                                         f"{limit / 1e6:.3f} ms")
+    return None
 
 
 def _trading_state(risk: PreTradeRisk, signal: Signal, book: Exposure, now: int) -> Denial | None:
@@ -310,7 +329,7 @@ def _daily_loss(risk: PreTradeRisk, signal: Signal, book: Exposure, now: int) ->
     return None
 
 
-CHECKS: tuple[Check, ...] = (_duplicate_signal, _trading_state, _quantity, _quote, _price_band, _notional,
+CHECKS: tuple[Check, ...] = (_duplicate_signal, _instrument, _signal_age, _trading_state, _quantity, _quote, _price_band, _notional,
                              _position, _open_orders, _order_rate, _daily_loss)
-"""The checks after the signal parsed, in the order the first failure is reported. The duplicate
-check comes first so that every parsed signal is remembered, also one a HALTED desk denied."""
+"""The checks of a readable signal, in the order the first failure is reported. The duplicate
+check comes first so that every readable signal is remembered, also one a HALTED desk denied."""
