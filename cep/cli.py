@@ -337,5 +337,50 @@ def generate_keys(directory: Path) -> None:
     click.echo(f"use them with: security: {{curve: {{keys: {directory}}}}}")
 
 
+@cli.command(short_help="Positions from an order journal, now or as of a time.", epilog="""\b
+Examples:
+  cep positions out/journal.db                 # quantity, average cost, realized PnL
+  cep positions out/journal.db --at 2024-08-08T23:55:00Z --json""")
+@click.argument("journal", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per instrument and line.")
+@click.option("--at", help="Only fills up to this event time: nanoseconds since the epoch or ISO 8601 "
+                           "(UTC unless it names an offset).")
+def positions(journal: Path, as_json: bool, at: str | None) -> None:
+    """Positions the fills in JOURNAL add up to (read-only: safe while a pipeline writes it)."""
+    import json
+    from cep.orders.queries import parse_time, positions_report, render_positions
+    try:
+        until = None if at is None else parse_time(at)
+    except ValueError:
+        raise click.BadParameter(f"{at!r} is neither nanoseconds nor an ISO 8601 time "
+                                 "(e.g. 2024-08-08T23:55:00Z)", param_hint="--at") from None
+    rows = positions_report(journal, until)
+    for line in ([json.dumps(row) for row in rows] if as_json else render_positions(rows)):
+        click.echo(line)
+
+
+@cli.command(short_help="Orders in an order journal, or one order's history.", epilog="""\b
+Examples:
+  cep orders out/journal.db                    # each order's latest state
+  cep orders out/journal.db --signal 'momentum5:BTCUSDT:1723161254353491067:SELL'""")
+@click.argument("journal", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--signal", "signal_id", help="Every event of the order placed for this signal id.")
+@click.option("--order", "client_order_id", help="Every event of the order with this client order id.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event and line.")
+def orders(journal: Path, signal_id: str | None, client_order_id: str | None, as_json: bool) -> None:
+    """The orders in JOURNAL (read-only: safe while a pipeline writes it)."""
+    import json
+    from cep.orders.queries import latest_per_order, order_history, render_history, render_orders
+    one = signal_id is not None or client_order_id is not None
+    events = (order_history(journal, signal_id=signal_id, client_order_id=client_order_id) if one
+              else latest_per_order(journal))
+    if as_json:
+        lines = [json.dumps(event.to_record()) for event in events]
+    else:
+        lines = render_history(events) if one else render_orders(events)
+    for line in lines:
+        click.echo(line)
+
+
 if __name__ == "__main__":
     main()
