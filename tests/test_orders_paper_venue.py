@@ -96,6 +96,15 @@ def test_a_request_the_venue_receives_after_later_quotes_still_fills_at_its_arri
     assert fills(venue) == [("late", 101.0, 1.0, 150), ("late", 102.0, 1.0, 200), ("late", 103.0, 1.0, 300)]
 
 
+def test_a_request_arriving_before_the_quotes_kept_is_rejected_not_filled_later():
+    venue = PaperVenue(history=2)
+    for timestamp in (0, 10, 20, 30):
+        venue.on_quote(quote(timestamp, 99.0, 100.0))
+    reply = venue.place(market("old", "BUY", 1.0, 15))
+    assert reply.status is OrderStatus.REJECTED and reply.reason.startswith("STALE_REQUEST")
+    assert venue.reports() == [] and venue.place(market("ok", "BUY", 1.0, 20)).status is OrderStatus.ACCEPTED
+
+
 def test_a_retried_request_is_the_same_order():
     venue = PaperVenue()
     venue.on_quote(quote(10, 99.0, 100.0))

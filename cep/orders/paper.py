@@ -106,6 +106,9 @@ class PaperVenue:
             order.status, order.reason = OrderStatus.REJECTED, problem
             return order.reply()
         book = self._books[request.instrument]
+        if arrival < book.times[0]:
+            order.status, order.reason = OrderStatus.REJECTED, "STALE_REQUEST: arrives before the quotes kept"
+            return order.reply()
         if arrival <= book.times[-1]:
             self._catch_up(order, book)
         else:
@@ -175,10 +178,6 @@ class PaperVenue:
     def _catch_up(self, order: _Order, book: _Book) -> None:
         """A request that arrived before the latest quote: play it through the history."""
         first = bisect.bisect_right(book.times, order.arrival) - 1
-        if first < 0:
-            order.status, order.reason = OrderStatus.REJECTED, "STALE_REQUEST: arrives before the quotes kept"
-            self._update(order, order.arrival)
-            return
         quotes = list(itertools.islice(book.history, first, None))
         sizes = [_sizes(quote) for quote in quotes[:-1]] + [book.left]  # the current quote's are shared
         self._arrive(order, quotes[0], sizes[0])
