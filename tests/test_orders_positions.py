@@ -24,6 +24,14 @@ def test_the_issue_example_nets_to_650_realized_and_flat():
     assert position.average_cost == 0.0 and position.unrealized(quote(1.0, 2.0)) == 0.0
 
 
+@pytest.mark.parametrize("quantity, price", [(0, 1.0), (-1, 1.0), (1, 0.0), (1, float("nan")), (float("inf"), 1.0)])
+def test_an_impossible_fill_is_refused_not_averaged_in(quantity, price):
+    position = Position("X")
+    with pytest.raises(ValueError):
+        position.apply(Action.BUY, quantity, price)
+    assert position == Position("X")
+
+
 def test_adding_averages_the_cost_and_reducing_keeps_it():
     position = Position("X")
     position.apply(Action.BUY, 10, 100.0)

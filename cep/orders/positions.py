@@ -15,6 +15,7 @@ that hit its loss limit stays stopped until a person says otherwise (`set_state`
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,8 @@ class Position:
     realized: float = 0.0
 
     def apply(self, side: Action | str, quantity: float, price: float) -> None:
+        if not (0 < quantity < math.inf and 0 < price < math.inf):
+            raise ValueError(f"a fill needs a quantity and a price above 0, got {quantity!r} at {price!r}")
         signed = quantity if Action(side) is Action.BUY else -quantity
         if self.quantity * signed >= 0:  # flat, or adding to the position
             held = abs(self.quantity)
