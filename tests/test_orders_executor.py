@@ -1,6 +1,10 @@
 """The executor's core: signal -> checks -> breaker -> venue -> events, each signal one order at
 most, denials with their reason, a failing venue behind an open breaker never called."""
 import math
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings, strategies as st
 
 from cep.events import OrderStatus, TickEvent
 from cep.orders.breaker import BreakerState, CircuitBreaker
@@ -128,3 +132,45 @@ def test_orders_still_on_their_way_count_as_working():
     executor = executor_on(CountingVenue(latency_ns=1_000), RiskLimits(max_open_orders=1))
     executor.on_signal(signal(1), now=100)
     assert executor.on_signal(signal(2), now=101).denial.code is Deny.MAX_OPEN_ORDERS
+
+
+class PlacingVenue(PaperVenue):
+    """Counts each client order id the venue is asked to place."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.asked = Counter()
+
+    def place(self, request):
+        self.asked[request.client_order_id] += 1
+        return super().place(request)
+
+
+steps = st.lists(st.one_of(
+    st.tuples(st.just("quote"), st.floats(90.0, 110.0), st.sampled_from([None, 0.5, 3.0])),
+    st.tuples(st.just("signal"), st.integers(0, 8), st.sampled_from(["BUY", "SELL"]))), max_size=60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps=steps, latency=st.integers(0, 3))
+def test_whatever_arrives_no_signal_reaches_the_venue_twice_and_positions_are_the_fills(steps, latency):
+    """Signals redelivered in any order, quotes of any size: each client order id is placed at
+    most once, the ledger never has to refuse what the venue reports, and the position is the
+    sum of the fills the events report."""
+    venue = PlacingVenue(latency_ns=latency)
+    executor = executor_on(venue, RiskLimits(max_position=5.0, max_open_orders=3))
+    events, now = [], 100
+    for kind, value, extra in steps:
+        now += 1
+        if kind == "quote":
+            tick = TickEvent(now, "BTCUSDT", value, value + 0.1, extra, extra)
+            venue.on_quote(tick)
+            events += executor.on_reports(venue.reports())
+            executor.on_quote(tick)
+        else:
+            events += executor.on_signal(signal(value, action=extra, timestamp=now), now=now).events
+    assert all(count == 1 for count in venue.asked.values())
+    assert executor.ledger.refused == {}
+    bought = sum(e.fill_quantity * (1 if e.side.value == "BUY" else -1) for e in events if e.fill_id)
+    assert executor.manager.book.position("BTCUSDT").quantity == pytest.approx(bought)
+    assert abs(bought) <= 5.0 + 1e-9
