@@ -15,7 +15,7 @@ import pytest
 
 import cep
 from cep.runtime.supervisor import Supervisor
-from tests.test_faults import output_lines, write_pipeline
+from tests.test_faults import fault_free, output_lines, write_pipeline  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -35,17 +35,15 @@ def kill_when_spawned(supervisor: Supervisor, worker: str, killed: list) -> thre
 
 
 @pytest.mark.parametrize("victim", ["strategy", "sink-signals", "gateway-ticks"])
-def test_a_worker_killed_during_start_up_is_restarted_like_any_crash(workdir, victim):
+def test_a_worker_killed_during_start_up_is_restarted_like_any_crash(workdir, fault_free, victim):
     plan = cep.compile(write_pipeline(workdir, "exactly_once", speed="max"))
-    cep.run(plan, inline=True)
-    reference = output_lines(workdir)
     supervisor = Supervisor(plan, backoff_s=0.05)
     killed: list = []
     kill_when_spawned(supervisor, victim, killed)
     status = supervisor.run()
     assert killed == [None], "the kill did not land before the start"
     assert status.restarts == {victim: 1}
-    assert output_lines(workdir) == reference
+    assert output_lines(workdir) == fault_free
 
 
 # -- signals, orphans and names -----------------------------------------------------------------
@@ -196,7 +194,7 @@ def test_workers_are_named_after_their_pipeline_and_process(workdir):
 def killed_midway(workdir: Path, mode: str) -> tuple[Path, Path]:
     """SIGKILL `cep run` of the fault suite's pipeline in `mode` once its sink wrote 100 signals;
     returns (pipeline, run directory) once every process of that run is gone."""
-    pipeline = write_pipeline(workdir, mode, speed="100x")
+    pipeline = write_pipeline(workdir, mode)
     signals = workdir / "out" / "signals.jsonl"
     signals.unlink(missing_ok=True)
     supervisor = cep_run(pipeline)
@@ -213,8 +211,7 @@ def sockets_in(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if stat.S_ISSOCK(p.lstat().st_mode))
 
 
-def test_a_rerun_after_the_supervisor_was_killed_resumes_exactly_once_from_the_checkpoints(workdir):
-    reference = fault_free_output(workdir)
+def test_a_rerun_after_the_supervisor_was_killed_resumes_exactly_once_from_the_checkpoints(workdir, fault_free):
     pipeline, run_dir = killed_midway(workdir, "exactly_once")
     assert (run_dir / "running").exists(), "a run that ended abnormally leaves no marker"
     checkpoints = {path.name: path.stat().st_ino for path in (run_dir / "checkpoints").glob("*.sqlite")}
@@ -226,26 +223,25 @@ def test_a_rerun_after_the_supervisor_was_killed_resumes_exactly_once_from_the_c
     assert "resuming from its checkpoints" in rerun.stderr
     kept = {path.name: path.stat().st_ino for path in (run_dir / "checkpoints").glob("*.sqlite")}
     assert kept == checkpoints, "the rerun started afresh (a fresh start makes new checkpoint files)"
-    assert output_lines(workdir) == reference  # nothing lost, nothing twice
+    assert output_lines(workdir) == fault_free  # nothing lost, nothing twice
     assert not (run_dir / "running").exists()
     assert sockets_in(run_dir) == []
 
 
 @pytest.mark.parametrize("mode", ["at_least_once", "at_most_once"])
-def test_a_rerun_without_checkpoints_says_it_starts_afresh(workdir, mode):
-    reference = fault_free_output(workdir)
+def test_a_rerun_without_checkpoints_says_it_starts_afresh(workdir, fault_free, mode):
     pipeline, run_dir = killed_midway(workdir, mode)
     rerun = subprocess.run([sys.executable, "-m", "cep.cli", "run", str(pipeline), "-q"],
                            capture_output=True, text=True, timeout=120, cwd=workdir)
     assert rerun.returncode == 0, rerun.stderr
     assert "ended abnormally" in rerun.stderr and "starting afresh" in rerun.stderr
-    assert output_lines(workdir) == reference
+    assert output_lines(workdir) == fault_free
     assert not (run_dir / "running").exists()
     assert sockets_in(run_dir) == []
 
 
 def test_a_clean_run_leaves_no_marker_and_no_sockets_and_the_next_says_nothing(workdir):
-    pipeline = write_pipeline(workdir, "exactly_once", speed="max")
+    pipeline = write_pipeline(workdir, "at_most_once", speed="max")
     for _ in range(2):
         result = subprocess.run([sys.executable, "-m", "cep.cli", "run", str(pipeline), "-q"],
                                 capture_output=True, text=True, timeout=120, cwd=workdir)
@@ -254,8 +250,3 @@ def test_a_clean_run_leaves_no_marker_and_no_sockets_and_the_next_says_nothing(w
     run_dir = Path(cep.compile(pipeline).run_dir)
     assert not (run_dir / "running").exists()
     assert sockets_in(run_dir) == []
-
-
-def fault_free_output(workdir: Path):
-    cep.run(cep.compile(write_pipeline(workdir, "at_most_once", speed="max")), inline=True)
-    return output_lines(workdir)

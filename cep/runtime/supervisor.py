@@ -96,30 +96,12 @@ class Supervisor:
         run_dir = private_run_dir(Path(self.plan.run_dir))
         lock = self._lock(run_dir)
         self._marker = RunMarker(run_dir, self.plan)
-        resumed = self._after_previous_run()
-        remove_sockets(self.plan)
-        self._marker.begin(time.time())
-        context = zmq.Context()
-        self._control = context.socket(zmq.ROUTER)
-        self._control.setsockopt(zmq.LINGER, 0)
-        self._control.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._control.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes its name over
-        on_sigterm = threading.current_thread() is threading.main_thread()  # signals reach that one only
-        previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_sigterm else None
         try:
-            bind(self._control, self.plan.control)
-            for worker in self.plan.workers():
-                self._spawn(worker, resumed.get(worker, 0), resume=worker in resumed)
-            self._loop()
-        except KeyboardInterrupt as interrupt:
-            self.status.signal = signal.SIGTERM if isinstance(interrupt, _Terminated) else signal.SIGINT
-            self._drain_after_interrupt()
-        finally:
-            self._terminate_all(grace_s=0.0 if self._drain_expired else 3.0)
-            if on_sigterm:
-                signal.signal(signal.SIGTERM, previous)
-            self._control.close(0)
-            context.term()
+            resumed = self._after_previous_run()
+            self._marker.begin(time.time())
+            remove_sockets(self.plan)
+            self._supervise(resumed)
+        finally:  # whatever ended the run, this supervisor saw it end: no marker
             remove_sockets(self.plan)
             self._marker.remove()
             os.close(lock)
@@ -149,6 +131,31 @@ class Supervisor:
             raise TransportError(f"ipc path {run_dir} is already in use: pipeline {self.plan.name!r} "
                                  "is running there (stop it, or set transport.dir / $CEP_RUN_DIR)") from None
         return fd
+
+    def _supervise(self, resumed: dict[str, int]) -> None:
+        """Start every worker (those in `resumed` from their checkpoints, as that incarnation),
+        run until all are done or a drain ends, then stop whatever still runs."""
+        context = zmq.Context()
+        self._control = context.socket(zmq.ROUTER)
+        self._control.setsockopt(zmq.LINGER, 0)
+        self._control.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._control.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a restarted worker takes its name over
+        on_sigterm = threading.current_thread() is threading.main_thread()  # signals reach that one only
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_sigterm else None
+        try:
+            bind(self._control, self.plan.control)
+            for worker in self.plan.workers():
+                self._spawn(worker, resumed.get(worker, 0), resume=worker in resumed)
+            self._loop()
+        except KeyboardInterrupt as interrupt:
+            self.status.signal = signal.SIGTERM if isinstance(interrupt, _Terminated) else signal.SIGINT
+            self._drain_after_interrupt()
+        finally:
+            self._terminate_all(grace_s=0.0 if self._drain_expired else 3.0)
+            if on_sigterm:
+                signal.signal(signal.SIGTERM, previous)
+            self._control.close(0)
+            context.term()
 
     def _after_previous_run(self) -> dict[str, int]:
         """If the previous run in this run directory ended abnormally, say so; under exactly_once
