@@ -17,6 +17,7 @@ import click
 import cep
 from cep.compiler.render import FORMATS
 from cep.errors import CepError, UserError
+from cep.runtime.metrics import STUCK_AFTER_S
 from cep.runtime.processes import start_server
 
 
@@ -106,17 +107,34 @@ class _DeadLetterLimitType(click.ParamType):
         return DeadLetterLimit(text, percent=percent)
 
 
+class _SecondsType(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, float):
+            return value
+        from cep.durations import parse_duration
+        try:
+            return parse_duration(value) / 1e9
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 @dataclass(frozen=True)
 class Reporting:
     """What a run is judged by and where its summary goes, besides stderr."""
 
     max_dead_letters: DeadLetterLimit | None = None
     summary_json: Path | None = None
+    stuck_after_s: float = STUCK_AFTER_S
 
 
 def _reporting_options(command):
     """The options `run` and `replay` share for judging and reporting a run."""
     options = [
+        click.option("--stuck-after", "stuck_after_s", type=_SecondsType(), default="10s", show_default=True,
+                     help="Report a worker as stuck (live view and summary) when it has sent nothing "
+                          "for this long: one long computation, or blocked."),
         click.option("--max-dead-letters", type=_DeadLetterLimitType(), metavar="N|P%",
                      help="Exit 1 if the run dead-letters more than N records, or more than P% of "
                           "the records its sources read."),
@@ -127,6 +145,10 @@ def _reporting_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _reporting(max_dead_letters: DeadLetterLimit | None, summary_json: Path | None, stuck_after_s: float) -> Reporting:
+    return Reporting(max_dead_letters, summary_json, stuck_after_s)
 
 
 @cli.command(short_help="Run a pipeline until its sources end; status on stderr.",
@@ -146,14 +168,14 @@ Examples:
               help="How long Ctrl-C or SIGTERM waits for the drain before killing the workers (default 10).")
 @_reporting_options
 def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_restarts: int,
-        drain_timeout: float | None, max_dead_letters: DeadLetterLimit | None, summary_json: Path | None) -> None:
+        drain_timeout: float | None, **reporting) -> None:
     """Run PIPELINE until its sources are exhausted; Ctrl-C or SIGTERM drains every process and
     stops. The live status and the summary go to stderr; stdout is left to the records of a
     stdout sink."""
     if not inline:
         start_server()  # it imports the worker's code while the pipeline compiles
     plan = cep.compile(pipeline, run_dir=run_dir)
-    _run_plan(plan, inline, quiet, max_restarts, Reporting(max_dead_letters, summary_json), drain_timeout)
+    _run_plan(plan, inline, quiet, max_restarts, _reporting(**reporting), drain_timeout)
 
 
 def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Reporting,
@@ -167,7 +189,7 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Rep
             status = cep.run(plan, inline=True)
         else:
             from cep.runtime.live import LiveStatus
-            with LiveStatus(plan, enabled=not quiet) as live:
+            with LiveStatus(plan, enabled=not quiet, stuck_after_s=reporting.stuck_after_s) as live:
                 options = {} if drain_timeout is None else {"drain_timeout_s": drain_timeout}
                 status = cep.run(plan, on_status=live.update, max_restarts=max_restarts,
                                  on_notice=lambda text: click.echo(f"cep: {text}", err=True), **options)
@@ -176,11 +198,12 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Rep
             _write_summary(reporting.summary_json, {"pipeline": plan.name,
                                                     "exit": {"code": exc.exit_code, "reason": str(exc)}})
         raise
-    for line in status.summary_lines():
+    for line in status.summary_lines(stuck_after_s=reporting.stuck_after_s):
         click.echo(line, err=True)
     code, reason = _exit_of(status, reporting.max_dead_letters)
     if reporting.summary_json is not None:
-        _write_summary(reporting.summary_json, {**status.to_dict(), "exit": {"code": code, "reason": reason}})
+        _write_summary(reporting.summary_json, {**status.to_dict(stuck_after_s=reporting.stuck_after_s),
+                                                "exit": {"code": code, "reason": reason}})
     if code == 1:
         click.echo(f"cep: error: {reason}", err=True)
     if code:
@@ -282,7 +305,7 @@ Examples:
 @click.option("--quiet", "-q", is_flag=True, help="No live status; the summary only.")
 @_reporting_options
 def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline: bool, quiet: bool,
-           max_dead_letters: DeadLetterLimit | None, summary_json: Path | None) -> None:
+           **reporting) -> None:
     """Replay historical ticks from DATA through PIPELINE in event time."""
     if not inline:
         start_server()
@@ -291,7 +314,7 @@ def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline
     model = load_pipeline(pipeline)
     model = replace_source(model, source_id, {"type": "csv", "path": str(data.resolve()), "speed": speed},
                            options={"path": f"--data {data}", "speed": f"--speed {speed}"})
-    _run_plan(cep.compile(model), inline, quiet, 3, Reporting(max_dead_letters, summary_json))
+    _run_plan(cep.compile(model), inline, quiet, 3, _reporting(**reporting))
 
 
 @cli.command(short_help="List sources, operators, rules and sinks with their parameters.",

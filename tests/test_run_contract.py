@@ -293,3 +293,76 @@ def test_summary_json_of_a_run_that_failed_says_why(workdir):
     assert result.returncode == 1
     report = json.loads(summary.read_text())
     assert report["exit"]["code"] == 1 and "sink-signals" in report["exit"]["reason"]
+
+
+SPIN_PLUGIN = '''
+import time
+
+from cep.plugins import OpParams, operator, per_record
+
+
+class SpinParams(OpParams):
+    seconds: float = 2.0
+
+
+@operator("spin", params=SpinParams, shorthand="seconds")
+def spin(params, ctx):
+    """Keeps the CPU busy for `seconds` on the first record: one long computation."""
+    spun = []
+
+    def think(record):
+        if not spun:
+            spun.append(True)
+            end = time.monotonic() + params.seconds
+            while time.monotonic() < end:
+                pass
+        return record
+
+    return per_record(think, ctx)
+'''
+
+
+def spinning_pipeline(workdir: Path, seconds: float) -> Path:
+    (workdir / "spin.py").write_text(SPIN_PLUGIN)
+    path = workdir / "spinning.yaml"
+    path.write_text(f"""version: 1
+name: spinning
+plugins: [spin.py]
+sources:
+  ticks: {{type: synthetic, count: 100}}
+streams:
+  slow:
+    from: ticks
+    ops:
+      - spin: {seconds}
+sinks:
+  out: {{type: "null", from: slow}}
+""")
+    return path
+
+
+@pytest.mark.integration
+def test_a_worker_busy_in_one_long_computation_is_reported_stuck(workdir):
+    summary = workdir / "summary.json"
+    result = cep_run(workdir, spinning_pipeline(workdir, 2.5), "--stuck-after", "1s", "--summary-json", str(summary))
+    assert result.returncode == 0, result.stderr
+    stuck = [line for line in result.stderr.splitlines() if line.startswith("stuck:")]
+    assert len(stuck) == 1 and "sink-out" in stuck[0] and "busy" in stuck[0], result.stderr
+    seconds = float(stuck[0].split("no progress for ")[1].split("s")[0])
+    assert 2.0 <= seconds < 10
+    workers = json.loads(summary.read_text())["workers"]
+    assert workers["sink-out"]["stuck"] and workers["sink-out"]["longest_silence_s"] >= 2.0
+    assert not workers["gateway-ticks"]["stuck"]
+
+
+@pytest.mark.integration
+def test_a_short_pause_below_stuck_after_is_not_reported(workdir):
+    result = cep_run(workdir, spinning_pipeline(workdir, 0.5), "--stuck-after", "5s")
+    assert result.returncode == 0, result.stderr
+    assert "stuck" not in result.stderr
+
+
+def test_a_malformed_stuck_after_is_a_usage_error(capsys):
+    from tests.test_cli import cep
+    code, _, err = cep("run", ROOT / "pipelines" / "synthetic.yaml", "--stuck-after", "soon", capsys=capsys)
+    assert code == 2 and "--stuck-after" in err and "such as 500ms, 2s" in err, err

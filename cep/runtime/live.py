@@ -12,7 +12,7 @@ import sys
 import time
 
 from cep.compiler.plan import Plan
-from cep.runtime.metrics import RunStatus
+from cep.runtime.metrics import STUCK_AFTER_S, RunStatus
 
 PLAIN_EVERY_S = 5.0
 
@@ -23,8 +23,9 @@ def prints_to_stdout(plan: Plan) -> bool:
 
 
 class LiveStatus:
-    def __init__(self, plan: Plan, enabled: bool = True) -> None:
+    def __init__(self, plan: Plan, enabled: bool = True, stuck_after_s: float = STUCK_AFTER_S) -> None:
         self.enabled = enabled
+        self.stuck_after_s = stuck_after_s
         records_on_terminal = prints_to_stdout(plan) and sys.stdout.isatty()
         self.redraw = sys.stderr.isatty() and not records_on_terminal
         self._live = None
@@ -51,10 +52,15 @@ class LiveStatus:
             self._next_plain = time.monotonic() + PLAIN_EVERY_S
             parts = [f"{node} {t.emitted if kind != 'sink' else t.received:,} ({rate:,.0f}/s)"
                      for node, kind, t, rate in status.rows()]
-            print(f"[{status.elapsed:7.1f}s] " + "  ".join(parts + _delivery(status)), file=sys.stderr, flush=True)
+            print(f"[{status.elapsed:7.1f}s] " + "  ".join(parts + _delivery(status) + self._stuck(status)),
+                  file=sys.stderr, flush=True)
 
-    @staticmethod
-    def _table(status: RunStatus):
+    def _stuck(self, status: RunStatus) -> list[str]:
+        """Workers that sent nothing for --stuck-after (metrics.STUCK_RULE), not to be shown idle."""
+        return [f"STUCK {worker}: {silence.describe()}"
+                for worker, silence in sorted(status.stuck(self.stuck_after_s).items())]
+
+    def _table(self, status: RunStatus):
         from rich.table import Table
         table = Table(title=f"cep: {status.plan.name}  {status.elapsed:.1f}s  "
                             f"restarts {sum(status.restarts.values())}")
@@ -63,7 +69,7 @@ class LiveStatus:
         for node, kind, t, rate in status.rows():
             table.add_row(node, kind, f"{t.received:,}", f"{t.emitted:,}", f"{t.dropped:,}",
                           f"{t.dead_lettered:,}", f"{t.gaps:,}", f"{rate:,.0f}")
-        table.caption = "  ".join(_delivery(status)) or None
+        table.caption = "\n".join(filter(None, ["  ".join(_delivery(status)), *self._stuck(status)])) or None
         return table
 
 

@@ -78,6 +78,50 @@ class EdgeTotals:
     refused: int = 0         # frames and acks refused as implausible (cep.runtime.security)
 
 
+STUCK_AFTER_S = 10.0
+STUCK_RULE = """A worker is stuck when the supervisor has heard nothing from it for `--stuck-after`
+seconds (default 10) after the run started and before the worker finished. A worker's loop
+reports after every pass, at most twice a second, so only a single pass that long (one long
+computation, e.g. a pattern without `within` trying every combination) or a block in a send
+keeps it silent. Busy or waiting is told by the CPU time its process used meanwhile
+(/proc/PID/stat): busy at a tenth of a core or more. A worker waiting on a socket wakes every
+50 ms and uses far less; one computing gets what the scheduler gives it, which on a loaded
+machine can be much less than a core (a spinning worker measured 22% next to six busy ones)."""
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A stretch of time in which a worker sent nothing to the supervisor."""
+
+    seconds: float
+    cpu_share: float | None = None  # CPU time its process used in it, per second; None if unknown
+
+    def describe(self) -> str:
+        if self.cpu_share is None:
+            return f"no progress for {self.seconds:.1f}s"
+        state = "busy" if self.cpu_share >= BUSY_SHARE else "waiting"
+        return f"no progress for {self.seconds:.1f}s, {state} (CPU {self.cpu_share:.0%})"
+
+
+NO_SILENCE = Silence(0.0)
+BUSY_SHARE = 0.1
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User plus system CPU seconds of process `pid` so far, from /proc; None if unknown."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            fields = file.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
 @dataclass
 class RunStatus:
     plan: Plan
@@ -92,6 +136,46 @@ class RunStatus:
     _reports: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     _continued: dict[str, int] = field(default_factory=dict)  # worker -> incarnation that carries the counts on
     _earlier: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # the report before the last
+    _heard: dict[str, tuple[float, int | None, float | None]] = field(default_factory=dict)  # worker -> (when, pid, CPU s then)
+    _longest: dict[str, Silence] = field(default_factory=dict)  # worker -> its longest silence so far
+    _done: set[str] = field(default_factory=set)
+
+    def heard(self, worker: str, kind: str, now: float | None = None) -> None:
+        """The supervisor got a message from `worker` (its loop sends metrics twice a second)."""
+        now = time.monotonic() if now is None else now
+        silence = self._silence(worker, now)
+        if silence is not None and silence.seconds > self._longest.get(worker, NO_SILENCE).seconds:
+            self._longest[worker] = silence
+        pid = self.pids.get(worker)
+        self._heard[worker] = (now, pid, _cpu_seconds(pid))
+        if kind == "done":
+            self._done.add(worker)
+
+    def stuck(self, after_s: float, now: float | None = None) -> dict[str, Silence]:
+        """Workers silent for `after_s` seconds or more now, while the run goes on (STUCK_RULE)."""
+        now = time.monotonic() if now is None else now
+        silences = {worker: self._silence(worker, now) for worker in self.pids}
+        return {worker: silence for worker, silence in silences.items()
+                if silence is not None and silence.seconds >= after_s}
+
+    def silences(self) -> dict[str, Silence]:
+        """Each worker's longest silence in the run, the one going on at its end included."""
+        longest = dict(self._longest)
+        for worker, silence in self.stuck(0.0, now=self.finished).items():
+            if silence.seconds > longest.get(worker, NO_SILENCE).seconds:
+                longest[worker] = silence
+        return longest
+
+    def _silence(self, worker: str, now: float) -> Silence | None:
+        """How long `worker` has been silent at `now`, counted from the start of the run; None
+        before the start and once it is done."""
+        if self.started is None or worker in self._done:
+            return None
+        at, pid, cpu_then = self._heard.get(worker, (self.started, None, None))
+        since = max(at, self.started)
+        cpu_now = _cpu_seconds(pid) if pid == self.pids.get(worker) else None  # not across a restart
+        share = None if cpu_then is None or cpu_now is None or now <= since else (cpu_now - cpu_then) / (now - since)
+        return Silence(round(now - since, 3), share)
 
     def update(self, worker: str, report: dict[str, Any]) -> None:
         incarnation = report.get("incarnation", 0)
@@ -257,10 +341,11 @@ class RunStatus:
         return sum(totals.emitted + totals.dead_lettered for node, totals in self.nodes().items()
                    if self.plan.nodes[node].kind == "source")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, stuck_after_s: float = STUCK_AFTER_S) -> dict[str, Any]:
         """The summary as plain data (`cep run --summary-json`): per node, edge and worker."""
         cpu = self.cpu()
         workers = [] if self.inline else self.plan.workers()
+        silences = self.silences()
         return {
             "pipeline": self.plan.name,
             "elapsed_s": round(self.elapsed, 3),
@@ -271,12 +356,15 @@ class RunStatus:
                       for node, kind, totals, rate in self.rows()},
             "edges": {edge_id: asdict(totals) for edge_id, totals in self.edges().items()},
             "workers": {worker: {"pid": self.pids.get(worker), "cpu_s": round(cpu.get(worker, 0.0), 3),
-                                 "restarts": self.restarts.get(worker, 0)} for worker in workers},
+                                 "restarts": self.restarts.get(worker, 0),
+                                 "longest_silence_s": silences.get(worker, NO_SILENCE).seconds,
+                                 "stuck": silences.get(worker, NO_SILENCE).seconds >= stuck_after_s}
+                        for worker in workers},
             "dead_letters": {"path": self.dead_letter_path, "count": self.dead_letters()},
             "notes": list(self.notes),
         }
 
-    def summary_lines(self) -> list[str]:
+    def summary_lines(self, stuck_after_s: float = STUCK_AFTER_S) -> list[str]:
         width = max(len(node) for node in self.plan.nodes)
         lines = [f"{'node':<{width}}  {'kind':<6} {'in':>10} {'out':>10} {'dropped':>8} "
                  f"{'dead':>6} {'gaps':>5} {'rate/s':>10}"]
@@ -298,6 +386,8 @@ class RunStatus:
                   for edge_id, t in self.edges().items() if t.delivery != "at_most_once"]
         lines += [f"kept {node}: " + ", ".join(f"{count:,} {reason}" for reason, count in sorted(reasons.items()))
                   for node, reasons in self.noted().items()]
+        lines += [f"stuck: {worker} {silence.describe()}"
+                  for worker, silence in sorted(self.silences().items()) if silence.seconds >= stuck_after_s]
         lines.append(f"dead letters: {self.dead_letters():,} this run, appended to {self.dead_letter_path}")
         lines += [f"note: {note}" for note in self.notes]
         return lines
