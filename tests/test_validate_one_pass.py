@@ -101,3 +101,22 @@ def test_the_cli_prints_all_of_them_and_exits_2(tmp_path, capsys):
     code, _, err = run_cli("validate", path, capsys=capsys)
     assert code == 2
     assert err.count(str(path)) == len(EXPECTED), err
+
+
+def test_parallelism_without_a_partition_key_comes_with_the_other_problems(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: parallel
+        sources:
+          ticks: {type: synthetic, count: 10}
+        streams:
+          quotes: {from: ticks, ops: [{filter: "ask_prise > bid_price"}]}
+        sinks:
+          out: {type: "null", from: quotes}
+        deploy:
+          quotes: {parallelism: 2}
+        """))
+    found = problems_of(path)
+    assert any(":5:" in line and "ask_prise" in line for line in found), found
+    assert any(":9:" in line and "parallelism 2 needs" in line and "key_by" in line
+               for line in found), found

@@ -34,7 +34,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     checked = build_graph(pipeline)
     graph = checked.graph
     nodes = {node_id: _node_plan(node_id, data, registry) for node_id, data in graph.nodes(data=True)}
-    warnings = _check(pipeline, registry, checked)
+    warnings = _check(pipeline, registry, checked, nodes)
     run_dir = run_dir or default_run_dir(pipeline)
     live = {n for n in graph if graph.nodes[n]["kind"] == "source" and _is_live(graph.nodes[n]["spec"], registry)}
     processes = []
@@ -68,19 +68,32 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
         curve_keys=str(security.keys_directory(pipeline)) if pipeline.security.curve else None)
 
 
-def _check(pipeline: Pipeline, registry: Registry, checked: Checked) -> list[Problem]:
-    """Every check in one pass: the deferred load's problems, the graph's, field names, delivery
-    and sockets. Raises one UserError listing every error in file order; returns the warnings."""
+def _check(pipeline: Pipeline, registry: Registry, checked: Checked,
+           nodes: dict[str, NodePlan]) -> list[Problem]:
+    """Every check in one pass: the deferred load's problems, the graph's, field names, delivery,
+    partition keys and sockets. Raises one UserError listing every error in file order; returns
+    the warnings."""
     acyclic = checked.acyclic()
     socket_errors, socket_warnings = security.check_pipeline(pipeline)
     field_problems = check_fields(pipeline, acyclic, registry, checked.unknown_inputs)
     errors = [*pipeline._problems, *checked.errors,
               *(p for p in field_problems if p.severity == "error"),
-              *check_exactly_once(pipeline, acyclic, registry), *socket_errors]
+              *check_exactly_once(pipeline, acyclic, registry), *_unkeyed_parallelism(pipeline, nodes),
+              *socket_errors]
     if errors:
         raise (ConfigError if pipeline._problems else CompileError)(in_file_order(errors))
     return [*pipeline._warnings, *checked.warnings, *_component_warnings(pipeline, checked.graph),
             *(p for p in field_problems if p.severity == "warning"), *socket_warnings]
+
+
+def _unkeyed_parallelism(pipeline: Pipeline, nodes: dict[str, NodePlan]) -> list[Problem]:
+    """A node deployed on several workers must say how records are split among them (a process
+    whose nodes have different keys is refused later, when processes are placed)."""
+    return [Problem(f'deploy "{node_id}": parallelism {deploy.parallelism} needs a partition key',
+                    pipeline.locate("deploy", node_id, "parallelism"),
+                    "set partition_by on the rule or key_by on the stream")
+            for node_id, deploy in pipeline.deploy.items()
+            if deploy.parallelism > 1 and node_id in nodes and nodes[node_id].key is None]
 
 
 def _niceness(pipeline: Pipeline, members: list[str], role: str, live: set[str]) -> int:
