@@ -91,8 +91,9 @@ class WorkerCrashed(RuntimeFailure):
     """A worker process failed and could not be restarted; chained to the worker's exception."""
 
 
-class TruncatedFile(RuntimeFailure):
-    """A data file ends in the middle (a cut-off .gz): the replay cannot be complete, and a
-    restarted worker would only meet the same end again, so the run fails at once."""
+class UnreadableFile(RuntimeFailure):
+    """A data file ends in the middle or is corrupt (a cut-off or damaged .gz): the replay cannot
+    be complete, and a restarted worker would only meet the same end again, so the run fails at
+    once."""
 
     restartable = False

@@ -1,6 +1,7 @@
 """The csv source: header mapping, units, gz, bad rows dead-lettered, load-time file checks."""
 import csv
 import gzip
+import zlib
 import io
 from itertools import islice
 from pathlib import Path
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from cep.components.base import BuildContext
 from cep.components.sources import csv_file
 from cep.components.sources.csv_file import CsvParams, csv_source, split_rows
-from cep.errors import TruncatedFile
+from cep.errors import UnreadableFile
 from cep.events import TickEvent
 from cep.rows import as_records
 
@@ -278,5 +279,15 @@ def test_an_invalid_timestamp_is_dead_lettered_whatever_the_policy(tmp_path):
 def test_a_truncated_gz_is_an_error_naming_the_row_reached(tmp_path):
     data = gzip.compress((HEADER + "\n".join(ticks(50_000)) + "\n").encode())
     (tmp_path / "t.csv.gz").write_bytes(data[: len(data) // 2])
-    with pytest.raises(TruncatedFile, match=r"t.csv.gz is truncated after row \d+"):
+    with pytest.raises(UnreadableFile, match=r"t.csv.gz is truncated after row \d+"):
+        replay(load({"path": "t.csv.gz"}, tmp_path))
+
+
+def test_a_corrupt_gz_is_an_error_naming_the_row_reached_not_a_crash(tmp_path):
+    data = bytearray(gzip.compress((HEADER + "\n".join(ticks(50_000)) + "\n").encode()))
+    data[len(data) // 2: len(data) // 2 + 4] = b"\xfe" * 4  # deflate data no decoder accepts
+    with pytest.raises(zlib.error):
+        gzip.decompress(bytes(data))
+    (tmp_path / "t.csv.gz").write_bytes(bytes(data))
+    with pytest.raises(UnreadableFile, match=r"t.csv.gz is (corrupt|truncated) after row \d+"):
         replay(load({"path": "t.csv.gz"}, tmp_path))

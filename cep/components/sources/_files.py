@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from abc import ABC, abstractmethod
 from operator import itemgetter
 from pathlib import Path
@@ -16,6 +17,7 @@ from pydantic import ValidationInfo
 
 from cep.components.base import BuildContext
 from cep.components.sources._pacing import Resumable, paced_batches
+from cep.errors import UnreadableFile
 from cep.events import Record
 from cep.rows import AnyBatch, Rows
 
@@ -45,6 +47,18 @@ def open_text(path: Path, errors: str = "replace") -> TextIO:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors=errors, newline="")
     return open(path, encoding="utf-8-sig", errors=errors, newline="")
+
+
+UNREADABLE = (OSError, EOFError, zlib.error)
+"""What reading a data file raises when its .gz is cut off (EOFError) or corrupt (a CRC failure,
+an OSError; deflate data zlib refuses, zlib.error)."""
+
+
+def unreadable(path: Path, rows: int, exc: BaseException) -> UnreadableFile:
+    """The error that ends a replay whose file cannot be read past `rows` rows: the rest would
+    be lost silently, and a restart would only meet the same end."""
+    what = "truncated" if isinstance(exc, EOFError) else "corrupt"
+    return UnreadableFile(f"{path} is {what} after row {rows} ({exc})")
 
 
 class FileReplay(Resumable, ABC):

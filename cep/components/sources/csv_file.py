@@ -14,9 +14,8 @@ from cep.components.sources._checks import (
     DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, LATE_HELP, LatePolicy, Screen, row_problem,
     rows_look_fine)
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
-from cep.components.sources._files import FileReplay, open_text, resolve_existing
+from cep.components.sources._files import UNREADABLE, FileReplay, open_text, resolve_existing, unreadable
 from cep.components.sources._pacing import Speed
-from cep.errors import TruncatedFile
 from cep.events import TickEvent
 from cep.plugins.markers import source
 
@@ -112,8 +111,8 @@ class CsvSource(FileReplay):
     is one row: a malformed one (a bad number, missing cells, an unterminated quote) is
     dead-lettered with its line number and text, and the replay goes on. Invalid tick fields are
     handled per `invalid`, rows older than an earlier one per `on_late`, and rows with more cells
-    than the header are kept and counted ('extra cells'). A truncated .gz fails the run
-    (`TruncatedFile`), naming the last row read.
+    than the header are kept and counted ('extra cells'). A truncated or corrupt .gz fails the
+    run (`UnreadableFile`), naming the last row read.
 
     Rows are converted and checked a block at a time (`_block_converter`, `rows_look_fine`); only
     a block with something wrong in it is redone row by row, to find what.
@@ -146,8 +145,8 @@ class CsvSource(FileReplay):
                     yield from ticks
                 else:
                     yield from self._row_by_row(rows, lines, at, scale, len(header), screen)
-        except (OSError, EOFError) as exc:  # a truncated or corrupt .gz: the rest is lost
-            raise TruncatedFile(f"{self._path} is truncated after row {line - 1} ({exc})") from None
+        except UNREADABLE as exc:  # a truncated or corrupt .gz
+            raise unreadable(self._path, line - 1, exc) from None
 
     def _row_by_row(self, rows: Iterable[list[str]], lines: Iterable[int], at: dict[str, int],
                     scale: int, width: int, screen: Screen) -> Iterator[tuple]:
@@ -253,7 +252,7 @@ def split_rows(stream: TextIO, delimiter: str, reject: Rejects,
     in about a third of its time. From the first block that is not plain (or holds no `\n`: a
     line longer than a block, or `\r` line ends) on, csv.reader reads the rest, a line at a
     time. A row it cannot read goes to `reject` and is not in a block. A file unreadable from
-    some point on (a truncated .gz) raises OSError or EOFError.
+    some point on (a truncated or corrupt .gz) raises one of `_files.UNREADABLE`.
     """
     line, carry = first_line, ""
     while block := stream.read(_BLOCK_CHARS):

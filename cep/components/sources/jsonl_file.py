@@ -12,9 +12,8 @@ from cep.components.sources._checks import (
     DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, LATE_HELP, LatePolicy, Screen, record_problem,
     suspect_line)
 from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
-from cep.components.sources._files import FileReplay, open_text, resolve_existing
+from cep.components.sources._files import UNREADABLE, FileReplay, open_text, resolve_existing, unreadable
 from cep.components.sources._pacing import Speed
-from cep.errors import TruncatedFile
 from cep.events import Record
 from cep.plugins.markers import source
 
@@ -48,7 +47,7 @@ class JsonlSource(FileReplay):
     not JSON), lacks a numeric event time, or holds a value no frame can carry (`_checks`) is
     dead-lettered with its line number; one whose tick fields are invalid is handled per the
     `invalid` policy, one older than a record before it per `on_late`; the replay goes on. A
-    truncated .gz fails the run (`TruncatedFile`).
+    truncated or corrupt .gz fails the run (`UnreadableFile`).
     """
 
     def _records(self) -> Iterator[Record]:
@@ -71,8 +70,8 @@ class JsonlSource(FileReplay):
                 if ((problem is None or screen.judge(problem, raw, where))
                         and screen.in_time(record["timestamp"], raw, where)):
                     yield record
-        except (OSError, EOFError) as exc:  # a truncated or corrupt .gz: the rest is lost
-            raise TruncatedFile(f"{self._path} is truncated after row {number - 1}: {exc}") from None
+        except UNREADABLE as exc:  # a truncated or corrupt .gz
+            raise unreadable(self._path, number - 1, exc) from None
 
     def _open(self) -> TextIO:
         """The file, its undecodable bytes as lone surrogates, so `_parse` can tell them."""
