@@ -291,3 +291,11 @@ def test_a_corrupt_gz_is_an_error_naming_the_row_reached_not_a_crash(tmp_path):
     (tmp_path / "t.csv.gz").write_bytes(bytes(data))
     with pytest.raises(UnreadableFile, match=r"t.csv.gz is (corrupt|truncated) after row \d+"):
         replay(load({"path": "t.csv.gz"}, tmp_path))
+
+
+def test_a_gz_corrupt_from_its_start_is_a_load_time_error_not_a_traceback(tmp_path):
+    data = bytearray(gzip.compress((HEADER + "\n".join(ticks(100)) + "\n").encode()))
+    data[20:24] = b"\xff" * 4
+    (tmp_path / "t.csv.gz").write_bytes(bytes(data))
+    with pytest.raises(ValidationError, match="cannot read the header of CSV file"):
+        load({"path": "t.csv.gz"}, tmp_path)

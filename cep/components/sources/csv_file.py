@@ -93,7 +93,7 @@ def read_header(path: Path, delimiter: str) -> list[str]:
     try:
         with open_text(path) as stream:
             return header_cells(stream, delimiter)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except (*UNREADABLE, UnicodeDecodeError, csv.Error) as exc:
         raise ValueError(f"cannot read the header of CSV file {path}: {exc}") from None
 
 
