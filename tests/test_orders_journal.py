@@ -153,3 +153,14 @@ def test_the_package_docstring_example_runs():
     import cep.orders
     failed, tried = doctest.testmod(cep.orders, raise_on_error=False, verbose=False)
     assert tried > 5 and failed == 0
+
+
+def test_a_reader_sees_what_was_committed_while_the_writer_is_still_open(tmp_path):
+    events = issue_example_events()
+    journal = Journal(tmp_path / "j.db")
+    journal.append(events[:4])
+    assert positions_report(tmp_path / "j.db") == [{"instrument": "X", "quantity": 100.0, "average_cost": 50.0,
+                                                    "realized": 0.0}]
+    journal.append(events[4:])
+    assert positions_report(tmp_path / "j.db")[0]["realized"] == 650.0
+    journal.close()
