@@ -174,3 +174,20 @@ def test_whatever_arrives_no_signal_reaches_the_venue_twice_and_positions_are_th
     bought = sum(e.fill_quantity * (1 if e.side.value == "BUY" else -1) for e in events if e.fill_id)
     assert executor.manager.book.position("BTCUSDT").quantity == pytest.approx(bought)
     assert abs(bought) <= 5.0 + 1e-9
+
+
+def test_a_working_order_canceled_never_fills_and_a_fill_that_beat_the_cancel_counts():
+    venue = CountingVenue(latency_ns=1_000)
+    executor = executor_on(venue)
+    executor.on_signal(signal(1, quantity=2.0), now=100)
+    coid = client_order_id_for("m:1")
+    assert [e.status for e in executor.cancel(coid, now=200)] == [OrderStatus.CANCELED]
+    venue.on_quote(TickEvent(2_000, "BTCUSDT", 99.0, 100.0, 10.0, 10.0))
+    assert executor.on_reports(venue.reports()) == [] and executor.manager.book.position("BTCUSDT").quantity == 0
+    assert executor.cancel(coid, now=300) == [] and executor.cancel("unknown", now=300) == []
+
+    executor.on_signal(signal(2, quantity=2.0), now=2_000)   # arrives at 3,000 with 1 of 2 shown
+    venue.on_quote(TickEvent(3_000, "BTCUSDT", 99.0, 100.0, 1.0, 1.0))  # fills 1, not yet taken
+    events = executor.cancel(client_order_id_for("m:2"), now=3_001)
+    assert [e.status for e in events] == [OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELED]
+    assert executor.manager.book.position("BTCUSDT").quantity == 1.0 and executor.ledger.refused == {}

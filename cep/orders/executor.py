@@ -80,6 +80,24 @@ class OrderExecutor:
         self._send(decision, OrderRequest(coid, signal.instrument, signal.side, signal.quantity, now), now)
         return decision
 
+    def cancel(self, client_order_id: str, now: int) -> list[OrderEvent]:
+        """Ask the venue to cancel a working order. What the venue reported before it answered is
+        taken first, so a fill that beat the cancel is counted, then CANCELED if it says so."""
+        order = self.ledger.order(client_order_id)
+        if order is None or order.status.is_final:
+            return []
+        try:
+            reply = self.venue.cancel(client_order_id, now)
+        except Exception:  # as in _send: the breaker's business
+            self.venue_errors += 1
+            self.breaker.record_failure()
+            return []
+        self.breaker.record_success()
+        decision = Decision(events=self.on_reports(self.venue.reports()))
+        if reply.status is OrderStatus.CANCELED:
+            self._emit(decision, self.ledger.move(client_order_id, OrderStatus.CANCELED, now, reason=reply.reason))
+        return decision.events
+
     def on_reports(self, reports: Iterable[Report]) -> list[OrderEvent]:
         """The venue's fill stream: fills and its own status changes, as events."""
         decision = Decision()
