@@ -82,6 +82,14 @@ def test_unknown_orders_and_a_second_open_of_one_client_order_id_are_refused():
     assert ledger.refused == {Refusal.UNKNOWN_ORDER: 2, Refusal.DUPLICATE_ORDER: 1}
 
 
+@pytest.mark.parametrize("side, quantity", [("BUY", math.nan), ("BUY", math.inf), ("SELL", 0.0), ("SELL", -2.0),
+                                            ("HOLD", 1.0)])
+def test_an_order_of_no_sensible_quantity_or_side_is_never_opened(side, quantity):
+    ledger = OrderLedger()
+    assert ledger.open("s1", "c1", "X", side, quantity, 1) is None
+    assert ledger.refused == {Refusal.BAD_ORDER: 1} and ledger.order("c1") is None
+
+
 def test_a_partly_filled_order_can_be_canceled_and_keeps_its_fills():
     ledger = opened(quantity=10.0)
     ledger.fill(Fill("c1", "f1", 100.0, 3.0, 4))

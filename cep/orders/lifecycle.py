@@ -25,6 +25,7 @@ class Refusal(str, Enum):
     """Why the ledger turned something away (the key of `OrderLedger.refused`)."""
 
     UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    BAD_ORDER = "BAD_ORDER"
     DUPLICATE_ORDER = "DUPLICATE_ORDER"
     ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
     DUPLICATE_FILL = "DUPLICATE_FILL"
@@ -93,6 +94,8 @@ class OrderLedger:
              quantity: float, timestamp: int) -> OrderEvent | None:
         if client_order_id in self._orders:
             return self._refuse(Refusal.DUPLICATE_ORDER)
+        if not _positive(quantity) or side not in (Action.BUY, Action.SELL, "BUY", "SELL"):
+            return self._refuse(Refusal.BAD_ORDER)
         order = Order(signal_id, client_order_id, instrument, Action(side), quantity)
         self._orders[client_order_id] = self._working[client_order_id] = order
         return order.event(timestamp)
