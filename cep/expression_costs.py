@@ -4,15 +4,15 @@ The whitelist of `cep.expressions` guards the interpreter; this module guards th
 memory. Only operations whose cost grows with a *value* need it: integer powers, factorial, comb,
 perm and prod (the size of the integer they build), `*` on a sequence (repetition), `%` on a
 string (printf widths), `round` to huge negative digits (which builds a power of ten), `int` of a
-long string, `sum` with a list start (quadratic). Each has a guarded twin here that checks its operands' sizes before computing, and
-raises `CostLimitError`, a ValueError, so the runtime dead-letters the record with the reason as
-for any other evaluation error.
+long string, `sum` with a list start (quadratic). Each has a guarded twin here that checks its
+operands' sizes before computing and raises `CostLimitError`, a ValueError, so the runtime
+dead-letters the record with the reason as for any other evaluation error.
 
 The guards stay off the common path: `*` is guarded only where one operand may be a sequence or a
 big integer (never where one is surely a float, as in `mid * 0.999`), `%` only where its left
 operand may be a string; `+ - / //`, comparisons and field reads are never guarded. Where every
-operand of a guarded operation is a constant, `check_constants` evaluates it once at compile time,
-so `cep validate` refuses `'a' * 10**9` with the expression's place.
+operand of a guarded operation is a constant, `first_costly_constant` evaluates it once at compile
+time, so `cep validate` refuses `'a' * 10**9` with the expression's place.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ MAX_ROUND_DIGITS = 10_000
 """Largest `ndigits` (either sign) `round` accepts: rounding an integer to -n digits builds 10**n."""
 
 MAX_INT_STRING = 20_000
-"""Longest string `int()` converts (Python limits only base 10 itself)."""
+"""Longest string `int()` converts (Python's own limit spares bases that are powers of two)."""
 
 LIMITS_HINT = (f"expressions are bounded in cost: integers up to {MAX_INT_BITS:,} bits, "
                f"exponents up to {MAX_INT_EXPONENT:,}, strings and lists up to "
@@ -182,8 +182,7 @@ def _count(number: float) -> str:
 
 
 def _short(value: int) -> str:
-    text = str(value) if value.bit_length() < 64 else f"<a {value.bit_length():,}-bit integer>"
-    return text
+    return str(value) if value.bit_length() < 64 else f"<a {value.bit_length():,}-bit integer>"
 
 
 # -- where the guards go ------------------------------------------------------------------------
