@@ -1,17 +1,19 @@
 """What a source lets in: values that always cross the wire, and tick fields that make sense.
 
 A record a source emits is packed into a frame with its neighbours; one value msgpack cannot
-pack (an integer beyond 64 bits), or a frame the receiver refuses (a value nested thousands deep,
-an ext type), would cost the whole frame or crash the gateway. So every source checks its
-records before they leave it, and a bad one is dead-lettered alone:
+pack (an integer beyond 64 bits, a lone surrogate), or a frame the receiver refuses (an ext
+type), would cost the whole frame or crash the gateway. So every source checks its records
+before they leave it, and a bad one is dead-lettered alone:
 
-- wire checks, always applied: integers within msgpack's range, nesting at most `MAX_DEPTH`,
-  strings at most `max_string_length` characters, only plain data (no msgpack ext types or
-  Timestamps). A record that fails them cannot travel, so it is dead-lettered whatever the policy.
-- tick checks, per the source's `invalid` policy (`Screen`): a timestamp in [0, 2^63) ns
-  (always: an event time that is not one is dead-lettered whatever the policy), an instrument that is a non-empty string without NUL or U+FFFD (what undecodable bytes became),
-  finite positive prices, finite non-negative volumes (or none). Generic records (jsonl, zmq) get
-  the same checks on those of the fields they carry, and a finite-float check on every number.
+- wire checks (`cep.codec.wire_problem`), always: integers within msgpack's range, nesting at
+  most `MAX_DEPTH`, strings at most `max_string_length` characters and valid Unicode, only plain
+  data (no msgpack ext types or Timestamps). What fails them cannot travel: dead-lettered.
+- the event time, always: a timestamp in [0, 2^63) ns; one that is not is dead-lettered.
+- tick checks, per the source's `invalid` policy (`Screen`): an instrument that is a non-empty
+  string without NUL or U+FFFD (what undecodable bytes became), finite positive prices, finite
+  non-negative volumes (or none). Generic records (jsonl, zmq) get them on the fields they
+  carry, and a NaN or infinite number anywhere in them is an 'invalid number'.
+- order, per `on_late` (`Screen.in_time`): a record older than one before it is 'late'.
 
 Checking costs little where it matters: the csv source checks a whole block of rows with a few
 C-level passes (`rows_look_fine`) and looks at single rows only in a block that fails; the jsonl
@@ -19,9 +21,8 @@ source walks a record only when its line could hold a problem (`suspect_line`).
 """
 from __future__ import annotations
 
-import math
-from math import isfinite
 import re
+from math import isfinite
 from typing import Any, Literal
 
 from cep.codec import MAX_DEPTH, short_int, wire_problem
@@ -57,12 +58,11 @@ def record_problem(record: dict, max_string: int, walk: bool = True) -> str | No
 
 _PRICES = ("bid_price", "ask_price")
 _VOLUMES = ("bid_volume", "ask_volume")
-
-
 _BAD_TIME = "invalid timestamp"
 
 
 def timestamp_problem(timestamp: Any) -> str | None:
+    """Why `timestamp` is no event time in ns, or None."""
     if type(timestamp) is int and 0 <= timestamp < TIME_LIMIT_NS:
         return None
     shown = short_int(timestamp) if type(timestamp) is int else repr(timestamp)
@@ -70,6 +70,7 @@ def timestamp_problem(timestamp: Any) -> str | None:
 
 
 def instrument_problem(instrument: Any, max_string: int) -> str | None:
+    """Why `instrument` is no instrument name, or None."""
     if type(instrument) is not str or not instrument:
         return f"invalid instrument: {instrument!r:.40} is not a non-empty string"
     if "\0" in instrument:
@@ -85,7 +86,7 @@ def number_problem(field: str, value: Any, optional: bool) -> str | None:
     """A price (finite, > 0) or, when `optional`, a volume (finite, >= 0, or None)."""
     if value is None and optional:
         return None
-    if type(value) not in (int, float) or not math.isfinite(value) or value < 0 or (value == 0 and not optional):
+    if type(value) not in (int, float) or not isfinite(value) or value < 0 or (value == 0 and not optional):
         must = "a finite number >= 0" if optional else "a finite number > 0"
         return f"invalid {field}: {value!r:.40} is not {must}"
     return None
@@ -174,16 +175,12 @@ class Screen:
         self._ctx.dead_letter(problem, raw)
 
     def judge(self, problem: str, raw: Any, where: str = "") -> bool:
-        """A record with a problem (`record_problem`, `row_problem`): True if it is
-        kept. An invalid value goes per the `invalid` policy; an invalid event time (pacing,
-        windows and patterns all read it) and what cannot travel are always dead-lettered."""
+        """A record with a problem (`record_problem`, `row_problem`): True if it is kept. An
+        invalid value goes per the `invalid` policy; an invalid event time (pacing, windows and
+        patterns all read it) and what cannot travel are always dead-lettered."""
         if problem.startswith("invalid ") and not problem.startswith(_BAD_TIME):
             return self._apply(self._invalid, problem, raw, where)
         return self._apply("deadletter", problem, raw, where)
-
-    def late(self, problem: str, raw: Any, where: str = "") -> bool:
-        """A record older than one before it: True if it is kept."""
-        return self._apply(self._late, problem, raw, where)
 
     def in_time(self, timestamp: int, raw: Any, where: str = "") -> bool:
         """True if a record of event time `timestamp` goes on: it is not older than the latest
@@ -191,7 +188,7 @@ class Screen:
         if timestamp >= self.latest:
             self.latest = timestamp
             return True
-        return self.late(f"late: {timestamp} ns is before {self.latest} ns", raw, where)
+        return self._apply(self._late, f"late: {timestamp} ns is before {self.latest} ns", raw, where)
 
     def _apply(self, policy: str, problem: str, raw: Any, where: str) -> bool:
         if policy == "deadletter":
