@@ -20,18 +20,15 @@ from tests.test_faults import fault_free, output_lines, write_pipeline  # noqa: 
 pytestmark = pytest.mark.integration
 
 
-def kill_when_spawned(supervisor: Supervisor, worker: str, killed: list) -> threading.Thread:
-    """SIGKILL `worker` as soon as it has a pid, before the pipeline started; notes whether the
-    pipeline had started by then."""
+def kill_when_spawned(supervisor: Supervisor, worker: str, killed: list) -> None:
+    """SIGKILL `worker` as soon as it has a pid, before the pipeline started; notes in `killed`
+    when the pipeline had started by then (None: not yet)."""
     def watch() -> None:
-        while worker not in supervisor.status.pids:
-            time.sleep(0.001)
+        pid = wait_for(lambda: supervisor.status.pids.get(worker), 30, f"{worker} was never started", 0.001)
         killed.append(supervisor.status.started)
-        os.kill(supervisor.status.pids[worker], signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=watch, daemon=True).start()
 
 
 @pytest.mark.parametrize("victim", ["strategy", "sink-signals", "gateway-ticks"])
@@ -99,13 +96,14 @@ def cep_run(pipeline: Path, *options: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=pipeline.parent)
 
 
-def wait_for(condition, timeout_s: float, what: str):
+def wait_for(condition, timeout_s: float, what: str, every_s: float = 0.02):
+    """The first true value of `condition()`, polled every `every_s`; AssertionError after the deadline."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(0.02)
+        time.sleep(every_s)
     raise AssertionError(f"{what}: not within {timeout_s:.0f}s")
 
 
@@ -196,7 +194,6 @@ def killed_midway(workdir: Path, mode: str) -> tuple[Path, Path]:
     returns (pipeline, run directory) once every process of that run is gone."""
     pipeline = write_pipeline(workdir, mode)
     signals = workdir / "out" / "signals.jsonl"
-    signals.unlink(missing_ok=True)
     supervisor = cep_run(pipeline)
     wait_for(lambda: lines_in(signals) >= 100, 60, "the sink never wrote 100 signals")
     workers = descendants(supervisor.pid)
