@@ -130,7 +130,7 @@ class Reporting:
 
 
 def _reporting_options(command):
-    """The options `run` and `replay` share for judging and reporting a run."""
+    """The options `run` and `replay` share for judging and reporting a run (Reporting's fields)."""
     options = [
         click.option("--stuck-after", "stuck_after_s", type=_SecondsType(), default="10s", show_default=True,
                      help="Report a worker as stuck (live view and summary) when it has sent nothing "
@@ -145,10 +145,6 @@ def _reporting_options(command):
     for option in reversed(options):
         command = option(command)
     return command
-
-
-def _reporting(max_dead_letters: DeadLetterLimit | None, summary_json: Path | None, stuck_after_s: float) -> Reporting:
-    return Reporting(max_dead_letters, summary_json, stuck_after_s)
 
 
 @cli.command(short_help="Run a pipeline until its sources end; status on stderr.",
@@ -175,7 +171,7 @@ def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_res
     if not inline:
         start_server()  # it imports the worker's code while the pipeline compiles
     plan = cep.compile(pipeline, run_dir=run_dir)
-    _run_plan(plan, inline, quiet, max_restarts, _reporting(**reporting), drain_timeout)
+    _run_plan(plan, inline, quiet, max_restarts, Reporting(**reporting), drain_timeout)
 
 
 def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Reporting,
@@ -213,7 +209,7 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Rep
 def _exit_of(status, max_dead_letters: DeadLetterLimit | None) -> tuple[int, str]:
     """(exit code, reason) of a run that finished: a signal that stopped it decides first."""
     if status.signal is not None:
-        return 128 + status.signal, f"stopped by {signal.Signals(status.signal).name} (drained)"
+        return 128 + status.signal, f"stopped by {signal.Signals(status.signal).name}"
     dead, read = status.dead_letters(), status.records_read()
     if max_dead_letters is not None and max_dead_letters.exceeded(dead, read):
         share = f" ({dead / read:.1%} of {read:,} records read)" if read else ""
@@ -314,7 +310,7 @@ def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline
     model = load_pipeline(pipeline)
     model = replace_source(model, source_id, {"type": "csv", "path": str(data.resolve()), "speed": speed},
                            options={"path": f"--data {data}", "speed": f"--speed {speed}"})
-    _run_plan(cep.compile(model), inline, quiet, 3, _reporting(**reporting))
+    _run_plan(cep.compile(model), inline, quiet, 3, Reporting(**reporting))
 
 
 @cli.command(short_help="List sources, operators, rules and sinks with their parameters.",

@@ -366,3 +366,19 @@ def test_a_malformed_stuck_after_is_a_usage_error(capsys):
     from tests.test_cli import cep
     code, _, err = cep("run", ROOT / "pipelines" / "synthetic.yaml", "--stuck-after", "soon", capsys=capsys)
     assert code == 2 and "--stuck-after" in err and "such as 500ms, 2s" in err, err
+
+
+@pytest.mark.integration
+def test_summary_json_of_a_run_stopped_by_sigterm_says_so(workdir):
+    import signal
+    summary = workdir / "summary.json"
+    pipeline = echo_pipeline(workdir, count=1_000_000, speed="realtime", rate=2000)
+    process = subprocess.Popen(CEP + ["run", str(pipeline), "-q", "--summary-json", str(summary)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=workdir)
+    assert "instrument" in process.stdout.readline()  # running: a tick reached the sink
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    report = json.loads(summary.read_text())
+    assert report["exit"] == {"code": 143, "reason": "stopped by SIGTERM"}
+    assert report["interrupted"] and report["nodes"]["ticks"]["emitted"] > 0
