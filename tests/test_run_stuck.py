@@ -3,6 +3,7 @@ clock of the test's: a worker is stuck once it has sent nothing for `stuck_after
 the run goes on (its loop reports twice a second, so only a single pass that long, or a block,
 keeps it silent); busy or waiting by the CPU its process used meanwhile."""
 import os
+import subprocess
 
 import cep
 from cep.runtime.live import LiveStatus
@@ -69,6 +70,18 @@ def test_busy_or_waiting_follows_the_cpu_the_process_used_while_silent():
     # this process used far less than 30 s of CPU since it was last heard: waiting, not busy
     assert silence.cpu_share is not None and silence.cpu_share < 0.5
     assert "waiting" in silence.describe()
+
+
+def test_a_silence_ended_by_a_report_is_judged_by_the_cpu_the_worker_reports():
+    # the worker may have exited (and /proc forgotten it) before its last reports are read
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    status = status_heard_at(100.0, {})
+    status.pids["strategy"] = gone.pid
+    status.heard("strategy", "metrics", now=100.0, cpu_s=0.5)
+    status.heard("strategy", "done", now=130.0, cpu_s=27.5)  # 27 s of CPU in 30 s of silence
+    silence = status.silences()["strategy"]
+    assert silence.seconds == 30.0 and silence.cpu_share == 0.9 and "busy" in silence.describe()
 
 
 def test_the_live_view_shows_a_stuck_worker(capsys):

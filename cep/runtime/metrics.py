@@ -104,6 +104,17 @@ class Silence:
 
 
 NO_SILENCE = Silence(0.0)
+
+
+@dataclass(frozen=True)
+class _Heard:
+    """The last message from a worker: when, its pid then, and its CPU seconds by /proc and by
+    its own report (None where unknown)."""
+
+    at: float
+    pid: int | None = None
+    proc_cpu_s: float | None = None
+    reported_cpu_s: float | None = None
 BUSY_SHARE = 0.1
 
 
@@ -136,18 +147,19 @@ class RunStatus:
     _reports: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     _continued: dict[str, int] = field(default_factory=dict)  # worker -> incarnation that carries the counts on
     _earlier: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)  # the report before the last
-    _heard: dict[str, tuple[float, int | None, float | None]] = field(default_factory=dict)  # worker -> (when, pid, CPU s then)
+    _heard: dict[str, _Heard] = field(default_factory=dict)
     _longest: dict[str, Silence] = field(default_factory=dict)  # worker -> its longest silence so far
     _done: set[str] = field(default_factory=set)
 
-    def heard(self, worker: str, kind: str, now: float | None = None) -> None:
-        """The supervisor got a message from `worker` (its loop sends metrics twice a second)."""
+    def heard(self, worker: str, kind: str, now: float | None = None, cpu_s: float | None = None) -> None:
+        """The supervisor got a message from `worker` (its loop sends metrics twice a second);
+        `cpu_s`, the CPU time the worker reports using since it started, if the message says."""
         now = time.monotonic() if now is None else now
-        silence = self._silence(worker, now)
+        silence = self._silence(worker, now, cpu_s)
         if silence is not None and silence.seconds > self._longest.get(worker, NO_SILENCE).seconds:
             self._longest[worker] = silence
         pid = self.pids.get(worker)
-        self._heard[worker] = (now, pid, _cpu_seconds(pid))
+        self._heard[worker] = _Heard(now, pid, _cpu_seconds(pid), cpu_s)
         if kind == "done":
             self._done.add(worker)
 
@@ -166,15 +178,23 @@ class RunStatus:
                 longest[worker] = silence
         return longest
 
-    def _silence(self, worker: str, now: float) -> Silence | None:
+    def _silence(self, worker: str, now: float, reported_cpu_s: float | None = None) -> Silence | None:
         """How long `worker` has been silent at `now`, counted from the start of the run; None
-        before the start and once it is done."""
+        before the start and once it is done. The CPU it used meanwhile: by its own count when
+        the silence ends with a report (its process may be gone by the time the report is
+        read), else from /proc."""
         if self.started is None or worker in self._done:
             return None
-        at, pid, cpu_then = self._heard.get(worker, (self.started, None, None))
-        since = max(at, self.started)
-        cpu_now = _cpu_seconds(pid) if pid == self.pids.get(worker) else None  # not across a restart
-        share = None if cpu_then is None or cpu_now is None or now <= since else (cpu_now - cpu_then) / (now - since)
+        last = self._heard.get(worker, _Heard(self.started))
+        since = max(last.at, self.started)
+        if reported_cpu_s is not None:  # its count starts at the start of the run
+            used = reported_cpu_s - ((last.reported_cpu_s or 0.0) if last.at >= self.started else 0.0)
+        elif last.pid == self.pids.get(worker) and last.proc_cpu_s is not None:  # not across a restart
+            now_cpu_s = _cpu_seconds(last.pid)
+            used = None if now_cpu_s is None else now_cpu_s - last.proc_cpu_s
+        else:
+            used = None
+        share = used / (now - since) if used is not None and used >= 0 and now > since else None
         return Silence(round(now - since, 3), share)
 
     def update(self, worker: str, report: dict[str, Any]) -> None:

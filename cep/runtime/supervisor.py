@@ -256,7 +256,7 @@ class Supervisor:
         kind, worker = message.get("t"), message.get("worker")
         child = self._children.get(worker)
         if child is not None:
-            self.status.heard(worker, kind)  # silence tells a stuck worker (metrics.STUCK_RULE)
+            self.status.heard(worker, kind, cpu_s=message.get("cpu_s"))  # metrics.STUCK_RULE
         if kind == "ready" and child is not None and message.get("incarnation") == child.incarnation:
             child.ready = True
             if self.status.started is not None:  # a restarted worker joins the running pipeline
