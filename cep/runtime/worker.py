@@ -138,6 +138,7 @@ class Worker:
         self.reservation: Reservation | None = None
         self.acknowledged: Acknowledged | None = None
         self.resumed: dict[str, int] = {}  # where the sources resumed from the offsets file
+        self._next_offsets = 0.0
         self._wire()
         self.counts_base: dict[str, Any] | None = {} if self.checkpointing and resume else None
         """What this worker's checkpointed predecessors had counted (exactly_once), else None."""
@@ -178,6 +179,10 @@ class Worker:
                 lambda reason, raw, node=reader: self._dead_letter(node, reason, raw), self.receipts))
             if isinstance(self.inlets[-1], reliable.ReliableInlet):
                 self.reliable_inlets[edge.id] = self.inlets[-1]
+        self._wire_sources()
+
+    def _wire_sources(self) -> None:
+        """Every source's batches; a replayable one's counted, so a restart can resume it."""
         for node, (source, subject) in self.graph.sources.items():
             if self.checkpointing or getattr(source, "replayable", False):
                 self.offsets[node] = 0
@@ -277,7 +282,7 @@ class Worker:
         publishers = {o.socket: o for o in self.outlets if isinstance(o, PubOutlet)}
         ack_sockets = {o.acks: o for o in self.retaining}
         announced_ready = False
-        next_metrics = next_offsets = time.monotonic()
+        next_metrics = time.monotonic()
         next_poll = 0.0
         while True:
             held = bool(self.retaining) and any(outlet.held for outlet in self.retaining)
@@ -316,9 +321,7 @@ class Worker:
                     self._deliver()
             self.graph.raise_failure()
             now = time.monotonic()
-            if self.acknowledged is not None and now >= next_offsets:
-                self.acknowledged.note()
-                next_offsets = now + SAVE_EVERY_S
+            self._note_offsets(now)
             if now >= next_metrics:
                 if self.supervisor is not None and not self.supervisor.is_alive():
                     raise WorkerOrphaned(f"the supervisor (pid {self.supervisor.pid}) is gone")
@@ -334,6 +337,12 @@ class Worker:
         if self.checkpointer is not None:
             self.checkpointer.close()
         self.dead_letters.close()
+
+    def _note_offsets(self, now: float) -> None:
+        """at_least_once, every `SAVE_EVERY_S`: save the sources' offsets that became safe."""
+        if self.acknowledged is not None and now >= self._next_offsets:
+            self.acknowledged.note()
+            self._next_offsets = now + SAVE_EVERY_S
 
     def _solo_inlet(self) -> Inlet | None:
         """The input to wait on directly, if this worker has no sources and one input edge still
