@@ -110,3 +110,23 @@ def test_the_daily_loss_counts_from_the_equity_at_the_start_of_the_utc_day():
     assert manager.daily_pnl == pytest.approx(-30.0) and manager.state is TradingState.ACTIVE
     manager.on_quote(quote(84.0, 85.0, DAY + 6))        # -90 today
     assert manager.state is TradingState.HALTED
+
+
+steps = st.lists(st.one_of(
+    st.tuples(st.just("fill"), st.sampled_from("AB"), st.sampled_from([Action.BUY, Action.SELL]),
+              st.integers(1, 50), st.integers(90, 110)),
+    st.tuples(st.just("quote"), st.sampled_from("AB"), st.integers(90, 110))), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=steps)
+def test_the_books_running_totals_equal_a_fresh_revaluation_whatever_the_order_of_fills_and_quotes(steps):
+    book, marks = PositionBook(), {}
+    for step in steps:
+        if step[0] == "fill":
+            book.apply_fill(step[1], step[2], step[3], float(step[4]))
+        else:
+            marks[step[1]] = quote(float(step[2]), float(step[2]) + 1, instrument=step[1])
+            book.mark(marks[step[1]])
+    assert book.realized() == pytest.approx(sum(p.realized for p in book.positions()))
+    assert book.unrealized() == pytest.approx(sum(p.unrealized(marks.get(p.instrument)) for p in book.positions()))

@@ -70,17 +70,23 @@ class Position:
 
 
 class PositionBook:
-    """Every instrument's position and its latest quote (the mark)."""
+    """Every instrument's position and its latest quote (the mark). The realized total and each
+    position's unrealized PnL are kept up to date as fills and quotes come, so a quote costs its
+    own instrument's revaluation, not every position's."""
 
     def __init__(self) -> None:
         self._positions: dict[str, Position] = {}
         self._marks: dict[str, TickEvent] = {}
+        self._unrealized: dict[str, float] = {}
+        self._realized = 0.0
 
     def apply_fill(self, instrument: str, side: Action | str, quantity: float, price: float) -> None:
         position = self._positions.get(instrument)
         if position is None:
             position = self._positions[instrument] = Position(instrument)
         position.apply(side, quantity, price)
+        self._realized = sum(p.realized for p in self._positions.values())
+        self._unrealized[instrument] = position.unrealized(self._marks.get(instrument))
 
     def apply_event(self, event: OrderEvent) -> bool:
         """Take the fill an OrderEvent reports; False when it reports none."""
@@ -91,6 +97,9 @@ class PositionBook:
 
     def mark(self, quote: TickEvent) -> None:
         self._marks[quote.instrument] = quote
+        position = self._positions.get(quote.instrument)
+        if position is not None:
+            self._unrealized[quote.instrument] = position.unrealized(quote)
 
     def position(self, instrument: str) -> Position:
         return self._positions.get(instrument) or Position(instrument)
@@ -99,10 +108,10 @@ class PositionBook:
         return [self._positions[name] for name in sorted(self._positions)]
 
     def realized(self) -> float:
-        return sum(position.realized for position in self._positions.values())
+        return self._realized
 
     def unrealized(self) -> float:
-        return sum(position.unrealized(self._marks.get(name)) for name, position in self._positions.items())
+        return sum(self._unrealized.values())
 
     def snapshot(self) -> list[dict[str, Any]]:
         """Each position as plain data (what `cep positions --json` prints)."""
