@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import cep
+from cep.runtime.lastrun import RunMarker, fingerprint
 from cep.runtime.supervisor import Supervisor
 from tests.test_faults import fault_free, output_lines, write_pipeline  # noqa: F401 - a fixture
 
@@ -247,3 +248,39 @@ def test_a_clean_run_leaves_no_marker_and_no_sockets_and_the_next_says_nothing(w
     run_dir = Path(cep.compile(pipeline).run_dir)
     assert not (run_dir / "running").exists()
     assert sockets_in(run_dir) == []
+
+
+# -- the marker itself ----------------------------------------------------------------------------
+@pytest.fixture
+def marker(workdir):
+    plan = cep.compile(write_pipeline(workdir, "exactly_once"))
+    run_dir = Path(plan.run_dir)
+    run_dir.mkdir(parents=True, mode=0o700)
+    return RunMarker(run_dir, plan), plan
+
+
+def test_the_marker_holds_what_a_rerun_needs_and_only_the_user_reads_it(marker):
+    mark, plan = marker
+    assert mark.previous() is None
+    mark.begin(1_700_000_000.0)
+    mark.spawned("strategy", 0)
+    mark.spawned("strategy", 1)
+    found = RunMarker(mark.path.parent, plan).previous()
+    assert (found.pid, found.started, found.incarnations) == (os.getpid(), 1_700_000_000.0, {"strategy": 1})
+    assert found.fingerprint == fingerprint(plan) != ""
+    assert stat.S_IMODE(mark.path.stat().st_mode) == 0o600
+
+
+def test_a_damaged_marker_still_says_a_run_died_and_resumes_nothing(marker):
+    mark, _ = marker
+    mark.path.write_text('{"pid": "not a number"')
+    found = mark.previous()
+    assert found is not None and found.fingerprint == "" and found.incarnations == {}
+
+
+def test_a_marker_removed_under_a_running_pipeline_is_no_failure(marker):
+    mark, _ = marker
+    mark.begin(0.0)
+    mark.remove()
+    mark.refresh()
+    assert mark.previous() is None

@@ -72,7 +72,11 @@ class RunMarker:
         self._write()
 
     def refresh(self) -> None:
-        os.utime(self.path)
+        """Note that the run is still going (a marker removed under a running pipeline stays so)."""
+        try:
+            os.utime(self.path)
+        except FileNotFoundError:
+            pass
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
