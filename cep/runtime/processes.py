@@ -94,6 +94,10 @@ def die_with_parent() -> None:
 
 
 def name_process(title: str) -> None:
-    """What `ps` and `top` show for this process (else the fork server's command line)."""
-    import setproctitle
+    """What `ps` and `top` show for this process (else the fork server's command line). Only a
+    name: an environment installed before cep required setproctitle runs its workers unnamed."""
+    try:
+        import setproctitle
+    except ImportError:
+        return
     setproctitle.setproctitle(title)
