@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import cep
+from cep.runtime import processes
 from cep.runtime.lastrun import RunMarker, fingerprint
 from cep.runtime.supervisor import Supervisor
 from tests.test_faults import fault_free, output_lines, write_pipeline  # noqa: F401 - a fixture
@@ -284,3 +285,8 @@ def test_a_marker_removed_under_a_running_pipeline_is_no_failure(marker):
     mark.remove()
     mark.refresh()
     assert mark.previous() is None
+
+
+def test_without_setproctitle_a_worker_runs_unnamed_rather_than_fails(monkeypatch):
+    monkeypatch.setitem(sys.modules, "setproctitle", None)  # what an import of a missing module meets
+    processes.name_process("cep: x/y")
