@@ -48,3 +48,13 @@ def test_the_summary_and_the_live_status_show_reliable_edges(workdir, capsys):
     live.redraw, live._next_plain = False, 0.0
     live.update(status)
     assert "ticks->strategy unacked 3 retx 7 dup 6" in capsys.readouterr().err
+
+
+def test_the_summary_claims_a_drain_only_when_it_finished(workdir):
+    status = status_with_a_restart(workdir)
+    status.interrupted = True
+    assert any("(interrupted, drained)" in line for line in status.summary_lines())
+    status.drained = False  # the drain deadline passed, or a second interrupt cut it short
+    lines = status.summary_lines()
+    assert not any("(interrupted, drained)" in line for line in lines)
+    assert any("(interrupted, not drained)" in line for line in lines)

@@ -139,6 +139,7 @@ class RunStatus:
     started: float | None = None
     finished: float | None = None
     interrupted: bool = False
+    drained: bool = True  # False when the drain deadline or a second interrupt cut the drain short
     signal: int | None = None  # SIGINT or SIGTERM, when one stopped the run
     pids: dict[str, int] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
@@ -371,6 +372,7 @@ class RunStatus:
             "elapsed_s": round(self.elapsed, 3),
             "inline": self.inline,
             "interrupted": self.interrupted,
+            "drained": self.drained,
             "records_read": self.records_read(),
             "nodes": {node: {"kind": kind, **asdict(totals), "rate_per_s": round(rate, 1)}
                       for node, kind, totals, rate in self.rows()},
@@ -384,6 +386,12 @@ class RunStatus:
             "notes": list(self.notes),
         }
 
+    def _interruption(self) -> str:
+        """How a stopped run ended, for the summary: a drain is claimed only when it finished."""
+        if not self.interrupted:
+            return ""
+        return " (interrupted, drained)" if self.drained else " (interrupted, not drained)"
+
     def summary_lines(self, stuck_after_s: float = STUCK_AFTER_S) -> list[str]:
         width = max(len(node) for node in self.plan.nodes)
         lines = [f"{'node':<{width}}  {'kind':<6} {'in':>10} {'out':>10} {'dropped':>8} "
@@ -396,7 +404,7 @@ class RunStatus:
         restarts = sum(self.restarts.values())
         where = "inline, 1 process" if self.inline else f"{len(self.plan.workers())} worker processes"
         lines.append(f"elapsed {self.elapsed:.2f}s, {where}, "
-                     f"restarts {restarts}" + (" (interrupted, drained)" if self.interrupted else ""))
+                     f"restarts {restarts}" + self._interruption())
         if not self.inline and self.elapsed > 0:
             lines.append("cpu " + ", ".join(f"{worker} {seconds:.2f}s ({seconds / self.elapsed:.0%})"
                                             for worker, seconds in sorted(self.cpu().items())))

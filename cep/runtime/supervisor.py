@@ -216,6 +216,7 @@ class Supervisor:
             if self._stop_requested_at and now - self._stop_requested_at > self.drain_timeout_s:
                 self.status.notes.append(f"drain took longer than {self.drain_timeout_s:g}s: workers killed")
                 self._drain_expired = True
+                self.status.drained = False
                 return
             if now >= next_status:
                 self._marker.refresh()
@@ -240,6 +241,7 @@ class Supervisor:
             self._loop()
         except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: stop waiting for the drain
             self.status.notes.append("second interrupt: terminated without draining")
+            self.status.drained = False
 
     def _receive(self, timeout_ms: int) -> None:
         if not self._control.poll(timeout_ms):
