@@ -36,7 +36,7 @@ def compile(pipeline, run_dir: str | Path | None = None):  # noqa: A001 - the ve
 def run(plan, inline: bool = False, on_status=None, **supervisor_options):
     """Run a plan to completion; returns the run's status (per-node counts, restarts)."""
     if inline:
-        from cep.runtime.inline import run_inline
-        return run_inline(plan)
+        from cep.runtime.inline import run_inline_until_signalled
+        return run_inline_until_signalled(plan)
     from cep.runtime.supervisor import Supervisor
     return Supervisor(plan, on_status=on_status, **supervisor_options).run()

@@ -159,6 +159,16 @@ def test_a_signal_drains_every_process_prints_the_summary_and_exits_128_plus_it(
     wait_for(lambda: not alive(workers), 10, "a worker outlived its supervisor")
 
 
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_inline_run_drains_on_a_signal_too(workdir, signum, code):
+    run = cep_run(slow_pipeline(workdir, "inline"), "--inline")
+    wait_for(lambda: lines_in(workdir / "out" / "quotes.jsonl") > 10, 30, "no record reached the sink")
+    run.send_signal(signum)
+    _, err = run.communicate(timeout=30)
+    assert run.returncode == code, err
+    assert "interrupted, drained" in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
 def test_no_worker_outlives_its_supervisor_not_even_one_busy_in_a_long_computation(workdir, signum):
     supervisor = cep_run(slow_pipeline(workdir, "busy", busy=True), "--drain-timeout", "1")

@@ -5,6 +5,8 @@ equals the multi-process run's, which the integration tests check.
 """
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from typing import Callable
 
@@ -59,4 +61,23 @@ def run_inline(plan: Plan, stopping: Callable[[], bool] = lambda: False) -> RunS
     graph.raise_failure()
     status.finished = time.monotonic()
     status.record_inline({"nodes": {node: c.snapshot() for node, c in graph.counters.items()}})
+    return status
+
+
+def run_inline_until_signalled(plan: Plan) -> RunStatus:
+    """`run_inline`, where Ctrl-C and SIGTERM drain as they do for a supervised run: the sources
+    stop, the end of stream flows through every node, and the status names the signal (the CLI
+    exits 128 + it). Handlers are installed only on the main thread, where signals arrive."""
+    if threading.current_thread() is not threading.main_thread():
+        return run_inline(plan)
+    received: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, _frame: received.append(signum))
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        status = run_inline(plan, stopping=lambda: bool(received))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        status.signal = received[0]
     return status
