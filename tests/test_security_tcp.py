@@ -347,3 +347,16 @@ def test_acks_for_frames_never_sent_or_from_strangers_are_refused():
     assert "does not consume" in ack_refusal(ACK, "x", {}, {"c"}, through)
     assert "does not consume" in ack_refusal(JOIN, "x", {}, {"c"}, through)
     assert ack_refusal(JOIN, "c", {}, {"c"}, through) is None
+
+
+def test_a_restored_receiver_lets_through_an_older_incarnations_frames_it_had_delivered():
+    """A consumer restored from its checkpoint (which knows incarnation 2 of its producer) is sent
+    again, by a restored producer, frames of incarnation 0 it had delivered and acknowledged to a
+    producer that then died. They are duplicates to drop and acknowledge again; refused, they were
+    never acknowledged and the producer waited for them forever (a hang of the fault soak)."""
+    seen = SeqRanges([(epoch(0) + 1, epoch(0) + 900), (epoch(2) + 1, epoch(2) + 500)])
+    guard = SequenceGuard(bound=100, known=lambda stream: epoch(2) + 500,
+                          delivered=lambda stream, seq: seq in seen)
+    assert guard.refusal("s", epoch(0) + 820) is None                     # delivered before: a duplicate
+    assert "older than incarnation 2" in guard.refusal("s", epoch(0) + 901)  # never delivered
+    assert "older than incarnation 2" in guard.refusal("s", epoch(1) + 7)

@@ -298,6 +298,11 @@ class Receipts:
     def restore_seen(self, seen: dict[tuple[Hashable, bytes], list[tuple[int, int]]]) -> None:
         self._seen = {stream: SeqRanges(pairs) for stream, pairs in seen.items()}
 
+    def delivered(self, channel: Hashable, topic: bytes, seq: int) -> bool:
+        """`seq` of the stream was read by this incarnation or its checkpointed predecessors."""
+        seen = self._seen.get((channel, topic))
+        return seen is not None and seq in seen
+
     def last(self, channel: Hashable, topic: bytes) -> int | None:
         """The highest sequence number read on a stream, None before its first frame."""
         seen = self._seen.get((channel, topic))

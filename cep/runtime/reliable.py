@@ -274,6 +274,10 @@ class ReliableInlet(Inlet):
         producer, topic = stream
         return self.receipts.last((self.edge.id, producer), topic)
 
+    def _was_delivered(self, stream: tuple[str, bytes], seq: int) -> bool:
+        producer, topic = stream
+        return self.receipts.delivered((self.edge.id, producer), topic, seq)
+
     def _subscriptions(self) -> list[bytes]:
         return [TICK_PREFIX, END_TOPIC + codec.SEPARATOR, self._retx]  # NUL: END exactly
 

@@ -207,14 +207,20 @@ class SequenceGuard:
     once a later one has spoken.
 
     `known(stream)` gives what the receiver delivered before this guard existed (a worker restored
-    from its checkpoint), consulted once per stream.
+    from its checkpoint), consulted once per stream. `delivered(stream, seq)` says whether the
+    receiver (or a checkpointed predecessor) already delivered that number: a frame of an older
+    incarnation that it did is a duplicate, let through to be dropped and acknowledged again (a
+    restored producer resends what its predecessor's checkpoint still held, though the receiver
+    had acknowledged it to an incarnation that died; refused, it would never be acknowledged).
     """
 
-    __slots__ = ("bound", "known", "highest", "ended")
+    __slots__ = ("bound", "known", "delivered", "highest", "ended")
 
-    def __init__(self, bound: int, known: Callable[[Hashable], int | None] = lambda stream: None) -> None:
+    def __init__(self, bound: int, known: Callable[[Hashable], int | None] = lambda stream: None,
+                 delivered: Callable[[Hashable, int], bool] = lambda stream, seq: False) -> None:
         self.bound = bound
         self.known = known
+        self.delivered = delivered
         self.highest: dict[Hashable, int] = {}
         self.ended: dict[tuple[Hashable, int], int] = {}  # (stream, incarnation) -> its highest seq
 
@@ -251,7 +257,7 @@ class SequenceGuard:
             self.ended[(stream, last_era)] = highest
             self.highest[stream] = seq
             return None
-        if seq <= self.ended.get((stream, era), -1):
+        if seq <= self.ended.get((stream, era), -1) or self.delivered(stream, seq):
             return None  # an older incarnation's frame this receiver already saw: a duplicate at most
         return f"sequence number {seq} of producer incarnation {era}, older than incarnation {last_era}"
 

@@ -393,7 +393,7 @@ class Inlet:
         self.dead_letter = dead_letter
         consumer = plan.process(edge.consumer)
         self.producers = set(plan.process(edge.producer).workers)
-        self.guard = security.SequenceGuard(plan.max_sequence_jump, self._delivered)
+        self.guard = security.SequenceGuard(plan.max_sequence_jump, self._delivered, self._was_delivered)
         self.ended: set[str] = set()
         self.last_seq: dict[tuple[str, bytes], int] = {}
         self.partitions = consumer.parallelism
@@ -518,6 +518,10 @@ class Inlet:
         """The highest sequence number of `stream` delivered before this inlet existed (a reliable
         inlet restored from a checkpoint knows it)."""
         return None
+
+    def _was_delivered(self, stream: tuple[str, bytes], seq: int) -> bool:
+        """Whether `seq` of `stream` was delivered (a reliable inlet's receipts know)."""
+        return False
 
     def _owns_topic(self, topic: bytes) -> bool:
         """Anything but a partition topic is decoded, and the producer check judges it."""
