@@ -9,42 +9,29 @@ encrypts, included), which a host shared with other work disturbs less than the 
 from __future__ import annotations
 
 import argparse
-import random
-import socket
 import statistics
 import tempfile
 from pathlib import Path
 
 from cep.runtime.security import generate_keys
+from tests.ports import on_free_ports
 
 from cep_chain import pipeline, run_document
-
-
-def free_base_port(count: int = 8) -> int:
-    """The first of `count` consecutive loopback ports that are free now."""
-    while True:
-        base = random.randrange(20_000, 60_000)
-        probes = [socket.socket() for _ in range(count)]
-        try:
-            for offset, probe in enumerate(probes):
-                probe.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in probes:
-                probe.close()
 
 
 def measure(ticks: int, delivery: str, keys: Path | None) -> tuple[float, int]:
     """(ticks/s, CPU ns per tick summed over the workers) of one run."""
     source = {"type": "synthetic", "instruments": 2, "seed": 1, "count": ticks, "rate": 1_000_000, "speed": "max"}
     document = pipeline(source, {"type": "null"}, delivery=delivery)
-    document["transport"] = {"kind": "tcp", "base_port": free_base_port()}
     if keys is not None:
         document["security"] = {"curve": {"keys": str(keys)}}
-    with tempfile.TemporaryDirectory(prefix="cep-bench-") as tmp:
-        result = run_document(document, Path(tmp))
+
+    def run_on(base_port: int) -> dict:
+        document["transport"] = {"kind": "tcp", "base_port": base_port}
+        with tempfile.TemporaryDirectory(prefix="cep-bench-") as tmp:
+            return run_document(document, Path(tmp))
+
+    result = on_free_ports(run_on, count=8)
     assert result["ticks"] == ticks and result["lost"] == 0, result
     return result["ticks_per_s"], sum(result["cpu_ns_per_tick"].values())
 

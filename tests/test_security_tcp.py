@@ -3,8 +3,8 @@
 import json
 import os
 import random
+import shutil
 import signal
-import socket
 import stat
 import threading
 import time
@@ -20,6 +20,7 @@ from cep.runtime.delivery import ACK, JOIN, SeqRanges, epoch
 from cep.runtime.security import SequenceGuard, ack_refusal, is_loopback
 from cep.runtime.supervisor import Supervisor
 from tests.conftest import signal_ids
+from tests.ports import free_port_range, on_free_ports
 from tests.test_cli import cep as run_cli
 
 PIPELINE = """
@@ -41,33 +42,26 @@ sinks:
 FORGED = {"signal_id": "forged", "rule": "found", "instrument": "BTCUSDT", "action": "BUY",
           "quantity": 1e9, "trigger_price": 1.0, "timestamp": 1, "confidence": 1.0}
 RUN_DEADLINE_S = 30.0
+PORTS = 8  # more than the pipeline binds
 
 
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive tcp ports free on loopback now."""
-    for _ in range(200):
-        base = random.randrange(20_000, 60_000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                probe = socket.socket()
-                sockets.append(probe)
-                probe.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for probe in sockets:
-                probe.close()
-    raise RuntimeError("no free port range")
-
-
-def write(workdir, name, delivery="at_most_once", host="127.0.0.1", security="", count=4500):
-    transport = f"{{kind: tcp, host: '{host}', base_port: {free_ports(8)}}}"
+def write(workdir, name, delivery="at_most_once", host="127.0.0.1", security="", count=4500, base_port=None):
+    base_port = free_port_range(PORTS) if base_port is None else base_port
+    transport = f"{{kind: tcp, host: '{host}', base_port: {base_port}}}"
     path = workdir / "pipeline.yaml"
     path.write_text(PIPELINE.format(name=name, delivery=delivery, transport=transport, security=security,
                                     count=count))
     return path
+
+
+def on_tcp(workdir, attempt):
+    """`attempt(base_port)`, again from a clean directory on new ports if another process took
+    one of them first (tests.ports)."""
+    def fresh(base_port):
+        for made in ("out", "run"):  # output and checkpoints of an attempt that could not bind
+            shutil.rmtree(workdir / made, ignore_errors=True)
+        return attempt(base_port)
+    return on_free_ports(fresh, PORTS)
 
 
 def run_until_done(plan, during):
@@ -135,15 +129,18 @@ def forged_frames(plan) -> tuple[str, list[bytes]]:
 @pytest.mark.integration
 @pytest.mark.parametrize("delivery", ["at_most_once", "exactly_once"])
 def test_forged_frames_are_refused_dead_lettered_and_counted(workdir, delivery):
-    plan = cep.compile(write(workdir, delivery, delivery))
-    cep.run(plan, inline=True)
-    reference = signal_ids(workdir)
-    endpoint, frames = forged_frames(plan)
-    forger = Forger(endpoint, frames)
-    try:
-        status = run_until_done(plan, forger)
-    finally:
-        forger.close()
+    def attempt(base_port):
+        plan = cep.compile(write(workdir, delivery, delivery, base_port=base_port))
+        cep.run(plan, inline=True)
+        reference = signal_ids(workdir)
+        endpoint, frames = forged_frames(plan)
+        forger = Forger(endpoint, frames)
+        try:
+            return reference, forger, run_until_done(plan, forger)
+        finally:
+            forger.close()
+
+    reference, forger, status = on_tcp(workdir, attempt)
     assert forger.sent
     assert "forged" not in signal_ids(workdir)
     assert sorted(signal_ids(workdir)) == sorted(reference)
@@ -168,7 +165,7 @@ class AckFlood(threading.Thread):
     def run(self) -> None:
         context = zmq.Context()
         sender = context.socket(zmq.PUSH)
-        sender.setsockopt(zmq.LINGER, 1000)
+        sender.setsockopt(zmq.LINGER, 10_000)  # on close, hand every ack to the gateway (or give up)
         sender.connect(self.endpoint)
         while not self.stopped.wait(0.001):
             for message in self.messages:
@@ -183,34 +180,49 @@ class AckFlood(threading.Thread):
 def test_forged_acks_release_nothing_so_a_crash_loses_nothing_and_nothing_hangs(workdir, delivery):
     """Acks claiming every sequence number, from the real consumer's name and from a stranger,
     flood the gateway's ack port while the strategy is killed: what it had not acknowledged must
-    still be in the gateway's window, to be sent again."""
-    plan = cep.compile(write(workdir, f"ack-{delivery}", delivery, count=6000))
-    cep.run(plan, inline=True)
-    reference = signal_ids(workdir)
-    ticks = next(e for e in plan.edges if e.pattern == "pub/sub")
-    everything = [[b"TICK.*", [[0, 2**62]]]]
-    acks = [msgpack.packb([ACK, "strategy", 0, everything]), msgpack.packb([ACK, "stranger", 0, everything]),
-            msgpack.packb([JOIN, "stranger", 1, []]), b"\xc1garbage"]
-    flood = AckFlood(ticks.acks[0], acks)
-    killed = {}
+    still be in the gateway's window, to be sent again. The flood ends while the gateway still has
+    ticks to send, so it reads every forged ack: each one must be refused and counted (a PUSH
+    socket queues what its peer has not read, so acks sent as the gateway closed would never
+    arrive, and would prove nothing)."""
+    count = 9000
 
-    def flood_kill_stop(status):
-        """Flood from 200 signals on; kill the strategy under the flood, and let the flood go on
-        while its successor starts (the next status, 0.5 s later)."""
-        if not flood.is_alive() and not flood.sent and status.nodes()["signals"].received > 200:
-            flood.start()
-        elif killed:
+    def attempt(base_port):
+        plan = cep.compile(write(workdir, f"ack-{delivery}", delivery, count=count, base_port=base_port))
+        cep.run(plan, inline=True)
+        reference = signal_ids(workdir)
+        ticks = next(e for e in plan.edges if e.pattern == "pub/sub")
+        everything = [[b"TICK.*", [[0, 2**62]]]]
+        acks = [msgpack.packb([ACK, "strategy", 0, everything]), msgpack.packb([ACK, "stranger", 0, everything]),
+                msgpack.packb([JOIN, "stranger", 1, []]), b"\xc1garbage"]
+        flood = AckFlood(ticks.acks[0], acks)
+        seen = {}
+
+        def flood_kill_stop(status):
+            """Flood from 200 signals on; kill the strategy under the flood, and let the flood go on
+            while its successor starts (the next status, 0.5 s later); then end the flood (its
+            socket hands every ack to the gateway's as it closes) and note whether the gateway
+            still had ticks to send after that."""
+            if "flood_ended" in seen:
+                seen.setdefault("ticks_left_after_flood", count - status.nodes()["ticks"].emitted)
+            elif not flood.is_alive() and not flood.sent and status.nodes()["signals"].received > 200:
+                flood.start()
+            elif "pid" in seen:
+                flood.stopped.set()
+                flood.join()
+                seen["flood_ended"] = True
+            elif flood.sent:
+                seen["pid"] = status.pids["strategy"]
+                os.kill(seen["pid"], signal.SIGKILL)
+
+        try:
+            return reference, flood, seen, run_until_done(plan, flood_kill_stop)
+        finally:
             flood.stopped.set()
-        elif flood.sent:
-            killed["pid"] = status.pids["strategy"]
-            os.kill(killed["pid"], signal.SIGKILL)
+            flood.join()
 
-    try:
-        status = run_until_done(plan, flood_kill_stop)
-    finally:
-        flood.stopped.set()
-        flood.join()
-    assert killed, "the strategy was never killed"
+    reference, flood, seen, status = on_tcp(workdir, attempt)
+    assert "pid" in seen, "the strategy was never killed"
+    assert seen.get("ticks_left_after_flood", 0) > 0, f"the source ended before the flood did: {seen}"
     assert set(signal_ids(workdir)) == set(reference)
     assert status.edges()["ticks->strategy"].refused == flood.sent > 4 * 100, dead_letters(workdir)
 
@@ -237,25 +249,30 @@ def test_keys_generate_writes_secrets_only_the_user_can_read_and_never_overwrite
 @pytest.mark.integration
 @pytest.mark.parametrize("delivery", ["at_most_once", "exactly_once"])
 def test_with_curve_rogue_peers_cannot_connect_and_the_output_is_a_fault_free_runs(workdir, keys, delivery):
-    plan = cep.compile(write(workdir, f"curve-{delivery}", delivery, security="security: {curve: {keys: keys}}"))
-    assert plan.curve_keys == str(keys)
-    cep.run(plan, inline=True)
-    reference = signal_ids(workdir)
-    endpoint, frames = forged_frames(plan)
-    plausible = codec.encode_frame(b"found", codec.DATA, "strategy", 3, [FORGED])
     server_public = (keys / "server.key").read_text().split('public-key = "')[1][:40].encode()
-    without_keys = Forger(endpoint, frames + [plausible])
-    other_keys = Forger(endpoint, frames + [plausible], curve_keys=server_public)
 
-    def both(status):
-        without_keys(status)
-        other_keys(status)
+    def attempt(base_port):
+        plan = cep.compile(write(workdir, f"curve-{delivery}", delivery, base_port=base_port,
+                                 security="security: {curve: {keys: keys}}"))
+        assert plan.curve_keys == str(keys)
+        cep.run(plan, inline=True)
+        reference = signal_ids(workdir)
+        endpoint, frames = forged_frames(plan)
+        plausible = codec.encode_frame(b"found", codec.DATA, "strategy", 3, [FORGED])
+        without_keys = Forger(endpoint, frames + [plausible])
+        other_keys = Forger(endpoint, frames + [plausible], curve_keys=server_public)
 
-    try:
-        status = run_until_done(plan, both)
-    finally:
-        without_keys.close()
-        other_keys.close()
+        def both(status):
+            without_keys(status)
+            other_keys(status)
+
+        try:
+            return reference, without_keys, other_keys, run_until_done(plan, both)
+        finally:
+            without_keys.close()
+            other_keys.close()
+
+    reference, without_keys, other_keys, status = on_tcp(workdir, attempt)
     assert without_keys.sent and other_keys.sent
     assert sorted(signal_ids(workdir)) == sorted(reference)
     assert status.refused_connections() >= 2
