@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pydantic import BaseModel, ConfigDict
 
 from cep.components.base import BuildContext
-from cep.components.sources._pacing import paced_batches
+from cep.components.sources.pacing import paced_batches
 from cep.components.sources.synthetic import SyntheticParams, SyntheticSource
 from cep.events import Batch, TickEvent
 from cep.plugins import sink, source

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from cep.components.operators._pivots import floor_pivots
+from cep.components.operators.pivots import floor_pivots
 from test_operators_harness import drive, params
 
 S = 1_000_000_000

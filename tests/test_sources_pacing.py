@@ -2,7 +2,7 @@
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from cep.components.sources._pacing import Speed, paced_batches, speed_factor
+from cep.components.sources.pacing import Speed, paced_batches, speed_factor
 
 
 class FakeClock:

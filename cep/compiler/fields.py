@@ -3,7 +3,7 @@ exist is an error at validate time (with "did you mean"), not a dead letter at r
 
 Sources declare their fields (`fields=` on the marker); each operator step answers
 `expressions(fields, key)` and `output_fields(fields, key)` itself (see
-`cep.components.operators._common.OpParams`); rules and plugin steps that do not answer make the
+`cep.components.operators.common.OpParams`); rules and plugin steps that do not answer make the
 fields downstream unknown, and unknown fields are not checked (never a false error).
 """
 from __future__ import annotations

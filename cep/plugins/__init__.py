@@ -28,9 +28,9 @@ __all__ = ["Component", "Kind", "Registry", "default_registry", "operator", "rul
 # first use: importing the registry must not import every built-in component.
 _FOR_AUTHORS = {"BatchOperator": "cep.components.base", "BuildContext": "cep.components.base",
                 "batch_map": "cep.components.base", "per_record": "cep.components.base",
-                "stateful": "cep.components.base", "OpParams": "cep.components.operators._common",
-                "Expr": "cep.components.operators._common", "Duration": "cep.components.operators._common",
-                "ExpressionUse": "cep.components.operators._common"}
+                "stateful": "cep.components.base", "OpParams": "cep.components.operators.common",
+                "Expr": "cep.components.operators.common", "Duration": "cep.components.operators.common",
+                "ExpressionUse": "cep.components.operators.common"}
 
 
 def __getattr__(name: str):

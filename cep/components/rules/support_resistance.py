@@ -7,11 +7,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from cep.components.base import BatchOperator, BuildContext
-from cep.components.operators._bars import BarBuilder
-from cep.components.operators._keyed import event_time, keyed_flow
-from cep.components.operators._common import Duration
-from cep.components.operators._levels import Level, LevelTable, ToleranceParams
-from cep.components.operators._swings import SwingDetector
+from cep.components.operators.bars import BarBuilder
+from cep.components.operators.keyed import event_time, keyed_flow
+from cep.components.operators.common import Duration
+from cep.components.operators.levels import Level, LevelTable, ToleranceParams
+from cep.components.operators.swings import SwingDetector
 from cep.components.state import InvalidState
 from cep.durations import parse_duration
 from cep.events import Batch, Record, TradingSignal

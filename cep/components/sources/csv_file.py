@@ -10,12 +10,12 @@ from typing import Callable, Iterable, Iterator, TextIO
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from cep.components.base import BuildContext
-from cep.components.sources._checks import (
+from cep.components.sources.checks import (
     DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, LATE_HELP, LatePolicy, Screen, row_problem,
     rows_look_fine)
-from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
-from cep.components.sources._files import UNREADABLE, FileReplay, open_text, resolve_existing, unreadable
-from cep.components.sources._pacing import Speed
+from cep.components.sources.event_time import NS_PER_UNIT, TimeUnit, to_ns
+from cep.components.sources.files import UNREADABLE, FileReplay, open_text, resolve_existing, unreadable
+from cep.components.sources.pacing import Speed
 from cep.events import TickEvent
 from cep.plugins.markers import source
 
@@ -252,7 +252,7 @@ def split_rows(stream: TextIO, delimiter: str, reject: Rejects,
     in about a third of its time. From the first block that is not plain (or holds no `\n`: a
     line longer than a block, or `\r` line ends) on, csv.reader reads the rest, a line at a
     time. A row it cannot read goes to `reject` and is not in a block. A file unreadable from
-    some point on (a truncated or corrupt .gz) raises one of `_files.UNREADABLE`.
+    some point on (a truncated or corrupt .gz) raises one of `files.UNREADABLE`.
     """
     line, carry = first_line, ""
     while block := stream.read(_BLOCK_CHARS):

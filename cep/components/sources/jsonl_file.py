@@ -8,12 +8,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from cep.components.base import BuildContext
 from cep.components.sinks.encoding import loads_json
-from cep.components.sources._checks import (
+from cep.components.sources.checks import (
     DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, LATE_HELP, LatePolicy, Screen, record_problem,
     suspect_line)
-from cep.components.sources._event_time import NS_PER_UNIT, TimeUnit, to_ns
-from cep.components.sources._files import UNREADABLE, FileReplay, open_text, resolve_existing, unreadable
-from cep.components.sources._pacing import Speed
+from cep.components.sources.event_time import NS_PER_UNIT, TimeUnit, to_ns
+from cep.components.sources.files import UNREADABLE, FileReplay, open_text, resolve_existing, unreadable
+from cep.components.sources.pacing import Speed
 from cep.events import Record
 from cep.plugins.markers import source
 
@@ -44,7 +44,7 @@ class JsonlSource(FileReplay):
     The event time is read from `time_field` in `time_unit`; the original field is kept as it was
     when it is not `timestamp` itself. Delivery: finite and replayable, so it backs every delivery
     mode (exactly_once included). A line that is not a strict JSON object (NaN and Infinity are
-    not JSON), lacks a numeric event time, or holds a value no frame can carry (`_checks`) is
+    not JSON), lacks a numeric event time, or holds a value no frame can carry (`checks`) is
     dead-lettered with its line number; one whose tick fields are invalid is handled per the
     `invalid` policy, one older than a record before it per `on_late`; the replay goes on. A
     truncated or corrupt .gz fails the run (`UnreadableFile`).
@@ -92,7 +92,7 @@ class JsonlSource(FileReplay):
         return record
 
     def _problem(self, record: Record, line: str) -> str | None:
-        """What `_checks` finds wrong with a record; its values are walked only when its line
+        """What `checks` finds wrong with a record; its values are walked only when its line
         could hold a problem."""
         max_string = self._params.max_string_length
         return record_problem(record, max_string, walk=suspect_line(line, max_string))

@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cep.components.base import BuildContext
-from cep.components.sources._pacing import Resumable, Speed, paced_batches, speed_factor
+from cep.components.sources.pacing import Resumable, Speed, paced_batches, speed_factor
 from cep.durations import parse_duration
 from cep.events import TickEvent
 from cep.plugins.markers import source

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cep.codec import MAX_FRAME_BYTES
 from cep.components.base import BuildContext
-from cep.components.sources._checks import (
+from cep.components.sources.checks import (
     DEFAULT_MAX_STRING, INVALID_HELP, MAX_STRING_HELP, InvalidPolicy, Screen, record_problem)
 from cep.components.sinks.encoding import WireFormat, decode_payload
 from cep.components.sinks.endpoints import DEFAULT_ENDPOINT, Endpoint, attach
@@ -59,7 +59,7 @@ class ZmqSource:
     Delivery: at-most-once and not replayable: what the publisher sent while no one listened, or
     beyond `rcvhwm`, is lost (PUB/SUB drops on the publisher's side). A message that is not a
     two-frame `[topic, payload]`, whose payload is not a map, or whose record holds what no frame
-    can carry (`_checks`: an ext type or msgpack Timestamp, a NaN, a string over
+    can carry (`checks`: an ext type or msgpack Timestamp, a NaN, a string over
     `max_string_length`, deep nesting) is dead-lettered alone; invalid tick fields are handled per
     `invalid`. A frame over `max_message_bytes` never enters memory: ZeroMQ (MAXMSGSIZE) drops
     the publisher's connection instead, which is counted ('disconnected') and connected again.

@@ -6,7 +6,7 @@ from pydantic import Field
 from typing import Any
 
 from cep.components.base import BatchOperator, BuildContext
-from cep.components.operators._common import Expr, ExpressionUse, OpParams, compiled, per_key
+from cep.components.operators.common import Expr, ExpressionUse, OpParams, compiled, per_key
 from cep.components.state import RecordData
 from cep.events import Record
 from cep.plugins.markers import operator

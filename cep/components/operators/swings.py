@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import Field
 
 from cep.components.base import BatchOperator, BuildContext
-from cep.components.operators._keyed import event_time, keyed, keyed_flow
-from cep.components.operators._common import Expr, ExpressionUse, OpParams, compiled
+from cep.components.operators.keyed import event_time, keyed, keyed_flow
+from cep.components.operators.common import Expr, ExpressionUse, OpParams, compiled
 from cep.events import Batch, Record
 from cep.plugins.markers import operator
 

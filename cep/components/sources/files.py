@@ -16,7 +16,7 @@ from typing import Any, Iterator, TextIO
 from pydantic import ValidationInfo
 
 from cep.components.base import BuildContext
-from cep.components.sources._pacing import Resumable, paced_batches
+from cep.components.sources.pacing import Resumable, paced_batches
 from cep.errors import UnreadableFile
 from cep.events import Record
 from cep.rows import AnyBatch, Rows

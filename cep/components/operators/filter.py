@@ -4,7 +4,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from cep.components.base import BatchOperator, BuildContext, per_record
-from cep.components.operators._common import Expr, ExpressionUse, OpParams, compiled
+from cep.components.operators.common import Expr, ExpressionUse, OpParams, compiled
 from cep.plugins.markers import operator
 
 

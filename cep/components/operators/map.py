@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from cep.components.base import BatchOperator, BuildContext, per_record
-from cep.components.operators._common import (Expr, ExpressionUse, OpParams, compiled,
+from cep.components.operators.common import (Expr, ExpressionUse, OpParams, compiled,
                                               key_getter, reads_prev)
 from cep.events import Record
 from cep.plugins.markers import operator

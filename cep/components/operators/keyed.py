@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Callable, Protocol
 
 from cep.components.base import BatchOperator, BuildContext, stateful
-from cep.components.operators._common import key_getter
+from cep.components.operators.common import key_getter
 from cep.components.state import restorer
 from cep.events import Batch, Record
 

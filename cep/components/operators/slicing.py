@@ -4,7 +4,7 @@ from __future__ import annotations
 from pydantic import Field, NonNegativeInt
 
 from cep.components.base import BatchOperator, BuildContext, batch_map
-from cep.components.operators._common import OpParams
+from cep.components.operators.common import OpParams
 from cep.components.state import restorer
 from cep.events import Batch
 from cep.plugins.markers import operator

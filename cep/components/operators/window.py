@@ -6,7 +6,7 @@ from typing import Any, Callable
 from pydantic import Field, model_validator
 
 from cep.components.base import BatchOperator, BuildContext, stateful
-from cep.components.operators._common import (Duration, Expr, ExpressionUse, OpParams, compiled,
+from cep.components.operators.common import (Duration, Expr, ExpressionUse, OpParams, compiled,
                                               group_fields, group_record, key_getter)
 from cep.components.state import InvalidState, RecordData, restorer
 from cep.durations import parse_duration

@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import Field, NonNegativeInt
 
 from cep.components.base import BatchOperator, BuildContext, stateful
-from cep.components.operators._common import OpParams, group_fields, group_record, key_getter
+from cep.components.operators.common import OpParams, group_fields, group_record, key_getter
 from cep.components.state import RecordData, restorer
 from cep.events import Batch, Record
 from cep.plugins.markers import operator

@@ -5,8 +5,8 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from cep.components.base import BatchOperator, BuildContext
-from cep.components.operators._common import Duration, Expr, ExpressionUse, OpParams, compiled
-from cep.components.operators._keyed import period_flow
+from cep.components.operators.common import Duration, Expr, ExpressionUse, OpParams, compiled
+from cep.components.operators.keyed import period_flow
 from cep.durations import parse_duration
 from cep.events import Record
 from cep.plugins.markers import operator

@@ -6,7 +6,7 @@ from typing import Any
 from pydantic import Field
 
 from cep.components.base import BatchOperator, BuildContext
-from cep.components.operators._common import Duration, OpParams, per_key
+from cep.components.operators.common import Duration, OpParams, per_key
 from cep.components.state import RecordData
 from cep.durations import parse_duration
 from cep.events import Record

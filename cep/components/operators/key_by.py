@@ -6,7 +6,7 @@ from pydantic import Field
 from reactivex import operators as ops
 
 from cep.components.base import BatchOperator, BuildContext
-from cep.components.operators._common import OpParams
+from cep.components.operators.common import OpParams
 from cep.plugins.markers import operator
 
 
