@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import pytest
 
 import cep
-from cep.compiler.plan import Plan
+from cep.plan import Plan
 from cep.runtime.supervisor import Supervisor
 from tests.conftest import SHIPPED_TICKS
 

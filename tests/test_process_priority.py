@@ -5,7 +5,7 @@ import os
 import pytest
 
 import cep
-from cep.compiler.plan import GATEWAY_NICE
+from cep.compiler.placement import GATEWAY_NICE
 from cep.errors import ConfigError
 
 PIPELINE = """

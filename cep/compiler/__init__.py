@@ -8,15 +8,15 @@ from pathlib import Path
 from cep.compiler.fields import check_fields
 from cep.compiler.graph import Checked, build_graph
 from cep.compiler.guarantees import check_exactly_once
-from cep.compiler.placement import Endpoints, place, role_of, wire
-from cep.compiler.plan import GATEWAY_NICE, EdgePlan, NodePlan, Plan, ProcessPlan
+from cep.compiler.placement import GATEWAY_NICE, Endpoints, place, role_of, wire
 from cep.config.models import Pipeline
 from cep.config.problems import in_file_order
 from cep.errors import CompileError, ConfigError, Problem
+from cep.plan import NodePlan, Plan, ProcessPlan
 from cep.plugins import Registry
 from cep.runtime import security
 
-__all__ = ["EdgePlan", "NodePlan", "Plan", "ProcessPlan", "compile_pipeline", "default_run_dir"]
+__all__ = ["compile_pipeline", "default_run_dir"]
 
 
 def default_run_dir(pipeline: Pipeline) -> Path:

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from cep.compiler.plan import Plan
 from cep.errors import RuntimeFailure, UserError
+from cep.plan import Plan
 
 FORMATS = ("text", "dot", "mermaid", "json")
 FORMAT_OF_SUFFIX = {".txt": "text", ".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".json": "json"}

@@ -15,9 +15,9 @@ from typing import Callable
 import reactivex
 from reactivex import operators as ops
 
-from cep.compiler.plan import NodePlan, Plan, ProcessPlan
 from cep.components.base import BuildContext, Counters, DeadLetterFn, Restore, Sink, Snapshot, Source
 from cep.errors import CepError, RuntimeFailure
+from cep.plan import NodePlan, Plan, ProcessPlan
 from cep.plugins import Component, Registry
 from cep.rows import as_records
 from cep.runtime.hub import Hub

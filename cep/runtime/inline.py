@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Callable
 
-from cep.compiler.plan import Plan, ProcessPlan
+from cep.plan import Plan, ProcessPlan
 from cep.runtime.builder import build_process
 from cep.runtime.deadletter import DeadLetters
 from cep.runtime.gcpolicy import engine_gc

@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from cep.compiler.plan import Plan
+from cep.plan import Plan
 from cep.runtime.rundir import private_file
 
 MARKER = "running"

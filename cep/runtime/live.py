@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 
-from cep.compiler.plan import Plan
+from cep.plan import Plan
 from cep.runtime.metrics import STUCK_AFTER_S, RunStatus
 
 PLAIN_EVERY_S = 5.0

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
-from cep.compiler.plan import Plan
+from cep.plan import Plan
 
 LIVE_COUNTS = frozenset({"unacked"})
 """Edge counters that say how things are now, not how many happened: never added up."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cep.compiler.plan import Plan
+from cep.plan import Plan
 from cep.plugins import Registry, default_registry
 
 

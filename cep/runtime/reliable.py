@@ -26,7 +26,7 @@ from typing import Callable
 import zmq
 
 from cep import codec
-from cep.compiler.plan import EdgePlan, Plan
+from cep.plan import EdgePlan, Plan
 from cep.errors import CodecError
 from cep.rows import AnyBatch, concat
 from cep.runtime.delivery import (

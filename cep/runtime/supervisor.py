@@ -27,7 +27,7 @@ from typing import Any, Callable
 import msgpack
 import zmq
 
-from cep.compiler.plan import Plan
+from cep.plan import Plan
 from cep.errors import RuntimeFailure, TransportError, WorkerCrashed
 from cep.runtime import processes
 from cep.runtime.checkpoint import store_path

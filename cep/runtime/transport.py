@@ -28,7 +28,7 @@ import zmq.backend
 from zmq.utils.monitor import recv_monitor_message
 
 from cep import codec
-from cep.compiler.plan import EdgePlan, Plan
+from cep.plan import EdgePlan, Plan
 from cep.errors import CodecError, TransportError
 from cep.partition import Partitioner
 from cep.rows import AnyBatch, Rows, items, like, split_by

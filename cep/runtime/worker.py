@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import msgpack
 import zmq
 
-from cep.compiler.plan import Plan
+from cep.plan import Plan
 from cep.components.base import Source
 from cep.components.state import restorer
 from cep.errors import RuntimeFailure

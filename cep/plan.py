@@ -37,27 +37,13 @@ class ProcessPlan:
     nodes: tuple[str, ...]
     parallelism: int = 1
     partition_key: str | None = None
-    nice: int = 0  # added to the niceness its workers inherit (see GATEWAY_NICE)
+    nice: int = 0  # added to the niceness its workers inherit (see compiler.placement.GATEWAY_NICE)
 
     @property
     def workers(self) -> tuple[str, ...]:
         if self.parallelism == 1:
             return (self.name,)
         return tuple(f"{self.name}.{index}" for index in range(self.parallelism))
-
-
-GATEWAY_NICE = 5
-"""Gateways of replays (processes whose sources wait for their reader; a live feed's would drop
-instead) run this much nicer than the processes after them, so when processes share the cores
-the events already in flight get through before a gateway brings in more. Measured at 50,000
-ticks/s paced on 2 cores: p50 source to sink 0.34-0.36 -> 0.28 ms (the raw pyzmq chain's is
-0.19 with or without it); throughput at full speed unchanged.
-`deploy: {NODE: {nice: N}}` sets a node's process's niceness instead."""
-
-
-def market_data_topic(topic_partitions: int) -> str:
-    """How a pub/sub edge's topics read (`cep graph`): `TICK.*`, or `TICK.0`..`TICK.<n-1>`."""
-    return "TICK.*" if topic_partitions == 1 else f"TICK.0..{topic_partitions - 1}"
 
 
 @dataclass(frozen=True)
