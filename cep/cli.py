@@ -320,7 +320,7 @@ Examples:
   cep plugins --kind operator
   cep plugins pipelines/vwap.yaml              # also the local plugins a pipeline loads""")
 @click.argument("pipeline", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--kind", type=click.Choice(["source", "operator", "rule", "sink"]), help="Only this kind.")
+@click.option("--kind", type=click.Choice(["source", "operator", "rule", "sink", "venue"]), help="Only this kind.")
 def plugins(pipeline: Path | None, kind: str | None) -> None:
     """List every source, operator, rule and sink with its parameters (built-ins and plugins);
     with PIPELINE, also the local plugin modules it loads."""

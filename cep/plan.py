@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-NodeKind = Literal["source", "stream", "rule", "sink"]
+NodeKind = Literal["source", "stream", "rule", "sink", "venue", "order"]
 Pattern = Literal["pub/sub", "push/pull"]
 
 
@@ -33,7 +33,7 @@ class ProcessPlan:
     """An OS process (or `parallelism` of them, one per key partition) hosting some nodes."""
 
     name: str
-    role: Literal["gateway", "strategy", "stream", "sink", "executor"]
+    role: Literal["gateway", "strategy", "stream", "sink", "executor", "venue"]
     nodes: tuple[str, ...]
     parallelism: int = 1
     partition_key: str | None = None

@@ -133,7 +133,8 @@ def hooks(kind, name):
     elif name == "pattern":
         params = component.params.model_validate({"pattern": [{"name": "a"}]})
     elif kind == "sink":
-        params = component.params.model_validate({"path": "/dev/null"} if name == "jsonl" else {})
+        params = component.params.model_validate({"jsonl": {"path": "/dev/null"},
+                                                  "positions": {"journal": "/dev/null"}}.get(name, {}))
     else:
         params = component.params.model_validate({})
     declared = []

@@ -9,6 +9,7 @@ from cep.compiler.fields import check_fields
 from cep.compiler.graph import Checked, build_graph
 from cep.compiler.guarantees import check_exactly_once
 from cep.compiler.placement import GATEWAY_NICE, Endpoints, place, role_of, wire
+from cep.compiler.trading import trading_node_plan
 from cep.config.models import Pipeline
 from cep.config.problems import in_file_order
 from cep.errors import CompileError, ConfigError, Problem
@@ -33,7 +34,8 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     the graph's, references, cycles, deploy targets, field names and delivery, in one pass."""
     checked = build_graph(pipeline)
     graph = checked.graph
-    nodes = {node_id: _node_plan(node_id, data, registry) for node_id, data in graph.nodes(data=True)}
+    nodes = {node_id: _node_plan(pipeline, node_id, data, registry, tuple(graph.predecessors(node_id)))
+             for node_id, data in graph.nodes(data=True)}
     warnings = _check(pipeline, registry, checked, nodes)
     run_dir = run_dir or default_run_dir(pipeline)
     live = {n for n in graph if graph.nodes[n]["kind"] == "source" and _is_live(graph.nodes[n]["spec"], registry)}
@@ -119,7 +121,8 @@ def _component_warnings(pipeline: Pipeline, graph) -> list[Problem]:
     return found
 
 
-def _node_plan(node_id: str, data: dict, registry: Registry) -> NodePlan:
+def _node_plan(pipeline: Pipeline, node_id: str, data: dict, registry: Registry,
+               graph_inputs: tuple[str, ...]) -> NodePlan:
     spec = data["spec"]
     kind = data["kind"]
     if kind == "stream":
@@ -135,6 +138,8 @@ def _node_plan(node_id: str, data: dict, registry: Registry) -> NodePlan:
                     key = op.config.field if op.config is not None and hasattr(op.config, "field") else op.args
         return NodePlan(id=node_id, kind="stream", type="stream", inputs=spec.from_,
                         ops=tuple(ops), key=key, stateless=stateless)
+    if kind in ("order", "venue"):
+        return trading_node_plan(pipeline, node_id, kind, spec, graph_inputs)
     key = spec.partition_by if kind == "rule" else None
     return NodePlan(id=node_id, kind=kind, type=spec.type, inputs=getattr(spec, "from_", ()),
                     params=dict(spec.params), key=key, stateless=False)

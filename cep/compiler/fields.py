@@ -12,6 +12,7 @@ import networkx as nx
 
 from cep.config.models import Pipeline
 from cep.errors import ExpressionError, Problem
+from cep.events import OrderEvent
 from cep.expressions import compile_expression
 from cep.plugins import Registry
 
@@ -46,6 +47,8 @@ def check_fields(pipeline: Pipeline, graph: nx.DiGraph, registry: Registry,
                        pipeline.locate("rules", node_id), problems)
             component = registry.get("rule", spec.type)
             known[node_id] = frozenset(component.fields) if component and component.fields else None
+        elif kind == "order":
+            known[node_id] = frozenset(OrderEvent.FIELDS)
     return problems
 
 

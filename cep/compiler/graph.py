@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from cep.compiler.trading import LABELS, check_trading, inputs_written
 from cep.config.models import Pipeline
 from cep.errors import Problem
 
-SECTIONS = (("source", "sources"), ("stream", "streams"), ("rule", "rules"), ("sink", "sinks"))
-READABLE = ("source", "stream", "rule")  # what a `from:` may name
+SECTIONS = (("source", "sources"), ("stream", "streams"), ("rule", "rules"), ("sink", "sinks"),
+            ("venue", "venues"), ("order", "orders"))
+READABLE = ("source", "stream", "rule", "order")  # what a `from:` may name
 
 
 @dataclass
@@ -45,6 +47,7 @@ def build_graph(pipeline: Pipeline) -> Checked:
     result = Checked(nx.DiGraph())
     _add_nodes(pipeline, result)
     _add_edges(pipeline, result)
+    check_trading(pipeline, result)
     _check_cycles(pipeline, result)
     _check_deploy(pipeline, result)
     _check_ends(pipeline, result)
@@ -71,10 +74,9 @@ def _add_edges(pipeline: Pipeline, result: Checked) -> None:
     for node_id, data in list(graph.nodes(data=True)):
         if data["kind"] == "source":
             continue
-        for index, upstream in enumerate(data["spec"].from_):
-            where = pipeline.locate(data["section"], node_id, "from", index)
-            written = (data["section"], node_id, "from")
-            if upstream in pipeline._broken or {written, (*written, index)} & pipeline._unresolved:
+        for written, upstream in inputs_written(pipeline, data["section"], node_id, data["spec"]):
+            where = pipeline.locate(*written)
+            if upstream in pipeline._broken or {written, written[:-1]} & pipeline._unresolved:
                 result.unknown_inputs.add(node_id)  # reported with its own mistakes
             elif upstream not in graph:
                 result.unknown_inputs.add(node_id)
@@ -82,11 +84,11 @@ def _add_edges(pipeline: Pipeline, result: Checked) -> None:
                 hint = f'did you mean "{close[0]}"?' if close else (
                     "known: " + ", ".join(sorted(readable)) if readable else "declare it first")
                 result.errors.append(Problem(
-                    f'{data["kind"]} "{node_id}": reads "{upstream}", which does not exist',
+                    f'{LABELS.get(data["section"], data["kind"])} "{node_id}": reads "{upstream}", which does not exist',
                     where, hint))
             elif graph.nodes[upstream]["kind"] == "sink":
                 result.errors.append(Problem(
-                    f'{data["kind"]} "{node_id}": reads sink "{upstream}", but sinks produce nothing',
+                    f'{LABELS.get(data["section"], data["kind"])} "{node_id}": reads sink "{upstream}", but sinks produce nothing',
                     where, "read a source, stream or rule instead"))
             else:
                 graph.add_edge(upstream, node_id)
@@ -118,7 +120,7 @@ def _check_ends(pipeline: Pipeline, result: Checked) -> None:
     unless the sources written were left out for their own mistakes)."""
     graph = result.graph
     for node_id, data in graph.nodes(data=True):
-        if data["kind"] != "sink" and graph.out_degree(node_id) == 0:
+        if data["kind"] not in ("sink", "venue") and graph.out_degree(node_id) == 0:
             result.warnings.append(Problem(
                 f'{data["kind"]} "{node_id}" has no consumers', pipeline.locate(data["section"], node_id),
                 "its output goes nowhere; read it from a stream, rule or sink", severity="warning"))

@@ -46,9 +46,10 @@ def place(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan]) -> 
             parallelism = deploy.parallelism if deploy else 1
             group = "strategy" if parallelism == 1 else f"strategy-x{parallelism}-{nodes[node_id].key}"
             owner[node_id] = {pinned(node_id, group)}
-        elif kind == "sink":
-            role = "executor" if data["spec"].type == "order_executor" else "sink"
-            owner[node_id] = {pinned(node_id, f"{role}-{node_id}")}
+        elif kind in ("sink", "venue"):
+            owner[node_id] = {pinned(node_id, f"{kind}-{node_id}")}
+        elif kind == "order":
+            owner[node_id] = {pinned(node_id, f"executor-{node_id}")}
 
     for node_id in reversed(list(nx.topological_sort(graph))):
         if graph.nodes[node_id]["kind"] != "stream":
@@ -71,13 +72,14 @@ def place(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan]) -> 
 
 def role_of(members: list[str], graph: nx.DiGraph) -> str:
     kinds = {graph.nodes[n]["kind"] for n in members}
-    types = {graph.nodes[n]["spec"].type for n in members if graph.nodes[n]["kind"] == "sink"}
     if "source" in kinds:
         return "gateway"
     if "rule" in kinds:
         return "strategy"
-    if "order_executor" in types:
+    if "order" in kinds:
         return "executor"
+    if "venue" in kinds:
+        return "venue"
     if "sink" in kinds:
         return "sink"
     return "stream"

@@ -6,3 +6,4 @@ from cep.components.patterns import *  # noqa: F401,F403
 from cep.components.rules import *  # noqa: F401,F403
 from cep.components.sinks import *  # noqa: F401,F403
 from cep.components.sources import *  # noqa: F401,F403
+from cep.components.venues import *  # noqa: F401,F403

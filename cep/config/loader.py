@@ -24,8 +24,8 @@ from cep.config.yamlsafe import YamlDocument, parse_yaml, read_yaml_file
 from cep.plugins import Registry, default_registry
 
 _SUBJECTS = {"sources": "source", "streams": "stream", "rules": "rule", "sinks": "sink",
-             "deploy": "deploy"}
-_SECTIONS = ("sources", "streams", "rules", "sinks", "deploy")
+             "venues": "venue", "orders": "order executor", "deploy": "deploy"}
+_SECTIONS = ("sources", "streams", "rules", "sinks", "venues", "orders", "deploy")
 _PLACEHOLDER_NAME = "pipeline"
 """The name a deferred load gives a pipeline whose `name:` is missing or wrong (reported)."""
 

@@ -100,6 +100,27 @@ class SinkSpec(Spec):
     backpressure: Backpressure | None = None
 
 
+class VenueSpec(Spec):
+    """A venue (exchange gateway): `type:` names a `venue` plugin (`paper` built in), `quotes:`
+    the stream of quotes it matches against (the paper venue) or marks with; the rest are the
+    venue type's own params."""
+
+    quotes: str
+
+
+class OrderSpec(_Strict):
+    """An order executor: the signals it reads (`from:`), the venue it sends orders to, the
+    quotes its checks price against (default: its venue's), and its settings (`config`, a
+    validated `cep.orders.settings.ExecutorSettings`: risk limits, breaker, request timeouts)."""
+
+    id: str
+    from_: tuple[str, ...] = Field(alias="from")
+    venue: str
+    quotes: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    config: Any = None
+
+
 class DeploySpec(_Strict):
     parallelism: int = Field(1, ge=1, le=64)
     process: str | None = None    # put this node in the named process (grouping override)
@@ -119,6 +140,8 @@ class Pipeline(_Strict):
     streams: dict[str, StreamSpec] = Field(default_factory=dict)
     rules: dict[str, RuleSpec] = Field(default_factory=dict)
     sinks: dict[str, SinkSpec] = Field(default_factory=dict)
+    venues: dict[str, VenueSpec] = Field(default_factory=dict)
+    orders: dict[str, OrderSpec] = Field(default_factory=dict)
     deploy: dict[str, DeploySpec] = Field(default_factory=dict)
 
     _locations: dict[tuple, Location] = PrivateAttr(default_factory=dict)

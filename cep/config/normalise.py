@@ -20,6 +20,8 @@ TOP_KEYS = tuple(name for name in Pipeline.model_fields if name != "path")
 SCALAR_SECTIONS = ("version", "name", "imports", "plugins", "defaults", "transport", "security", "deploy")
 SOURCE_ENVELOPE = ("type", "backpressure")
 SINK_ENVELOPE = ("type", "from", "delivery", "backpressure")
+VENUE_ENVELOPE = ("type", "quotes")
+ORDER_ENVELOPE = ("from", "venue", "quotes")
 STREAM_KEYS = ("from", "key_by", "ops")
 RULE_KEYS = ("from", "partition_by", "use", "with")
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -43,7 +45,8 @@ class Normaliser:
         if isinstance(data.get("defaults"), dict):
             self.delivery(data["defaults"].get("delivery"), ("defaults", "delivery"))
         sections: dict[str, Callable[[str, dict, KeyPath], dict | None]] = {
-            "sources": self.source, "streams": self.stream, "rules": self.rule, "sinks": self.sink}
+            "sources": self.source, "streams": self.stream, "rules": self.rule, "sinks": self.sink,
+            "venues": self.venue, "orders": self.order}
         for section, build in sections.items():
             envelope[section] = {}
             entries = data.get(section)
@@ -83,6 +86,43 @@ class Normaliser:
             return None
         return {"id": sid, "type": raw["type"], "params": params, "config": config, "from": inputs,
                 **{k: raw[k] for k in ("delivery", "backpressure") if k in raw}}
+
+    def venue(self, vid: str, raw: dict, path: KeyPath) -> dict | None:
+        subject = f'venue "{vid}"'
+        params = {k: v for k, v in raw.items() if k not in VENUE_ENVELOPE}
+        quotes = self.reference(raw, "quotes", path, subject, "name the stream of quotes it matches against")
+        config = self.typed("venue", raw, path, subject, params)
+        if config is None or quotes is None:
+            return None
+        return {"id": vid, "type": raw["type"], "quotes": quotes, "params": params, "config": config}
+
+    def order(self, oid: str, raw: dict, path: KeyPath) -> dict | None:
+        """An order executor: its envelope, and its settings validated by `ExecutorSettings`."""
+        from cep.orders.settings import ExecutorSettings  # the order half loads only when used
+
+        subject = f'order executor "{oid}"'
+        params = {k: v for k, v in raw.items() if k not in ORDER_ENVELOPE}
+        inputs = self.inputs(raw, path, subject)
+        venue = self.reference(raw, "venue", path, subject, "name an entry of venues:")
+        quotes = raw.get("quotes")
+        if quotes is not None and not isinstance(quotes, str):
+            self.report.error(path + ("quotes",), f"{subject}: 'quotes' must be the id of a stream "
+                                                  f"(got {describe(quotes)})", "write quotes: quotes")
+            return None
+        config = self.params.model(ExecutorSettings, params, path, subject)
+        if config is None or inputs is None or venue is None:
+            return None
+        return {"id": oid, "from": inputs, "venue": venue, "quotes": quotes, "params": params, "config": config}
+
+    def reference(self, raw: dict, key: str, path: KeyPath, subject: str, hint: str) -> str | None:
+        """The id a required key names; None after reporting it missing or not an id."""
+        if key not in raw:
+            self.report.error(path, f"{subject}: missing required key {key!r}", hint)
+            return None
+        if not isinstance(raw[key], str):
+            self.report.error(path + (key,), f"{subject}: {key!r} must be an id (got {describe(raw[key])})", hint)
+            return None
+        return raw[key]
 
     def stream(self, sid: str, raw: dict, path: KeyPath) -> dict | None:
         subject = f'stream "{sid}"'

@@ -42,18 +42,23 @@ class ParamsValidator:
     def validate(self, component: Component, params: Any, path: KeyPath, subject: str,
                  drop: int = 0) -> BaseModel | None:
         """`component.params` validated from `params` written at `path`; None if invalid."""
+        return self.model(component.params, params, path, subject, drop, origin=component.origin)
+
+    def model(self, model: type[BaseModel], params: Any, path: KeyPath, subject: str, drop: int = 0,
+              origin: str = "cep") -> BaseModel | None:
+        """`model` validated from `params` written at `path`; None after reporting why not."""
         try:
-            return component.params.model_validate(params, context=self.context)
+            return model.model_validate(params, context=self.context)
         except ValidationError as exc:
             self.report.add(validation_problems(
-                exc, model=component.params, locations=self.report.locations, prefix=path,
+                exc, model=model, locations=self.report.locations, prefix=path,
                 subject=subject, drop=drop, reported=self.report.unresolved))
         except UserError as exc:  # a validator that reports through cep's own errors
             where = self.report.locate(path)
             self.report.add(Problem(f"{subject}: {p.message}", p.location or where, p.hint)
                             for p in exc.problems)
         except Exception as exc:  # a plugin's validator failing in its own way
-            self.report.error(path, f"{subject}: parameters rejected by {component.origin}: "
+            self.report.error(path, f"{subject}: parameters rejected by {origin}: "
                                     f"{type(exc).__name__}: {exc}")
         return None
 

@@ -1,6 +1,7 @@
 """The one registry of sources, operators, rules and sinks — built-in and plugin alike.
 
-A plugin author imports from this module only: a marker per kind, and the few types a factory uses::
+A plugin author imports from this module only: a marker per kind (source, operator, rule, sink,
+venue), and the few types a factory uses::
 
     from cep.plugins import OpParams, operator
 
@@ -17,10 +18,10 @@ tagged factories of a module when it loads it: built-ins come from the entry poi
 the group `cep.plugins` (declared in cep's own pyproject), third-party packages from their entry
 points in the same group, local modules from a pipeline's `plugins:` list. See `manager.py`.
 """
-from cep.plugins.markers import Component, Kind, operator, rule, sink, source
+from cep.plugins.markers import Component, Kind, operator, rule, sink, source, venue
 from cep.plugins.manager import Registry, default_registry
 
-__all__ = ["Component", "Kind", "Registry", "default_registry", "operator", "rule", "sink", "source",
+__all__ = ["Component", "Kind", "Registry", "default_registry", "operator", "rule", "sink", "source", "venue",
            *["BatchOperator", "BuildContext", "OpParams", "Expr", "Duration", "ExpressionUse",
              "batch_map", "per_record", "stateful"]]
 

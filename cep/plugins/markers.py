@@ -4,6 +4,8 @@
 - operator: `factory(params, ctx) -> BatchOperator`     (Observable[Batch] -> Observable[Batch])
 - rule:     `factory(params, ctx) -> BatchOperator`     (emits TradingSignal or other records)
 - sink:     `factory(params, ctx) -> Sink`              (cep.components.base.Sink)
+- venue:    `factory(params, ctx) -> VenueAdapter`      (cep.orders.venue.VenueAdapter: place,
+            cancel, query by client order id, the fill stream `reports()`; see that module)
 
 `params` is an instance of the pydantic model given to the marker (validated from YAML, unknown
 keys rejected); `ctx` is a `cep.components.base.BuildContext`. A params model may define
@@ -33,8 +35,8 @@ from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-Kind = Literal["source", "operator", "rule", "sink"]
-KINDS: tuple[Kind, ...] = ("source", "operator", "rule", "sink")
+Kind = Literal["source", "operator", "rule", "sink", "venue"]
+KINDS: tuple[Kind, ...] = ("source", "operator", "rule", "sink", "venue")
 MARK = "__cep_component__"
 
 
@@ -104,3 +106,4 @@ source = _marker("source")
 operator = _marker("operator")
 rule = _marker("rule")
 sink = _marker("sink")
+venue = _marker("venue")

@@ -5,7 +5,8 @@ source) share.
 """
 from cep.components.sinks.jsonl_file import jsonl_sink
 from cep.components.sinks.null import null_sink
+from cep.components.sinks.positions import positions_sink
 from cep.components.sinks.stdout import stdout_sink
 from cep.components.sinks.zmq_publisher import zmq_sink
 
-__all__ = ["jsonl_sink", "null_sink", "stdout_sink", "zmq_sink"]
+__all__ = ["jsonl_sink", "null_sink", "positions_sink", "stdout_sink", "zmq_sink"]

@@ -1,0 +1,94 @@
+"""The `positions` sink: an order executor's OrderEvents into the append-only journal, from which
+positions, PnL and each order's history are read (`cep positions`, `cep orders`, the run summary).
+
+Why a sink and not the risk manager itself: the trading state (ACTIVE / REDUCING / HALTED) must
+hold for the very next signal, so the executor computes it from the fills it produces itself
+(`cep.orders.node`); this sink is the durable, queryable side of the same events. Positions
+rebuilt from its journal equal the executor's live ones.
+
+Delivery: the journal is keyed by (client order id, sequence), so an event that comes again
+(a retransmit under at_least_once, a replay after a restart under exactly_once) is skipped and
+counted (`duplicate event`), never journaled twice; so it takes part in exactly_once
+(`checkpoint=True`) with no state of its own to checkpoint.
+A record that is not an OrderEvent is dead-lettered with the reason.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cep.components.base import BuildContext
+from cep.events import Batch, OrderEvent
+from cep.orders.journal import Journal
+from cep.plugins.markers import sink
+from cep.runtime.rundir import private_file, private_run_dir
+
+
+class PositionsSinkParams(BaseModel):
+    """Journal OrderEvents (SQLite, WAL, append-only) for positions, PnL and order histories."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    journal: Path = Field(description="the journal file, relative to the pipeline file")
+    mode: Literal["truncate", "append"] = Field(
+        "truncate", description="truncate: a new journal each run (a worker restarted after a crash "
+                                "goes on with it); append: add this run's events to it")
+
+
+class PositionsSink:
+    """Journals each batch in one transaction. In `truncate` mode the previous run's journal is
+    removed when the first event comes (or at the end of a run without any), as the `jsonl` sink
+    does with its file: a run that fails while starting leaves it as it was."""
+
+    def __init__(self, path: Path, mode: str, ctx: BuildContext, claim: Path | None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.ctx, self._claim = path, ctx, claim
+        self._afresh = mode == "truncate" and not (claim is not None and claim.exists())
+        self.journal: Journal | None = None
+
+    def write(self, batch: Batch) -> None:
+        events = []
+        for record in batch:
+            try:
+                events.append(OrderEvent.from_record(record))
+            except (TypeError, ValueError, KeyError) as exc:
+                self.ctx.dead_letter(f"not an OrderEvent: {type(exc).__name__}: {exc}", record)
+        if events:
+            added = self._open().append(events)
+            if added < len(events):
+                self.ctx.counters.note("duplicate event", len(events) - added)
+
+    def flush(self) -> None:
+        """Each batch is committed when written; nothing is held back."""
+
+    def close(self) -> None:
+        self._open().close()
+
+    def _open(self) -> Journal:
+        if self.journal is None:
+            if self._afresh:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            self.journal = Journal(self.path)
+            if self._afresh and self._claim is not None:  # claimed after the removal
+                private_run_dir(self._claim.parent)
+                os.close(private_file(self._claim))
+        return self.journal
+
+
+@sink("positions", params=PositionsSinkParams, checkpoint=True)
+def positions_sink(params: PositionsSinkParams, ctx: BuildContext) -> PositionsSink:
+    """Journal OrderEvents (append-only SQLite) for positions and PnL; any delivery mode.
+
+    An event that comes again is skipped (the journal is keyed by client order id and sequence),
+    so under exactly_once nothing is journaled twice; read it with `cep positions JOURNAL`.
+    """
+    claim = ctx.run_dir / f"{ctx.node}.started" if ctx.run_dir is not None else None
+    if claim is not None and ctx.incarnation == 0:
+        claim.unlink(missing_ok=True)  # left by an earlier run
+    restarted = ctx.incarnation > 0 and claim is None
+    # no state to checkpoint: the journal skips what it has, so a replay after a restart is harmless
+    return PositionsSink(ctx.resolve(params.journal), "append" if restarted else params.mode, ctx, claim)
