@@ -171,3 +171,9 @@ def test_safe_dump_round_trips_and_every_key_is_located(tree):
     doc = parse_yaml(yaml.safe_dump(tree), "p.yaml")
     assert doc.data == tree and doc.problems == []
     assert all(path in doc.keys for path in paths(tree))
+
+
+def test_times_of_day_stay_text_not_base_60_numbers():
+    # YAML 1.1 reads 10:00:01 as 36001 (base 60); a test's tick times and any `at: 10:00` mean text
+    doc = parse_yaml("t: 10:00:01\nu: '1:30'\nv: 10:00:01.250\nw: -1:30\nn: 12\nf: 1.5\n", "p.yaml")
+    assert doc.data == {"t": "10:00:01", "u": "1:30", "v": "10:00:01.250", "w": "-1:30", "n": 12, "f": 1.5}

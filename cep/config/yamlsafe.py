@@ -4,12 +4,14 @@ Only `yaml.SafeLoader` ever reads user text: no Python objects, no custom tags. 
 loading this module refuses what YAML silently accepts but a pipeline author never means: a key
 written twice in one mapping (YAML keeps the last), and documents that are huge or expand
 into huge data through aliases. Mapping keys are always strings as written (`on:` stays "on", never
-True). Merge keys (`<<: *base`) work as in YAML 1.1.
+True), and so are YAML 1.1's base-60 numbers: `10:00:01` is a time of day, not 36001 (as in YAML
+1.2). Merge keys (`<<: *base`) work as in YAML 1.1.
 
 Every failure is a `ConfigError` whose problems carry `file:line:col` (1-based) and a hint.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ MAX_DEPTH = 64
 """How deeply mappings and lists may nest."""
 
 _MERGE = "tag:yaml.org,2002:merge"
+_STR = "tag:yaml.org,2002:str"
+_BASE_60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
 _COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _HINTS = (
     ("mapping values are not allowed", "quote a value that contains ': ', or check the indentation"),
@@ -113,6 +117,12 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
+
+    def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+        """Plain `10:00:01` stays text (YAML 1.1 would read it as the base-60 number 36001)."""
+        if kind is ScalarNode and implicit[0] and _BASE_60.fullmatch(value):
+            return _STR
+        return super().resolve(kind, value, implicit)
 
 
 def _too_deep(where: Location) -> Problem:
