@@ -401,5 +401,9 @@ def orders(journal: Path, signal_id: str | None, client_order_id: str | None, as
         click.echo(line)
 
 
+from cep.commands.test import test_command  # noqa: E402  (commands in modules of their own)
+cli.add_command(test_command)
+
+
 if __name__ == "__main__":
     main()

@@ -16,7 +16,7 @@ from cep.config.params import ParamsValidator
 from cep.config.problems import KeyPath, Report, describe, did_you_mean
 from cep.config.templates import Template, instantiate
 
-TOP_KEYS = tuple(name for name in Pipeline.model_fields if name != "path")
+TOP_KEYS = (*(name for name in Pipeline.model_fields if name != "path"), "tests")  # `tests:` is `cep test`'s
 SCALAR_SECTIONS = ("version", "name", "imports", "plugins", "defaults", "transport", "security", "deploy")
 SOURCE_ENVELOPE = ("type", "backpressure")
 SINK_ENVELOPE = ("type", "from", "delivery", "backpressure")

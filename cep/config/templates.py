@@ -32,7 +32,7 @@ from cep.config.interpolate import interpolate_env
 from cep.config.problems import KeyPath, Report, describe, did_you_mean, nearest
 from cep.config.yamlsafe import read_yaml_file
 
-LIBRARY_KEYS = ("version", "description", "templates")
+LIBRARY_KEYS = ("version", "description", "templates", "tests")  # `tests:` is `cep test`'s
 USE_KEYS = ("description", "params", "use", "with", "partition_by")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
