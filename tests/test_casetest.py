@@ -235,3 +235,13 @@ def test_the_clock_steps_jumps_and_advances():
 def test_any_time_of_day_is_read_to_the_nanosecond(hours, minutes, seconds, nanos):
     text = f"{hours:02d}:{minutes:02d}:{seconds:02d}.{nanos:09d}"
     assert absolute_time(text, DAY) == DAY + ((hours * 60 + minutes) * 60 + seconds) * S + nanos
+
+
+def test_the_readme_example_is_a_passing_case(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    example = next(block for block in re.findall(r"```yaml\n(.*?)```", readme, re.S)
+                   if block.startswith("tests:"))
+    pipeline = MOMENTUM.read_text().split("\ntests:")[0].replace("../data/", f"{ROOT}/data/")
+    code, out, _ = cep_test(write(tmp_path, f"{pipeline}\n{example}", "readme.yaml"))
+    assert code == 0, out
+    assert "1 passed" in out
