@@ -27,7 +27,7 @@ class Counters:
     """What one node did; every drop is counted under a reason, never lost silently, and so is
     every record let through despite a problem (`noted`: e.g. an out-of-order tick kept)."""
 
-    __slots__ = ("received", "emitted", "dropped", "dead_lettered", "noted", "filtered")
+    __slots__ = ("received", "emitted", "dropped", "dead_lettered", "noted", "filtered", "gauges")
 
     def __init__(self) -> None:
         self.received = 0
@@ -36,6 +36,7 @@ class Counters:
         self.dead_lettered = 0
         self.noted: dict[str, int] = {}
         self.filtered = 0  # records a filter let through no further: not lost, so not a drop
+        self.gauges: Gauges | None = None  # how the node stands now (`BuildContext.keep_gauges`)
 
     def drop(self, reason: str, count: int = 1) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + count
@@ -51,6 +52,8 @@ class Counters:
 DeadLetterFn = Callable[[str, str, Any], None]
 """`dead_letter(node, reason, raw)`: raw is the offending record, row or bytes."""
 
+Gauges = Callable[[], dict[str, Any]]
+"""What a component reports of how it stands now (plain data), asked twice a second at most."""
 Snapshot = Callable[[], Any]
 Restore = Callable[[Any], None]
 KeepStateFn = Callable[[str, Snapshot, Restore], None]
@@ -103,6 +106,13 @@ class BuildContext:
         """
         if self.keep_state_fn is not None:
             self.keep_state_fn(self.node, snapshot, restore)
+
+    def keep_gauges(self, gauges: Gauges) -> None:
+        """Declare how the component stands now, for metrics and `cep top`: `gauges()` returns plain
+        data (e.g. a pattern rule's `{"alive": partial matches, "top_keys": [[key, count], ...]}`).
+        The worker calls it when it reports, at most twice a second and between batches, so it may
+        walk the component's state; it must not change it."""
+        self.counters.gauges = gauges
 
     def resolve(self, path: str | Path) -> Path:
         path = Path(path).expanduser()

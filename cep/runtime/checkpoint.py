@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -208,6 +209,8 @@ class Checkpointer:
         self.store = store
         self.parts = parts
         self.windows = windows
+        self.taken = 0        # checkpoints committed, and the seconds they took (metrics)
+        self.seconds = 0.0
         for window in windows.values():
             window.journal = []
 
@@ -235,10 +238,23 @@ class Checkpointer:
         return RuntimeFailure(f"checkpoint of {_node(key)!r} is not valid: {why}; {_remedy(self.store.path)}")
 
     def commit(self) -> None:
+        began = time.perf_counter()
         journals = {name: window.journal for name, window in self.windows.items() if window.journal}
         self.store.commit({key: snapshot() for key, (snapshot, _) in self.parts.items()}, journals)
         for window in self.windows.values():
             window.journal = []
+        self.taken += 1
+        self.seconds += time.perf_counter() - began
+
+    def stats(self) -> dict[str, float]:
+        """Checkpoints taken, their seconds, and the store's size on disk (with its write-ahead log)."""
+        size = 0
+        for path in (self.store.path, self.store.path.with_name(self.store.path.name + "-wal")):
+            try:
+                size += path.stat().st_size
+            except OSError:
+                pass
+        return {"count": self.taken, "seconds": self.seconds, "bytes": size}
 
     def close(self) -> None:
         self.store.close()

@@ -27,6 +27,7 @@ class Hub(Observable, abc.ObserverBase):
         self._consumers: list[Counters] = []
         self._stopped = False
         self._error: Exception | None = None
+        self.last: Any = None  # the latest batch: its event time is read when the worker reports
 
     def feed(self, consumer: Counters) -> None:
         """Count every batch this hub passes on as received by `consumer`."""
@@ -46,6 +47,7 @@ class Hub(Observable, abc.ObserverBase):
         if self._stopped:
             return
         size = len(batch)
+        self.last = batch
         if self._counters is not None:
             self._counters.emitted += size
         for consumer in self._consumers:

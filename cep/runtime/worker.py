@@ -26,6 +26,7 @@ from cep.plan import Plan
 from cep.components.base import Source
 from cep.components.state import restorer
 from cep.errors import RuntimeFailure
+from cep.observe.gauges import observed
 from cep.runtime import processes, reliable, security
 from cep.runtime.builder import ProcessGraph, build_process
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore, offsets_part, seen_part, store_path
@@ -469,6 +470,7 @@ class Worker:
             report["base"] = self.counts_base
         if self.resumed:  # what a restart skipped is counted (metrics.RunStatus.nodes)
             report["resumed"] = self.resumed
+        report.update(observed(self.graph, self.checkpointer))
         _send(self.control, report)
 
 

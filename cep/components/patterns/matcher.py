@@ -22,6 +22,7 @@ partial matches pruned by `within`, `counters["skipped"]` those discarded by the
 """
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from typing_extensions import TypedDict
@@ -120,6 +121,12 @@ class Matcher:
         if not finished and not keyed.held:
             return []
         return self._release(key, keyed, finished)
+
+    def partials(self, top: int) -> tuple[int, list[tuple[Any, int]]]:
+        """(partial matches alive over every key, the `top` keys holding the most and how many):
+        a walk over the keys, for reports, not per event."""
+        alive = {key: len(keyed.runs) for key, keyed in self._keys.items() if keyed.runs}
+        return sum(alive.values()), heapq.nlargest(top, alive.items(), key=lambda item: item[1])
 
     def advance_time(self, timestamp: int) -> list[Match]:
         """Event time reached `timestamp` on every key: prune partial matches whose window

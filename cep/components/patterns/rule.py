@@ -17,6 +17,9 @@ DROP_REASONS = {"discarded": "partial_match_cap", "timed_out": "partial_match_wi
 """Matcher counter -> the reason its partial matches show under in the run's `dropped` counts.
 Partial matches discarded by the skip strategy are the pattern's meaning, not a loss."""
 
+TOP_KEYS = 5
+"""Keys holding the most partial matches that a rule reports (`cep top`)."""
+
 
 class PatternState(TypedDict):
     """What the rule checkpoints: its matcher, and the drops of each reason already counted."""
@@ -50,6 +53,12 @@ def pattern(params: PatternParams, ctx: BuildContext) -> BatchOperator:
         reported.update(saved["reported"])
 
     ctx.keep_state(lambda: {"matcher": matcher.snapshot(), "reported": reported}, restorer(PatternState, restore))
+
+    def gauges() -> dict:
+        alive, top = matcher.partials(TOP_KEYS)
+        return {"alive": alive, "top_keys": [[str(key), count] for key, count in top]}
+
+    ctx.keep_gauges(gauges)
 
     def emit(matches: list[Match], out: Batch) -> Batch:
         for match in matches:
