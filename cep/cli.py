@@ -162,24 +162,29 @@ Examples:
 @click.option("--max-restarts", default=3, show_default=True, help="Restarts of a crashed worker before giving up.")
 @click.option("--drain-timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="How long Ctrl-C or SIGTERM waits for the drain before killing the workers (default 10).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="PORT",
+              help="Serve Prometheus metrics on 127.0.0.1:PORT while it runs (overrides metrics.port).")
 @_reporting_options
 def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_restarts: int,
-        drain_timeout: float | None, **reporting) -> None:
+        drain_timeout: float | None, metrics_port: int | None, **reporting) -> None:
     """Run PIPELINE until its sources are exhausted; Ctrl-C or SIGTERM drains every process and
     stops. The live status and the summary go to stderr; stdout is left to the records of a
     stdout sink."""
     if not inline:
         start_server()  # it imports the worker's code while the pipeline compiles
     plan = cep.compile(pipeline, run_dir=run_dir)
-    _run_plan(plan, inline, quiet, max_restarts, Reporting(**reporting), drain_timeout)
+    _run_plan(plan, inline, quiet, max_restarts, Reporting(**reporting), drain_timeout, metrics_port)
 
 
 def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Reporting,
-              drain_timeout: float | None = None) -> None:
+              drain_timeout: float | None = None, metrics_port: int | None = None) -> None:
     """Run, print the summary; exit 128 + the signal (130, 143) when Ctrl-C or SIGTERM stopped it,
     1 past --max-dead-letters."""
     for warning in plan.warnings:
         click.echo(warning, err=True)
+    if inline and (metrics_port or plan.metrics_port):
+        click.echo("cep: warning: no metrics are served with --inline (the supervisor of worker processes "
+                   "serves them)", err=True)
     try:
         if inline:
             status = cep.run(plan, inline=True)
@@ -187,6 +192,7 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Rep
             from cep.runtime.live import LiveStatus
             with LiveStatus(plan, enabled=not quiet, stuck_after_s=reporting.stuck_after_s) as live:
                 options = {} if drain_timeout is None else {"drain_timeout_s": drain_timeout}
+                options["metrics_port"] = metrics_port
                 status = cep.run(plan, on_status=live.update, max_restarts=max_restarts,
                                  on_notice=lambda text: click.echo(f"cep: {text}", err=True), **options)
     except CepError as exc:
@@ -404,6 +410,8 @@ def orders(journal: Path, signal_id: str | None, client_order_id: str | None, as
 from cep.commands.test import test_command  # noqa: E402  (commands in modules of their own)
 cli.add_command(test_command)
 
+from cep.commands.top import top  # noqa: E402
+cli.add_command(top)
 
 if __name__ == "__main__":
     main()

@@ -94,6 +94,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     curve_keys: str | None = None          # tcp: CURVE keys directory (`security.curve.keys`), absolute
     max_sequence_jump: int = 100_000       # frames a receiver lets a stream skip (`security.max_sequence_jump`)
+    metrics_port: int | None = None        # Prometheus metrics on 127.0.0.1 (`metrics.port`)
 
     def process(self, name: str) -> ProcessPlan:
         for process in self.processes:

@@ -67,7 +67,8 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
         control=f"ipc://{run_dir / 'control'}", batch_size=pipeline.defaults.batch_size,
         dead_letter=str(pipeline.base_dir / pipeline.defaults.dead_letter),
         warnings=tuple(str(w) for w in warnings), max_sequence_jump=pipeline.security.max_sequence_jump,
-        curve_keys=str(security.keys_directory(pipeline)) if pipeline.security.curve else None)
+        curve_keys=str(security.keys_directory(pipeline)) if pipeline.security.curve else None,
+        metrics_port=pipeline.metrics.port if pipeline.metrics else None)
 
 
 def _check(pipeline: Pipeline, registry: Registry, checked: Checked,

@@ -157,7 +157,7 @@ def _subject(path: KeyPath) -> tuple[str, int]:
     """How an envelope error names its component: `source "ticks"`, `defaults`, `pipeline`."""
     if len(path) >= 2 and path[0] in _SUBJECTS:
         return f'{_SUBJECTS[path[0]]} "{path[1]}"', 2
-    if path and path[0] in ("defaults", "transport", "security"):
+    if path and path[0] in ("defaults", "transport", "security", "metrics"):
         return path[0], 1
     return "pipeline", 0
 

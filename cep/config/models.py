@@ -53,6 +53,12 @@ class Security(_Strict):
     max_sequence_jump: int = Field(100_000, ge=1)  # frames a stream may skip before a receiver refuses them
 
 
+class Metrics(_Strict):
+    """Prometheus metrics of a running pipeline (`cep.observe.prometheus`), served on 127.0.0.1."""
+
+    port: int = Field(ge=1, le=65535)
+
+
 class Spec(_Strict):
     """A component in the pipeline: its id (the mapping key), type, and raw params.
 
@@ -136,6 +142,7 @@ class Pipeline(_Strict):
     defaults: Defaults = Defaults()
     transport: Transport = Transport()
     security: Security = Security()
+    metrics: Metrics | None = None
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
     streams: dict[str, StreamSpec] = Field(default_factory=dict)
     rules: dict[str, RuleSpec] = Field(default_factory=dict)

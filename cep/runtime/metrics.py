@@ -76,6 +76,18 @@ class EdgeTotals:
     retransmitted: int = 0
     duplicates: int = 0
     refused: int = 0         # frames and acks refused as implausible (cep.runtime.security)
+    frames_sent: int = 0     # by its producer workers (a pub/sub outlet's frames count on each of its edges)
+    events_sent: int = 0
+    frames_received: int = 0  # by its consumer workers (another partition's frames are not theirs)
+    events_received: int = 0
+    missed: int = 0          # events sent while a consumer worker was down (of `dropped`)
+
+    @property
+    def queued(self) -> int:
+        """Events sent on the edge that its consumers have not read yet, from both sides' counts of
+        the same instant: ZeroMQ's queues and the consumer's unread socket buffer. An estimate:
+        what a consumer that crashed had not read stays in it under at_most_once."""
+        return max(0, self.events_sent - self.missed - self.events_received)
 
 
 STUCK_AFTER_S = 10.0
@@ -120,6 +132,13 @@ BUSY_SHARE = 0.1
 
 def _cpu_seconds(pid: int | None) -> float | None:
     """User plus system CPU seconds of process `pid` so far, from /proc; None if unknown."""
+    usage = process_usage(pid)
+    return None if usage is None else usage[0]
+
+
+def process_usage(pid: int | None) -> tuple[float, int] | None:
+    """(user plus system CPU seconds so far, resident bytes) of process `pid`, from
+    /proc/PID/stat; None if it is gone or unknown."""
     if pid is None:
         return None
     try:
@@ -127,10 +146,11 @@ def _cpu_seconds(pid: int | None) -> float | None:
             fields = file.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, int(fields[21]) * PAGE_SIZE
 
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 @dataclass
@@ -334,11 +354,41 @@ class RunStatus:
                 total.dropped += counters["dropped"]
                 total.retransmitted += counters.get("retransmitted", 0)
                 total.refused += counters.get("refused", 0)
+                total.frames_sent += counters.get("frames", 0)
+                total.events_sent += counters.get("events", 0)
+                total.missed += counters.get("missed", 0)
                 if incarnation == latest[worker]:  # a dead incarnation's window died with it
                     total.unacked += counters.get("unacked", 0)
             for edge_id, counters in report.get("edges_in", {}).items():
-                totals[edge_id].duplicates += counters.get("duplicates", 0)
-                totals[edge_id].refused += counters.get("refused", 0)
+                total = totals[edge_id]
+                total.duplicates += counters.get("duplicates", 0)
+                total.refused += counters.get("refused", 0)
+                total.frames_received += counters.get("frames", 0)
+                total.events_received += counters.get("events", 0)
+        return totals
+
+    def gauges(self) -> dict[str, dict[str, Any]]:
+        """Per running worker, how things stood at its counted report (`Worker._report`'s
+        `gauges`: the event time each node's output and remote inputs reached, each pattern
+        rule's partial matches)."""
+        latest = self._latest_incarnations()
+        return {worker: report.get("gauges", {}) for worker, incarnation, report in self._counted()
+                if incarnation == latest[worker]}
+
+    def checkpoints(self) -> dict[str, dict[str, float]]:
+        """Per checkpointing worker, over its incarnations: checkpoints taken, the seconds they took,
+        and the size of its checkpoint store now (bytes, with its write-ahead log)."""
+        latest = self._latest_incarnations()
+        totals: dict[str, dict[str, float]] = {}
+        for (worker, incarnation), report in self._reports.items():
+            taken = report.get("checkpoints")
+            if taken is None:
+                continue
+            total = totals.setdefault(worker, {"count": 0, "seconds": 0.0, "bytes": 0})
+            total["count"] += taken["count"]
+            total["seconds"] += taken["seconds"]
+            if incarnation == latest[worker]:
+                total["bytes"] = taken["bytes"]
         return totals
 
     def rows(self) -> list[tuple[str, str, NodeTotals, float]]:

@@ -29,6 +29,7 @@ import zmq
 
 from cep.plan import Plan
 from cep.errors import RuntimeFailure, TransportError, WorkerCrashed
+from cep.observe.publisher import Publisher
 from cep.runtime import processes
 from cep.runtime.checkpoint import store_path
 from cep.runtime.lastrun import RunMarker, remove_sockets
@@ -81,6 +82,7 @@ class Supervisor:
     max_restarts: int = 3
     backoff_s: float = 0.2
     drain_timeout_s: float = 10.0
+    metrics_port: int | None = None  # Prometheus metrics on 127.0.0.1 (else the plan's `metrics.port`)
     status: RunStatus = field(init=False)
 
     def __post_init__(self) -> None:
@@ -96,14 +98,18 @@ class Supervisor:
         run_dir = private_run_dir(Path(self.plan.run_dir))
         lock = self._lock(run_dir)
         self._marker = RunMarker(run_dir, self.plan)
+        self._publisher: Publisher | None = None
         try:
             resumed = self._after_previous_run()
             self._marker.begin(time.time())
             remove_sockets(self.plan)
+            self._publisher = Publisher(run_dir, self.metrics_port or self.plan.metrics_port)
             self._supervise(resumed)
-        finally:  # whatever ended the run, this supervisor saw it end: no marker
+        finally:  # whatever ended the run, this supervisor saw it end: no marker, no status
             remove_sockets(self.plan)
             self._marker.remove()
+            if self._publisher is not None:
+                self._publisher.close()
             os.close(lock)
         self.status.finished = time.monotonic()
         return self.status
@@ -220,6 +226,7 @@ class Supervisor:
                 return
             if now >= next_status:
                 self._marker.refresh()
+                self._publisher.publish(self.status)
                 if self.on_status:
                     self.on_status(self.status)
                 next_status = now + STATUS_EVERY_S

@@ -1,0 +1,36 @@
+"""`cep top`: watch a running pipeline from another terminal (`cep.observe.top`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command(short_help="Watch a running pipeline: processes, nodes, edges, pattern rules.",
+               epilog="""\b
+Examples:
+  cep top                                   # the only pipeline running (under $CEP_RUN_DIR or /tmp/cep-UID)
+  cep top pipelines/momentum.yaml           # the run of that pipeline
+  cep top /tmp/cep-1000/momentum --once     # one view on stdout, for scripts""")
+@click.argument("target", required=False, type=click.Path(path_type=Path), metavar="[RUN_DIR | PIPELINE]")
+@click.option("--once", is_flag=True, help="Print the view once and exit (no terminal needed).")
+def top(target: Path | None, once: bool) -> None:
+    """Show a running pipeline, refreshed twice a second: each process's CPU, memory and restarts;
+    each node's rates, drops and dead letters; each edge's queue, unacknowledged frames and lag in
+    event time; each pattern rule's partial matches and the keys holding most of them. Read-only:
+    it reads the status file the supervisor keeps in its run directory. q or Ctrl-C quits; exit 1
+    when nothing runs there."""
+    from cep.observe.top import current_status, render, run_dir_of, watch
+    run_dir = run_dir_of(target)
+    snapshot = current_status(run_dir)
+    if once:
+        from rich.console import Console
+        console = Console(width=None if click.get_text_stream("stdout").isatty() else 160)
+        console.print(render(snapshot, run_dir))
+        return
+    try:
+        ended = watch(run_dir)
+    except KeyboardInterrupt:
+        return
+    if ended:
+        click.echo(ended, err=True)

@@ -1,0 +1,110 @@
+"""A running pipeline seen from outside, with real processes: its Prometheus metrics scraped over
+http, `cep top --once` from another process, and what `cep top` says when nothing runs."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cep.observe.prometheus import METRICS
+from tests.ports import free_port_range
+from tests.test_lifecycle import wait_for
+from tests.test_observe import WATCHED
+
+pytestmark = pytest.mark.integration
+CEP = [sys.executable, "-m", "cep.cli"]
+
+
+@contextmanager
+def running(workdir: Path, text: str, *options: str) -> Iterator[tuple[Path, subprocess.Popen]]:
+    """`cep run` of the pipeline `text` (paced: it runs for minutes) until the block ends; then
+    Ctrl-C, and the run must drain and exit 130."""
+    path = workdir / "watched.yaml"
+    path.write_text(text)
+    process = subprocess.Popen(CEP + ["run", str(path), "-q", *options], cwd=workdir, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (workdir / "run" / "watched" / "status.json").exists() or process.poll() is not None,
+                 60, "no status file")
+        assert process.poll() is None, process.stderr.read()
+        yield path, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """Every sample of the exposition at `port` (it must parse), by name and labels."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    families = list(text_string_to_metric_families(text))
+    assert {f.name for f in families} <= {name.removesuffix("_total") for name in METRICS}
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+
+
+def ticks_out(samples: dict) -> float:
+    key = ("cep_node_events_total", (("direction", "out"), ("kind", "source"), ("node", "ticks"),
+                                     ("pipeline", "watched")))
+    return samples.get(key, 0)
+
+
+def test_metrics_are_served_on_the_port_and_counters_grow(workdir):
+    port = free_port_range(1)
+    with running(workdir, WATCHED, "--metrics-port", str(port)):
+        first = wait_for(lambda: ticks_out(samples := scrape(port)) > 0 and samples, 30, "no ticks counted")
+        second = wait_for(lambda: ticks_out(samples := scrape(port)) > ticks_out(first) and samples, 30,
+                          "the tick counter did not grow")
+        names = {name for name, _ in second}
+        assert {"cep_worker_resident_memory_bytes", "cep_pattern_partial_matches", "cep_edge_lag_seconds",
+                "cep_edge_frame_events_count"} <= names
+    with pytest.raises(OSError):  # the server ends with the run
+        scrape(port)
+
+
+def test_a_pipeline_s_metrics_port_that_is_taken_fails_the_run_naming_it(workdir):
+    port = free_port_range(1)
+    path = workdir / "watched.yaml"
+    path.write_text(WATCHED + f"metrics: {{port: {port}}}\n")
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = subprocess.run(CEP + ["run", str(path), "-q"], cwd=workdir, capture_output=True, text=True,
+                                timeout=120)
+    assert result.returncode == 1
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_top_once_shows_a_running_pipeline_s_processes_nodes_and_pattern_rules(workdir):
+    port = free_port_range(1)
+    with running(workdir, WATCHED + f"metrics: {{port: {port}}}\n") as (path, _):
+        run_dir = workdir / "run" / "watched"
+        assert oct((run_dir / "status.json").stat().st_mode & 0o777) == "0o600"
+        wait_for(lambda: ticks_out(scrape(port)) > 0, 30, "the metrics port from the pipeline file")
+        for target in (str(path), str(run_dir)):
+            top = subprocess.run(CEP + ["top", target, "--once"], cwd=workdir, capture_output=True, text=True,
+                                 timeout=60)
+            assert top.returncode == 0, top.stderr
+            for name in ("gateway-ticks", "strategy-x2-instrument.1", "sink-signals", "ticks", "quotes",
+                         "rises", "signals", "partial matches"):
+                assert name in top.stdout
+    assert not (run_dir / "status.json").exists()  # the run ended: nothing says it goes on
+    ended = subprocess.run(CEP + ["top", str(run_dir), "--once"], capture_output=True, text=True, timeout=60)
+    assert ended.returncode == 1 and "nothing is running" in ended.stderr
+
+
+def test_top_says_nothing_is_running_and_exits_1(workdir):
+    env = dict(os.environ, CEP_RUN_DIR=str(workdir / "empty"))
+    result = subprocess.run(CEP + ["top", "--once"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1
+    assert f"no pipeline is running under {workdir / 'empty'}" in result.stderr and "Traceback" not in result.stderr
