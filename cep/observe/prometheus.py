@@ -11,6 +11,7 @@ Grafana dashboard in examples/grafana is tested against it).
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Iterator
 
 from cep.errors import RuntimeFailure
@@ -160,6 +161,10 @@ class Exporter:
         self.collector.latest = snapshot
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(1)
+        """Stop serving without waiting: the server notices within its poll interval (0.5 s),
+        which the run's end should not wait for; then its port is free."""
+        def stop() -> None:
+            self._server.shutdown()
+            self._server.server_close()
+
+        threading.Thread(target=stop, name="cep-metrics-close", daemon=True).start()
