@@ -34,7 +34,6 @@ division by zero) are raised to the caller, which dead-letters the record and go
 from __future__ import annotations
 
 import ast
-import copy
 import difflib
 import math
 from collections.abc import Collection, Mapping, Sequence
@@ -52,9 +51,10 @@ MAX_DEPTH = 64
 """Deepest syntax tree accepted, checked before any recursive pass over the tree."""
 
 __all__ = ["CostLimitError", "Expression", "FUNCTIONS", "MATH", "MAX_DEPTH", "MAX_INT_EXPONENT",
-           "MAX_LENGTH", "compile_expression", "compile_record_steps", "compile_row_steps"]
+           "MAX_LENGTH", "RECORD", "compile_expression"]
 
-_RECORD = "_cep_record"
+RECORD = "_cep_record"
+"""The name under which a compiled expression's `body` reads its record (`RECORD['mid']`)."""
 _MATH_PREFIX = "_cep_math_"
 
 
@@ -125,7 +125,7 @@ class Expression:
     ZeroDivisionError...) propagate: the caller dead-letters the record.
     """
 
-    __slots__ = ("source", "fields", "bound", "function", "_body", "_namespace")
+    __slots__ = ("source", "fields", "bound", "function", "body", "namespace")
 
     def __init__(self, source: str, fields: frozenset[str], bound: tuple[str, ...],
                  function: Callable[..., Any], body: ast.expr, namespace: dict[str, Any]):
@@ -133,8 +133,8 @@ class Expression:
         self.fields = fields          # record fields the expression reads by name
         self.bound = bound            # the names bound to the extra call arguments, in order
         self.function = function
-        self._body = body             # the checked, rewritten tree (for `compile_record_steps`)
-        self._namespace = namespace
+        self.body = body              # the checked, rewritten tree, reading the record as RECORD
+        self.namespace = namespace    # the only globals `body` may see (whitelisted functions)
 
     def __call__(self, record: Mapping[str, Any], *bound_values: Any) -> Any:
         return self.function(record, *bound_values)
@@ -279,7 +279,7 @@ class _Rewriter(ast.NodeTransformer):
                       else f"known fields: {', '.join(sorted(self.known_fields)) or 'none'}")
         self.fields_read.add(name)
         return ast.copy_location(
-            ast.Subscript(ast.Name(_RECORD, ast.Load()), ast.Constant(name), ast.Load()), node)
+            ast.Subscript(ast.Name(RECORD, ast.Load()), ast.Constant(name), ast.Load()), node)
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
         if isinstance(node.value, ast.Name) and node.value.id == "math":
@@ -330,7 +330,7 @@ def _namespace(math_names: set[str]) -> dict[str, Any]:
 def _build_function(body: ast.AST, bound: tuple[str, ...], namespace: dict[str, Any],
                     fail: _Failer) -> Callable[..., Any]:
     """`lambda _cep_record, *bound: body`, evaluated in a namespace of whitelisted names only."""
-    params = ast.arguments(posonlyargs=[], args=[ast.arg(_RECORD)] + [ast.arg(n) for n in bound],
+    params = ast.arguments(posonlyargs=[], args=[ast.arg(RECORD)] + [ast.arg(n) for n in bound],
                            kwonlyargs=[], kw_defaults=[], defaults=[])
     tree = ast.fix_missing_locations(ast.Expression(ast.Lambda(params, body)))
     try:
@@ -338,132 +338,3 @@ def _build_function(body: ast.AST, bound: tuple[str, ...], namespace: dict[str, 
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         fail(f"cannot be compiled: {exc}")
     return eval(code, namespace)  # noqa: S307 - the tree was rewritten and checked above
-
-
-# -- fusing record steps -----------------------------------------------------------------------
-RecordStep = tuple[str, "str | None", Expression]
-"""`("keep", None, expr)` drops records for which expr is false; `("set", field, expr)` sets a
-field (on a copy: the input record is never changed)."""
-
-
-def compile_record_steps(steps: Sequence[RecordStep]) -> Callable[[list], list]:
-    """One function `batch -> batch` doing every step in order, for each record in one loop.
-
-    Chains of stateless `filter`/`map` steps are what users write most; run one by one, each
-    costs a function call and a list per batch and a call per record. Fused, the checked
-    expression trees are inlined into one loop, compiled once: no calls but the whitelisted
-    functions. Only expressions without bound names can be fused. An exception propagates; the
-    caller redoes that batch step by step to dead-letter just the failing record.
-    """
-    record = ast.Name(_RECORD, ast.Load())
-    body: list[ast.stmt] = []
-    copied = False
-    namespace: dict[str, Any] = {}
-    for kind, field, expression in steps:
-        if expression.bound:
-            raise ValueError("only expressions without bound names can be fused")
-        namespace.update(expression._namespace)
-        if kind == "keep":
-            body.append(ast.If(ast.UnaryOp(ast.Not(), expression._body), [ast.Continue()], []))
-        elif kind == "set":
-            if not copied:  # one copy per record, before its first new field
-                body.append(ast.Assign([ast.Name(_RECORD, ast.Store())],
-                                       ast.Call(ast.Name("_cep_copy", ast.Load()), [record], [])))
-                copied = True
-            body.append(ast.Assign([ast.Subscript(ast.Name(_RECORD, ast.Load()), ast.Constant(field),
-                                                  ast.Store())], expression._body))
-        else:
-            raise ValueError(f"unknown record step {kind!r}")
-    body.append(ast.Expr(ast.Call(ast.Name("_cep_append", ast.Load()), [record], [])))
-    function = _loop_function("fused", body)
-    return _define(function, {**namespace, "_cep_copy": dict})
-
-
-def compile_row_steps(steps: Sequence[RecordStep],
-                      fields: tuple[str, ...]) -> tuple[Callable[[Sequence], list], tuple[str, ...]] | None:
-    """The steps of `compile_record_steps` for rows of layout `fields`: `(function, out_fields)`,
-    where `function(rows) -> rows` gives the rows of exactly the records the record form would
-    give, in layout `out_fields` (a set field keeps its place, a new one is appended, as in a
-    dict). None if a step reads a field the layout lacks: the record form then raises KeyError
-    for every record, and the caller takes that path so each is dead-lettered as it would be.
-
-    The function is one list comprehension. When a step sets a field, each row is unpacked into
-    locals (`for (f0, f1, ...) in rows`), set values are locals too (`for v in [expr]`, which
-    CPython compiles to an assignment), and the output row is one tuple built from them: a third
-    faster than subscripting the row and concatenating, and a row a later filter drops is never
-    built. Filters alone keep the input rows as they are. A row of the wrong width raises
-    ValueError, and the caller redoes the batch record by record.
-    """
-    sets = any(kind == "set" for kind, _, _ in steps)
-    row_name = ast.Name(_RECORD, ast.Load())
-    if sets:
-        slots: dict[str, ast.expr] = {name: ast.Name(f"_cep_f{index}", ast.Load())
-                                      for index, name in enumerate(fields)}
-        target: ast.expr = ast.Tuple([ast.Name(f"_cep_f{index}", ast.Store()) for index in range(len(fields))],
-                                     ast.Store())
-    else:
-        slots = {name: ast.Subscript(row_name, ast.Constant(index), ast.Load()) for index, name in enumerate(fields)}
-        target = ast.Name(_RECORD, ast.Store())
-    out_fields = list(fields)
-    clauses = [ast.comprehension(target, ast.Name("_cep_batch", ast.Load()), [], 0)]
-    namespace: dict[str, Any] = {}
-    for number, (kind, field, expression) in enumerate(steps):
-        if expression.bound:
-            raise ValueError("only expressions without bound names can be fused")
-        if not expression.fields <= slots.keys():
-            return None
-        namespace.update(expression._namespace)
-        value = _ReadSlots(slots).visit(copy.deepcopy(expression._body))
-        if kind == "keep":
-            clauses[-1].ifs.append(value)
-        elif kind == "set":
-            local = f"_cep_v{number}"
-            clauses.append(ast.comprehension(ast.Name(local, ast.Store()), ast.List([value], ast.Load()), [], 0))
-            slots[field] = ast.Name(local, ast.Load())  # type: ignore[index]
-            if field not in out_fields:
-                out_fields.append(field)  # type: ignore[arg-type]
-        else:
-            raise ValueError(f"unknown record step {kind!r}")
-    row = ast.Tuple([slots[name] for name in out_fields], ast.Load()) if sets else row_name
-    function = _batch_function("fused_rows", [ast.Return(ast.ListComp(row, clauses))])
-    return _define(function, namespace), tuple(out_fields)
-
-
-class _ReadSlots(ast.NodeTransformer):
-    """`record['name']` -> where the value of `name` is in the row form (a row index or a local)."""
-
-    def __init__(self, slots: Mapping[str, ast.expr]) -> None:
-        self.slots = slots
-
-    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
-        self.generic_visit(node)
-        if (isinstance(node.value, ast.Name) and node.value.id == _RECORD
-                and isinstance(node.slice, ast.Constant) and node.slice.value in self.slots):
-            return copy.deepcopy(self.slots[node.slice.value])
-        return node
-
-
-def _loop_function(name: str, body: list[ast.stmt]) -> ast.FunctionDef:
-    """`def name(_cep_batch): out = []; for _cep_record in _cep_batch: <body>; return out`."""
-    loop = ast.For(ast.Name(_RECORD, ast.Store()), ast.Name("_cep_batch", ast.Load()), body, [])
-    return _batch_function(name, [
-        ast.Assign([ast.Name("_cep_out", ast.Store())], ast.List([], ast.Load())),
-        ast.Assign([ast.Name("_cep_append", ast.Store())],
-                   ast.Attribute(ast.Name("_cep_out", ast.Load()), "append", ast.Load())),
-        loop, ast.Return(ast.Name("_cep_out", ast.Load()))])
-
-
-def _batch_function(name: str, body: list[ast.stmt]) -> ast.FunctionDef:
-    """`def name(_cep_batch): <body>`."""
-    return ast.FunctionDef(
-        name=name, args=ast.arguments(posonlyargs=[], args=[ast.arg("_cep_batch")], kwonlyargs=[],
-                                      kw_defaults=[], defaults=[]),
-        body=body, decorator_list=[], returns=None, type_params=[])
-
-
-def _define(function: ast.FunctionDef, namespace: dict[str, Any]) -> Callable[..., Any]:
-    """Compile one generated function in a namespace of whitelisted names (no builtins)."""
-    module = ast.fix_missing_locations(ast.Module([function], type_ignores=[]))
-    namespace = {**namespace, "__builtins__": {}}
-    exec(compile(module, f"<{function.name}>", "exec"), namespace)  # noqa: S102 - checked trees only
-    return namespace[function.name]

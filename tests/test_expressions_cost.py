@@ -238,7 +238,7 @@ def test_what_the_compiler_knows_is_a_float_or_a_number_always_is(source, a, b):
     import math
     from cep.expression_costs import FLOAT, NUMBER, kind_of
     expression = compile_expression(source)
-    kind = kind_of(expression._body, "_cep_math_")
+    kind = kind_of(expression.body, "_cep_math_")
     try:
         value = eval(source, {"__builtins__": {"len": len, "float": float, "abs": abs},  # noqa: S307
                               "math": math, "a": a, "b": b})

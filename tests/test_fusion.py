@@ -3,9 +3,9 @@ from hypothesis import given, strategies as st
 from reactivex.subject import Subject
 
 from cep.components.base import BuildContext
-from cep.expressions import compile_expression, compile_record_steps
+from cep.expressions import compile_expression
 from cep.plugins import default_registry
-from cep.runtime.fusion import fusable, fused_operator
+from cep.runtime.fusion import compile_record_steps, fusable, fused_operator
 
 OPS = [("filter", "ask_price > bid_price"), ("map", {"mid": "(bid_price + ask_price) / 2", "w": "mid * 2"}),
        ("filter", "100 / (w - 4) > 0")]   # a record with w == 4 divides by zero

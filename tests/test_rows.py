@@ -4,7 +4,8 @@ import reactivex
 from hypothesis import given, strategies as st
 
 from cep.components.base import BuildContext
-from cep.expressions import compile_expression, compile_record_steps, compile_row_steps
+from cep.expressions import compile_expression
+from cep.runtime.fusion import compile_record_steps, compile_row_steps
 from cep.plugins import default_registry
 from cep.rows import Rows, as_records, concat, record_at, split_by
 from tests.conftest import records_into
