@@ -99,13 +99,32 @@ def _template(name: str, raw: Any, file: str, report: Report) -> Template | None
     if not isinstance(raw.get("description"), str):
         report.error(path + ("description",), f"{what}: needs a 'description:' string",
                      "say in one line what the rule detects")
+    params = _template_params(raw, path, what, report)
+    _check_body(raw, path, what, report)
+    body = {k: v for k, v in raw.items() if k not in ("description", "params")}
+    _check_placeholders(body, path, params, what, report)
+    if len(report.problems) > before:
+        return None
+    prefix_len = len(path)
+    locations = {p[prefix_len:]: loc for p, loc in report.locations.items()
+                 if p[:prefix_len] == path and len(p) > prefix_len}
+    return Template(name, raw["description"], dict(params), body, file, locations)
+
+
+def _template_params(raw: dict, path: KeyPath, what: str, report: Report) -> dict[str, Any]:
+    """A template's `params:` (each a plain name with its default); {} if it is no mapping."""
     params = raw.get("params", {})
     if not isinstance(params, dict):
         report.error(path + ("params",), f"{what}: 'params:' must map each parameter to its default")
-        params = {}
+        return {}
     for param in params:
         if not _NAME.fullmatch(param):
             report.error(path + ("params", param), f"{what}: parameter {param!r} is not a plain name")
+    return params
+
+
+def _check_body(raw: dict, path: KeyPath, what: str, report: Report) -> None:
+    """A template is a `use:` of a rule (with `with:`) or an inline `pattern:`, never `from:`."""
     if "from" in raw:
         report.error(path + ("from",), f"{what}: a template does not say where it reads from",
                      "the pipeline's rule gives 'from:'")
@@ -122,14 +141,6 @@ def _template(name: str, raw: Any, file: str, report: Report) -> Template | None
                              did_you_mean(key, USE_KEYS, "valid keys"))
     elif "pattern" not in raw:
         report.error(path, f"{what}: needs 'use: RULE' or an inline 'pattern:'")
-    body = {k: v for k, v in raw.items() if k not in ("description", "params")}
-    _check_placeholders(body, path, params, what, report)
-    if len(report.problems) > before:
-        return None
-    prefix_len = len(path)
-    locations = {p[prefix_len:]: loc for p, loc in report.locations.items()
-                 if p[:prefix_len] == path and len(p) > prefix_len}
-    return Template(name, raw["description"], dict(params), body, file, locations)
 
 
 def _check_placeholders(value: Any, path: KeyPath, params: dict[str, Any], what: str,

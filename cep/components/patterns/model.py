@@ -9,7 +9,7 @@ loop), relaxed otherwise. `validate_pattern` reports, all at once, what Flink wo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from cep.errors import Problem
 
@@ -137,44 +137,18 @@ def validate_pattern(pattern: Pattern) -> list[Problem]:
     return problems
 
 
+Finding = tuple[str, str | None]
+"""One error of a step: its message and a hint (or None)."""
+
+
 def _step_problems(step: Step, index: int, steps: tuple[Step, ...]) -> list[Problem]:
-    problems: list[Problem] = []
+    """What is wrong with one step: its own settings, then how it sits among its neighbours."""
     where = f"step {step.name!r}"
-
-    def error(message: str, hint: str | None = None) -> None:
-        problems.append(Problem(f"{where}: {message}", hint=hint))
-
-    if not step.name or ":" in step.name:
-        error("a step name must be non-empty and cannot contain ':'")
-    if step.name in RESERVED_NAMES:
-        error(f"{step.name!r} is reserved (it names the previous event of a looping step)",
-              "rename the step")
-    if step.contiguity not in CONTIGUITIES:
-        error(f"unknown contiguity {step.contiguity!r}", "use strict, relaxed or any")
-    low, high = step.bounds
-    if step.looping and (low < 1 or (high is not None and high < low)):
-        error(f"times must be N >= 1 or [N, M] with 0 <= N <= M and M >= 1, "
-              f"got {step.times!r}")
-    if not step.looping:
-        for flag in ("greedy", "consecutive", "allow_combinations"):
-            if getattr(step, flag):
-                error(f"{flag} applies only to a looping step (times or one_or_more)")
-    if step.consecutive and step.allow_combinations:
-        error("consecutive and allow_combinations exclude each other")
-    if step.until is not None and not step.one_or_more:
-        error("until applies only to a one_or_more step")
-    if step.negated:
-        if index == 0:
-            error("the first step cannot be negated", "a pattern must start with an event")
-        if step.looping or step.optional or step.greedy or step.until is not None:
-            error("a negated step takes no quantifier, optional, greedy or until")
-        if step.contiguity == "any":
-            error("a negated step must be strict (notNext) or relaxed (notFollowedBy)")
-        if index > 0 and steps[index - 1].optional:
-            error("a negated step cannot follow an optional step",
-                  "write two patterns, one with and one without the optional step")
-    if step.optional and index > 0 and steps[index - 1].greedy:
-        error("an optional step cannot follow a greedy one")
+    problems = [Problem(f"{where}: {message}", hint=hint)
+                for check in (_name_problems, _quantifier_problems)
+                for message, hint in check(step)]
+    problems += [Problem(f"{where}: {message}", hint=hint)
+                 for message, hint in _placement_problems(step, index, steps)]
     if index == 0 and step.contiguity != "relaxed":
         problems.append(Problem(f"{where}: contiguity has no effect on the first step",
                                 severity="warning"))
@@ -182,6 +156,48 @@ def _step_problems(step: Step, index: int, steps: tuple[Step, ...]) -> list[Prob
         problems.append(Problem(f"{where}: greedy has no effect on the last step",
                                 severity="warning"))
     return problems
+
+
+def _name_problems(step: Step) -> Iterator[Finding]:
+    if not step.name or ":" in step.name:
+        yield "a step name must be non-empty and cannot contain ':'", None
+    if step.name in RESERVED_NAMES:
+        yield (f"{step.name!r} is reserved (it names the previous event of a looping step)",
+               "rename the step")
+    if step.contiguity not in CONTIGUITIES:
+        yield f"unknown contiguity {step.contiguity!r}", "use strict, relaxed or any"
+
+
+def _quantifier_problems(step: Step) -> Iterator[Finding]:
+    low, high = step.bounds
+    if step.looping and (low < 1 or (high is not None and high < low)):
+        yield (f"times must be N >= 1 or [N, M] with 0 <= N <= M and M >= 1, "
+               f"got {step.times!r}"), None
+    if not step.looping:
+        for flag in ("greedy", "consecutive", "allow_combinations"):
+            if getattr(step, flag):
+                yield f"{flag} applies only to a looping step (times or one_or_more)", None
+    if step.consecutive and step.allow_combinations:
+        yield "consecutive and allow_combinations exclude each other", None
+    if step.until is not None and not step.one_or_more:
+        yield "until applies only to a one_or_more step", None
+
+
+def _placement_problems(step: Step, index: int, steps: tuple[Step, ...]) -> Iterator[Finding]:
+    """A negated step's limits, and what may not follow an optional or a greedy step."""
+    previous = steps[index - 1] if index > 0 else None
+    if step.negated:
+        if previous is None:
+            yield "the first step cannot be negated", "a pattern must start with an event"
+        if step.looping or step.optional or step.greedy or step.until is not None:
+            yield "a negated step takes no quantifier, optional, greedy or until", None
+        if step.contiguity == "any":
+            yield "a negated step must be strict (notNext) or relaxed (notFollowedBy)", None
+        if previous is not None and previous.optional:
+            yield ("a negated step cannot follow an optional step",
+                   "write two patterns, one with and one without the optional step")
+    if step.optional and previous is not None and previous.greedy:
+        yield "an optional step cannot follow a greedy one", None
 
 
 def _skip_problems(pattern: Pattern) -> list[Problem]:
