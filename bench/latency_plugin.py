@@ -29,9 +29,6 @@ from cep.rows import Rows
 class WallSynthetic:
     """The synthetic ticks, each stamped with the wall time it is due, paced as cep paces them."""
 
-    live = False
-    replayable = False
-
     def __init__(self, params: SyntheticParams, ctx: BuildContext) -> None:
         self._params = params
         self._ctx = ctx

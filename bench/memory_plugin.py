@@ -28,9 +28,6 @@ class MemoryParams(BaseModel):
 
 
 class MemoryTicks:
-    live = False
-    replayable = True
-
     def __init__(self, count: int, batch_size: int) -> None:
         self._ticks = load_ticks(count)
         self._batch_size = batch_size
@@ -44,7 +41,7 @@ class MemoryTicks:
         """Nothing to release."""
 
 
-@source("memory_ticks", params=MemoryParams, fields=TickEvent.FIELDS)
+@source("memory_ticks", params=MemoryParams, fields=TickEvent.FIELDS, replayable=True)
 def memory_ticks(params: MemoryParams, ctx: BuildContext) -> MemoryTicks:
     """The real ticks repeated to `count`, already in memory when the run starts."""
     return MemoryTicks(params.count, ctx.batch_size)

@@ -49,9 +49,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, InstanceOf, field_validator
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, NonNegativeInt, field_validator
 
 from cep.components.base import BuildContext
+from cep.components.state import restorer
 from cep.config import Pipeline, load_pipeline, load_pipeline_text
 from cep.config.models import SinkSpec
 from cep.config.overrides import replace_source
@@ -87,9 +88,6 @@ class ListParams(BaseModel):
 class ListSource:
     """Replays copies of the given records (the test's own stay untouched), then ends."""
 
-    live = False
-    replayable = True
-
     def __init__(self, records: list[Record], batch_size: int) -> None:
         self._records = records
         self._batch_size = batch_size
@@ -102,9 +100,12 @@ class ListSource:
         """Nothing to release."""
 
 
-@source("list", params=ListParams)
+@source("list", params=ListParams, replayable=True)
 def list_source(params: ListParams, ctx: BuildContext) -> ListSource:
-    """Records given as a Python list (cep.testing); `run_inline(inputs=...)` fills them in."""
+    """Records given as a Python list (cep.testing); `run_inline(inputs=...)` fills them in.
+
+    Replayable (the same list gives the same records again), so it feeds `exactly_once`
+    pipelines too."""
     return ListSource(params.records, params.batch_size or ctx.batch_size)
 
 
@@ -117,8 +118,14 @@ class CollectParams(BaseModel):
 
 
 class CollectingSink:
-    def __init__(self, into: list[Record]) -> None:
+    """Appends to a list; a restored checkpoint cuts the list back to the length it had."""
+
+    def __init__(self, into: list[Record], ctx: BuildContext) -> None:
         self.into = into
+        ctx.keep_state(lambda: len(into), restorer(NonNegativeInt, self._truncate))
+
+    def _truncate(self, length: int) -> None:
+        del self.into[length:]
 
     def write(self, batch: Batch) -> None:
         self.into.extend(batch)
@@ -127,10 +134,10 @@ class CollectingSink:
         """Nothing to flush: records are in the list as soon as they arrive."""
 
 
-@sink("collect", params=CollectParams)
+@sink("collect", params=CollectParams, checkpoint=True)
 def collect_sink(params: CollectParams, ctx: BuildContext) -> CollectingSink:
     """Append records to a Python list (cep.testing); `run_inline` returns them per sink."""
-    return CollectingSink(params.into)
+    return CollectingSink(params.into, ctx)
 
 
 # -- running ----------------------------------------------------------------------------------

@@ -121,7 +121,7 @@ REGISTRY = default_registry()
 def stateful_components():
     for kind in ("operator", "rule", "sink"):
         for name in REGISTRY.names(kind):
-            if REGISTRY.get(kind, name).extra.get("checkpoint"):
+            if REGISTRY.get(kind, name).checkpoint:
                 yield kind, name
 
 

@@ -145,7 +145,7 @@ def test_the_jsonl_sink_cuts_back_to_its_checkpointed_offset(tmp_path):
 
 # -- the contract: every component that says checkpoint=True resumes from its encoded snapshot -----
 OPERATORS = sorted(name for name in REGISTRY.names("operator")
-                   if REGISTRY.get("operator", name).extra.get("checkpoint"))
+                   if REGISTRY.get("operator", name).checkpoint)
 
 
 def resumed(factory, params, records, cut, key="instrument"):

@@ -297,9 +297,6 @@ class Params(BaseModel):
 
 
 class Poisoned:
-    live = False
-    replayable = True
-
     def batches(self):
         batch = [{"timestamp": i, "v": i} for i in range(40)]
         batch.insert(13, {"timestamp": 99, "v": msgpack.ExtType(5, b"ab")})

@@ -86,7 +86,7 @@ def test_key_by_passes_records_unchanged_and_declares_that_it_sets_the_key():
     out = drive("key_by", "instrument", [records])
     assert out.records == records
     component = REGISTRY.get("operator", "key_by")
-    assert component.extra == {"sets_key": True} and component.shorthand == "field"
+    assert component.sets_key and component.shorthand == "field"
     assert getattr(component.factory, MARK) is component
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import cep
 from cep.cli import cli
 from cep.errors import ConfigError, PluginError
-from cep.plugins import Registry, manager
+from cep.plugins import Registry, manager, operator, rule, sink
 from cep.testing import run_inline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,3 +195,64 @@ sinks: {{got: {{type: jsonl, from: [out], path: got.jsonl}}}}
     assert len(plan.processes) >= 2 and len(got) == 30 and by_key(got) == by_key(expected)
     assert status.nodes()["out"].emitted == 30
 
+
+
+# -- capabilities: declared keyword arguments of the markers ------------------------------------
+def test_a_misspelt_capability_is_refused_with_the_one_it_resembles():
+    with pytest.raises(PluginError, match=r"@operator\('x'\) has no option 'checkpont' \(did you mean 'checkpoint'\?"):
+        operator("x", state="keyed", checkpont=True)
+
+
+def test_a_capability_of_another_kind_is_refused_naming_the_kinds_it_applies_to():
+    with pytest.raises(PluginError, match=r"@sink\('x'\): replayable is a capability of sources, not of sinks"):
+        sink("x", replayable=True)
+
+
+@pytest.mark.parametrize("options", [{"checkpoint": "yes"}, {"rows": 1}, {"state": "keyd"}],
+                         ids=["checkpoint", "rows", "state"])
+def test_a_capability_of_the_wrong_type_is_refused(options):
+    with pytest.raises(PluginError, match=f"@rule\\('x'\\): {next(iter(options))} must be"):
+        rule("x", **options)
+
+
+def test_a_local_plugin_with_a_misspelt_capability_fails_validation_at_the_marker_line(tmp_path):
+    (tmp_path / "typo.py").write_text(
+        "from cep.plugins import operator\n\n\n@operator('mine', state='keyed', checkpont=True)\n"
+        "def mine(params, ctx):\n    '''x'''\n")
+    (tmp_path / "p.yaml").write_text("name: p\nplugins:\n  - typo.py\nsources: {s: {type: synthetic}}\n"
+                                     "sinks: {o: {type: \"null\", from: [s]}}\n")
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'typo.py'}:4:" in result.output
+    assert "has no option 'checkpont' (did you mean 'checkpoint'?" in result.output
+
+
+def test_the_marker_is_the_one_home_of_a_capability():
+    """What the compiler and the runtime read is the registered component: no source object
+    carries a `replayable` or `live` of its own that could say otherwise."""
+    from cep.components.base import Source
+    from cep.components.sources.csv_file import CsvSource
+    from cep.components.sources.synthetic import SyntheticSource
+    from cep.components.sources.zmq_subscriber import ZmqSource
+    from cep.testing import ListSource
+    for cls in (Source, CsvSource, SyntheticSource, ZmqSource, ListSource):
+        assert not hasattr(cls, "replayable") and not hasattr(cls, "live"), cls
+    registry = Registry()
+    registry.load_module("cep.components")
+    assert registry.get("source", "csv").replayable and not registry.get("source", "csv").live
+    assert registry.get("source", "zmq").live and not registry.get("source", "zmq").replayable
+    assert registry.get("sink", "jsonl").checkpoint and registry.get("rule", "momentum").rows
+    assert registry.get("operator", "key_by").sets_key
+
+
+def test_plugins_shows_each_components_capabilities():
+    result = CliRunner().invoke(cli, ["plugins"])
+    lines = result.output.splitlines()
+
+    def under(name: str) -> str:
+        return lines[next(i for i, line in enumerate(lines) if line.startswith(f"  {name} ")) + 1]
+
+    assert under("csv") == "      capabilities: replayable"
+    assert under("zmq") == "      capabilities: live"
+    assert under("momentum") == "      capabilities: keyed state, checkpoint, rows"
+    assert under("filter").startswith("      expr: ")  # declares nothing: no line

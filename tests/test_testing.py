@@ -3,6 +3,7 @@ the list source, collecting sink and runners behave as documented."""
 from __future__ import annotations
 
 import doctest
+import json
 import re
 import textwrap
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import cep
 import cep.testing
 from cep.errors import CompileError, ConfigError
 from cep.plugins import operator
@@ -146,3 +148,41 @@ def test_run_operator_names_what_it_cannot_find():
         run_operator("filtr", "x > 1", [])
     with pytest.raises(ConfigError, match="not a factory tagged"):
         run_operator(print, None, [])
+
+
+ONCE = """
+name: kit-once
+defaults: {delivery: exactly_once}
+sources:
+  quotes: {type: list}
+streams:
+  totals:
+    from: quotes
+    key_by: instrument
+    ops: [{scan: {into: bids, expr: "acc + bid_price", initial: 0}}]
+sinks:
+  all: {type: collect, from: [totals]}
+"""
+
+
+def test_an_exactly_once_pipeline_runs_on_the_list_source():
+    inputs = [quote(t, 1.0 + t, 2.0 + t, "AB"[t % 2]) for t in range(20)]
+    out = run_inline(ONCE, inputs={"quotes": inputs}, batch_size=3)
+    assert [r["bids"] for r in out["all"][-2:]] == [sum(1.0 + t for t in range(0, 20, 2)),
+                                                    sum(1.0 + t for t in range(1, 20, 2))]
+
+
+@pytest.mark.integration
+def test_an_exactly_once_pipeline_runs_on_the_list_source_in_worker_processes(workdir):
+    """A worker finds `list` as any local plugin, by the path of `cep.testing`."""
+    inputs = [quote(t, 1.0 + t, 2.0 + t, "AB"[t % 2]) for t in range(2000)]
+    document = ONCE.replace("sources:", f"plugins: [{cep.testing.__file__}]\nsources:").replace(
+        "{type: list}", "{type: list, batch_size: 64, records: " + json.dumps(inputs) + "}").replace(
+        "{type: collect, from: [totals]}", "{type: jsonl, from: [totals], path: out.jsonl}")
+    (workdir / "p.yaml").write_text(document)
+    plan = cep.compile(workdir / "p.yaml")
+    status = cep.run(plan)
+    assert len(plan.processes) >= 2 and {edge.delivery for edge in plan.edges} == {"exactly_once"}
+    got = [json.loads(line) for line in (workdir / "out.jsonl").read_text().splitlines()]
+    assert got == run_inline(ONCE, inputs={"quotes": inputs})["all"]
+    assert status.nodes()["all"].received == 2000

@@ -135,7 +135,7 @@ def _node_plan(pipeline: Pipeline, node_id: str, data: dict, registry: Registry,
             component = registry.get("operator", op.name)
             if component is not None:
                 stateless = stateless and component.state == "stateless"
-                if component.extra.get("sets_key"):
+                if component.sets_key:
                     key = op.config.field if op.config is not None and hasattr(op.config, "field") else op.args
         return NodePlan(id=node_id, kind="stream", type="stream", inputs=spec.from_,
                         ops=tuple(ops), key=key, stateless=stateless)
@@ -154,4 +154,4 @@ def _sources_of(graph, node_id: str) -> list[str]:
 
 def _is_live(spec, registry: Registry) -> bool:
     component = registry.get("source", spec.type)
-    return bool(component and component.extra.get("live"))
+    return bool(component and component.live)

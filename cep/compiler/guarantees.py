@@ -39,7 +39,7 @@ def check_exactly_once(pipeline: Pipeline, graph: nx.DiGraph, registry: Registry
             continue
         component = registry.get(kind, spec.type)
         if kind == "source":
-            if component is not None and not component.extra.get("replayable"):
+            if component is not None and not component.replayable:
                 problems.append(Problem(f'source "{node_id}": {spec.type} cannot replay; '
                                         "exactly_once needs a replayable source", where,
                                         "replay a file (csv, jsonl) or synthetic ticks, or use at_least_once"))
@@ -53,7 +53,7 @@ def check_exactly_once(pipeline: Pipeline, graph: nx.DiGraph, registry: Registry
 
 def _unable(component: Component | None, sink: bool = False) -> str | None:
     """Why a component cannot take part in checkpoints, or None."""
-    if component is None or component.extra.get("checkpoint"):
+    if component is None or component.checkpoint:
         return None  # unknown components are reported elsewhere
     if sink:
         return "has effects it cannot undo (no checkpoint hook)"

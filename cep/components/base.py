@@ -123,17 +123,15 @@ class BuildContext:
 class Source(Protocol):
     """Produces batches of records until exhausted (finite) or stopped (live).
 
-    `live` sources never stall for a slow consumer (default backpressure: drop); replays block.
-    `replayable` sources give the same records again when rebuilt with the same params; they say
-    so with `replayable=True` in their marker, and `exactly_once` restarts them from a checkpointed
-    offset. Optional `resume(records)`: called once before `batches()` on a restarted source,
+    What a source can do is declared in its marker, never on the object (`cep.plugins.markers`):
+    a `live=True` source never stalls for a slow consumer (default backpressure: drop), replays
+    block; a `replayable=True` source gives the same records again when rebuilt with the same
+    params, so a restart resumes it from an offset (checkpointed under `exactly_once`).
+    Optional `resume(records)`: called once before `batches()` on a restarted source,
     which then leaves out its first `records` records itself, before pacing (the built-in replays
     do, through `paced_batches(skip=...)`). Without it the runtime drops them from the batches, so
     a paced replay waits through them again.
     """
-
-    live: bool
-    replayable: bool
 
     def batches(self) -> Iterator[Batch]:
         """Yield batches in event-time order; bad input is dead-lettered, not raised."""

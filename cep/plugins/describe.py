@@ -1,4 +1,5 @@
-"""`cep plugins`: every registered component with its one-line description and parameters, the
+"""`cep plugins`: every registered component with its one-line description, what it declares
+(`capabilities: keyed state, checkpoint, rows`; see `cep.plugins.markers`) and its parameters, the
 keys of nested parameters (a pattern's steps, its emit) expanded beneath them, and the rule
 templates a pipeline imports."""
 from __future__ import annotations
@@ -61,6 +62,8 @@ def describe(registry: Registry, kind: str | None = None) -> Iterator[str]:
             yield f"{current}s:"
         origin = "" if component.origin.startswith("cep.") else f"  [{component.origin}]"
         yield f"  {component.name:<24} {component.summary}{origin}"
+        if component.capabilities:
+            yield f"      capabilities: {', '.join(component.capabilities)}"
         yield from _fields(component.params, component.shorthand, "      ")
     if kind in (None, "rule") and registry.templates:
         yield from _templates(registry)

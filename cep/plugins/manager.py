@@ -11,6 +11,7 @@ prints every registration to stderr.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import importlib.util
@@ -58,7 +59,7 @@ class Registry:
             component = getattr(value, MARK, None)
             if isinstance(component, Component):
                 if origin:
-                    component = Component(**{**component.__dict__, "origin": origin})
+                    component = dataclasses.replace(component, origin=origin)
                 self.register(component)
                 count += 1
         return count
@@ -97,6 +98,8 @@ class Registry:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
+        except PluginError:
+            raise  # a marker refused an option: the problem already names the plugin's line
         except Exception as exc:
             raise PluginError(Problem(f"plugin module {path} failed to import: "
                                       f"{type(exc).__name__}: {exc}")) from exc

@@ -29,6 +29,7 @@ class ProcessGraph:
     """The built graph: what drives it (sources, remote inputs) and what it counts."""
 
     sources: dict[str, tuple[Source, Hub]] = field(default_factory=dict)
+    replayable: set[str] = field(default_factory=set)  # sources whose marker says `replayable`
     remote_inputs: dict[str, Hub] = field(default_factory=dict)
     outputs: dict[str, Hub] = field(default_factory=dict)
     sinks: dict[str, Sink] = field(default_factory=dict)
@@ -90,6 +91,8 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
                                        context(node, None))
             hub = Hub(graph.counters[node_id])
             graph.sources[node_id] = (source, hub)
+            if component.replayable:
+                graph.replayable.add(node_id)
             graph.outputs[node_id] = hub
             continue
         if node.kind == "sink":
@@ -114,7 +117,7 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
             for name, args in node.ops:
                 component = _component(registry, "operator", name)
                 config = component.configure(args, base_dir)
-                if component.extra.get("sets_key"):
+                if component.sets_key:
                     close_run()
                     key = getattr(config, "field", None) or args
                 elif fusable(config):
@@ -145,7 +148,7 @@ def _component(registry: Registry, kind: str, name: str) -> Component:
 def _in_form_for(component: Component, observable: reactivex.Observable) -> reactivex.Observable:
     """What `component` reads: batches as they come if it takes `Rows` (registered with
     `rows=True`), else record dicts, which is what the component API promises."""
-    if component.extra.get("rows"):
+    if component.rows:
         return observable
     return observable.pipe(ops.map(as_records))
 

@@ -185,7 +185,7 @@ class Worker:
     def _wire_sources(self) -> None:
         """Every source's batches; a replayable one's counted, so a restart can resume it."""
         for node, (source, subject) in self.graph.sources.items():
-            if self.checkpointing or getattr(source, "replayable", False):
+            if self.checkpointing or node in self.graph.replayable:
                 self.offsets[node] = 0
                 batches = self._counted(node, source)
             else:

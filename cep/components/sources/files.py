@@ -66,9 +66,6 @@ class FileReplay(Resumable, ABC):
     stream closed by `close()`. A subclass implements `_records()`, opening `self._path` with
     `self._open()`."""
 
-    live = False
-    replayable = True
-
     def __init__(self, params: Any, ctx: BuildContext) -> None:
         self._params = params
         self._ctx = ctx

@@ -109,9 +109,6 @@ class SyntheticSource(Resumable):
     deterministic, so it backs every delivery mode (exactly_once included).
     """
 
-    live = False
-    replayable = True
-
     def __init__(self, params: SyntheticParams, ctx: BuildContext) -> None:
         self._params = params
         self._ctx = ctx

@@ -68,9 +68,6 @@ class ZmqSource:
     else when closed.
     """
 
-    live = True
-    replayable = False
-
     def __init__(self, params: ZmqSourceParams, ctx: BuildContext) -> None:
         self._params = params
         self._ctx = ctx
