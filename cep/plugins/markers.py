@@ -149,8 +149,8 @@ def _option_problem(call: str, kind: str, option: str, value: Any,
     if option not in options:
         if option in CAPABILITIES:
             kinds = ", ".join(f"{k}s" for k in CAPABILITIES[option])
-            return (f"{call}: {option} is a capability of {kinds}, not of {kind}s",
-                    f"a {kind} declares {', '.join(o for o in options if o in CAPABILITIES)}")
+            own = ", ".join(o for o in options if o in CAPABILITIES) or "none"
+            return f"{call}: {option} is a capability of {kinds}, not of {kind}s", f"a {kind} declares {own}"
         close = difflib.get_close_matches(option, options, n=1)
         return (f"{call} has no option {option!r}",
                 (f"did you mean {close[0]!r}? " if close else "") + f"@{kind} takes {', '.join(options)}")
