@@ -23,6 +23,7 @@ from tests.test_delivery_checkpoint import PATTERNS, hooks_of
 from cep.plugins.manager import default_registry
 from tests.test_operators_harness import SAMPLES
 from tests.test_operators_harness import params as operator_params
+from tests.natsserver import nats_server  # noqa: F401 (fixture: the nats sink connects)
 
 # -- the format --------------------------------------------------------------------------------------
 scalars = (st.none() | st.booleans() | st.integers() | st.integers(-2 ** 200, 2 ** 200)
@@ -125,8 +126,9 @@ def stateful_components():
                 yield kind, name
 
 
-def hooks(kind, name):
-    """The state hooks of a built-in component, or None if it keeps no state."""
+def hooks(kind, name, nats_url=None):
+    """The state hooks of a built-in component, or None if it keeps no state (the `nats` sink
+    connects to the server at `nats_url`)."""
     component = REGISTRY.get(kind, name)
     if kind == "operator":
         params = operator_params(name, SAMPLES[name])
@@ -134,19 +136,23 @@ def hooks(kind, name):
         params = component.params.model_validate({"pattern": [{"name": "a"}]})
     elif kind == "sink":
         params = component.params.model_validate({"jsonl": {"path": "/dev/null"},
-                                                  "positions": {"journal": "/dev/null"}}.get(name, {}))
+                                                  "positions": {"journal": "/dev/null"},
+                                                  "nats": {"url": nats_url, "stream": "STATE"}}.get(name, {}))
     else:
         params = component.params.model_validate({})
     declared = []
-    component.factory(params, BuildContext(node=name, key="instrument",
-                                           keep_state_fn=lambda node, snap, rest: declared.append(rest)))
+    built = component.factory(params, BuildContext(node=name, key="instrument",
+                                                   keep_state_fn=lambda node, snap, rest: declared.append(rest)))
+    if name == "nats":
+        built.close()  # or its client would reconnect to the stopped server for the rest of the session
     return declared
 
 
 @pytest.mark.parametrize("kind, name", list(stateful_components()))
 @pytest.mark.parametrize("wrong", ["garbage", [["key", "state", "of", "nothing"]], -1.5])
-def test_every_built_in_component_refuses_state_of_the_wrong_shape(kind, name, wrong):
-    for restore in hooks(kind, name):
+def test_every_built_in_component_refuses_state_of_the_wrong_shape(kind, name, wrong, request):
+    nats_url = request.getfixturevalue("nats_server").url if name == "nats" else None
+    for restore in hooks(kind, name, nats_url):
         with pytest.raises(InvalidState):
             restore(wrong)
 

@@ -45,7 +45,7 @@ def _fields(model: type[BaseModel], shorthand: str | None, indent: str) -> Itera
         if shorthand == name:
             default += "  (shorthand)"
         description = f"  {info.description}" if info.description else ""
-        yield f"{indent}{name}: {_type_name(info.annotation)} {default}{description}"
+        yield f"{indent}{info.alias or name}: {_type_name(info.annotation)} {default}{description}"
         for nested in _nested_models(info.annotation):
             summary = " ".join((nested.__doc__ or "").strip().split("\n\n")[0].split())
             yield f"{indent}  {nested.__name__}: {summary}"

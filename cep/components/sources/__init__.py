@@ -9,5 +9,6 @@ from cep.components.sources.csv_file import csv_source
 from cep.components.sources.jsonl_file import jsonl_source
 from cep.components.sources.synthetic import synthetic_source
 from cep.components.sources.zmq_subscriber import zmq_source
+from cep.components.sources.nats_stream import nats_source
 
-__all__ = ["csv_source", "jsonl_source", "synthetic_source", "zmq_source"]
+__all__ = ["csv_source", "jsonl_source", "nats_source", "synthetic_source", "zmq_source"]

@@ -1,0 +1,187 @@
+"""nats-py from synchronous code: one asyncio event loop per process, on its own thread.
+
+A cep worker is a synchronous ZeroMQ loop; nats-py is asyncio. Each process that talks to NATS
+starts one daemon thread running an event loop (`loop()`), and the worker hands it coroutines:
+`call` waits for the result, `submit` does not (a publish whose acknowledgement is collected
+later). The nats-py client keeps reading, answering pings and reconnecting on that thread while
+the worker computes, so a busy pass never makes the server think the client is gone.
+
+`NatsConnection` is what a pipeline writes to reach a server: `url` (several, comma-separated,
+for a cluster) and how to authenticate. Its secrets never reach a message: `describe()` is the
+form errors and logs print.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import threading
+from typing import Any, Awaitable, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cep.errors import RuntimeFailure
+
+T = TypeVar("T")
+
+INSTALL_HINT = "pip install 'cep[nats]'"
+DEFAULT_URL = "nats://127.0.0.1:4222"
+CONNECT_S = 5.0
+"""How long the first connection to a server may take (a server that is up answers at once)."""
+CALL_TIMEOUT_S = 30.0
+"""How long a blocking call into the loop waits at most (a server that never answers)."""
+
+
+class NatsUnavailable(RuntimeFailure):
+    """nats-py is not installed, or no server could be reached."""
+
+    restartable = False
+
+
+def require_nats() -> Any:
+    """The `nats` package; NatsUnavailable with the install command when it is absent."""
+    try:
+        import nats
+    except ImportError:
+        raise NatsUnavailable(f"NATS needs the nats-py client, which is not installed: "
+                              f"{INSTALL_HINT}") from None
+    return nats
+
+
+class EventLoopThread:
+    """An asyncio event loop on a daemon thread; coroutines go in from any other thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="cep-nats", daemon=True)
+        self._thread.start()
+
+    def call(self, coroutine: Awaitable[T], timeout: float | None = CALL_TIMEOUT_S) -> T:
+        """Run `coroutine` on the loop and return its result (or raise its exception)."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)  # type: ignore[arg-type]
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if future.done():  # the coroutine's own timeout
+                raise
+            future.cancel()
+            raise TimeoutError(f"NATS did not answer within {timeout:g} s") from None
+
+    def submit(self, coroutine: Awaitable[T]) -> concurrent.futures.Future[T]:
+        """Start `coroutine` on the loop; its future says when it is done."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)  # type: ignore[arg-type]
+
+
+_loop: EventLoopThread | None = None
+_loop_lock = threading.Lock()
+
+
+def loop() -> EventLoopThread:
+    """This process's event-loop thread, started at first use (a forked worker starts its own:
+    threads do not survive a fork)."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.pid != os.getpid():
+            _loop = EventLoopThread()
+        return _loop
+
+
+class NatsConnection(BaseModel):
+    """Where a NATS server is and how to log in; the `url` and credential keys of every NATS
+    source, sink and edge. Credentials come from the environment (`${NATS_TOKEN}`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(DEFAULT_URL, description="nats://HOST:PORT; several comma-separated for a cluster")
+    token: str | None = Field(None, description="authentication token, e.g. ${NATS_TOKEN}")
+    user: str | None = Field(None, description="user name (with password)")
+    password: str | None = Field(None, description="password, e.g. ${NATS_PASSWORD}")
+    creds: str | None = Field(None, description="a .creds file (JWT and nkey seed)")
+    nkey_seed: str | None = Field(None, description="a file holding an nkey seed")
+    tls_ca: str | None = Field(None, description="CA certificate file that signed the server's")
+    tls_cert: str | None = Field(None, description="client certificate file (mutual TLS)")
+    tls_key: str | None = Field(None, description="client key file (mutual TLS)")
+
+    @field_validator("url")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        for url in servers(value):
+            if urlsplit(url).scheme not in ("nats", "tls", "ws", "wss"):
+                raise ValueError(f"{redact(url)!r} is not a NATS URL (write nats://HOST:PORT)")
+        return value
+
+    def describe(self) -> str:
+        """The servers as messages may print them: no password or token."""
+        return ", ".join(redact(url) for url in servers(self.url))
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of `nats.connect` for these settings."""
+        options: dict[str, Any] = {"servers": servers(self.url)}
+        for key, option in (("token", "token"), ("user", "user"), ("password", "password"),
+                            ("creds", "user_credentials"), ("nkey_seed", "nkeys_seed")):
+            value = getattr(self, key)
+            if value is not None:
+                options[option] = value
+        if self.tls_ca or self.tls_cert:
+            options["tls"] = self._tls_context()
+        return options
+
+    def _tls_context(self) -> Any:
+        import ssl
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+
+def servers(url: str) -> list[str]:
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+def redact(url: str) -> str:
+    """`url` without the user information (`nats://user:secret@host` -> `nats://***@host`)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def connect(connection: NatsConnection, name: str) -> Any:
+    """A connected nats-py client (on this process's loop), named `name` in the server's
+    monitoring; NatsUnavailable naming the servers (never the credentials) when none answers."""
+    nats = require_nats()
+
+    async def opened() -> Any:
+        # each server is tried once now (a refused connection fails at once); once connected,
+        # a lost server is retried without end, while a cluster's others take over
+        client = await asyncio.wait_for(nats.connect(
+            name=name, connect_timeout=2, reconnect_time_wait=0.25, max_reconnect_attempts=1,
+            allow_reconnect=True, error_cb=_quiet, **connection.options()), CONNECT_S)
+        client.options["max_reconnect_attempts"] = -1
+        return client
+
+    try:
+        return loop().call(opened())
+    except TimeoutError:
+        raise NatsUnavailable(f"cannot connect to NATS at {connection.describe()}: no server "
+                              f"answered within {CONNECT_S:g} s") from None
+    except Exception as exc:  # nats-py raises many kinds: auth, TLS, a refused connection
+        raise NatsUnavailable(f"cannot connect to NATS at {connection.describe()}: "
+                              f"{type(exc).__name__}: {redact(str(exc))}") from None
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py reports a lost connection it then reconnects; what matters fails where it's used."""
+
+
+def close(client: Any) -> None:
+    """Flush and close `client`, best effort (the server may be gone)."""
+    try:
+        loop().call(client.drain(), timeout=5)
+    except Exception:  # closing a connection to a dead server must not fail a clean shutdown
+        try:
+            loop().call(client.close(), timeout=2)
+        except Exception:
+            pass

