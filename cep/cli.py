@@ -409,6 +409,8 @@ def orders(journal: Path, signal_id: str | None, client_order_id: str | None, as
 
 from cep.commands.test import test_command  # noqa: E402  (commands in modules of their own)
 cli.add_command(test_command)
+from cep.commands.streams import streams  # noqa: E402
+cli.add_command(streams)
 
 from cep.commands.top import top  # noqa: E402
 cli.add_command(top)
