@@ -411,6 +411,8 @@ from cep.commands.test import test_command  # noqa: E402  (commands in modules o
 cli.add_command(test_command)
 from cep.commands.streams import streams  # noqa: E402
 cli.add_command(streams)
+from cep.commands.schema import schema_command  # noqa: E402
+cli.add_command(schema_command)
 
 from cep.commands.top import top  # noqa: E402
 cli.add_command(top)
