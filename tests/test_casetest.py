@@ -245,3 +245,35 @@ def test_the_readme_example_is_a_passing_case(tmp_path):
     code, out, _ = cep_test(write(tmp_path, f"{pipeline}\n{example}", "readme.yaml"))
     assert code == 0, out
     assert "1 passed" in out
+
+
+TRADING = """\
+name: trading
+sources:
+  ticks: {type: synthetic, instruments: [BTCUSDT], count: 100, seed: 1}
+streams:
+  quotes: {from: ticks, ops: [{filter: "ask_price > bid_price"}]}
+rules:
+  up3: {use: momentum, from: quotes, with: {count: 3, direction: up, quantity: 1}}
+venues:
+  paper: {type: paper, quotes: quotes, seed: 7}
+orders:
+  exec: {from: [up3], venue: paper, risk: {max_quantity: 10}}
+sinks:
+  signals: {type: jsonl, from: [up3], path: signals.jsonl}
+  log: {type: jsonl, from: [exec], path: orders.jsonl}
+tests:
+  - name: signals without their venue's quotes
+    feed: up3
+    input: [[0, BTCUSDT, 100, 101], [+1s, BTCUSDT, 99, 100], [+1s, BTCUSDT, 100, 101],
+            [+1s, BTCUSDT, 101, 102], [+1s, BTCUSDT, 102, 103]]
+    expect: {signals: {count: 1}}
+"""
+
+
+def test_an_order_executor_whose_venue_the_input_does_not_reach_is_left_out(tmp_path):
+    code, _, err = cep_test(write(tmp_path, TRADING, "trading.yaml"))
+    assert code == 0, err
+    code, _, err = cep_test(write(tmp_path, TRADING.replace("{signals: {count: 1}}", "{log: []}"), "trading.yaml"))
+    assert code == 2
+    assert "expect: 'log' does not read from 'up3'" in err

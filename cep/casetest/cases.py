@@ -328,11 +328,27 @@ class _Feeding:
         self.feed = feed
         self.inputs = {**{sid: () for sid in base.sources},
                        **{nid: spec.from_ for section in (base.streams, base.rules, base.sinks)
-                          for nid, spec in section.items()}}
+                          for nid, spec in section.items()},
+                       **{vid: (spec.quotes,) for vid, spec in base.venues.items()},
+                       **{oid: (*spec.from_, spec.venue) for oid, spec in base.orders.items()}}
         self.nodes = list(self.inputs)
         self.unknown = feed not in self.inputs
-        self.reached = set() if self.unknown else self._downstream(feed)
+        self.reached = set() if self.unknown else self._complete(self._downstream(feed))
         self.source = feed if feed in base.sources else INPUT
+
+    def _complete(self, reached: set[str]) -> set[str]:
+        """`reached` less the venues and order executors missing something they need (a venue
+        its quotes; an executor its venue or quotes), and what then reads nothing reached."""
+        needs = {**{vid: (spec.quotes,) for vid, spec in self.base.venues.items()},
+                 **{oid: (spec.venue, *((spec.quotes,) if spec.quotes else ()))
+                    for oid, spec in self.base.orders.items()}}
+        while True:
+            lacking = {node for node in reached if node != self.feed and (
+                any(need not in reached for need in needs.get(node, ()))
+                or not any(i in reached for i in self.inputs[node]))}
+            if not lacking:
+                return reached
+            reached = reached - lacking
 
     def _downstream(self, start: str) -> set[str]:
         reached, frontier = {start}, [start]
@@ -358,6 +374,8 @@ class _Feeding:
         sections["sinks"].update({sid: SinkSpec(id=sid, type="collect", from_=(node,))
                                   for sid, node in observers.items()})
         sections["sinks"] = {sid: spec.model_copy(update={"delivery": None}) for sid, spec in sections["sinks"].items()}
+        sections["venues"] = {vid: spec for vid, spec in base.venues.items() if vid in kept}
+        sections["orders"] = {oid: self._rewired(oid, spec) for oid, spec in base.orders.items() if oid in kept}
         defaults = base.defaults.model_copy(update={"delivery": "at_most_once"})
         changed = base.model_copy(update={"sources": sources, **sections, "defaults": defaults,
                                           "deploy": {n: d for n, d in base.deploy.items() if n in kept}})
