@@ -19,7 +19,7 @@ from cep.observe.gauges import event_time
 from cep.observe.prometheus import METRICS, SnapshotCollector
 from cep.observe.snapshot import ProcessSampler, snapshot
 from cep.observe.statusfile import StatusFile, Untrusted, read_status
-from cep.observe.top import NothingRunning, current_status, render
+from cep.observe.top import NothingRunning, current_status, render, run_dir_of
 from cep.rows import Rows
 from cep.runtime.metrics import RunStatus
 
@@ -209,6 +209,14 @@ def test_top_says_a_run_whose_supervisor_died_is_not_running(tmp_path):
     (tmp_path / "running").write_text(json.dumps({"pid": dead_pid(), "started": 0, "plan": "", "incarnations": {}}))
     with pytest.raises(NothingRunning, match=r"supervisor \(pid \d+\) is gone"):
         current_status(tmp_path)
+
+
+def test_top_without_a_target_passes_over_runs_whose_supervisor_died(tmp_path, monkeypatch):
+    monkeypatch.setenv("CEP_RUN_DIR", str(tmp_path))
+    (tmp_path / "dead").mkdir(mode=0o700)
+    (tmp_path / "dead" / "running").write_text(json.dumps({"pid": dead_pid()}))
+    with pytest.raises(NothingRunning, match=f"no pipeline is running under {tmp_path}"):
+        run_dir_of(None)
 
 
 def test_top_says_a_status_left_by_a_killed_supervisor_is_not_a_run(status, tmp_path):

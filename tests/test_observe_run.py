@@ -21,18 +21,19 @@ from tests.test_observe import WATCHED
 
 pytestmark = pytest.mark.integration
 CEP = [sys.executable, "-m", "cep.cli"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def running(workdir: Path, text: str, *options: str) -> Iterator[tuple[Path, subprocess.Popen]]:
-    """`cep run` of the pipeline `text` (paced: it runs for minutes) until the block ends; then
-    Ctrl-C, and the run must drain and exit 130."""
-    path = workdir / "watched.yaml"
+def running(workdir: Path, text: str, *options: str, name: str = "watched") -> Iterator[tuple[Path, subprocess.Popen]]:
+    """`cep run` of the pipeline `text` named `name` (paced: it runs for minutes) until the block
+    ends; then Ctrl-C, and the run must drain and exit 130."""
+    path = workdir / f"{name}.yaml"
     path.write_text(text)
     process = subprocess.Popen(CEP + ["run", str(path), "-q", *options], cwd=workdir, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: (workdir / "run" / "watched" / "status.json").exists() or process.poll() is not None,
+        wait_for(lambda: (workdir / "run" / name / "status.json").exists() or process.poll() is not None,
                  60, "no status file")
         assert process.poll() is None, process.stderr.read()
         yield path, process
@@ -52,9 +53,9 @@ def scrape(port: int) -> dict[tuple[str, tuple], float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
 
 
-def ticks_out(samples: dict) -> float:
+def ticks_out(samples: dict, pipeline: str = "watched") -> float:
     key = ("cep_node_events_total", (("direction", "out"), ("kind", "source"), ("node", "ticks"),
-                                     ("pipeline", "watched")))
+                                     ("pipeline", pipeline)))
     return samples.get(key, 0)
 
 
@@ -108,3 +109,18 @@ def test_top_says_nothing_is_running_and_exits_1(workdir):
     result = subprocess.run(CEP + ["top", "--once"], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 1
     assert f"no pipeline is running under {workdir / 'empty'}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_momentum_yaml_at_1x_is_scraped_and_watched_while_it_runs(workdir):
+    """The shipped pipeline on the shipped ticks, paced at their own speed (1x)."""
+    text = (ROOT / "pipelines" / "momentum.yaml").read_text()
+    text = text.replace("../data/", f"{ROOT}/data/").replace("../out/", "out/").replace("speed: max", "speed: 1x")
+    port = free_port_range(1)
+    with running(workdir, text, "--metrics-port", str(port), name="momentum") as (path, _):
+        first = wait_for(lambda: ticks_out(samples := scrape(port), "momentum") > 0 and samples, 30, "no ticks")
+        wait_for(lambda: ticks_out(scrape(port), "momentum") > ticks_out(first, "momentum"), 30,
+                 "the tick counter did not grow")
+        top = subprocess.run(CEP + ["top", str(path), "--once"], cwd=workdir, capture_output=True, text=True,
+                             timeout=60)
+        assert top.returncode == 0, top.stderr
+        assert all(name in top.stdout for name in ("gateway-ticks", "momentum5", "signals", "ticks->strategy"))

@@ -42,7 +42,7 @@ def run_dir_of(target: Path | None) -> Path:
     a run going on under the default base."""
     if target is None:
         base = default_base()
-        running = sorted(d for d in _subdirs(base) if (d / MARKER).exists())
+        running = sorted(d for d in _subdirs(base) if _running(d))
         if len(running) == 1:
             return running[0]
         if not running:
@@ -54,6 +54,17 @@ def run_dir_of(target: Path | None) -> Path:
         import cep
         return Path(cep.compile(target).run_dir)
     return target
+
+
+def _running(run_dir: Path) -> bool:
+    """Whether a run goes on in `run_dir` now (one that left a stale marker does not)."""
+    if not (run_dir / MARKER).exists():
+        return False
+    try:
+        current_status(run_dir, wait_s=0)
+    except RuntimeFailure:
+        return False
+    return True
 
 
 def _subdirs(base: Path) -> list[Path]:
@@ -86,7 +97,7 @@ def current_status(run_dir: Path, wait_s: float = START_WAIT_S) -> dict[str, Any
             return snapshot
         if time.monotonic() >= deadline:
             raise NothingRunning(f"the run in {run_dir} (pid {supervisor}) has published no status in "
-                                 f"{wait_s:.0f}s (a cep older than cep top?)")
+                                 f"{wait_s:.0f}s (still starting? try again)")
         time.sleep(0.1)
 
 
