@@ -4,6 +4,7 @@ a run directory; no processes (tests/test_observe_run.py runs real ones)."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -266,3 +267,21 @@ def test_the_metrics_port_reaches_the_plan(workdir):
     path = workdir / "watched.yaml"
     path.write_text(WATCHED + "metrics: {port: 9464}\n")
     assert cep.compile(path).metrics_port == 9464
+
+
+def test_without_prometheus_client_a_metrics_port_fails_saying_what_to_install(monkeypatch):
+    from cep.errors import RuntimeFailure
+    from cep.observe.prometheus import Exporter
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # an environment made before the dependency
+    with pytest.raises(RuntimeFailure, match="pip install 'prometheus_client>=0.17'"):
+        Exporter(9464)
+
+
+def test_the_readme_shows_the_captured_view_and_only_metrics_the_exporter_has():
+    from tests.conftest import ROOT
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Watching a running pipeline", 1)[1].split("\n## ", 1)[0]
+    assert "```text\n" + (ROOT / "docs" / "cep-top.txt").read_text() + "```" in section
+    named = set(re.findall(r"\bcep_[a-z_]+\b", section)) - {"cep_top"}
+    served = set(METRICS) | {f"{name}_count" for name in METRICS} | {f"{name}_sum" for name in METRICS}
+    assert named and named <= served, named - served

@@ -146,7 +146,11 @@ class Exporter:
     """The HTTP server of one run's metrics on 127.0.0.1:`port` (a daemon thread)."""
 
     def __init__(self, port: int) -> None:
-        from prometheus_client import CollectorRegistry, start_http_server
+        try:
+            from prometheus_client import CollectorRegistry, start_http_server
+        except ImportError:
+            raise RuntimeFailure("serving metrics needs prometheus_client, a dependency of cep installed after "
+                                 "this environment was: pip install 'prometheus_client>=0.17'") from None
         self.collector = SnapshotCollector()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self.collector)
