@@ -8,10 +8,49 @@ socket pattern, endpoints and delivery guarantee. `to_dict()` is the JSON form (
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from enum import StrEnum
+from typing import Any, Iterable, Literal
 
 NodeKind = Literal["source", "stream", "rule", "sink", "venue", "order"]
 Pattern = Literal["pub/sub", "push/pull"]
+
+
+class Delivery(StrEnum):
+    """What an edge promises about the records it carries, weakest first.
+
+    A `str` (its value is the name written in YAML, printed by `cep graph` and carried by the
+    plan's JSON), so comparing or serialising it as a string still works; decide by its properties,
+    never by comparing names. What each mode asks of the components it runs through is
+    checked in `cep.compiler.guarantees`; how it is kept is the transport's business.
+    """
+
+    AT_MOST_ONCE = "at_most_once"
+    AT_LEAST_ONCE = "at_least_once"
+    EXACTLY_ONCE = "exactly_once"
+
+    @property
+    def reliable(self) -> bool:
+        """Frames are kept until the consumer acknowledges them and resent after a crash, so the
+        edge has ack endpoints and never drops: its producer blocks on a full consumer."""
+        return self is not Delivery.AT_MOST_ONCE
+
+    @property
+    def checkpoints(self) -> bool:
+        """Workers on the path checkpoint their state with their input offsets and restart from
+        it, so every source must replay and every stateful component must checkpoint."""
+        return self is Delivery.EXACTLY_ONCE
+
+    @property
+    def removes_duplicates(self) -> bool:
+        """A consumer drops what it had processed before a restart, rather than pass it on."""
+        return self is Delivery.EXACTLY_ONCE
+
+    @classmethod
+    def strongest(cls, modes: Iterable[Delivery | str]) -> Delivery:
+        """The strongest of `modes`, modes or their names (what a path leading to all of them
+        must give)."""
+        order = list(cls)
+        return cls(max(modes, key=order.index))
 
 
 @dataclass(frozen=True)
@@ -59,8 +98,8 @@ class EdgePlan:
     end-to-end throughput fell to 0.13M ticks/s, 75k with two workers.)
     push/pull: every consumer worker binds its own PULL endpoint (`endpoints`, one per worker)
     and the producer routes records by `partition_key`.
-    Reliable delivery (`at_least_once`) adds `acks`: the endpoint each producer worker binds for
-    its consumers' acknowledgements (one per producer worker; empty for `at_most_once`).
+    Reliable delivery (`Delivery.reliable`) adds `acks`: the endpoint each producer worker binds
+    for its consumers' acknowledgements (one per producer worker; empty for `at_most_once`).
     """
 
     id: str
@@ -70,12 +109,15 @@ class EdgePlan:
     pattern: Pattern
     endpoints: tuple[str, ...]
     topic: str
-    delivery: str
+    delivery: Delivery
     backpressure: Literal["block", "drop"]
     partition_key: str | None = None
     topic_partitions: int = 1
     hwm: int = 1000  # frames; also the unacknowledged window of a reliable edge, per consumer worker
     acks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "delivery", Delivery(self.delivery))  # from a name too (JSON, tests)
 
 
 @dataclass(frozen=True)
@@ -124,6 +166,7 @@ class Plan:
             raw["workers"] = list(process.workers)
         for raw in data["edges"]:
             raw["from"], raw["to"] = raw.pop("producer"), raw.pop("consumer")
+            raw["delivery"] = str(raw["delivery"])  # plain data, as the JSON form reads
         return data
 
     @classmethod

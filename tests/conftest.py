@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import tempfile
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import settings
 
 import cep
 from cep import codec
+from cep.errors import UserError
 from cep.rows import as_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +32,28 @@ def workdir(monkeypatch):
     monkeypatch.setenv("CEP_RUN_DIR", str(path / "run"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def write_pipeline(workdir):
+    """`write_pipeline(text, name="pipeline.yaml")`: the path of a file in `workdir` holding `text`
+    (dedented), so a test writes its pipeline as it reads, indented under the call."""
+    def write(text: str, name: str = "pipeline.yaml") -> Path:
+        path = workdir / name
+        path.write_text(textwrap.dedent(text))
+        return path
+    return write
+
+
+@pytest.fixture
+def problems_of():
+    """`problems_of(path)`: every problem `cep.compile` reports about a pipeline file, as
+    `file:line:col: message (hint)` strings in file order (it must fail)."""
+    def compile_failing(path: Path) -> list[str]:
+        with pytest.raises(UserError) as info:
+            cep.compile(path)
+        return [str(problem) for problem in info.value.problems]
+    return compile_failing
 
 
 @pytest.fixture

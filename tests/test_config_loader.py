@@ -198,17 +198,6 @@ def test_unknown_component_types_point_at_the_name_with_a_suggestion():
         "p.yaml:12:7: sink \"s\": unknown sink type 'jsnol' (did you mean 'jsonl'? known sinks: jsonl)"]
 
 
-@pytest.mark.parametrize("where, text, position", [
-    ("defaults", "defaults: {delivery: exactly_once}\n", "4:12"),
-    ("sink", "sinks:\n  s: {type: jsonl, from: ticks, path: x, delivery: exactly_once}\n", "5:42"),
-])
-def test_delivery_not_built_yet_is_refused(where, text, position, monkeypatch):
-    monkeypatch.setattr("cep.config.normalise.AVAILABLE_DELIVERY", ("at_most_once", "at_least_once"))
-    assert problems(minimal(text)) == [
-        f"p.yaml:{position}: delivery 'exactly_once' is not available yet "
-        "(built so far: at_most_once, at_least_once)"]
-
-
 def test_unknown_delivery_mode_is_a_schema_error():
     [found] = problems(minimal("defaults: {delivery: at_most}\n"))
     assert found.startswith("p.yaml:4:12: defaults: delivery: input should be 'at_most_once'")
@@ -230,11 +219,10 @@ def test_unset_env_var_is_an_error_at_its_value():
         "(set it, or give a default: ${CEP_UNSET_DIR:-value})"]
 
 
-def test_every_problem_is_reported_at_once_in_file_order(monkeypatch):
-    monkeypatch.setattr("cep.config.normalise.AVAILABLE_DELIVERY", ("at_most_once",))
+def test_every_problem_is_reported_at_once_in_file_order():
     found = problems("""\
         name: t
-        defaults: {delivery: exactly_once, batch_size: 0}
+        defaults: {delivery: exactly, batch_size: 0}
         sources:
           ticks: {type: csv, path: a.csv, speed: fast}
         streams:
@@ -250,9 +238,9 @@ def test_every_problem_is_reported_at_once_in_file_order(monkeypatch):
           q: {parallelism: 0}
         """)
     assert [p.split(": ")[0] for p in found] == [
-        "p.yaml:2:12", "p.yaml:2:36", "p.yaml:4:35", "p.yaml:9:9", "p.yaml:10:9", "p.yaml:11:9",
+        "p.yaml:2:12", "p.yaml:2:31", "p.yaml:4:35", "p.yaml:9:9", "p.yaml:10:9", "p.yaml:11:9",
         "p.yaml:13:23", "p.yaml:13:44", "p.yaml:13:54", "p.yaml:15:7"]
-    assert "delivery 'exactly_once' is not available yet" in found[0]
+    assert "defaults: delivery: input should be 'at_most_once'" in found[0]
     assert "defaults: batch_size: input should be greater than or equal to 1 (got 0)" in found[1]
     assert "source \"ticks\": unknown key 'speed'" in found[2]
     assert 'operator "take" in stream "q": input should be greater than or equal to 0 (got -1)' in found[3]

@@ -39,17 +39,23 @@ def check_fields(pipeline: Pipeline, graph: nx.DiGraph, registry: Registry,
         if kind == "stream":
             known[node_id] = _stream(pipeline, node_id, spec, fields, problems)
         elif kind == "rule":
-            if fields is not None and spec.partition_by and spec.partition_by not in fields:
-                problems.append(_unknown_field(spec.partition_by, fields, f'rule "{node_id}": partition_by',
-                                               pipeline.locate("rules", node_id, "partition_by")))
-            if fields is not None and hasattr(spec.config, "expressions"):
-                _check(spec.config, fields, spec.partition_by, f'rule "{node_id}"',
-                       pipeline.locate("rules", node_id), problems)
-            component = registry.get("rule", spec.type)
-            known[node_id] = frozenset(component.fields) if component and component.fields else None
+            known[node_id] = _rule(pipeline, node_id, spec, fields, registry, problems)
         elif kind == "order":
             known[node_id] = frozenset(OrderEvent.FIELDS)
     return problems
+
+
+def _rule(pipeline: Pipeline, node_id: str, spec, fields: Fields, registry: Registry,
+          problems: list[Problem]) -> Fields:
+    """Checks a rule's partition key and expressions; returns the fields it emits (its marker's)."""
+    if fields is not None and spec.partition_by and spec.partition_by not in fields:
+        problems.append(_unknown_field(spec.partition_by, fields, f'rule "{node_id}": partition_by',
+                                       pipeline.locate("rules", node_id, "partition_by")))
+    if fields is not None and hasattr(spec.config, "expressions"):
+        _check(spec.config, fields, spec.partition_by, f'rule "{node_id}"',
+               pipeline.locate("rules", node_id), problems)
+    component = registry.get("rule", spec.type)
+    return frozenset(component.fields) if component and component.fields else None
 
 
 def _stream(pipeline: Pipeline, node_id: str, spec, fields: Fields, problems: list[Problem]) -> Fields:

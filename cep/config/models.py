@@ -13,11 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from cep.errors import Location
+from cep.plan import Delivery
 
-Delivery = Literal["at_most_once", "at_least_once", "exactly_once"]
 Backpressure = Literal["block", "drop"]
-AVAILABLE_DELIVERY: tuple[str, ...] = ("at_most_once", "at_least_once", "exactly_once")
-"""Delivery modes built so far (all three); a mode missing here is rejected with 'not available yet'."""
 
 
 class _Strict(BaseModel):
@@ -27,7 +25,7 @@ class _Strict(BaseModel):
 class Defaults(_Strict):
     """Pipeline-wide settings a component may override."""
 
-    delivery: Delivery = "at_most_once"
+    delivery: Delivery = Delivery.AT_MOST_ONCE
     backpressure: Backpressure | None = None     # None: block for replays, drop for live sources
     batch_size: int = Field(256, ge=1, le=65536)  # records per frame before it is sent
     dead_letter: str = "out/deadletter.jsonl"     # relative to the pipeline file

@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any, Callable
 
-from cep.config.models import AVAILABLE_DELIVERY, Pipeline
+from cep.config.models import Pipeline
 from cep.config.params import ParamsValidator
 from cep.config.problems import KeyPath, Report, describe, did_you_mean
 from cep.config.templates import Template, instantiate
@@ -42,8 +42,6 @@ class Normaliser:
                 self.report.error((key,), f"unknown top-level key {key!r}",
                                   did_you_mean(key, TOP_KEYS, "valid keys"))
         envelope = {key: data[key] for key in SCALAR_SECTIONS if key in data}
-        if isinstance(data.get("defaults"), dict):
-            self.delivery(data["defaults"].get("delivery"), ("defaults", "delivery"))
         sections: dict[str, Callable[[str, dict, KeyPath], dict | None]] = {
             "sources": self.source, "streams": self.stream, "rules": self.rule, "sinks": self.sink,
             "venues": self.venue, "orders": self.order}
@@ -79,7 +77,6 @@ class Normaliser:
     def sink(self, sid: str, raw: dict, path: KeyPath) -> dict | None:
         subject = f'sink "{sid}"'
         params = {k: v for k, v in raw.items() if k not in SINK_ENVELOPE}
-        self.delivery(raw.get("delivery"), path + ("delivery",))
         inputs = self.inputs(raw, path, subject)
         config = self.typed("sink", raw, path, subject, params)
         if config is None or inputs is None:
@@ -241,9 +238,3 @@ class Normaliser:
             if key not in allowed:
                 self.report.error(path + (key,), f"{subject}: unknown key {key!r}",
                                   did_you_mean(key, allowed, "valid keys"))
-
-    def delivery(self, value: Any, path: KeyPath) -> None:
-        """Refuse delivery modes that are specified but not built yet."""
-        if value in ("at_least_once", "exactly_once") and value not in AVAILABLE_DELIVERY:
-            self.report.error(path, f"delivery {value!r} is not available yet",
-                              f"built so far: {', '.join(AVAILABLE_DELIVERY)}")

@@ -76,4 +76,4 @@ class LiveStatus:
 def _delivery(status: RunStatus) -> list[str]:
     """What reliable edges are doing: unacknowledged frames now, retransmits and duplicates so far."""
     return [f"{edge_id} unacked {t.unacked:,} retx {t.retransmitted:,} dup {t.duplicates:,}"
-            for edge_id, t in status.edges().items() if t.delivery != "at_most_once"]
+            for edge_id, t in status.edges().items() if t.delivery.reliable]

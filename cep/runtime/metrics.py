@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
-from cep.plan import Plan
+from cep.plan import Delivery, Plan
 
 LIVE_COUNTS = frozenset({"unacked"})
 """Edge counters that say how things are now, not how many happened: never added up."""
@@ -70,7 +70,7 @@ class NodeTotals:
 class EdgeTotals:
     """One socket edge, summed over its workers: what reliable delivery did on it."""
 
-    delivery: str
+    delivery: Delivery
     dropped: int = 0
     unacked: int = 0         # frames waiting for acknowledgement now (current incarnations only)
     retransmitted: int = 0
@@ -460,8 +460,8 @@ class RunStatus:
                                             for worker, seconds in sorted(self.cpu().items())))
         lines += [f"delivery {edge_id} {t.delivery}: unacked {t.unacked:,}, retransmitted "
                   f"{t.retransmitted:,}, duplicates {t.duplicates:,}"
-                  + (" (removed)" if t.delivery == "exactly_once" else " (passed on)")
-                  for edge_id, t in self.edges().items() if t.delivery != "at_most_once"]
+                  + (" (removed)" if t.delivery.removes_duplicates else " (passed on)")
+                  for edge_id, t in self.edges().items() if t.delivery.reliable]
         lines += [f"kept {node}: " + ", ".join(f"{count:,} {reason}" for reason, count in sorted(reasons.items()))
                   for node, reasons in self.noted().items()]
         lines += [f"stuck: {worker} {silence.describe()}"

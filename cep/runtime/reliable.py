@@ -46,16 +46,14 @@ from cep.runtime.transport import END_TOPIC, Inlet, Outlet, PubOutlet, PushOutle
 
 RETX_PREFIX = b"!RETX."
 TICK_PREFIX = b"TICK."  # every data topic of PubOutlet._publish
-AT_MOST_ONCE = "at_most_once"
-EXACTLY_ONCE = "exactly_once"
 
 
 def reliable(edge: EdgePlan) -> bool:
-    return edge.delivery != AT_MOST_ONCE
+    return edge.delivery.reliable
 
 
 def checkpointed(edges: list[EdgePlan]) -> bool:
-    return any(edge.delivery == EXACTLY_ONCE for edge in edges)
+    return any(edge.delivery.checkpoints for edge in edges)
 
 
 def retx_topic(worker: str) -> bytes:
