@@ -8,13 +8,15 @@ place in the YAML file, so any later stage (the compiler too) can point at the u
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, WithJsonSchema
 
 from cep.errors import Location
 from cep.plan import Delivery
 
+DeliveryMode = Annotated[Delivery, WithJsonSchema({"enum": [mode.value for mode in Delivery], "type": "string"})]
+"""`cep.plan.Delivery` in a model, described inline in the JSON schema (`cep schema`), as a list of names."""
 Backpressure = Literal["block", "drop"]
 
 
@@ -25,7 +27,7 @@ class _Strict(BaseModel):
 class Defaults(_Strict):
     """Pipeline-wide settings a component may override."""
 
-    delivery: Delivery = Delivery.AT_MOST_ONCE
+    delivery: DeliveryMode = Field(Delivery.AT_MOST_ONCE, title="Delivery")  # the title a Literal had
     backpressure: Backpressure | None = None     # None: block for replays, drop for live sources
     batch_size: int = Field(256, ge=1, le=65536)  # records per frame before it is sent
     dead_letter: str = "out/deadletter.jsonl"     # relative to the pipeline file
@@ -100,7 +102,7 @@ class RuleSpec(Spec):
 
 class SinkSpec(Spec):
     from_: tuple[str, ...] = Field(alias="from")
-    delivery: Delivery | None = None
+    delivery: DeliveryMode | None = None
     backpressure: Backpressure | None = None
 
 
