@@ -26,6 +26,8 @@ sinks:
     ("TICKS", "", ", max_bytes: lots", "expected a size such as 500MB"),
     ("TICKS", "", ", max_age: 0s", "must be a positive duration"),
     ("TICKS", ', url: "http://x:4222"', "", "is not a NATS URL"),
+    ("TICKS", ", tls_ca: missing.pem", "", "no such TLS file"),
+    ("TICKS", ", tls_key: p.yaml", "", "tls_cert and tls_key go together"),
 ])
 def test_mistakes_in_nats_params_name_the_line_and_the_fix(tmp_path, capsys, stream, extra, sink, message):
     path = tmp_path / "p.yaml"

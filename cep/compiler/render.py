@@ -132,5 +132,14 @@ def to_mermaid(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
+SECRET_PARAMS = frozenset({"token", "password"})
+"""Component parameters whose values `cep graph` never prints (credentials, written in a pipeline
+as `${ENV}`); the other renderings print no parameters at all."""
+
+
 def to_json(plan: Plan) -> str:
-    return json.dumps(plan.to_dict(), indent=2, default=str) + "\n"
+    data = plan.to_dict()
+    for node in data["nodes"]:
+        node["params"] = {key: "***" if key in SECRET_PARAMS and value is not None else value
+                          for key, value in node["params"].items()}
+    return json.dumps(data, indent=2, default=str) + "\n"

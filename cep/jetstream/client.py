@@ -19,7 +19,7 @@ import threading
 from typing import Any, Awaitable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from cep.errors import RuntimeFailure
 
@@ -95,11 +95,9 @@ class NatsConnection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(DEFAULT_URL, description="nats://HOST:PORT; several comma-separated for a cluster")
-    token: str | None = Field(None, description="authentication token, e.g. ${NATS_TOKEN}")
+    token: str | None = Field(None, repr=False, description="authentication token, e.g. ${NATS_TOKEN}")
     user: str | None = Field(None, description="user name (with password)")
-    password: str | None = Field(None, description="password, e.g. ${NATS_PASSWORD}")
-    creds: str | None = Field(None, description="a .creds file (JWT and nkey seed)")
-    nkey_seed: str | None = Field(None, description="a file holding an nkey seed")
+    password: str | None = Field(None, repr=False, description="password, e.g. ${NATS_PASSWORD}")
     tls_ca: str | None = Field(None, description="CA certificate file that signed the server's")
     tls_cert: str | None = Field(None, description="client certificate file (mutual TLS)")
     tls_key: str | None = Field(None, description="client key file (mutual TLS)")
@@ -112,6 +110,18 @@ class NatsConnection(BaseModel):
                 raise ValueError(f"{redact(url)!r} is not a NATS URL (write nats://HOST:PORT)")
         return value
 
+    @field_validator("tls_ca", "tls_cert", "tls_key")
+    @classmethod
+    def _file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        from cep.components.sources.files import resolve_existing
+        return value if value is None else str(resolve_existing(value, info, "TLS file"))
+
+    @model_validator(mode="after")
+    def _key_with_cert(self) -> "NatsConnection":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: the client certificate and its key")
+        return self
+
     def describe(self) -> str:
         """The servers as messages may print them: no password or token."""
         return ", ".join(redact(url) for url in servers(self.url))
@@ -119,11 +129,10 @@ class NatsConnection(BaseModel):
     def options(self) -> dict[str, Any]:
         """Keyword arguments of `nats.connect` for these settings."""
         options: dict[str, Any] = {"servers": servers(self.url)}
-        for key, option in (("token", "token"), ("user", "user"), ("password", "password"),
-                            ("creds", "user_credentials"), ("nkey_seed", "nkeys_seed")):
+        for key in ("token", "user", "password"):
             value = getattr(self, key)
             if value is not None:
-                options[option] = value
+                options[key] = value
         if self.tls_ca or self.tls_cert:
             options["tls"] = self._tls_context()
         return options
@@ -152,28 +161,33 @@ def connect(connection: NatsConnection, name: str) -> Any:
     """A connected nats-py client (on this process's loop), named `name` in the server's
     monitoring; NatsUnavailable naming the servers (never the credentials) when none answers."""
     nats = require_nats()
+    last_error: list[Exception] = []
+
+    async def note(exc: Exception) -> None:
+        """nats-py reports a refused login or TLS handshake here and then only says "no servers";
+        the last one is what a failed connection reports. (A lost connection it then reconnects
+        is no failure: what matters fails where it is used.)"""
+        last_error[:] = [exc]
 
     async def opened() -> Any:
         # each server is tried once now (a refused connection fails at once); once connected,
         # a lost server is retried without end, while a cluster's others take over
         client = await asyncio.wait_for(nats.connect(
             name=name, connect_timeout=2, reconnect_time_wait=0.25, max_reconnect_attempts=1,
-            allow_reconnect=True, error_cb=_quiet, **connection.options()), CONNECT_S)
+            allow_reconnect=True, error_cb=note, **connection.options()), CONNECT_S)
         client.options["max_reconnect_attempts"] = -1
         return client
 
     try:
         return loop().call(opened())
     except TimeoutError:
+        why = f" (last: {type(last_error[0]).__name__}: {redact(str(last_error[0]))})" if last_error else ""
         raise NatsUnavailable(f"cannot connect to NATS at {connection.describe()}: no server "
-                              f"answered within {CONNECT_S:g} s") from None
+                              f"answered within {CONNECT_S:g} s{why}") from None
     except Exception as exc:  # nats-py raises many kinds: auth, TLS, a refused connection
+        cause = last_error[0] if last_error else exc
         raise NatsUnavailable(f"cannot connect to NATS at {connection.describe()}: "
-                              f"{type(exc).__name__}: {redact(str(exc))}") from None
-
-
-async def _quiet(exc: Exception) -> None:
-    """nats-py reports a lost connection it then reconnects; what matters fails where it's used."""
+                              f"{type(cause).__name__}: {redact(str(cause))}") from None
 
 
 def close(client: Any) -> None:
