@@ -39,23 +39,46 @@ def read_message(data: bytes) -> tuple[str, int, int, AnyBatch, list[tuple[str, 
 
 
 class Positions:
-    """How far each producer's records have been read: what comes again is left out."""
+    """Which positions of each producer's records have been read: what comes again is left out,
+    whatever messages it comes in and in whatever order (a message published again after a
+    failover may be stored after later ones)."""
 
     def __init__(self) -> None:
-        self._next: dict[str, int] = {}
+        self._read: dict[str, list[list[int]]] = {}  # per producer: sorted, disjoint [low, high)
 
     def fresh(self, producer: str, position: int, count: int, batch: AnyBatch) -> tuple[AnyBatch, int]:
         """`(the records of batch not read before, how many were)`; `count` records of the
         producer's start at `position` (`batch` holds them, less any a spoilt frame lost)."""
-        expected = self._next.get(producer, 0)
+        ranges = self._read.setdefault(producer, [])
         end = position + count
-        if end <= expected:
-            return like(batch, []), len(batch)
-        self._next[producer] = end
-        if position >= expected:
+        if not ranges or position >= ranges[-1][1]:  # the usual case: the next records
+            if ranges and position == ranges[-1][1]:
+                ranges[-1][1] = end
+            else:
+                ranges.append([position, end])
             return batch, 0
-        seen = min(expected - position, len(batch))
-        return like(batch, items(batch)[seen:]), seen
+        covered = [(max(low, position), min(high, end)) for low, high in ranges if low < end and high > position]
+        _merge(ranges, position, end)
+        if not covered:
+            return batch, 0
+        if len(batch) != count:  # a spoilt frame: which record is which is not known
+            return (like(batch, []), len(batch)) if covered == [(position, end)] else (batch, 0)
+        read = set()
+        for low, high in covered:
+            read.update(range(low - position, high - position))
+        kept = [item for index, item in enumerate(items(batch)) if index not in read]
+        return like(batch, kept), len(read)
+
+
+def _merge(ranges: list[list[int]], low: int, high: int) -> None:
+    """Add [low, high) to sorted disjoint `ranges`, joining what it touches."""
+    merged = []
+    for current in sorted(ranges + [[low, high]]):
+        if merged and current[0] <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], current[1])
+        else:
+            merged.append(list(current))
+    ranges[:] = merged
 
 
 def event_time_range(batch: AnyBatch) -> tuple[int | None, int | None]:

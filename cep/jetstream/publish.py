@@ -3,9 +3,11 @@
 `Publisher.publish` hands a message to the event-loop thread and returns at once; the loop
 publishes messages in the order they were handed over (each starts with a callback queued in
 order, and nats-py appends a message to its outgoing buffer before it first yields), and the
-stream stores them in that order. `wait()` returns once JetStream acknowledged every message
-published so far, which is when their records are safe; at most `in_flight` messages wait for an
-acknowledgement, after which `publish` blocks (back-pressure, never an unbounded buffer).
+stream stores them in that order, except that a message published again (no acknowledgement in
+time: a failover) may be stored after later ones. `wait()` returns once JetStream acknowledged
+every message published so far, which is when their records are safe; at most `in_flight`
+messages wait for an acknowledgement, after which `publish` blocks (back-pressure, never an
+unbounded buffer).
 """
 from __future__ import annotations
 
@@ -18,6 +20,9 @@ from cep.errors import RuntimeFailure
 from cep.jetstream.client import loop
 
 MSG_ID = "Nats-Msg-Id"
+RETRY_FOR_S = 30.0
+"""How long a message is published again before the publisher gives up (the worker fails)."""
+RETRY_PAUSE_S = 0.25
 
 
 class PublishFailed(RuntimeFailure):
@@ -28,13 +33,16 @@ class PublishFailed(RuntimeFailure):
 class Publisher:
     """Ordered JetStream publishes with acknowledgements collected by `wait()`."""
 
-    def __init__(self, client: Any, in_flight: int = 512, ack_timeout_s: float = 10.0) -> None:
+    def __init__(self, client: Any, in_flight: int = 512, ack_timeout_s: float = 5.0) -> None:
         self._js = client.jetstream()
         self._loop = loop()
         self._slots = threading.BoundedSemaphore(in_flight)
         self._unacked: list[concurrent.futures.Future] = []
         self._ack_timeout_s = ack_timeout_s
         self.max_payload: int = client.max_payload
+        self.retries = 0
+        if not self._js._async_reply_prefix:  # set up before the first publish, or the first
+            self._loop.call(self._js._init_async_reply())  # two would race to (nats-py 2.7+)
 
     def publish(self, subject: str, body: bytes, msg_id: str | None = None) -> None:
         """Send one message (`msg_id`: JetStream drops a second message with the same id within
@@ -52,11 +60,22 @@ class Publisher:
 
     async def _publish(self, subject: str, body: bytes, headers: dict | None,
                        done: concurrent.futures.Future) -> None:
+        """Publish until JetStream acknowledges, for up to `RETRY_FOR_S`: a cluster electing a
+        stream leader, or a client reconnecting to another server, answers nothing for a while.
+        Publishing again is safe: a message with an id is stored once."""
+        deadline = asyncio.get_running_loop().time() + RETRY_FOR_S
         try:
-            ack = await self._js.publish_async(subject, body, headers=headers)
-            done.set_result(await asyncio.wait_for(ack, self._ack_timeout_s))
-        except Exception as exc:  # anything nats-py raises fails the wait for it
-            done.set_exception(exc)
+            while True:
+                try:
+                    ack = await self._js.publish_async(subject, body, headers=headers)
+                    done.set_result(await asyncio.wait_for(ack, self._ack_timeout_s))
+                    return
+                except Exception as exc:  # anything nats-py raises: no responders, timeouts, API errors
+                    if asyncio.get_running_loop().time() > deadline:
+                        done.set_exception(exc)
+                        return
+                    self.retries += 1
+                    await asyncio.sleep(RETRY_PAUSE_S)
         finally:
             self._slots.release()
 
@@ -74,7 +93,7 @@ class Publisher:
         """Return once every message published so far is stored; PublishFailed if one is not."""
         unacked, self._unacked = self._unacked, []
         for done in unacked:
-            _stored(done, self._ack_timeout_s + 5)
+            _stored(done, RETRY_FOR_S + self._ack_timeout_s + 5)
 
     @property
     def pending(self) -> int:

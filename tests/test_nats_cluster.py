@@ -1,0 +1,178 @@
+"""A 3-node NATS cluster on loopback, one server SIGKILLed while a pipeline records into a
+replicated stream (R3): nothing is lost under at_least_once and exactly_once, and exactly_once
+repeats nothing. CI runs one kill per mode; `CEP_NATS_SOAK=N` runs N kills per mode, each of a
+server chosen at random, at a random moment."""
+import json
+import os
+import random
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import cep
+from cep.jetstream.client import NatsConnection, close, connect, loop
+from tests.natsserver import NatsServer, require_server
+from tests.ports import free_port_range
+
+SOAK = int(os.environ.get("CEP_NATS_SOAK", "0"))
+
+RECORD = """version: 1
+name: record
+defaults: {{delivery: {delivery}, batch_size: 64}}
+sources:
+  ticks: {{type: synthetic, instruments: 3, count: {count}, rate: 10000, seed: 11, speed: realtime}}
+sinks:
+  log: {{type: nats, from: ticks, url: "{urls}", stream: CLUSTERED, replicas: 3}}
+"""
+
+REPLAY = """version: 1
+name: replay
+sources:
+  log: {{type: nats, url: "{urls}", stream: CLUSTERED}}
+sinks:
+  out: {{type: jsonl, from: log, path: out/replayed.jsonl}}
+"""
+
+REFERENCE = """version: 1
+name: reference
+sources:
+  ticks: {{type: synthetic, instruments: 3, count: {count}, rate: 10000, seed: 11}}
+sinks:
+  out: {{type: jsonl, from: ticks, path: out/reference.jsonl}}
+"""
+
+
+class Cluster:
+    """Three servers routed to each other on loopback, JetStream on, each with its own store."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        routes = free_port_range(3)
+        block = ("cluster {{ name: cep, listen: 127.0.0.1:{port}, routes: [{routes}] }}")
+        urls = ", ".join(f"nats-route://127.0.0.1:{routes + i}" for i in range(3))
+        self.servers = [NatsServer(binary, directory, block.format(port=routes + i, routes=urls), name=f"n{i + 1}")
+                        for i in range(3)]
+
+    def start(self) -> "Cluster":
+        for server in self.servers:
+            server.start()
+        self._wait_for_jetstream()
+        return self
+
+    @property
+    def urls(self) -> str:
+        return ",".join(server.url for server in self.servers)
+
+    def _wait_for_jetstream(self, within_s: float = 20.0) -> None:
+        """Servers say ready before the cluster elected its JetStream leader: ask until it has."""
+        client = connect(NatsConnection(url=self.urls), "test")
+        deadline = time.monotonic() + within_s
+        try:
+            while True:
+                try:
+                    loop().call(client.jetstream().account_info(), timeout=5)
+                    return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        finally:
+            close(client)
+
+    def leader(self, stream: str) -> int:
+        """The index of the server that leads `stream` now."""
+        client = connect(NatsConnection(url=self.urls), "test")
+        try:
+            name = loop().call(client.jetstream().stream_info(stream)).cluster.leader
+        finally:
+            close(client)
+        return [server.name for server in self.servers].index(name)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@pytest.fixture
+def cluster():
+    directory = Path(tempfile.mkdtemp(prefix="cep-nats-cluster-"))
+    cluster = Cluster(require_server(), directory).start()
+    yield cluster
+    cluster.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _lines(path: Path) -> list[str]:
+    return [json.dumps(json.loads(line), sort_keys=True) for line in path.read_text().splitlines()]
+
+
+def _record_with_a_kill(workdir: Path, cluster: Cluster, delivery: str, count: int, victim: int | None,
+                        after_s: float) -> int:
+    """Record while server `victim` (None: the stream's leader) is SIGKILLed `after_s` into the
+    run; the index of the server killed."""
+    path = workdir / "record.yaml"
+    path.write_text(RECORD.format(delivery=delivery, count=count, urls=cluster.urls))
+    plan = cep.compile(path)
+    killed = []
+
+    def kill() -> None:
+        killed.append(cluster.leader("CLUSTERED") if victim is None else victim)
+        cluster.servers[killed[0]].kill()
+
+    killer = threading.Timer(after_s, kill)
+    killer.start()
+    try:
+        status = cep.run(plan, backoff_s=0.05)
+    finally:
+        killer.cancel()
+        killer.join()
+    assert killed and status.nodes()["log"].received == count  # killed mid-run, not after
+    return killed[0]
+
+
+def _check(workdir: Path, cluster: Cluster, delivery: str, count: int) -> None:
+    (workdir / "replay.yaml").write_text(REPLAY.format(urls=cluster.urls))
+    cep.run(cep.compile(workdir / "replay.yaml"))
+    (workdir / "reference.yaml").write_text(REFERENCE.format(count=count))
+    cep.run(cep.compile(workdir / "reference.yaml"), inline=True)
+    replayed = _lines(workdir / "out" / "replayed.jsonl")
+    reference = _lines(workdir / "out" / "reference.jsonl")
+    assert set(replayed) == set(reference)  # nothing lost
+    if delivery == "exactly_once":
+        assert sorted(replayed) == sorted(reference)  # nothing twice
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+@pytest.mark.integration
+def test_a_server_killed_while_a_pipeline_records_into_a_replicated_stream_loses_nothing(
+        workdir, cluster, delivery):
+    _record_with_a_kill(workdir, cluster, delivery, count=20_000, victim=None, after_s=0.8)
+    _check(workdir, cluster, delivery, count=20_000)
+
+
+@pytest.mark.skipif(not SOAK, reason="soak: CEP_NATS_SOAK=N runs N kills per mode")
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+@pytest.mark.integration
+def test_soak_server_kills(delivery):
+    binary = require_server()
+    for run in range(SOAK):
+        seed = random.randrange(1 << 30)
+        rng = random.Random(seed)
+        directory = Path(tempfile.mkdtemp(prefix="cep-nats-soak-"))
+        workdir = directory / "w"
+        workdir.mkdir()
+        os.environ["CEP_RUN_DIR"] = str(workdir / "run")
+        cluster = Cluster(binary, directory).start()
+        try:
+            _record_with_a_kill(workdir, cluster, delivery, count=20_000, victim=rng.randrange(3),
+                                after_s=rng.uniform(0.3, 1.8))
+            _check(workdir, cluster, delivery, count=20_000)
+        except BaseException:
+            print(f"soak run {run} failed: seed {seed}")
+            raise
+        finally:
+            cluster.stop()
+            shutil.rmtree(directory, ignore_errors=True)
