@@ -7,7 +7,6 @@ import os
 import random
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -110,26 +109,20 @@ def _lines(path: Path) -> list[str]:
 
 
 def _record_with_a_kill(workdir: Path, cluster: Cluster, delivery: str, count: int, victim: int | None,
-                        after_s: float) -> int:
-    """Record while server `victim` (None: the stream's leader) is SIGKILLed `after_s` into the
-    run; the index of the server killed."""
+                        after: int) -> int:
+    """Record while server `victim` (None: the stream's leader) is SIGKILLed once the sink has
+    received `after` records; the index of the server killed."""
     path = workdir / "record.yaml"
     path.write_text(RECORD.format(delivery=delivery, count=count, urls=cluster.urls))
-    plan = cep.compile(path)
     killed = []
 
-    def kill() -> None:
-        killed.append(cluster.leader("CLUSTERED") if victim is None else victim)
-        cluster.servers[killed[0]].kill()
+    def kill(status) -> None:
+        if not killed and status.nodes()["log"].received > after:
+            killed.append(cluster.leader("CLUSTERED") if victim is None else victim)
+            cluster.servers[killed[0]].kill()
 
-    killer = threading.Timer(after_s, kill)
-    killer.start()
-    try:
-        status = cep.run(plan, backoff_s=0.05)
-    finally:
-        killer.cancel()
-        killer.join()
-    assert killed and status.nodes()["log"].received == count  # killed mid-run, not after
+    status = cep.run(cep.compile(path), on_status=kill, backoff_s=0.05)
+    assert killed and status.nodes()["log"].received == count  # killed mid-run, and all came
     return killed[0]
 
 
@@ -149,7 +142,7 @@ def _check(workdir: Path, cluster: Cluster, delivery: str, count: int) -> None:
 @pytest.mark.integration
 def test_a_server_killed_while_a_pipeline_records_into_a_replicated_stream_loses_nothing(
         workdir, cluster, delivery):
-    _record_with_a_kill(workdir, cluster, delivery, count=20_000, victim=None, after_s=0.8)
+    _record_with_a_kill(workdir, cluster, delivery, count=20_000, victim=None, after=4000)
     _check(workdir, cluster, delivery, count=20_000)
 
 
@@ -166,11 +159,11 @@ def test_soak_server_kills(delivery, monkeypatch):
         monkeypatch.setenv("CEP_RUN_DIR", str(workdir / "run"))
         cluster = Cluster(binary, directory).start()
         try:
-            victim, after_s = rng.randrange(3), rng.uniform(0.3, 1.8)
-            _record_with_a_kill(workdir, cluster, delivery, count=20_000, victim=victim, after_s=after_s)
+            victim, after = rng.randrange(3), rng.randrange(1000, 15_000)
+            _record_with_a_kill(workdir, cluster, delivery, count=20_000, victim=victim, after=after)
             _check(workdir, cluster, delivery, count=20_000)
         except BaseException:
-            print(f"soak run {run} failed: server n{victim + 1} killed {after_s:.2f} s into the run")
+            print(f"soak run {run} failed: server n{victim + 1} killed after {after} records")
             raise
         finally:
             cluster.stop()
