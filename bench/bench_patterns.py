@@ -129,7 +129,7 @@ def pattern_costs(path: Path = DATA, repeats: int = ROUNDS) -> dict[str, dict]:
     (rule). `bench/run.py` reports these in its in-process section."""
     events = load(path)
     moves = without_equal_mids(events)
-    momentum = pipeline({"use": "momentum", "with": {"count": 5, "action": "BUY", "quantity": 100}})
+    momentum = pipeline({"use": "momentum_pattern", "with": {"count": 5, "action": "BUY", "quantity": 100}})
     cases = {"engine momentum": (engine(MOMENTUM, moves), len(moves)),
              "engine dip_then_rise (any)": (engine(DIP_THEN_RISE, moves), len(moves)),
              "rule momentum (template)": (rule(momentum, events), len(events))}

@@ -183,8 +183,8 @@ def test_a_missing_file_exits_2(tmp_path):
 
 def test_a_rule_library_case_reports_a_bad_parameter_at_its_rule_line(tmp_path):
     library = ROOT / "rules" / "momentum.yaml"
-    text = f"pipeline: {library}\ntests:\n  - name: c\n    rule: {{use: momentum, with: {{count: zero}}}}\n" \
-           "    expect: {momentum: []}\n"
+    text = f"pipeline: {library}\ntests:\n  - name: c\n    rule: {{use: momentum_pattern, with: {{count: zero}}}}\n" \
+           "    expect: {momentum_pattern: []}\n"
     code, _, err = cep_test(write(tmp_path, text))
     assert code == 2
     assert ":4:5: case \"c\": rule:" in err and "'zero'" in err

@@ -29,10 +29,12 @@ def cep(*args, capsys):
 
 
 @pytest.mark.parametrize("path", PIPELINES + RULES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_shipped_pipeline_and_rule_library_validates(path, capsys):
+def test_every_shipped_pipeline_and_rule_library_validates_without_a_warning(path, capsys):
+    """An example runs clean: a warning on every `cep run` of it would teach users to ignore them."""
     code, out, err = cep("validate", path, capsys=capsys)
     assert code == 0, err
     assert "ok" in out
+    assert "warning" not in out + err
 
 
 VALID = f"""version: 1

@@ -46,19 +46,51 @@ def test_plugins_of_a_pipeline_list_its_imported_templates_with_their_parameters
     registry = pipeline_registry(load_pipeline(ROOT / "pipelines" / "dip_then_rise.yaml"))
     listing = "\n".join(describe(registry))
     templates = listing[listing.index("templates"):]
-    assert "momentum" in templates and "rules/momentum.yaml" in templates
+    assert "momentum_pattern" in templates and "rules/momentum.yaml" in templates
     for param in ("count", "action", "within", "min_move_bps"):
         assert f"      {param} = " in templates, param
-    assert "shadows the built-in rule" in templates
+    assert "shadows" not in templates
     assert "templates" not in "\n".join(describe(default_registry()))
 
 
-def test_validate_says_when_a_template_shadows_a_built_in_rule():
-    plan = cep.compile(ROOT / "pipelines" / "dip_then_rise.yaml")
+SHADOWING = textwrap.dedent("""\
+    version: 1
+    templates:
+      momentum:
+        description: Buy after N rising mids, as a pattern.
+        params: {count: 3}
+        pattern: [{name: up, where: "mid > prev.mid", times: "{{count}}"}]
+    """)
+
+
+def shadowing(tmp_path):
+    """A pipeline importing a library whose template `momentum` shadows the built-in rule."""
+    (tmp_path / "rules.yaml").write_text(SHADOWING)
+    (tmp_path / "p.yaml").write_text(textwrap.dedent("""\
+        name: shadow
+        imports: [rules.yaml]
+        sources: {ticks: {type: synthetic}}
+        streams: {quotes: {from: ticks, ops: [{map: {mid: "(bid_price + ask_price) / 2"}}]}}
+        rules:
+          a: {use: momentum, from: quotes, with: {count: 2}}
+          b: {use: momentum, from: quotes}
+        sinks: {out: {type: "null", from: [a, b]}}
+        """))
+    return tmp_path / "p.yaml"
+
+
+def test_plugins_of_a_pipeline_name_a_template_that_shadows_a_built_in_rule(tmp_path):
+    listing = "\n".join(describe(pipeline_registry(load_pipeline(shadowing(tmp_path)))))
+    [line] = [line for line in listing.splitlines() if line.startswith("  momentum ") and "rules.yaml" in line]
+    assert "shadows the built-in rule" in line
+
+
+def test_validate_says_when_a_template_shadows_a_built_in_rule(tmp_path):
+    plan = cep.compile(shadowing(tmp_path))
     shadowed = [w for w in plan.warnings if "shadows the built-in rule 'momentum'" in w]
-    assert len(shadowed) == 2, plan.warnings  # momentum5_buy and momentum5_sell
-    assert all(":26:" in w or ":30:" in w for w in shadowed), shadowed
-    assert all("rules/momentum.yaml" in w for w in shadowed)
+    assert len(shadowed) == 2, plan.warnings  # a and b
+    assert all(":6:" in w or ":7:" in w for w in shadowed), shadowed
+    assert all("rules.yaml" in w for w in shadowed)
     builtin = cep.compile(ROOT / "pipelines" / "momentum.yaml")
     assert not [w for w in builtin.warnings if "shadows" in w]
 

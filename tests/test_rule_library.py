@@ -31,9 +31,10 @@ sinks:
 def pipeline(workdir, name: str, source: str, rules: dict[str, str], library: bool,
              deploy: str = ""):
     path = workdir / f"{name}.yaml"
+    use = "momentum_pattern" if library else "momentum"  # the template, or the built-in rule
     path.write_text(PIPELINE.format(
         name=name, imports=f"imports: [{LIBRARY}]" if library else "", source=source,
-        rules="\n".join(f"  {rid}: {{use: momentum, from: quotes, with: {args}}}"
+        rules="\n".join(f"  {rid}: {{use: {use}, from: quotes, with: {args}}}"
                         for rid, args in rules.items()),
         ids=", ".join(rules), deploy=deploy))
     return cep.compile(path)
