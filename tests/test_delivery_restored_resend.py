@@ -9,7 +9,8 @@ import zmq
 
 import cep
 from cep import codec
-from cep.runtime import reliable
+from cep.runtime import transport
+from cep.runtime.transport.reliable import retx_topic
 from cep.runtime.delivery import Receipts, epoch
 from tests.test_faults import write_pipeline
 
@@ -18,7 +19,7 @@ from tests.test_faults import write_pipeline
 def test_a_restored_consumer_acknowledges_an_older_producer_incarnations_resend_it_had_delivered(workdir):
     plan = cep.compile(write_pipeline(workdir, "exactly_once", parallelism=2))
     os.makedirs(plan.run_dir, exist_ok=True)
-    edge = next(e for e in plan.edges if e.pattern == "pub/sub" and reliable.checkpointed([e]))
+    edge = next(e for e in plan.edges if e.pattern == "pub/sub" and transport.checkpointed([e]))
     producer = plan.process(edge.producer).workers[0]
     consumer = plan.process(edge.consumer).workers[1]
     context = zmq.Context()
@@ -26,7 +27,7 @@ def test_a_restored_consumer_acknowledges_an_older_producer_incarnations_resend_
     publisher.bind(edge.endpoints[0])
     dead = []
     receipts = Receipts()
-    inlet = reliable.inlet(context, plan, edge, consumer, 1, 2, lambda reason, data: dead.append(reason), receipts)
+    inlet = transport.inlet(context, plan, edge, consumer, 1, 2, lambda reason, data: dead.append(reason), receipts)
     try:
         channel, topic = (edge.id, producer), b"TICK.1"
         # its checkpoint: incarnation 0 of the producer up to 900, then incarnation 2 up to 500
@@ -35,7 +36,7 @@ def test_a_restored_consumer_acknowledges_an_older_producer_incarnations_resend_
         while not publisher.recv().startswith(b"\x01!HELLO."):  # subscribed: frames now reach it
             pass
         resend = codec.encode_frame(topic, codec.DATA, producer, epoch(0) + 820, None)
-        publisher.send(reliable.retx_topic(consumer) + resend)
+        publisher.send(retx_topic(consumer) + resend)
         batch, ended = inlet.receive(5000)
         receipts.end_pass()
         assert (batch, ended, dead) == (None, None, [])  # a duplicate: dropped, not refused

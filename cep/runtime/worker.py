@@ -16,8 +16,9 @@ import resource
 import signal
 import time
 import traceback
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import msgpack
 import zmq
@@ -27,7 +28,7 @@ from cep.components.base import Source
 from cep.components.state import restorer
 from cep.errors import RuntimeFailure
 from cep.observe.gauges import observed
-from cep.runtime import processes, reliable, security
+from cep.runtime import processes, security, transport
 from cep.runtime.builder import ProcessGraph, build_process
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore, offsets_part, seen_part, store_path
 from cep.runtime.deadletter import DeadLetters
@@ -37,7 +38,7 @@ from cep.runtime.metrics import COUNTS_SCHEMA, added
 from cep.runtime.offsets import SAVE_EVERY_S, Acknowledged, OffsetFile, Reservation
 from cep.runtime.registry import registry_for
 from cep.rows import AnyBatch, concat, items, like
-from cep.runtime.transport import Inlet, Outlet, PubOutlet
+from cep.runtime.transport import Acknowledging, Inlet, Outlet, RetainingOutlet
 
 METRICS_EVERY_S = 0.5
 """Workers report their counts at the same wall-clock instants, multiples of this ("rounds"), so
@@ -99,7 +100,7 @@ def worker_main(plan_data: dict, worker: str, incarnation: int, resume: bool, en
 
 def checkpointing(plan: Plan, process: str) -> bool:
     """The workers of `process` take checkpoints: an edge of theirs is exactly_once."""
-    return reliable.checkpointed(plan.edges_to(process) + plan.edges_from(process))
+    return transport.checkpointed(plan.edges_to(process) + plan.edges_from(process))
 
 
 def _send(socket: zmq.Socket, message: dict[str, Any]) -> None:
@@ -159,10 +160,10 @@ class Worker:
             pubsub = [edge for edge in edges if edge.pattern == "pub/sub"]
             outlets: list[Outlet] = []
             if pubsub:
-                outlets.append(reliable.pub_outlet(self.context, self.plan, self.worker, self.incarnation,
-                                                   node, pubsub, is_stopping))
-            outlets += [reliable.push_outlet(self.context, self.plan, self.worker, self.incarnation, edge,
-                                             is_stopping)
+                outlets.append(transport.pub_outlet(self.context, self.plan, self.worker, self.incarnation,
+                                                    node, pubsub, is_stopping))
+            outlets += [transport.push_outlet(self.context, self.plan, self.worker, self.incarnation, edge,
+                                              is_stopping)
                         for edge in edges if edge.pattern == "push/pull"]
             for outlet in outlets:
                 outlet.refuse = lambda reason, record, node=node: self._dead_letter(node, reason, record)
@@ -170,16 +171,16 @@ class Worker:
                 for edge in outlet.edges:
                     self.outlet_by_edge[edge.id] = outlet
             self.outlets += outlets
-        self.retaining = [o for o in self.outlets if isinstance(o, reliable.RetainingOutlet)]
-        self.reliable_inlets: dict[str, reliable.ReliableInlet] = {}
+        self.retaining = [o for o in self.outlets if isinstance(o, RetainingOutlet)]
+        self.reliable_inlets: dict[str, Acknowledging] = {}
         self.receipts.windows = [o.window for o in self.retaining]
         for edge in self.plan.edges_to(self.process.name):
             reader = next(n for n in self.process.nodes if edge.node in self.plan.nodes[n].inputs)
-            self.inlets.append(reliable.inlet(
+            self.inlets.append(transport.inlet(
                 self.context, self.plan, edge, self.worker, self.index, self.incarnation,
                 lambda reason, raw, node=reader: self._dead_letter(node, reason, raw), self.receipts))
-            if isinstance(self.inlets[-1], reliable.ReliableInlet):
-                self.reliable_inlets[edge.id] = self.inlets[-1]
+            if transport.reliable(edge):
+                self.reliable_inlets[edge.id] = self.inlets[-1]  # type: ignore[assignment]
         self._wire_sources()
 
     def _wire_sources(self) -> None:
@@ -267,21 +268,18 @@ class Worker:
 
     def _loop(self) -> None:
         # two pollers: while a reliable outlet's window is full (`held`), inputs wait unread
-        held_poller = zmq.Poller()
-        held_poller.register(self.control, zmq.POLLIN)
+        handlers: dict[Any, Callable[[], None]] = {self.control: self._on_control}
         for outlet in self.outlets:
-            if isinstance(outlet, PubOutlet):
-                held_poller.register(outlet.socket, zmq.POLLIN)
-        for outlet in self.retaining:
-            held_poller.register(outlet.acks, zmq.POLLIN)
+            handlers.update(outlet.readers)
+        held_poller = zmq.Poller()
+        for pollable in handlers:
+            held_poller.register(pollable, zmq.POLLIN)
         poller = zmq.Poller()
-        for socket, flags in held_poller.sockets:
-            poller.register(socket, flags)
+        for pollable in handlers:
+            poller.register(pollable, zmq.POLLIN)
         for inlet in self.inlets:
-            poller.register(inlet.socket, zmq.POLLIN)
-        sockets = {inlet.socket: inlet for inlet in self.inlets}
-        publishers = {o.socket: o for o in self.outlets if isinstance(o, PubOutlet)}
-        ack_sockets = {o.acks: o for o in self.retaining}
+            poller.register(inlet.pollable, zmq.POLLIN)
+            handlers[inlet.pollable] = partial(self._on_inbound, inlet)
         announced_ready = False
         next_metrics = time.monotonic()
         next_poll = 0.0
@@ -297,15 +295,8 @@ class Worker:
                     next_poll = now + BUSY_POLL_S
             else:
                 events = dict((held_poller if held else poller).poll(self._idle_wait_ms()))
-            for socket in events:
-                if socket is self.control:
-                    self._on_control()
-                elif socket in publishers:
-                    publishers[socket].on_readable()
-                elif socket in ack_sockets:
-                    ack_sockets[socket].on_acks()
-                else:
-                    self._on_inbound(sockets[socket])
+            for pollable in events:
+                handlers[pollable]()
             if solo is not None and not events:
                 self._on_inbound(solo, self._idle_wait_ms())
             if not announced_ready and all(getattr(o, "ready", True) for o in self.outlets):
@@ -378,7 +369,7 @@ class Worker:
             for outlet in self.retaining:
                 outlet.release()
         self.receipts.end_pass()
-        reliable.send_acks(self.receipts, self.reliable_inlets)
+        transport.send_acks(self.receipts, self.reliable_inlets)
         for outlet in self.retaining:
             outlet.resend_owed()
 
@@ -436,11 +427,8 @@ class Worker:
             subject.on_next(concat(burst))
 
     def _on_control(self) -> None:
-        while True:
-            try:
-                message = msgpack.unpackb(self.control.recv(zmq.NOBLOCK), raw=False)
-            except zmq.Again:
-                return
+        for raw in transport.drain(self.control):
+            message = msgpack.unpackb(raw, raw=False)
             kind = message.get("t")
             if kind == "start":
                 self.started = True

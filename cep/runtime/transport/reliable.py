@@ -17,7 +17,6 @@ pub/sub retransmits travel on `!RETX.<worker>\\0<topic>`, a topic only that work
 checkpoint holds them (`release()`), and inlets drop frames whose sequence number their stream
 already delivered ("duplicates removed").
 
-The factories at the bottom pick the plain or the reliable kind per the edges' delivery.
 """
 from __future__ import annotations
 
@@ -26,9 +25,10 @@ from typing import Callable
 import zmq
 
 from cep import codec
-from cep.plan import EdgePlan, Plan
 from cep.errors import CodecError
+from cep.plan import EdgePlan, Plan
 from cep.rows import AnyBatch, concat
+from cep.runtime import security
 from cep.runtime.delivery import (
     ACK,
     JOIN,
@@ -41,8 +41,8 @@ from cep.runtime.delivery import (
     encode_join,
     epoch,
 )
-from cep.runtime import security
-from cep.runtime.transport import END_TOPIC, Inlet, Outlet, PubOutlet, PushOutlet, _send, bind, connect
+from cep.runtime.transport.sockets import bind, connect, drain, send_frame
+from cep.runtime.transport.zeromq import END_TOPIC, PubOutlet, PushOutlet, ZmqInlet, ZmqOutlet
 
 RETX_PREFIX = b"!RETX."
 TICK_PREFIX = b"TICK."  # every data topic of PubOutlet._publish
@@ -77,7 +77,7 @@ class RetainingOutlet:
     unsent: list[tuple[zmq.Socket, bytes, int]] | None  # exactly_once: held until `release()`
     _ending: bool
 
-    def _retain_setup(self: Outlet, context: zmq.Context, plan: Plan, ack_index: int,
+    def _retain_setup(self: ZmqOutlet, context: zmq.Context, plan: Plan, ack_index: int,
                       incarnation: int) -> None:
         edges = [edge for edge in self.edges if reliable(edge)]
         workers = {w for edge in edges for w in plan.process(edge.consumer).workers}
@@ -92,6 +92,7 @@ class RetainingOutlet:
         self.acks.setsockopt(zmq.LINGER, 0)
         self.acks.setsockopt(zmq.MAXMSGSIZE, codec.MAX_MESSAGE_BYTES)
         bind(self.acks, edges[0].acks[ack_index])
+        self.readers[self.acks] = self.on_acks
 
     def _frame(self, topic: bytes, kind: int, seq: int, batch: AnyBatch | None) -> bytes:
         return super()._frame(topic, kind, self.epoch + seq, batch)  # type: ignore[misc]
@@ -136,11 +137,7 @@ class RetainingOutlet:
 
     def on_acks(self) -> None:
         """Read the ack socket: release acknowledged frames, answer JOINs."""
-        while True:
-            try:
-                message = self.acks.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
+        for message in drain(self.acks):
             try:
                 kind, consumer, incarnation, acked = decode_ack(message)
             except CodecError:
@@ -245,12 +242,12 @@ class ReliablePushOutlet(RetainingOutlet, PushOutlet):
         self._retransmit(worker)
         if self.ended:  # it restarted after the end: tell it again
             index = self._index_of[worker]
-            _send(self.sockets[index], self._frame(self.topic, codec.END, self.seq[index] + 1, None),
+            send_frame(self.sockets[index], self._frame(self.topic, codec.END, self.seq[index] + 1, None),
                   True, self.stopping)
 
 
 # -- consumer side --------------------------------------------------------------------------------
-class ReliableInlet(Inlet):
+class ReliableInlet(ZmqInlet):
     """An inlet that notes every data frame in the worker's `Receipts`, counts duplicates, and
     sends the acks back to each producer worker."""
 
@@ -342,32 +339,3 @@ def send_acks(receipts: Receipts, inlets: dict[str, ReliableInlet]) -> None:
     """Send every acknowledgement that became due (channels are (edge id, producer worker))."""
     for (edge_id, producer), acked in receipts.due().items():
         inlets[edge_id].acknowledge(producer, acked)
-
-
-# -- factories: plain or reliable, per the edges' delivery ------------------------------------------
-def pub_outlet(context: zmq.Context, plan: Plan, worker: str, incarnation: int, node: str,
-               edges: list[EdgePlan], stopping: Callable[[], bool]) -> PubOutlet:
-    if not any(reliable(edge) for edge in edges):
-        return PubOutlet(context, plan, worker, node, edges, plan.batch_size, stopping)
-    return ReliablePubOutlet(context, plan, worker, node, edges, plan.batch_size, stopping,
-                             _producer_index(plan, edges[0], worker), incarnation)
-
-
-def push_outlet(context: zmq.Context, plan: Plan, worker: str, incarnation: int, edge: EdgePlan,
-                stopping: Callable[[], bool]) -> PushOutlet:
-    if not reliable(edge):
-        return PushOutlet(context, plan, worker, edge, plan.batch_size, stopping)
-    return ReliablePushOutlet(context, plan, worker, edge, plan.batch_size, stopping,
-                              _producer_index(plan, edge, worker), incarnation)
-
-
-def inlet(context: zmq.Context, plan: Plan, edge: EdgePlan, worker: str, index: int, incarnation: int,
-          dead_letter: Callable[[str, bytes], None], receipts: Receipts) -> Inlet:
-    if not reliable(edge):
-        return Inlet(context, plan, edge, worker, index, dead_letter)
-    kind = DedupingInlet if checkpointed([edge]) else ReliableInlet
-    return kind(context, plan, edge, worker, index, dead_letter, receipts, incarnation)
-
-
-def _producer_index(plan: Plan, edge: EdgePlan, worker: str) -> int:
-    return plan.process(edge.producer).workers.index(worker)

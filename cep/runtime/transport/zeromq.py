@@ -1,5 +1,5 @@
-"""ZeroMQ channels between processes: the sending side (`Outlet`) and receiving side (`Inlet`) of
-plan edges.
+"""Plain ZeroMQ edges (at_most_once): `PubOutlet`, `PushOutlet` and `ZmqInlet` implement the
+transport protocol (`protocol.py`) with no acknowledgements; `reliable.py` builds on them.
 
 - pub/sub: the producer binds an XPUB; consumers connect SUBs. Subscribers join by handshake,
   never by sleeping: each subscribes to everything, then to its own `!HELLO.<worker>` topic; the
@@ -8,131 +8,42 @@ plan edges.
 - push/pull: every consumer worker binds a PULL; the producer connects one PUSH to each and routes
   records by partition key, so a key always reaches the same worker.
 
-A frame is one ZeroMQ message (`cep.codec`). Every frame carries producer id and a sequence
-number per (producer, topic); receivers count gaps.
 Records leave in frames of up to `batch_size`; the worker flushes partial frames after each pass
-of its loop. A full peer is handled per the edge's `backpressure`: `block` waits (nothing is lost while nothing
-crashes) and `drop` drops the frame and counts it. HWM and LINGER are set on every socket.
-End of stream is an END frame; the producer keeps its socket open until every consumer worker has
-acknowledged it (through the supervisor), because closing a PUSH whose peer is backed up loses the
-unread tail (DESIGN §4).
+of its loop. A full peer is handled per the edge's `backpressure`: `block` waits (nothing is lost
+while nothing crashes) and `drop` drops the frame and counts it. HWM and LINGER are set on every
+socket. End of stream is an END frame; the producer keeps its socket open until every consumer
+worker has acknowledged it (through the supervisor), because closing a PUSH whose peer is backed
+up loses the unread tail (DESIGN §4).
 """
 from __future__ import annotations
 
-import errno
-import time
 from typing import Callable
 
 import zmq
-import zmq.backend
 from zmq.utils.monitor import recv_monitor_message
 
 from cep import codec
-from cep.plan import EdgePlan, Plan
-from cep.errors import CodecError, TransportError
+from cep.errors import CodecError
 from cep.partition import Partitioner
+from cep.plan import EdgePlan, Plan
 from cep.rows import AnyBatch, Rows, items, like, split_by
 from cep.runtime import security
-from cep.runtime.rundir import owner_only_files
+from cep.runtime.transport.protocol import EdgeCounters, Pollable
+from cep.runtime.transport.sockets import (
+    EVENTS,
+    NOBLOCK,
+    POLLIN,
+    RECONNECT_MS,
+    bind,
+    connect,
+    drain,
+    get_option,
+    send_frame,
+)
 
 END_TOPIC = b"!END"
 HELLO_PREFIX = "!HELLO."
-SEND_RETRY_MS = 100
-SEND_PAUSE_MIN_S = 0.0005
-SEND_PAUSE_MAX_S = 0.02
-"""A blocked sender whose socket cannot wait for room sleeps between tries, this long at most:
-the delay it adds once room comes back."""
-RECONNECT_MS = 10
-"""How soon a connecting socket retries a peer that is not there (yet, or again after a restart)."""
-
-
-class EdgeCounters:
-    """Per edge: frames and events sent or received, drops (`missed`: those of a consumer worker
-    that was down), and sequence gaps; on reliable edges also unacknowledged frames (the largest
-    window of any consumer worker), retransmitted frames and duplicate frames received."""
-
-    __slots__ = ("frames", "events", "dropped", "missed", "gaps", "unacked", "retransmitted", "duplicates",
-                 "refused")
-
-    def __init__(self) -> None:
-        self.frames = 0
-        self.events = 0
-        self.dropped = 0
-        self.missed = 0
-        self.gaps = 0
-        self.unacked = 0
-        self.retransmitted = 0
-        self.duplicates = 0
-        self.refused = 0  # frames or acks refused as implausible (cep.runtime.security)
-
-    def snapshot(self) -> dict[str, int]:
-        return {"frames": self.frames, "events": self.events, "dropped": self.dropped, "missed": self.missed,
-                "gaps": self.gaps,
-                "unacked": self.unacked, "retransmitted": self.retransmitted, "duplicates": self.duplicates,
-                "refused": self.refused}
-
-
-def bind(socket: zmq.Socket, endpoint: str) -> None:
-    """Bind, translating 'address in use' into an error that says which address; a tcp socket
-    serves CURVE when the process has keys (`security.install`)."""
-    security.as_server(socket, endpoint)
-    try:
-        with owner_only_files():  # an ipc socket file: srw------- whatever the umask
-            socket.bind(endpoint)
-    except zmq.ZMQError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise TransportError(f"{endpoint} is already in use by another process "
-                                 "(is the pipeline already running? set transport.base_port or "
-                                 "transport.dir to run a second copy)") from exc
-        raise TransportError(f"cannot bind {endpoint}: {exc}") from exc
-
-
-def connect(socket: zmq.Socket, endpoint: str) -> None:
-    """Connect; a tcp socket is a CURVE client when the process has keys (`security.install`)."""
-    security.as_client(socket, endpoint)
-    socket.connect(endpoint)
-
-
 CONTROL_PREFIX = b"!"
-_NOBLOCK = int(zmq.NOBLOCK)
-_EVENTS = int(zmq.EVENTS)
-_POLLIN = int(zmq.POLLIN)
-_send_bytes = zmq.backend.Socket.send
-"""pyzmq's own send, under the `zmq.Socket` wrapper that adds a Python call with keyword
-arguments for options (routing ids, groups) cep never sends: about 0.3 us a frame, warm."""
-_get = zmq.backend.Socket.get
-"""pyzmq's own getsockopt: the wrapper turns `EVENTS` into an enum, which showed in profiles of
-the strategy and the sink (about 3% of their Python time, asked once per frame)."""
-
-
-def _send(socket: zmq.Socket, frame: bytes, blocking: bool, stopping: Callable[[], bool]) -> bool:
-    """Send a frame; True if sent. `block` retries while the peer is full, until stopping."""
-    try:
-        _send_bytes(socket, frame, _NOBLOCK)
-        return True
-    except zmq.Again:
-        if not blocking:
-            return False
-    return _send_when_room(socket, frame, stopping)
-
-
-def _send_when_room(socket: zmq.Socket, frame: bytes, stopping: Callable[[], bool]) -> bool:
-    """Wait for room to send `frame`, without spinning. A PUSH's POLLOUT waits for room; an XPUB
-    says POLLOUT at once even while a subscriber is full (XPUB_NODROP), so when the poll did not
-    wait, the wait is a sleep, doubled each time up to `SEND_PAUSE_MAX_S` (a stopped consumer
-    made a blocked gateway spend a core in this loop)."""
-    pause = SEND_PAUSE_MIN_S
-    while not stopping():
-        before = time.monotonic()
-        socket.poll(SEND_RETRY_MS, zmq.POLLOUT)
-        try:
-            _send_bytes(socket, frame, _NOBLOCK)
-            return True
-        except zmq.Again:
-            if time.monotonic() - before < pause:
-                time.sleep(pause)
-                pause = min(2 * pause, SEND_PAUSE_MAX_S)
-    return False
 
 
 def topic_owner(topic: bytes, workers: int) -> int | None:
@@ -145,13 +56,15 @@ def topic_owner(topic: bytes, workers: int) -> int | None:
     return int(partition) % workers if partition.isdigit() else None
 
 
-class Outlet:
-    """The producing side of the edges leaving one process for one node's output."""
+class ZmqOutlet:
+    """The producing end of one node's edges over ZeroMQ (`protocol.Outlet`)."""
 
     retained_for: frozenset[str] = frozenset()
     """Consumer workers for which sent frames are kept until acknowledged (reliable delivery)."""
     refuse: Callable[[str, object], None] | None = None
     """Dead-letters a record no frame can carry (`codec.encode_frame`); without it one raises."""
+    held = False
+    """Never: only a reliable outlet's window holds its worker's input back."""
 
     def __init__(self, producer: str, node: str, edges: list[EdgePlan], batch_size: int,
                  stopping: Callable[[], bool]) -> None:
@@ -166,6 +79,7 @@ class Outlet:
         self.ended = False
         # consumer workers that must acknowledge the END frame before the socket may close
         self.awaiting_ack: set[str] = set()
+        self.readers: dict[Pollable, Callable[[], None]] = {}
 
     def acknowledged(self, consumer_worker: str) -> None:
         self.awaiting_ack.discard(consumer_worker)
@@ -180,7 +94,7 @@ class Outlet:
 
     def _send_counted(self, socket: zmq.Socket, frame: bytes, events: int) -> bool:
         """Send a data frame per the backpressure policy; what is not sent is counted dropped."""
-        if _send(socket, frame, self.blocking, self.stopping):
+        if send_frame(socket, frame, self.blocking, self.stopping):
             self.counters.frames += 1
             self.counters.events += events
             return True
@@ -202,7 +116,7 @@ class Outlet:
         return codec.encode_frame(topic, kind, self.producer, seq, batch, self.refuse)
 
 
-class PubOutlet(Outlet):
+class PubOutlet(ZmqOutlet):
     """XPUB fan-out of market data: a topic per instrument partition (`TICK.<p>`) when a consumer
     is partitioned by instrument, else every instrument under `TICK.*` (see `EdgePlan`)."""
 
@@ -214,6 +128,7 @@ class PubOutlet(Outlet):
         self.socket.setsockopt(zmq.LINGER, 0)   # END is acknowledged before close; nothing left to flush
         self.socket.setsockopt(zmq.XPUB_NODROP, 1)
         bind(self.socket, edges[0].endpoints[0])
+        self.readers[self.socket] = self.on_subscriptions
         self.expected = {w for edge in edges for w in plan.process(edge.consumer).workers}
         self.joined: set[str] = set()
         self._missing: int | None = None  # workers neither joined nor retained for; None: to count
@@ -232,13 +147,9 @@ class PubOutlet(Outlet):
         if self.ended:  # a restarted consumer joined after the end: tell it again
             self._send_end()
 
-    def on_readable(self) -> None:
+    def on_subscriptions(self) -> None:
         """Subscription messages: track which consumer workers are connected."""
-        while True:
-            try:
-                message = self.socket.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
+        for message in drain(self.socket):
             subscribed, topic = message[:1] == b"\x01", message[1:].decode(errors="replace")
             if not topic.startswith(HELLO_PREFIX):
                 continue
@@ -294,13 +205,13 @@ class PubOutlet(Outlet):
         self._send_end()
 
     def _send_end(self) -> None:
-        _send(self.socket, self._frame(END_TOPIC, codec.END, 0, None), True, self.stopping)
+        send_frame(self.socket, self._frame(END_TOPIC, codec.END, 0, None), True, self.stopping)
 
     def close(self) -> None:
         self.socket.close(0)
 
 
-class PushOutlet(Outlet):
+class PushOutlet(ZmqOutlet):
     """PUSH to each worker of one consuming process; records routed by partition key."""
 
     def __init__(self, context: zmq.Context, plan: Plan, producer: str, edge: EdgePlan,
@@ -338,9 +249,6 @@ class PushOutlet(Outlet):
             del self._connecting[index]
         return not self._connecting
 
-    def on_readable(self) -> None:  # PUSH sockets never become readable
-        pass
-
     def send(self, batch: AnyBatch) -> None:
         self._adopt(batch)
         if len(self.sockets) == 1:
@@ -368,7 +276,7 @@ class PushOutlet(Outlet):
         self.ended = True
         self.awaiting_ack = set(self.workers)
         for index, socket in enumerate(self.sockets):
-            _send(socket, self._frame(self.topic, codec.END, self.seq[index] + 1, None), True, self.stopping)
+            send_frame(socket, self._frame(self.topic, codec.END, self.seq[index] + 1, None), True, self.stopping)
 
     def close(self) -> None:
         for monitor in self._connecting.values():
@@ -377,8 +285,8 @@ class PushOutlet(Outlet):
             socket.close(0)
 
 
-class Inlet:
-    """The receiving side of one edge in one consumer worker.
+class ZmqInlet:
+    """The receiving end of one edge in one consumer worker over ZeroMQ (`protocol.Inlet`).
 
     `receive()` returns the decoded batch of the next frame (or None for a control frame, a frame
     of another partition, or one that failed to decode and was dead-lettered). Gaps in sequence
@@ -422,10 +330,14 @@ class Inlet:
     def complete(self) -> bool:
         return self.producers <= self.ended
 
+    @property
+    def pollable(self) -> Pollable:
+        return self.socket
+
     def waiting(self) -> bool:
         """A frame is waiting to be read. Asking is cheaper than a read that finds nothing: pyzmq
         raises for that, and the exception cost a strategy 12 µs per frame at low rates."""
-        return bool(_get(self.socket, _EVENTS) & _POLLIN)
+        return bool(get_option(self.socket, EVENTS) & POLLIN)
 
     def _subscriptions(self) -> list[bytes]:
         """pub/sub: the topics to subscribe to before the HELLO handshake."""
@@ -438,7 +350,7 @@ class Inlet:
             self.socket.setsockopt(zmq.RCVTIMEO, wait_ms)
             self._wait_ms = wait_ms
         try:
-            return self.socket.recv(0 if wait_ms else _NOBLOCK)
+            return self.socket.recv(0 if wait_ms else NOBLOCK)
         except zmq.Again:
             raise BlockingIOError from None
 

@@ -1,0 +1,71 @@
+"""The transport: how frames cross between the processes of a pipeline.
+
+One small protocol (`protocol.py`: an `Outlet` sends batches and end-of-stream, an `Inlet`
+yields frames and, on reliable edges, acknowledges them) and its implementations:
+
+- `zeromq.py`: plain ZeroMQ, PUB/SUB for market data and PUSH/PULL for the rest (at_most_once);
+- `reliable.py`: the same sockets with acknowledgements, retention until acknowledged,
+  retransmission to a restarted consumer and checkpointed output (at_least_once, exactly_once);
+  its bookkeeping, which checkpoints and offsets share, is `cep.runtime.delivery`;
+- `sockets.py`: binding, connecting, sending per backpressure and draining, for ZeroMQ sockets.
+
+The factories below choose the implementation for an edge from the plan; the worker asks for
+nothing else. A new kind of edge (request/reply, another broker) is a module that implements the
+protocol and a branch here.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import zmq
+
+from cep.plan import EdgePlan, Plan
+from cep.runtime.delivery import Receipts
+from cep.runtime.transport.protocol import Acknowledging, EdgeCounters, Inlet, Outlet
+from cep.runtime.transport.reliable import (
+    DedupingInlet,
+    ReliableInlet,
+    ReliablePubOutlet,
+    ReliablePushOutlet,
+    RetainingOutlet,
+    checkpointed,
+    reliable,
+    send_acks,
+)
+from cep.runtime.transport.sockets import bind, connect, drain
+from cep.runtime.transport.zeromq import PubOutlet, PushOutlet, ZmqInlet, topic_owner
+
+__all__ = ["Acknowledging", "EdgeCounters", "Inlet", "Outlet", "RetainingOutlet", "bind", "checkpointed",
+           "connect", "drain", "inlet", "pub_outlet", "push_outlet", "reliable", "send_acks", "topic_owner"]
+
+
+def pub_outlet(context: zmq.Context, plan: Plan, worker: str, incarnation: int, node: str,
+               edges: list[EdgePlan], stopping: Callable[[], bool]) -> Outlet:
+    """The outlet of `worker` for `node`'s pub/sub edges (one socket serves them all)."""
+    if not any(reliable(edge) for edge in edges):
+        return PubOutlet(context, plan, worker, node, edges, plan.batch_size, stopping)
+    return ReliablePubOutlet(context, plan, worker, node, edges, plan.batch_size, stopping,
+                             _producer_index(plan, edges[0], worker), incarnation)
+
+
+def push_outlet(context: zmq.Context, plan: Plan, worker: str, incarnation: int, edge: EdgePlan,
+                stopping: Callable[[], bool]) -> Outlet:
+    """The outlet of `worker` for one push/pull edge."""
+    if not reliable(edge):
+        return PushOutlet(context, plan, worker, edge, plan.batch_size, stopping)
+    return ReliablePushOutlet(context, plan, worker, edge, plan.batch_size, stopping,
+                              _producer_index(plan, edge, worker), incarnation)
+
+
+def inlet(context: zmq.Context, plan: Plan, edge: EdgePlan, worker: str, index: int, incarnation: int,
+          dead_letter: Callable[[str, bytes], None], receipts: Receipts) -> Inlet:
+    """The inlet of `worker` (the `index`th of its process) for `edge`; a reliable one notes what
+    it reads in `receipts`."""
+    if not reliable(edge):
+        return ZmqInlet(context, plan, edge, worker, index, dead_letter)
+    kind = DedupingInlet if checkpointed([edge]) else ReliableInlet
+    return kind(context, plan, edge, worker, index, dead_letter, receipts, incarnation)
+
+
+def _producer_index(plan: Plan, edge: EdgePlan, worker: str) -> int:
+    return plan.process(edge.producer).workers.index(worker)
