@@ -2,6 +2,7 @@
 http, `cep top --once` from another process, and what `cep top` says when nothing runs."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -59,17 +60,42 @@ def ticks_out(samples: dict, pipeline: str = "watched") -> float:
     return samples.get(key, 0)
 
 
-def test_metrics_are_served_on_the_port_and_counters_grow(workdir):
+def in_mode(delivery: str) -> str:
+    return WATCHED.replace("version: 1\n", f"version: 1\ndefaults: {{delivery: {delivery}}}\n", 1)
+
+
+@pytest.mark.parametrize("delivery", ["at_most_once", "at_least_once", "exactly_once"])
+def test_metrics_are_served_on_the_port_and_counters_grow(workdir, delivery):
     port = free_port_range(1)
-    with running(workdir, WATCHED, "--metrics-port", str(port)):
+    with running(workdir, in_mode(delivery), "--metrics-port", str(port)):
         first = wait_for(lambda: ticks_out(samples := scrape(port)) > 0 and samples, 30, "no ticks counted")
         second = wait_for(lambda: ticks_out(samples := scrape(port)) > ticks_out(first) and samples, 30,
                           "the tick counter did not grow")
         names = {name for name, _ in second}
         assert {"cep_worker_resident_memory_bytes", "cep_pattern_partial_matches", "cep_edge_lag_seconds",
                 "cep_edge_frame_events_count"} <= names
+        assert ("cep_edge_unacked_frames" in names) == (delivery != "at_most_once")
+        if delivery == "exactly_once":
+            taken = wait_for(lambda: {labels: value for (name, labels), value in scrape(port).items()
+                                      if name == "cep_checkpoint_duration_seconds_count" and value > 0},
+                             30, "no checkpoint counted")
+            assert {dict(labels)["worker"] for labels in taken} >= {"gateway-ticks", "sink-signals"}
     with pytest.raises(OSError):  # the server ends with the run
         scrape(port)
+
+
+def test_a_killed_worker_s_restart_shows_in_the_metrics_and_in_top(workdir):
+    port = free_port_range(1)
+    with running(workdir, in_mode("at_least_once"), "--metrics-port", str(port)) as (path, _):
+        status = workdir / "run" / "watched" / "status.json"
+        pid = wait_for(lambda: json.loads(status.read_text())["workers"]["sink-signals"]["pid"], 30, "no sink pid")
+        os.kill(pid, signal.SIGKILL)
+        restarts = ("cep_worker_restarts_total", (("pipeline", "watched"), ("worker", "sink-signals")))
+        wait_for(lambda: scrape(port).get(restarts) == 1, 30, "the restart was not counted")
+        top = subprocess.run(CEP + ["top", str(path), "--once"], cwd=workdir, capture_output=True, text=True,
+                             timeout=60)
+        row = next(line for line in top.stdout.splitlines() if line.strip().startswith("sink-signals"))
+        assert str(pid) not in row and row.split()[-2:] == ["1", "running"], row
 
 
 def test_a_pipeline_s_metrics_port_that_is_taken_fails_the_run_naming_it(workdir):
