@@ -285,3 +285,26 @@ def test_the_readme_shows_the_captured_view_and_only_metrics_the_exporter_has():
     named = set(re.findall(r"\bcep_[a-z_]+\b", section)) - {"cep_top"}
     served = set(METRICS) | {f"{name}_count" for name in METRICS} | {f"{name}_sum" for name in METRICS}
     assert named and named <= served, named - served
+
+
+def test_a_status_file_that_cannot_be_written_does_not_stop_the_run(tmp_path):
+    writer = StatusFile(tmp_path / "removed under the run")
+    assert writer.write({"format": 1}) is False
+    writer = StatusFile(tmp_path)
+    assert writer.write({"format": 1}) is True
+
+
+def test_a_pattern_rule_reports_its_partial_matches_with_keys_cut_short():
+    from reactivex.subject import Subject
+
+    from cep.components.base import BuildContext
+    from cep.components.patterns.rule import KEY_CHARS, pattern
+    params = PatternParams.model_validate({"pattern": [{"name": "a"}, {"name": "b", "where": "x > a.x"}]})
+    ctx = BuildContext(node="rises", key="instrument")
+    inputs = Subject()
+    inputs.pipe(pattern(params, ctx)).subscribe(lambda batch: None)
+    long_key = "K" * 1000
+    inputs.on_next([{"instrument": long_key, "timestamp": 1, "x": 0}, {"instrument": "B", "timestamp": 2, "x": 0}])
+    gauges = ctx.counters.gauges()
+    assert gauges["alive"] == 2
+    assert sorted(gauges["top_keys"]) == [["B", 1], ["K" * KEY_CHARS, 1]]

@@ -30,14 +30,20 @@ class StatusFile:
         self.path = status_path(run_dir)
         self._temporary = self.path.with_name(STATUS + ".tmp")
 
-    def write(self, snapshot: dict[str, Any]) -> None:
-        fd = private_file(self._temporary)
+    def write(self, snapshot: dict[str, Any]) -> bool:
+        """Replace the status file with `snapshot`; False if it could not be written (the run
+        directory removed under the run, a full disk): the run goes on, the next write tries again."""
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps(snapshot, separators=(",", ":")).encode())
-        finally:
-            os.close(fd)
-        os.replace(self._temporary, self.path)
+            fd = private_file(self._temporary)
+            try:
+                os.ftruncate(fd, 0)
+                os.write(fd, json.dumps(snapshot, separators=(",", ":")).encode())
+            finally:
+                os.close(fd)
+            os.replace(self._temporary, self.path)
+        except OSError:
+            return False
+        return True
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -19,6 +19,8 @@ Partial matches discarded by the skip strategy are the pattern's meaning, not a 
 
 TOP_KEYS = 5
 """Keys holding the most partial matches that a rule reports (`cep top`)."""
+KEY_CHARS = 64
+"""A reported key is cut to this many characters (a key is data: it may be any string)."""
 
 
 class PatternState(TypedDict):
@@ -56,7 +58,7 @@ def pattern(params: PatternParams, ctx: BuildContext) -> BatchOperator:
 
     def gauges() -> dict:
         alive, top = matcher.partials(TOP_KEYS)
-        return {"alive": alive, "top_keys": [[str(key), count] for key, count in top]}
+        return {"alive": alive, "top_keys": [[str(key)[:KEY_CHARS], count] for key, count in top]}
 
     ctx.keep_gauges(gauges)
 
