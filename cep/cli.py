@@ -180,6 +180,8 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Rep
               drain_timeout: float | None = None, metrics_port: int | None = None) -> None:
     """Run, print the summary; exit 128 + the signal (130, 143) when Ctrl-C or SIGTERM stopped it,
     1 past --max-dead-letters."""
+    from cep.runtime.deadletter import Rotation
+    Rotation.from_environment()  # a bad CEP_DEAD_LETTERS_* is a mistake (exit 2) before any worker starts
     for warning in plan.warnings:
         click.echo(warning, err=True)
     if inline and (metrics_port or plan.metrics_port):

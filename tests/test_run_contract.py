@@ -278,7 +278,10 @@ def test_summary_json_has_counts_workers_dead_letters_and_the_exit(workdir):
     assert report["pipeline"] == "poison"
     assert report["exit"]["code"] == 1 and "max-dead-letters" in report["exit"]["reason"]
     assert report["nodes"]["ticks"]["emitted"] == 200 and report["nodes"]["broken"]["dead_lettered"] == 200
-    assert report["dead_letters"] == {"path": str(workdir / "out" / "deadletter.jsonl"), "count": 200}
+    dead = report["dead_letters"]
+    assert (dead["path"], dead["count"]) == (str(workdir / "out" / "deadletter.jsonl"), 200)
+    assert dead["bytes"] == (workdir / "out" / "deadletter.jsonl").stat().st_size
+    assert (dead["rotated_bytes"], dead["dropped_by_rotation"]) == (0, 0)
     assert set(report["workers"]) == {"gateway-ticks", "sink-out"}
     assert all(worker["cpu_s"] >= 0 and worker["restarts"] == 0 for worker in report["workers"].values())
     assert list(report["edges"]) and all("delivery" in edge for edge in report["edges"].values())

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Union
 
 from cep.plan import Delivery, Plan
+from cep.runtime.deadletter import dead_letter_files
 
 LIVE_COUNTS = frozenset({"unacked"})
 """Edge counters that say how things are now, not how many happened: never added up."""
@@ -432,7 +433,8 @@ class RunStatus:
                                  "longest_silence_s": silences.get(worker, NO_SILENCE).seconds,
                                  "stuck": silences.get(worker, NO_SILENCE).seconds >= stuck_after_s}
                         for worker in workers},
-            "dead_letters": {"path": self.dead_letter_path, "count": self.dead_letters()},
+            "dead_letters": {"path": self.dead_letter_path, "count": self.dead_letters(),
+                             **dead_letter_files(self.dead_letter_path).to_dict()},
             "notes": list(self.notes),
         }
 
@@ -466,7 +468,8 @@ class RunStatus:
                   for node, reasons in self.noted().items()]
         lines += [f"stuck: {worker} {silence.describe()}"
                   for worker, silence in sorted(self.silences().items()) if silence.seconds >= stuck_after_s]
-        lines.append(f"dead letters: {self.dead_letters():,} this run, appended to {self.dead_letter_path}")
+        lines.append(f"dead letters: {self.dead_letters():,} this run, appended to {self.dead_letter_path} "
+                     + dead_letter_files(self.dead_letter_path).describe())
         lines += [f"note: {note}" for note in self.notes]
         return lines
 
