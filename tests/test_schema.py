@@ -40,6 +40,18 @@ def test_the_schema_is_a_valid_draft_2020_12_schema(schema):
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 
+def refs(schema) -> set[str]:
+    if isinstance(schema, dict):
+        return {schema["$ref"]} if "$ref" in schema else set().union(*map(refs, schema.values()))
+    if isinstance(schema, list):
+        return set().union(*map(refs, schema))
+    return set()
+
+
+def test_every_reference_points_at_a_definition(schema):
+    assert refs(schema) and {ref.removeprefix("#/$defs/") for ref in refs(schema)} <= set(schema["$defs"])
+
+
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
 def test_every_example_pipeline_meets_the_schema_of_its_registry(path):
     schema = pipeline_schema(pipeline_registry(load_pipeline(path)))

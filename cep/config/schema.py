@@ -31,13 +31,6 @@ def pipeline_schema(registry: Registry) -> dict[str, Any]:
     return _Builder(registry).pipeline()
 
 
-def _envelope(model: type[BaseModel], field: str) -> dict[str, Any]:
-    """The schema of one envelope field (`backpressure`, `delivery`, `partition_by`)."""
-    schema = model.model_json_schema()["properties"][field]
-    schema.pop("title", None)
-    return schema
-
-
 class _Builder:
     """Collects the `$defs` of every model it describes under names that cannot collide."""
 
@@ -58,6 +51,12 @@ class _Builder:
         schema.pop("title", None)
         return schema
 
+    def envelope(self, model: type[BaseModel], field: str) -> dict[str, Any]:
+        """The schema of one envelope field (`backpressure`, `delivery`, `partition_by`)."""
+        schema = self.model(model, f"envelope.{model.__name__}")["properties"][field]
+        schema.pop("title", None)
+        return schema
+
     def params(self, component: Component) -> dict[str, Any]:
         return self.model(component.params, f"{component.kind}.{component.name}")
 
@@ -75,12 +74,12 @@ class _Builder:
             "defaults": self.model(Defaults, "defaults"),
             "transport": self.model(Transport, "transport"),
             "security": self.model(Security, "security"),
-            "sources": {**ids, "additionalProperties": self.typed("source", {"backpressure": _envelope(SourceSpec, "backpressure")})},
+            "sources": {**ids, "additionalProperties": self.typed("source", {"backpressure": self.envelope(SourceSpec, "backpressure")})},
             "streams": {**ids, "additionalProperties": self.stream()},
             "rules": {**ids, "additionalProperties": self.rule()},
             "sinks": {**ids, "additionalProperties": self.typed("sink", {
-                "from": _FROM, "delivery": _envelope(SinkSpec, "delivery"),
-                "backpressure": _envelope(SinkSpec, "backpressure")}, required=("from",))},
+                "from": _FROM, "delivery": self.envelope(SinkSpec, "delivery"),
+                "backpressure": self.envelope(SinkSpec, "backpressure")}, required=("from",))},
             "venues": {**ids, "additionalProperties": self.typed("venue", {"quotes": {"type": "string"}},
                                                                 required=("quotes",))},
             "orders": {**ids, "additionalProperties": self.order()},
@@ -126,7 +125,7 @@ class _Builder:
 
     def rule(self) -> dict[str, Any]:
         """`use:` a registered rule (its params under `with:`) or a template, or an inline pattern."""
-        inputs = {"from": _FROM, "partition_by": _envelope(RuleSpec, "partition_by")}
+        inputs = {"from": _FROM, "partition_by": self.envelope(RuleSpec, "partition_by")}
         templates = self.registry.templates
         withs = {name: self.params(self.registry.get("rule", name)) for name in self.registry.names("rule")}
         withs.update({name: {"type": "object", "properties": {param: {} for param in template.params},
