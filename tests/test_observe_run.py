@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,3 +151,26 @@ def test_momentum_yaml_at_1x_is_scraped_and_watched_while_it_runs(workdir):
                              timeout=60)
         assert top.returncode == 0, top.stderr
         assert all(name in top.stdout for name in ("gateway-ticks", "momentum5", "signals", "ticks->strategy"))
+
+
+def test_top_on_a_terminal_redraws_until_q(workdir):
+    import pty
+    import select
+    with running(workdir, WATCHED) as (path, _):
+        controller, terminal = pty.openpty()
+        top = subprocess.Popen(CEP + ["top", str(path)], cwd=workdir, stdin=terminal, stdout=terminal,
+                               stderr=subprocess.PIPE, text=True)
+        os.close(terminal)
+        try:
+            seen = b""
+            deadline = time.monotonic() + 30
+            while seen.count(b"processes") < 2 and time.monotonic() < deadline:  # drawn, then redrawn
+                if select.select([controller], [], [], 1)[0]:
+                    seen += os.read(controller, 65536)
+            assert seen.count(b"processes") >= 2, seen[-2000:]
+            os.write(controller, b"q")
+            assert top.wait(timeout=10) == 0, top.stderr.read()
+        finally:
+            if top.poll() is None:
+                top.kill()
+            os.close(controller)

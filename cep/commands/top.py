@@ -13,7 +13,7 @@ Examples:
   cep top pipelines/momentum.yaml           # the run of that pipeline
   cep top /tmp/cep-1000/momentum --once     # one view on stdout, for scripts""")
 @click.argument("target", required=False, type=click.Path(path_type=Path), metavar="[RUN_DIR | PIPELINE]")
-@click.option("--once", is_flag=True, help="Print the view once and exit (no terminal needed).")
+@click.option("--once", is_flag=True, help="Print the view once and exit (what it does when stdout is no terminal).")
 def top(target: Path | None, once: bool) -> None:
     """Show a running pipeline, refreshed twice a second: each process's CPU, memory and restarts;
     each node's rates, drops and dead letters; each edge's queue, unacknowledged frames and lag in
@@ -23,10 +23,10 @@ def top(target: Path | None, once: bool) -> None:
     from cep.observe.top import current_status, render, run_dir_of, watch
     run_dir = run_dir_of(target)
     snapshot = current_status(run_dir)
-    if once:
+    on_terminal = click.get_text_stream("stdout").isatty()
+    if once or not on_terminal:  # a view redrawn in place means nothing in a pipe or a file
         from rich.console import Console
-        console = Console(width=None if click.get_text_stream("stdout").isatty() else 160)
-        console.print(render(snapshot, run_dir))
+        Console(width=None if on_terminal else 160).print(render(snapshot, run_dir))
         return
     try:
         ended = watch(run_dir)
