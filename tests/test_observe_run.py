@@ -174,3 +174,20 @@ def test_top_on_a_terminal_redraws_until_q(workdir):
             if top.poll() is None:
                 top.kill()
             os.close(controller)
+
+
+def test_top_after_the_supervisor_was_killed_says_it_is_gone(workdir):
+    path = workdir / "watched.yaml"
+    path.write_text(WATCHED)
+    supervisor = subprocess.Popen(CEP + ["run", str(path), "-q"], cwd=workdir, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    run_dir = workdir / "run" / "watched"
+    try:
+        wait_for(lambda: (run_dir / "status.json").exists(), 60, "no status file")
+    finally:
+        os.kill(supervisor.pid, signal.SIGKILL)
+        supervisor.wait()
+    assert (run_dir / "status.json").exists()  # left behind: nobody removed it
+    top = subprocess.run(CEP + ["top", str(run_dir), "--once"], capture_output=True, text=True, timeout=60)
+    assert top.returncode == 1
+    assert f"the run's supervisor (pid {supervisor.pid}) is gone" in top.stderr

@@ -125,13 +125,14 @@ def _alive(pid: int) -> bool:
 
 
 # -- rendering ----------------------------------------------------------------------------------
-def render(snapshot: dict[str, Any], run_dir: Path) -> Any:
+def render(snapshot: dict[str, Any], run_dir: Path, live: bool = False) -> Any:
     """The whole view as one rich renderable: processes, nodes, edges, pattern rules, dead letters."""
     from rich.console import Group
     from rich.text import Text
     age = max(0.0, time.time() - snapshot["time"])
     title = Text.assemble(("cep top ", "bold"), (snapshot["pipeline"], "bold cyan"),
-                          f"  {snapshot['elapsed_s']:.1f}s  {run_dir}  (status {age:.1f}s old; q quits)")
+                          f"  {snapshot['elapsed_s']:.1f}s  {run_dir}  (status {age:.1f}s old"
+                          + ("; q quits)" if live else ")"))
     parts = [title, _processes(snapshot), _nodes(snapshot), _edges(snapshot)]
     if snapshot["patterns"]:
         parts.append(_patterns(snapshot))
@@ -235,7 +236,7 @@ def watch(run_dir: Path) -> str:
                 snapshot = current_status(run_dir, wait_s=0)
             except NothingRunning as ended:
                 return f"cep top: {ended}"
-            live.update(render(snapshot, run_dir), refresh=True)
+            live.update(render(snapshot, run_dir, live=True), refresh=True)
             if pressed(REFRESH_S) == "q":
                 return ""
 
