@@ -307,9 +307,11 @@ Examples:
 @click.option("--speed", default="max", show_default=True, help="max | realtime | Nx (e.g. 10x)")
 @click.option("--inline", is_flag=True, help="Run every node in this process.")
 @click.option("--quiet", "-q", is_flag=True, help="No live status; the summary only.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="PORT",
+              help="Serve Prometheus metrics on 127.0.0.1:PORT while it runs (overrides metrics.port).")
 @_reporting_options
 def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline: bool, quiet: bool,
-           **reporting) -> None:
+           metrics_port: int | None, **reporting) -> None:
     """Replay historical ticks from DATA through PIPELINE in event time."""
     if not inline:
         start_server()
@@ -318,7 +320,7 @@ def replay(pipeline: Path, data: Path, source_id: str | None, speed: str, inline
     model = load_pipeline(pipeline)
     model = replace_source(model, source_id, {"type": "csv", "path": str(data.resolve()), "speed": speed},
                            options={"path": f"--data {data}", "speed": f"--speed {speed}"})
-    _run_plan(cep.compile(model), inline, quiet, 3, Reporting(**reporting))
+    _run_plan(cep.compile(model), inline, quiet, 3, Reporting(**reporting), metrics_port=metrics_port)
 
 
 @cli.command(short_help="List sources, operators, rules and sinks with their parameters.",

@@ -27,13 +27,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def running(workdir: Path, text: str, *options: str, name: str = "watched") -> Iterator[tuple[Path, subprocess.Popen]]:
-    """`cep run` of the pipeline `text` named `name` (paced: it runs for minutes) until the block
-    ends; then Ctrl-C, and the run must drain and exit 130."""
+def running(workdir: Path, text: str, *options: str, name: str = "watched",
+            command: str = "run") -> Iterator[tuple[Path, subprocess.Popen]]:
+    """`cep run` (or `command`) of the pipeline `text` named `name` (paced: it runs for minutes)
+    until the block ends; then Ctrl-C, and the run must drain and exit 130."""
     path = workdir / f"{name}.yaml"
     path.write_text(text)
-    process = subprocess.Popen(CEP + ["run", str(path), "-q", *options], cwd=workdir, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(CEP + [command, str(path), "-q", *options], cwd=workdir,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: (workdir / "run" / name / "status.json").exists() or process.poll() is not None,
                  60, "no status file")
@@ -138,12 +139,19 @@ def test_top_says_nothing_is_running_and_exits_1(workdir):
     assert f"no pipeline is running under {workdir / 'empty'}" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_momentum_yaml_at_1x_is_scraped_and_watched_while_it_runs(workdir):
-    """The shipped pipeline on the shipped ticks, paced at their own speed (1x)."""
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_momentum_yaml_at_1x_is_scraped_and_watched_while_it_runs(workdir, command):
+    """The shipped pipeline on the shipped ticks, paced at their own speed (1x): as the pipeline
+    says, and as `cep replay --data FILE --speed 1x` makes it."""
+    data = next((ROOT / "data").glob("*.csv.gz"))
     text = (ROOT / "pipelines" / "momentum.yaml").read_text()
-    text = text.replace("../data/", f"{ROOT}/data/").replace("../out/", "out/").replace("speed: max", "speed: 1x")
-    port = free_port_range(1)
-    with running(workdir, text, "--metrics-port", str(port), name="momentum") as (path, _):
+    text = text.replace("../data/", f"{ROOT}/data/").replace("../out/", "out/")
+    options = ["--metrics-port", str(port := free_port_range(1))]
+    if command == "run":
+        text = text.replace("speed: max", "speed: 1x")
+    else:
+        options += ["--data", str(data), "--speed", "1x"]
+    with running(workdir, text, *options, name="momentum", command=command) as (path, _):
         first = wait_for(lambda: ticks_out(samples := scrape(port), "momentum") > 0 and samples, 30, "no ticks")
         wait_for(lambda: ticks_out(scrape(port), "momentum") > ticks_out(first, "momentum"), 30,
                  "the tick counter did not grow")
