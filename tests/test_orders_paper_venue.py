@@ -205,3 +205,15 @@ def test_in_a_replay_a_market_order_fills_at_the_quote_in_force_at_its_arrival(q
         fill = got[request.client_order_id]
         assert fill.timestamp == arrival
         assert fill.price == (in_force.ask_price if request.side is Action.BUY else in_force.bid_price)
+
+
+def test_fills_that_add_up_to_the_order_in_floating_point_complete_it_without_a_crumb():
+    # 0.003 + 0.003 + 0.0033 + 0.0007 falls 1.7e-18 short of 0.01: that is the whole order, not a
+    # fifth fill of 1.7e-18 (which the order ledger refused as a fill of an order already FILLED)
+    venue = PaperVenue()
+    venue.on_quote(quote(1, 99.0, 100.0, 1.0, 0.003))
+    venue.place(market("c1", "BUY", 0.01, 1))
+    for timestamp, size in enumerate([0.003, 0.0033, 0.0007, 1.0], start=2):
+        venue.on_quote(quote(timestamp, 99.0, 100.0, 1.0, size))
+    assert [quantity for _, _, quantity, _ in fills(venue)] == [0.003, 0.003, 0.0033, 0.0007]
+    assert venue.query("c1").status is OrderStatus.FILLED

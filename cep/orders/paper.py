@@ -33,7 +33,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from cep.events import Action, OrderStatus, TickEvent
-from cep.orders.lifecycle import Fill
+from cep.orders.lifecycle import FILL_TOLERANCE, Fill
 from cep.orders.venue import OrderRequest, OrderType, OrderUpdate, Report, VenueReply
 
 REMAINDERS = ("next_quotes", "expire")
@@ -212,7 +212,7 @@ class PaperVenue:
         order.fills += 1
         self._reports.append(Fill(request.client_order_id, f"{order.order_id}-{order.fills}", price,
                                   quantity, at, order.order_id))
-        if order.remaining <= 0:
+        if order.remaining <= request.quantity * FILL_TOLERANCE:  # what floating point leaves is no rest
             order.status = OrderStatus.FILLED
         else:
             order.status = OrderStatus.PARTIALLY_FILLED
