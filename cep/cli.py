@@ -204,6 +204,10 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Rep
         raise
     for line in status.summary_lines(stuck_after_s=reporting.stuck_after_s):
         click.echo(line, err=True)
+    if any(node.kind == "order" for node in plan.nodes.values()):
+        from cep.orders.summary import trading_summary  # signals, orders, fills, denials, PnL
+        for line in trading_summary(plan, status):
+            click.echo(line, err=True)
     code, reason = _exit_of(status, reporting.max_dead_letters)
     if reporting.summary_json is not None:
         _write_summary(reporting.summary_json, {**status.to_dict(stuck_after_s=reporting.stuck_after_s),

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any, Iterable, Literal
 
 NodeKind = Literal["source", "stream", "rule", "sink", "venue", "order"]
-Pattern = Literal["pub/sub", "push/pull"]
+Pattern = Literal["pub/sub", "push/pull", "dealer/router"]
 
 
 class Delivery(StrEnum):

@@ -58,10 +58,13 @@ def test_a_trading_pipeline_compiles_into_an_executor_and_a_venue_process(tmp_pa
     roles = {process.name: process.role for process in plan.processes}
     assert roles["executor-exec"] == "executor" and roles["venue-paper"] == "venue"
     executor = plan.nodes["exec"]
-    assert executor.kind == "order" and executor.inputs == ("up3", "quotes")
+    assert executor.kind == "order" and executor.inputs == ("exec.in",)
+    assert set(plan.nodes["exec.in"].inputs) == {"up3", "quotes"}  # merged beside its signals' rule
+    assert "exec.in" in plan.process("strategy").nodes
     assert executor.params["venue"] == "paper" and executor.params["quotes"] == "quotes"
     assert plan.nodes["paper"].kind == "venue" and plan.nodes["paper"].inputs == ("quotes",)
-    assert {edge.id for edge in plan.edges} >= {"up3->executor-exec", "exec->sink-log", "exec->sink-book"}
+    assert {edge.id for edge in plan.edges} >= {"exec.in->executor-exec", "exec->sink-log", "exec->sink-book",
+                                                "exec->venue-paper"}
 
 
 @pytest.mark.parametrize("change, expected", [

@@ -32,6 +32,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     from cep.compiler.checks import check
     from cep.compiler.graph import build_graph
     from cep.compiler.placement import place
+    from cep.compiler.trading import request_edges
     from cep.compiler.wiring import Endpoints, default_run_dir, wire
 
     checked = build_graph(pipeline)
@@ -42,5 +43,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     findings.errors += parallelism_problems
     findings.raise_errors()
     run_dir = run_dir or default_run_dir(pipeline)
-    edges = wire(pipeline, checked.graph, processes, nodes, Endpoints(pipeline, run_dir), registry)
+    endpoints = Endpoints(pipeline, run_dir)
+    edges = wire(pipeline, checked.graph, processes, nodes, endpoints, registry)
+    edges += request_edges(pipeline, nodes, processes, endpoints, edges)
     return assemble(pipeline, nodes, processes, edges, run_dir, findings.warnings)

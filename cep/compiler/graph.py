@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from cep.compiler.trading import LABELS, check_trading, inputs_written
+from cep.compiler.trading import LABELS, check_trading, inputs_written, merge_inputs
 from cep.config.models import Pipeline
 from cep.errors import Problem
 
-SECTIONS = (("source", "sources"), ("stream", "streams"), ("rule", "rules"), ("sink", "sinks"),
-            ("venue", "venues"), ("order", "orders"))
+SECTIONS = (("source", "sources"), ("stream", "streams"), ("venue", "venues"), ("rule", "rules"),
+            ("sink", "sinks"), ("order", "orders"))
+"""In this order: a venue takes each batch of quotes before the rules and executors do (in one
+process, an executor's request finds its venue up to date)."""
 READABLE = ("source", "stream", "rule", "order")  # what a `from:` may name
 
 
@@ -48,6 +50,7 @@ def build_graph(pipeline: Pipeline) -> Checked:
     _add_nodes(pipeline, result)
     _add_edges(pipeline, result)
     check_trading(pipeline, result)
+    merge_inputs(pipeline, result)
     _check_cycles(pipeline, result)
     _check_deploy(pipeline, result)
     _check_ends(pipeline, result)

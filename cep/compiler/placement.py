@@ -82,9 +82,12 @@ def _home(pipeline: Pipeline, node_id: str, data: dict, nodes: dict[str, NodePla
 
 def _stream_homes(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePlan], node_id: str,
                   owner: dict[str, set[str]]) -> set[str]:
-    """A stream's processes: its own when deployed (a process or parallelism), else its readers'
-    one, or each of its readers' when it keeps no state, else its own."""
+    """A stream's processes: an executor's merged input's are those of the rules it merges; else
+    its own when deployed (a process or parallelism), else its readers' one, or each of its
+    readers' when it keeps no state, else its own."""
     deploy = pipeline.deploy.get(node_id)
+    if graph.nodes[node_id].get("beside"):  # an executor's input, merged where its signals are made
+        return set().union(*(owner[n] for n in graph.nodes[node_id]["beside"]))
     if deploy and (deploy.process or deploy.parallelism > 1):
         return {deploy.process or f"stream-{node_id}"}
     readers = set().union(*(owner[reader] for reader in graph.successors(node_id)))

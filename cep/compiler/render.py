@@ -111,7 +111,8 @@ def _arcs(plan: Plan):
     for edge in plan.edges:
         consumer = plan.process(edge.consumer)
         for target in consumer.nodes:
-            if edge.node in plan.nodes[target].inputs:
+            if edge.node in plan.nodes[target].inputs or (edge.pattern == "dealer/router"
+                                                           and plan.nodes[target].kind == "venue"):
                 yield edge.producer, edge.node, consumer.name, target, edge
 
 

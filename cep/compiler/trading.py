@@ -10,13 +10,13 @@ request/reply edge of the plan (`cep.compiler.placement`).
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import networkx as nx
 
-from cep.config.models import OrderSpec, Pipeline
-from cep.errors import Problem
-from cep.plan import NodePlan
+from cep.config.models import OrderSpec, Pipeline, StreamSpec
+from cep.errors import CompileError, Problem
+from cep.plan import EdgePlan, NodePlan
 
 MARKET_DATA = ("source", "stream")
 """What a `quotes:` may name."""
@@ -76,3 +76,60 @@ def trading_node_plan(pipeline: Pipeline, node_id: str, kind: str, spec: Any,
                         params={**spec.params, "quotes": spec.quotes}, stateless=False)
     return NodePlan(id=node_id, kind="order", type="executor", inputs=inputs, stateless=False,
                     params={**spec.params, "venue": spec.venue, "quotes": quotes_of(pipeline, spec)})
+
+
+def merge_inputs(pipeline: Pipeline, result: Any) -> None:
+    """Give each executor one input, `<id>.in`: its signals and quotes merged in the process that
+    makes the signals (`beside` tells the placement), so they reach the executor over one socket
+    in the order the strategy made them (see `cep.orders.node`)."""
+    graph: nx.DiGraph = result.graph
+    for oid, spec in pipeline.orders.items():
+        inputs = list(graph.predecessors(oid)) if oid in graph else []
+        if not inputs:
+            continue
+        merge = f"{oid}.in"
+        if merge in graph:
+            result.errors.append(Problem(f'order executor "{oid}": the id "{merge}" is taken, and the executor '
+                                         "needs it for its input", pipeline.locate("orders", oid),
+                                         f'rename the node "{merge}"'))
+            continue
+        quotes = quotes_of(pipeline, spec)
+        makers = set().union(*(_makers(graph, s) for s in inputs if s != quotes)) or {quotes}
+        rules = {n for n in makers if graph.nodes[n]["kind"] == "rule"}
+        graph.add_node(merge, kind="stream", section="orders", beside=tuple(sorted(rules or makers)),
+                       spec=StreamSpec(id=merge, **{"from": tuple(inputs)}))
+        graph.remove_edges_from([(upstream, oid) for upstream in inputs])
+        graph.add_edges_from([(upstream, merge) for upstream in inputs] + [(merge, oid)])
+
+
+def _makers(graph: nx.DiGraph, node: str) -> set[str]:
+    """The rules or sources (through streams) whose records `node` carries."""
+    if graph.nodes[node]["kind"] != "stream":
+        return {node}
+    return set().union(set(), *(_makers(graph, upstream) for upstream in graph.predecessors(node)))
+
+
+def request_edges(pipeline: Pipeline, nodes: dict[str, NodePlan], processes: list, endpoint: Callable[[str], str],
+                  edges: list[EdgePlan]) -> list[EdgePlan]:
+    """Each executor's request/reply edge to its venue (DEALER -> ROUTER, the venue binds), and
+    a CompileError where the executor's signals are not made in one worker."""
+    host = {node_id: process for process in processes for node_id in process.nodes}
+    found = []
+    for oid, spec in pipeline.orders.items():
+        if oid not in nodes or spec.venue not in nodes:
+            continue
+        merged = [process for process in processes if f"{oid}.in" in process.nodes]
+        if len(merged) > 1 or any(process.parallelism > 1 for process in merged):
+            names = ", ".join(f"{p.name} x{p.parallelism}" if p.parallelism > 1 else p.name for p in merged)
+            raise CompileError(Problem(
+                f'order executor "{oid}": its signals are made in several workers ({names}), so their order '
+                "would differ from run to run", pipeline.locate("orders", oid, "from"),
+                "run the rules it reads in one process, with parallelism 1 (deploy: {RULE: {process: strategy}})"))
+        delivery = next((edge.delivery for edge in edges if edge.node == oid),
+                        next((edge.delivery for edge in edges if edge.consumer == host[oid].name),
+                             pipeline.defaults.delivery))
+        venue = host[spec.venue]
+        found.append(EdgePlan(id=f"{oid}->{venue.name}", node=oid, producer=host[oid].name, consumer=venue.name,
+                              pattern="dealer/router", endpoints=(endpoint(f"{spec.venue}.router"),),
+                              topic="requests", delivery=delivery, backpressure="block"))
+    return found

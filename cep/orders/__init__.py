@@ -1,7 +1,7 @@
 """The order half of cep: from a TradingSignal to orders, fills, a journal and positions.
 
-A Python API, usable today in one process (`PaperDesk`); the pipeline sections that will run it
-as processes are not wired yet. Each piece is its own module:
+Pipelines run it from their `orders:` and `venues:` sections (README "Trading"); the same core
+also runs in one process from Python (`PaperDesk`). Each piece is its own module:
 
 - `cep.orders.lifecycle`: the order state machine (`OrderLedger`), one `OrderEvent` per step;
   illegal moves, duplicate fills and overfills are refused and counted;
@@ -14,7 +14,13 @@ as processes are not wired yet. Each piece is its own module:
 - `cep.orders.positions`: positions with average cost, the `RiskManager`;
 - `cep.orders.journal` and `cep.orders.queries`: the append-only journal and what is read back
   from it (also by `cep positions JOURNAL` and `cep orders JOURNAL`);
-- `cep.orders.desk`: all of the above in one process (`PaperDesk`).
+- `cep.orders.desk`: all of the above in one process (`PaperDesk`);
+- `cep.orders.settings`: what an `orders:` entry says, validated;
+- `cep.orders.node` and `cep.orders.nodes`: the executor node of a pipeline, and how the
+  runtime builds it and the venue node;
+- `cep.orders.service`, `cep.orders.link`, `cep.orders.messages`: the venue node serving
+  requests in the executor's event time, the executor's side of it, and what they say;
+- `cep.orders.summary`: the trading lines of `cep run`'s summary.
 
 Example: two quotes, one signal, a journal, and the position read back from the journal alone::
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import reactivex
 from reactivex import operators as ops
@@ -22,6 +22,12 @@ from cep.plugins import Component, Registry
 from cep.rows import as_records
 from cep.runtime.hub import Hub
 from cep.runtime.fusion import fusable, fused_operator
+
+if TYPE_CHECKING:
+    from cep.orders.service import VenueService
+
+ChannelFor = Callable[[NodePlan], Any]
+"""How an executor node reaches its venue: node -> a `cep.orders.link.Channel`."""
 
 
 @dataclass
@@ -36,6 +42,7 @@ class ProcessGraph:
     counters: dict[str, Counters] = field(default_factory=dict)
     states: dict[str, tuple[Snapshot, Restore]] = field(default_factory=dict)  # `BuildContext.keep_state`
     open_sinks: set[str] = field(default_factory=set)
+    venues: dict[str, "VenueService"] = field(default_factory=dict)  # venue nodes, served by their requests
     failure: BaseException | None = None
 
     @property
@@ -50,7 +57,9 @@ class ProcessGraph:
 
 
 def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry: Registry,
-                  dead_letter: DeadLetterFn, incarnation: int = 0) -> ProcessGraph:
+                  dead_letter: DeadLetterFn, incarnation: int = 0, channel_for: ChannelFor | None = None) -> ProcessGraph:
+    """The graph of `process`'s nodes. An order executor reaches its venue through
+    `channel_for(node)` (default: the venue node built in this same process)."""
     graph = ProcessGraph()
     base_dir = Path(plan.base_dir)
     local = set(process.nodes)
@@ -94,6 +103,13 @@ def build_process(plan: Plan, process: ProcessPlan, worker_index: int, registry:
             if component.replayable:
                 graph.replayable.add(node_id)
             graph.outputs[node_id] = hub
+            continue
+        if node.kind in ("venue", "order"):
+            from cep.orders.nodes import build_trading_node  # the order half loads only when used
+            output = build_trading_node(plan, node, registry, graph, input_of(node), context(node, None),
+                                        channel_for, fail)
+            if output is not None:
+                graph.outputs[node_id] = output
             continue
         if node.kind == "sink":
             component = _component(registry, "sink", node.type)

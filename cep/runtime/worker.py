@@ -34,6 +34,7 @@ from cep.runtime.checkpoint import Checkpointer, CheckpointStore, offsets_part, 
 from cep.runtime.deadletter import DeadLetters
 from cep.runtime.delivery import Receipts
 from cep.runtime.gcpolicy import engine_gc
+from cep.runtime.hub import Hub
 from cep.runtime.metrics import COUNTS_SCHEMA, added
 from cep.runtime.offsets import SAVE_EVERY_S, Acknowledged, OffsetFile, Reservation
 from cep.runtime.registry import registry_for
@@ -127,7 +128,8 @@ class Worker:
         self.supervisor = multiprocessing.parent_process()  # None outside multiprocessing (tests)
         self.dead_letters = DeadLetters(plan.dead_letter, worker)
         self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
-                                                 self.dead_letters, incarnation if resume else 0)
+                                                 self.dead_letters, incarnation if resume else 0,
+                                                 self._venue_channel)
         self.outlets: list[Outlet] = []
         self.outlet_by_edge: dict[str, Outlet] = {}
         self.inlets: list[Inlet] = []
@@ -152,6 +154,11 @@ class Worker:
         signal.signal(signal.SIGTERM, lambda *_: self._stop())
 
     # -- setup ----------------------------------------------------------------------------------
+    def _venue_channel(self, node):
+        """How executor `node` here reaches its venue: a DEALER to the venue worker's ROUTER."""
+        from cep.runtime.transport import requests  # the order half loads only where it runs
+        return requests.dealer_channel(self.context, self.plan, node, self.worker)
+
     def _wire(self) -> None:
         is_stopping = lambda: self.stopping  # noqa: E731
         outgoing = self.plan.edges_from(self.process.name)
@@ -164,7 +171,7 @@ class Worker:
                                                     node, pubsub, is_stopping))
             outlets += [transport.push_outlet(self.context, self.plan, self.worker, self.incarnation, edge,
                                               is_stopping)
-                        for edge in edges if edge.pattern == "push/pull"]
+                        for edge in edges if edge.pattern == "push/pull"]  # dealer/router: the executor's own
             for outlet in outlets:
                 outlet.refuse = lambda reason, record, node=node: self._dead_letter(node, reason, record)
                 self.graph.outputs[node].subscribe(outlet.send, on_completed=outlet.end)
@@ -175,6 +182,11 @@ class Worker:
         self.reliable_inlets: dict[str, Acknowledging] = {}
         self.receipts.windows = [o.window for o in self.retaining]
         for edge in self.plan.edges_to(self.process.name):
+            if edge.pattern == "dealer/router":  # an executor's requests to a venue node here
+                from cep.runtime.transport import requests  # the order half loads only where it runs
+                self.graph.remote_inputs.setdefault(edge.node, Hub())
+                self.inlets.append(requests.router_inlet(self.context, self.plan, edge, self.graph.venues))
+                continue
             reader = next(n for n in self.process.nodes if edge.node in self.plan.nodes[n].inputs)
             self.inlets.append(transport.inlet(
                 self.context, self.plan, edge, self.worker, self.index, self.incarnation,

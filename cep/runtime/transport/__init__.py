@@ -7,7 +7,9 @@ yields frames and, on reliable edges, acknowledges them) and its implementations
 - `reliable.py`: the same sockets with acknowledgements, retention until acknowledged,
   retransmission to a restarted consumer and checkpointed output (at_least_once, exactly_once);
   its bookkeeping, which checkpoints and offsets share, is `cep.runtime.delivery`;
-- `sockets.py`: binding, connecting, sending per backpressure and draining, for ZeroMQ sockets.
+- `sockets.py`: binding, connecting, sending per backpressure and draining, for ZeroMQ sockets;
+- `requests.py`: request/reply between an order executor (DEALER, with timeout and retries) and
+  its venue (ROUTER, an `Inlet` of the venue worker); imported only by workers that have one.
 
 The factories below choose the implementation for an edge from the plan; the worker asks for
 nothing else. A new kind of edge (request/reply, another broker) is a module that implements the

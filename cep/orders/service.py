@@ -1,0 +1,183 @@
+"""The venue node: a venue adapter serving an executor's requests, in the executor's event time.
+
+Why a horizon: the venue process reads its quotes from the gateway while the executor's requests
+come over another socket, and the two race. If the venue matched every quote as it came, an
+order could meet a different book depending on which process ran faster. So quotes wait here
+until a request says the executor's clock reached them: a request stamped `t` and `n` (the
+executor had taken `n` quotes, the last at `t`) is served once this venue has `n` quotes, or one
+later than `t`, or the quotes ended; it then matches the quotes up to that point (those before
+`t`, and those at `t` up to the `n`-th) and advances to `t`, so an order arriving by then meets
+its book. The fills are then a function of the executor's requests and the quotes alone: the
+same in one process, in several, and on a rerun. (Both read the same stream of quotes, so they
+count them alike; if a live feed drops some on one side, the time still bounds the wait.)
+
+The fill stream is kept as a numbered log (`reports`); each reply carries the reports after the
+count the request says it has, up to the request's time, so a reply that is lost and asked for
+again loses no fill, a fill is never handed out twice under one count, and an executor restarted
+from a checkpoint (asking again from an earlier count and time) gets the fills of each instant at
+that instant, as the first time.
+
+Under exactly_once the venue's own crash changes nothing either: its state is checkpointed with
+its worker's (`cep.orders.state`), and every request it serves is first appended to a request log
+(`RequestLog`, SQLite in the run directory), since the reply leaves before the next checkpoint.
+A restarted venue restores its checkpoint and serves the logged requests after it again, in
+order, as its quotes come again: the same state, the same fills.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+from collections import Counter, deque
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+from cep.events import TickEvent
+from cep.orders import messages
+from cep.orders.venue import Report, VenueAdapter
+from cep.runtime.rundir import private_file
+
+Respond = Callable[[dict[str, Any]], None]
+Waiting = tuple[dict[str, Any], "Respond | None"]
+
+
+class VenueService:
+    """`on_quotes(records)`, `quotes_ended()` and `handle(request, respond)`; `respond` is called
+    once per request, perhaps later (when the quotes it waits for come)."""
+
+    def __init__(self, adapter: VenueAdapter, log: "RequestLog | None" = None) -> None:
+        self.adapter = adapter
+        self.log = log
+        self.reports: list[Report] = []
+        self.quotes: deque[TickEvent] = deque()
+        self.latest = -math.inf      # the newest quote's time so far
+        self.received = 0            # quotes so far
+        self.applied = 0             # quotes matched so far
+        self.ended = False
+        self.waiting: deque[Waiting] = deque()
+        self.refused: Counter[str] = Counter()
+        self.handled = 0
+        self.placed: set[str] = set()   # client order ids placed: a repeat is answered, never placed
+        self.repeats = 0
+
+    def on_quotes(self, records: list[dict[str, Any]]) -> None:
+        for record in records:
+            try:
+                quote = TickEvent(record["timestamp"], record["instrument"], record["bid_price"],
+                                  record["ask_price"], record.get("bid_volume"), record.get("ask_volume"))
+            except (KeyError, TypeError):
+                self.refused["not a quote"] += 1
+                continue
+            self.quotes.append(quote)
+            self.received += 1
+            self.latest = max(self.latest, quote.timestamp)
+        self.pump()
+
+    def quotes_ended(self) -> None:
+        self.ended = True
+        self.pump()
+
+    def handle(self, request: Any, respond: Respond) -> None:
+        if not (isinstance(request, dict) and request.get("op") in messages.OPS
+                and isinstance(request.get("id"), str) and isinstance(request.get("t"), int)
+                and isinstance(request.get("n"), int)
+                and isinstance(request.get("after"), int) and request["after"] >= 0):
+            self.refused["malformed request"] += 1
+            respond({"id": request.get("id") if isinstance(request, dict) else None,
+                     "error": "a request needs an id, an op of " + "/".join(messages.OPS) + ", t, n and after"})
+            return
+        self.waiting.append((request, respond))
+        self.pump()
+
+    def pump(self) -> None:
+        """Serve the requests whose time the quotes have passed, in the order they came."""
+        while self.waiting and self._reached(self.waiting[0][0]):
+            request, respond = self.waiting.popleft()
+            answer = self._serve(request)
+            if respond is not None:  # None: a logged request served again after a restart
+                if self.log is not None and "error" not in answer:
+                    self.log.append(request)
+                respond(answer)
+
+    def replay(self, requests: list[dict[str, Any]]) -> None:
+        """Serve again, before anything new, the requests served after the restored checkpoint."""
+        self.waiting.extendleft((request, None) for request in reversed(requests))
+
+    def _reached(self, request: dict[str, Any]) -> bool:
+        return self.ended or self.received >= request["n"] or self.latest > request["t"]
+
+    def _serve(self, request: dict[str, Any]) -> dict[str, Any]:
+        t, n = request["t"], request["n"]
+        on_quote = getattr(self.adapter, "on_quote", None)
+        while self.quotes and (self.quotes[0].timestamp < t or (self.quotes[0].timestamp == t and self.applied < n)):
+            quote = self.quotes.popleft()
+            self.applied += 1
+            if on_quote is not None:
+                on_quote(quote)
+        advance = getattr(self.adapter, "advance_to", None)
+        if advance is not None:
+            advance(t)
+        self._collect()
+        reply = None
+        try:
+            reply = self._call(request)
+        except (TypeError, ValueError) as exc:  # a request the venue cannot read: said, not raised
+            self.refused["malformed request"] += 1
+            return {"id": request["id"], "error": f"{type(exc).__name__}: {exc}"}
+        self._collect()
+        self.handled += 1
+        after = count = min(request["after"], len(self.reports))
+        while count < len(self.reports) and self.reports[count].timestamp <= t:
+            count += 1
+        return {"id": request["id"], "reply": messages.reply_of(reply),
+                "reports": [messages.report_of(r) for r in self.reports[after:count]], "count": count}
+
+    def _call(self, request: dict[str, Any]):
+        op = request["op"]
+        if op == "place":
+            order = messages.order_of(request.get("order"))
+            if order.client_order_id in self.placed:  # a retry whose reply was lost: not a second order
+                self.repeats += 1
+                request["repeat"] = True
+                known = self.adapter.query(order.client_order_id)
+                return None if known is None else replace(known, duplicate=True)
+            self.placed.add(order.client_order_id)
+            return self.adapter.place(order)
+        if op in ("cancel", "query"):
+            coid = request.get("client_order_id")
+            if not isinstance(coid, str):
+                raise ValueError(f"{op} needs a client_order_id")
+            return self.adapter.cancel(coid, request["t"]) if op == "cancel" else self.adapter.query(coid)
+        return None  # sync: only the reports
+
+    def _collect(self) -> None:
+        self.reports.extend(self.adapter.reports())
+
+
+class RequestLog:
+    """The requests a venue served, in order, durable before each reply leaves (SQLite, WAL;
+    0600 in the private run directory). `fresh` starts it empty (a new run)."""
+
+    def __init__(self, path: Path, fresh: bool) -> None:
+        if fresh:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        os.close(private_file(path))
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
+        self.db.execute("CREATE TABLE IF NOT EXISTS served (position INTEGER PRIMARY KEY, request BLOB NOT NULL)")
+        (self.count,) = self.db.execute("SELECT count(*) FROM served").fetchone()
+
+    def append(self, request: dict[str, Any]) -> None:
+        self.count += 1
+        self.db.execute("INSERT INTO served VALUES (?, ?)", (self.count, messages.encode(request)))
+
+    def since(self, handled: int) -> list[dict[str, Any]]:
+        """The requests served after the first `handled` (checked as any request is, when served)."""
+        rows = self.db.execute("SELECT request FROM served WHERE position > ? ORDER BY position", (handled,))
+        return [messages.decode(data) for (data,) in rows]
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,82 @@
+"""The trading half as a pipeline: real data through the gateway, the strategy, the executor and
+the paper venue as processes (and inline), OrderEvents to the log and the positions journal."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cep
+from cep.orders import positions_report, read_events
+from tests.conftest import SHIPPED_TICKS
+
+REPO = Path(__file__).resolve().parents[1]
+TRADING = (REPO / "pipelines" / "trading.yaml").read_text()
+
+
+def write_trading(directory: Path, delivery: str = "at_most_once", extra: str = "") -> Path:
+    text = TRADING.replace("../data/binance_btcusdt_ethusdt_20240808.csv.gz", str(SHIPPED_TICKS))
+    text = text.replace("../out/", "out/").replace("{delivery: at_most_once}", f"{{delivery: {delivery}}}")
+    path = directory / "trading.yaml"
+    path.write_text(text + extra)
+    return path
+
+
+def outcome(directory: Path) -> tuple[list[dict], list[dict]]:
+    """Every OrderEvent the log holds, and the positions the journal adds up to."""
+    with open(directory / "out" / "trading-orders.jsonl") as file:
+        events = [json.loads(line) for line in file]
+    return events, positions_report(directory / "out" / "trading-journal.db")
+
+
+@pytest.mark.integration
+def test_the_trading_pipeline_gives_the_same_orders_and_positions_inline_as_processes_and_on_a_rerun(workdir):
+    plan = cep.compile(write_trading(workdir))
+    assert {process.role for process in plan.processes} >= {"executor", "venue"}
+    cep.run(plan, inline=True)
+    inline = outcome(workdir)
+    status = cep.run(plan)
+    processes = outcome(workdir)
+    cep.run(plan)
+    rerun = outcome(workdir)
+    events, positions = inline
+    statuses = {event["status"] for event in events}
+    assert {"NEW", "SUBMITTED", "ACCEPTED", "FILLED", "DENIED"} <= statuses and positions
+    assert processes == inline and rerun == inline
+    journal = list(read_events(workdir / "out" / "trading-journal.db"))
+    assert [event.to_record() for event in journal] == events  # the journal holds what the log does
+    totals = status.nodes()
+    signals = totals["momentum5"].emitted + totals["levels10s"].emitted
+    assert signals == 647 and len({event["signal_id"] for event in events}) == signals - sum(
+        count for reason, count in totals["exec"].drops.items() if reason == "DUPLICATE_SIGNAL")
+
+
+@pytest.mark.integration
+def test_cep_run_ends_with_signals_orders_fills_denials_and_pnl_per_instrument(workdir):
+    path = write_trading(workdir)
+    result = subprocess.run([sys.executable, "-m", "cep.cli", "run", "-q", str(path)], capture_output=True,
+                            text=True, cwd=REPO, timeout=120, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+                                                                    "CEP_RUN_DIR": str(workdir / "run")})
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("trading exec: 647 signals, ") and "denied (" in line for line in lines)
+    book = next(line for line in lines if line.startswith("positions book"))
+    assert " orders sent, " in book and " fills, " in book
+    assert any(line.strip().startswith("BTCUSDT") and "realized PnL" in line for line in lines)
+    assert any(line.strip().startswith("ETHUSDT") and "realized PnL" in line for line in lines)
+    assert any(line.strip().startswith("total realized PnL") for line in lines)
+
+
+def test_cep_graph_shows_the_executor_the_venue_and_the_request_reply_edge(tmp_path):
+    plan = cep.compile(write_trading(tmp_path))
+    from cep.compiler.render import to_dot, to_text
+
+    text = to_text(plan)
+    assert "process executor-exec [executor]" in text and "process venue-paper [venue]" in text
+    assert "exec: executor-exec -> venue-paper  dealer/router" in text
+    assert '"executor-exec/exec" -> "venue-paper/paper" [label="dealer/router' in to_dot(plan)
+    (edge,) = [edge for edge in plan.edges if edge.pattern == "dealer/router"]
+    assert edge.endpoints[0].endswith("paper.router")
