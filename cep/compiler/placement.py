@@ -86,8 +86,9 @@ def _stream_homes(pipeline: Pipeline, graph: nx.DiGraph, nodes: dict[str, NodePl
     its own when deployed (a process or parallelism), else its readers' one, or each of its
     readers' when it keeps no state, else its own."""
     deploy = pipeline.deploy.get(node_id)
-    if graph.nodes[node_id].get("beside"):  # an executor's input, merged where its signals are made
-        return set().union(*(owner[n] for n in graph.nodes[node_id]["beside"]))
+    beside = set().union(set(), *(owner.get(n, ()) for n in graph.nodes[node_id].get("beside", ())))
+    if beside:  # an executor's input, merged where its signals are made
+        return beside
     if deploy and (deploy.process or deploy.parallelism > 1):
         return {deploy.process or f"stream-{node_id}"}
     readers = set().union(*(owner[reader] for reader in graph.successors(node_id)))

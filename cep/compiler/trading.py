@@ -94,7 +94,9 @@ def merge_inputs(pipeline: Pipeline, result: Any) -> None:
                                          f'rename the node "{merge}"'))
             continue
         quotes = quotes_of(pipeline, spec)
-        makers = set().union(*(_makers(graph, s) for s in inputs if s != quotes)) or {quotes}
+        makers = set().union(set(), *(_makers(graph, s) for s in inputs if s != quotes))
+        if not makers:  # it reads no signals (its `from:` is broken, and reported)
+            continue
         rules = {n for n in makers if graph.nodes[n]["kind"] == "rule"}
         graph.add_node(merge, kind="stream", section="orders", beside=tuple(sorted(rules or makers)),
                        spec=StreamSpec(id=merge, **{"from": tuple(inputs)}))
