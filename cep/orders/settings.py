@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt, WithJsonSchema
 
 from cep.durations import parse_duration
 from cep.orders.risk import SECOND_NS, RiskLimits, TradingState
@@ -45,8 +45,12 @@ def _duration_ns(value: object) -> object:
     return value
 
 
-Fraction = Annotated[PositiveFloat, BeforeValidator(_fraction)]
-DurationNs = Annotated[PositiveInt, BeforeValidator(_duration_ns)]
+Fraction = Annotated[PositiveFloat, BeforeValidator(_fraction), WithJsonSchema(
+    {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": r"^\s*[0-9.]+\s*%\s*$"}],
+     "description": "a percentage (0.5%) or a fraction (0.005)"})]
+DurationNs = Annotated[PositiveInt, BeforeValidator(_duration_ns), WithJsonSchema(
+    {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}],
+     "description": "a duration: 500ms, 2s, 1m, or seconds"})]
 
 
 class _Strict(BaseModel):
