@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cep import cli
-from tests.conftest import ROOT, SHIPPED_TICKS
+from tests.support import ROOT, SHIPPED_TICKS
 
 PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))
 RULES = sorted((ROOT / "rules").glob("*.yaml"))

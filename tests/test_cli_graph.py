@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 from tests.test_cli import cep
 
 MOMENTUM = ROOT / "pipelines" / "momentum.yaml"

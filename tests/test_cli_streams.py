@@ -2,7 +2,7 @@
 gets only what it asked for."""
 import json
 
-from tests.conftest import ROOT
+from tests.support import ROOT
 from tests.test_cli import cep
 
 RISKY = """version: 1

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from cep import codec
 from cep.errors import CodecError
 from cep.rows import Rows, as_records
-from tests.conftest import through_the_wire
+from tests.support import through_the_wire
 
 values = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=False),
                    st.text(max_size=20))

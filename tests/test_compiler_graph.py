@@ -4,12 +4,12 @@ from cep.compiler.graph import build_graph
 from cep.config import load_pipeline
 
 
-def built(write_pipeline, text):
-    return build_graph(load_pipeline(write_pipeline(text)))
+def built(pipeline_file, text):
+    return build_graph(load_pipeline(pipeline_file(text)))
 
 
-def test_nodes_carry_their_kind_and_edges_follow_from(write_pipeline):
-    checked = built(write_pipeline, """\
+def test_nodes_carry_their_kind_and_edges_follow_from(pipeline_file):
+    checked = built(pipeline_file, """\
         name: p
         sources:
           ticks: {type: synthetic, count: 10}
@@ -24,8 +24,8 @@ def test_nodes_carry_their_kind_and_edges_follow_from(write_pipeline):
     assert (checked.errors, checked.warnings, checked.unknown_inputs) == ([], [], set())
 
 
-def test_every_reference_problem_is_collected_with_its_line(write_pipeline):
-    checked = built(write_pipeline, """\
+def test_every_reference_problem_is_collected_with_its_line(pipeline_file):
+    checked = built(pipeline_file, """\
         name: p
         sources:
           ticks: {type: synthetic, count: 10}
@@ -49,8 +49,8 @@ def test_every_reference_problem_is_collected_with_its_line(write_pipeline):
     assert [(p.location.line, p.message) for p in checked.warnings] == [(3, 'source "ticks" has no consumers')]
 
 
-def test_acyclic_drops_the_cycle_and_marks_its_nodes_unknown(write_pipeline):
-    checked = built(write_pipeline, """\
+def test_acyclic_drops_the_cycle_and_marks_its_nodes_unknown(pipeline_file):
+    checked = built(pipeline_file, """\
         name: p
         sources:
           ticks: {type: synthetic, count: 10}
@@ -66,8 +66,8 @@ def test_acyclic_drops_the_cycle_and_marks_its_nodes_unknown(write_pipeline):
     assert checked.graph.has_edge("pong", "ping")  # the graph itself is left as written
 
 
-def test_a_pipeline_without_sources_is_an_error(write_pipeline):
-    checked = built(write_pipeline, """\
+def test_a_pipeline_without_sources_is_an_error(pipeline_file):
+    checked = built(pipeline_file, """\
         name: p
         sources: {}
         sinks:

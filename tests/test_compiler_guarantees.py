@@ -61,40 +61,40 @@ TWO_SINKS = """\
     """
 
 
-def loaded(write_pipeline, delivery: str, sink: str = "\"null\""):
-    pipeline = load_pipeline(write_pipeline(TWO_SINKS.replace("DELIVERY", delivery).replace("SIGNALS", sink)))
+def loaded(pipeline_file, delivery: str, sink: str = "\"null\""):
+    pipeline = load_pipeline(pipeline_file(TWO_SINKS.replace("DELIVERY", delivery).replace("SIGNALS", sink)))
     return pipeline, build_graph(pipeline).graph, pipeline_registry(pipeline)
 
 
-def test_delivery_is_propagated_back_from_each_sink(write_pipeline):
-    pipeline, graph, _ = loaded(write_pipeline, "at_least_once")
+def test_delivery_is_propagated_back_from_each_sink(pipeline_file):
+    pipeline, graph, _ = loaded(pipeline_file, "at_least_once")
     wanted = {node: delivery_wanted(pipeline, graph, [node]) for node in graph}
     assert wanted == {"ticks": "at_least_once", "quotes": "at_least_once", "up": "at_least_once",
                       "signals": "at_least_once", "raw": "at_most_once"}
     assert delivery_wanted(pipeline, graph, ["raw", "up"]) is Delivery.AT_LEAST_ONCE
 
 
-def test_the_default_applies_where_no_sink_asks_for_more(write_pipeline):
-    pipeline, graph, _ = loaded(write_pipeline, "at_most_once")
+def test_the_default_applies_where_no_sink_asks_for_more(pipeline_file):
+    pipeline, graph, _ = loaded(pipeline_file, "at_most_once")
     assert {delivery_wanted(pipeline, graph, [node]) for node in graph} == {Delivery.AT_MOST_ONCE}
 
 
-def test_a_sink_that_cannot_undo_its_effects_is_refused_under_exactly_once(write_pipeline):
-    pipeline, graph, registry = loaded(write_pipeline, "exactly_once", sink="stdout")
+def test_a_sink_that_cannot_undo_its_effects_is_refused_under_exactly_once(pipeline_file):
+    pipeline, graph, registry = loaded(pipeline_file, "exactly_once", sink="stdout")
     [problem] = check_guarantees(pipeline, graph, registry)
     assert problem.message == ('sink "signals": stdout has effects it cannot undo (no checkpoint hook); '
                                "exactly_once needs it checkpointed")
     assert problem.location.line == 9 and "at_least_once" in problem.hint
 
 
-def test_nothing_is_refused_below_exactly_once(write_pipeline):
-    pipeline, graph, registry = loaded(write_pipeline, "at_least_once", sink="stdout")
+def test_nothing_is_refused_below_exactly_once(pipeline_file):
+    pipeline, graph, registry = loaded(pipeline_file, "at_least_once", sink="stdout")
     assert check_guarantees(pipeline, graph, registry) == []
 
 
-def test_a_reliable_edge_blocks_whatever_backpressure_says(write_pipeline):
+def test_a_reliable_edge_blocks_whatever_backpressure_says(pipeline_file):
     text = TWO_SINKS.replace("DELIVERY", "at_least_once").replace("SIGNALS", "\"null\"")
-    plan = cep.compile(write_pipeline(text.replace("count: 10}", "count: 10, backpressure: drop}")))
+    plan = cep.compile(pipeline_file(text.replace("count: 10}", "count: 10, backpressure: drop}")))
     by_node = {edge.node: edge for edge in plan.edges}
     assert (by_node["up"].delivery, by_node["up"].backpressure) == ("at_least_once", "block")
     assert by_node["up"].acks

@@ -38,8 +38,8 @@ def placed(path):
     return place(pipeline, graph, node_plans(pipeline, graph, registry), registry)
 
 
-def test_two_independent_parallelism_problems_are_both_reported_at_their_keys(write_pipeline, problems_of):
-    path = write_pipeline(TWO_PROBLEMS)
+def test_two_independent_parallelism_problems_are_both_reported_at_their_keys(pipeline_file, problems_of):
+    path = pipeline_file(TWO_PROBLEMS)
     found = problems_of(path)
     assert len(found) == 2, found
     unkeyed, mixed = found
@@ -50,8 +50,8 @@ def test_two_independent_parallelism_problems_are_both_reported_at_their_keys(wr
     assert "different processes" in mixed
 
 
-def test_every_process_that_mixes_keys_is_reported(write_pipeline, problems_of):
-    path = write_pipeline(f"""\
+def test_every_process_that_mixes_keys_is_reported(pipeline_file, problems_of):
+    path = pipeline_file(f"""\
         name: parallel
         sources:
           ticks: {{type: synthetic, count: 10}}
@@ -75,8 +75,8 @@ def test_every_process_that_mixes_keys_is_reported(write_pipeline, problems_of):
     assert [line.split(":")[1] for line in found] == ["15", "17"], found
 
 
-def test_the_placement_step_returns_its_problems_beside_the_processes(write_pipeline):
-    processes, problems = placed(write_pipeline(TWO_PROBLEMS))
+def test_the_placement_step_returns_its_problems_beside_the_processes(pipeline_file):
+    processes, problems = placed(pipeline_file(TWO_PROBLEMS))
     assert {p.name for p in processes} == {"gateway-ticks", "stream-quotes", "strat", "sink-out"}
     assert [problem.location.line for problem in problems] == [12, 14]
 
@@ -95,8 +95,8 @@ TWO_RULES = textwrap.dedent(f"""\
     """)
 
 
-def test_rules_share_a_strategy_process_and_a_stateless_stream_is_fused_into_each_reader(write_pipeline):
-    pipeline = load_pipeline(write_pipeline(TWO_RULES + '  raw: {type: "null", from: quotes}\n'))
+def test_rules_share_a_strategy_process_and_a_stateless_stream_is_fused_into_each_reader(pipeline_file):
+    pipeline = load_pipeline(pipeline_file(TWO_RULES + '  raw: {type: "null", from: quotes}\n'))
     graph = build_graph(pipeline).graph
     assert group(pipeline, graph, node_plans(pipeline, graph, pipeline_registry(pipeline))) == {
         "gateway-ticks": ["ticks"], "strategy": ["quotes", "up", "down"], "sink-raw": ["quotes", "raw"],
@@ -107,16 +107,16 @@ def test_rules_share_a_strategy_process_and_a_stateless_stream_is_fused_into_eac
     ("{up: {parallelism: 2}, down: {parallelism: 2}}", {"strategy-x2-instrument": 2}),
     ("{up: {parallelism: 2}, down: {parallelism: 3}}", {"strategy-x2-instrument": 2, "strategy-x3-instrument": 3}),
 ])
-def test_parallel_rules_are_grouped_by_parallelism_and_key(write_pipeline, deploy, expected):
-    processes, problems = placed(write_pipeline(TWO_RULES + f"deploy: {deploy}\n"))
+def test_parallel_rules_are_grouped_by_parallelism_and_key(pipeline_file, deploy, expected):
+    processes, problems = placed(pipeline_file(TWO_RULES + f"deploy: {deploy}\n"))
     assert problems == []
     parallel = {p.name: p.parallelism for p in processes if p.parallelism > 1}
     assert parallel == expected
     assert {p.partition_key for p in processes if p.parallelism > 1} == {"instrument"}
 
 
-def test_a_replay_gateway_runs_nicer_than_the_rest(write_pipeline):
-    processes, _ = placed(write_pipeline(f"""\
+def test_a_replay_gateway_runs_nicer_than_the_rest(pipeline_file):
+    processes, _ = placed(pipeline_file(f"""\
         name: p
         sources:
           ticks: {{type: synthetic, count: 10}}
@@ -126,8 +126,8 @@ def test_a_replay_gateway_runs_nicer_than_the_rest(write_pipeline):
     assert {p.name: p.nice for p in processes} == {"gateway-ticks": GATEWAY_NICE, "sink-out": 0}
 
 
-def test_cep_compile_places_as_the_step_does(write_pipeline):
-    path = write_pipeline(TWO_PROBLEMS.replace("partition_by: bid_price", "partition_by: instrument")
+def test_cep_compile_places_as_the_step_does(pipeline_file):
+    path = pipeline_file(TWO_PROBLEMS.replace("partition_by: bid_price", "partition_by: instrument")
                           .replace("quotes: {parallelism: 2}", "quotes: {parallelism: 1}"))
     plan = cep.compile(path)
     processes, problems = placed(path)

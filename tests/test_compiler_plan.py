@@ -7,30 +7,30 @@ import pytest
 
 import cep
 
-from tests.conftest import ROOT
+CONFIG_LAYER = ("cep.config", "cep.config.loader", "cep.config.models", "yaml", "networkx")
 
-CONFIG_LAYER = ("cep.config", "cep.config.loader", "cep.config.models", "cep.compiler", "yaml", "networkx")
+
+def loaded_by_importing(module: str, root) -> list[str]:
+    """Which of the config layer's modules (and cep.compiler) importing `module` loads, in a
+    fresh interpreter."""
+    watched = (*CONFIG_LAYER, "cep.compiler")
+    probe = f"import {module}, sys, json; print(json.dumps([m for m in {watched!r} if m in sys.modules]))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=root, env={"PYTHONPATH": str(root)},
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
 
 
 @pytest.mark.parametrize("module", ["cep.runtime.worker", "cep.runtime.transport"])
-def test_a_worker_loads_neither_the_config_layer_nor_networkx(module):
+def test_a_worker_loads_neither_the_config_layer_nor_networkx(module, root):
     """What a fork server preloads for every worker: importing the compiler there cost each
     worker ~14 MB and 0.1 s of start-up (YAML, the config models, networkx)."""
-    probe = f"import {module}, sys, json; print(json.dumps([m for m in {CONFIG_LAYER!r} if m in sys.modules]))"
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={"PYTHONPATH": str(ROOT)},
-                            capture_output=True, text=True, check=True)
-    assert json.loads(result.stdout) == []
+    assert loaded_by_importing(module, root) == []
 
 
-def test_the_compiler_facade_loads_its_steps_only_when_it_compiles():
+def test_the_compiler_facade_loads_its_steps_only_when_it_compiles(root):
     """`cep graph`'s renderer and anything else that imports from cep.compiler without compiling
     do not pay for the config layer."""
-    loaded_by_compiling = ("cep.config", "cep.config.loader", "cep.config.models", "yaml", "networkx")
-    probe = ("import cep.compiler.render, sys, json; "
-             f"print(json.dumps([m for m in {loaded_by_compiling!r} if m in sys.modules]))")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={"PYTHONPATH": str(ROOT)},
-                            capture_output=True, text=True, check=True)
-    assert json.loads(result.stdout) == []
+    assert loaded_by_importing("cep.compiler.render", root) == ["cep.compiler"]
 
 
 PIPELINE = """\
@@ -48,11 +48,11 @@ PIPELINE = """\
     """
 
 
-def test_node_plans_say_what_a_worker_builds(write_pipeline):
+def test_node_plans_say_what_a_worker_builds(pipeline_file):
     from cep.compiler.assemble import node_plans
     from cep.compiler.graph import build_graph
     from cep.config import load_pipeline, pipeline_registry
-    pipeline = load_pipeline(write_pipeline(PIPELINE))
+    pipeline = load_pipeline(pipeline_file(PIPELINE))
     nodes = node_plans(pipeline, build_graph(pipeline).graph, pipeline_registry(pipeline))
     quotes = nodes["quotes"]
     assert (quotes.kind, quotes.type, quotes.inputs, quotes.key) == ("stream", "stream", ("ticks",), "instrument")
@@ -62,20 +62,20 @@ def test_node_plans_say_what_a_worker_builds(write_pipeline):
     assert nodes["signals"].params["path"] == "out/s.jsonl"
 
 
-def test_a_plan_survives_its_plain_data_form(write_pipeline):
+def test_a_plan_survives_its_plain_data_form(pipeline_file):
     """What a worker receives (`to_dict` -> msgpack -> `from_dict`) is the plan the compiler made,
     and the plain form holds plain strings only."""
     import msgpack
     from cep.plan import Plan
-    plan = cep.compile(write_pipeline(PIPELINE))
+    plan = cep.compile(pipeline_file(PIPELINE))
     data = plan.to_dict()
     assert {type(edge["delivery"]) for edge in data["edges"]} == {str}
     assert Plan.from_dict(msgpack.unpackb(msgpack.packb(data))) == plan
     assert Plan.from_dict(json.loads(json.dumps(data))) == plan
 
 
-def test_the_plan_names_its_processes_edges_and_files(write_pipeline, workdir):
-    plan = cep.compile(write_pipeline(PIPELINE))
+def test_the_plan_names_its_processes_edges_and_files(pipeline_file, workdir):
+    plan = cep.compile(pipeline_file(PIPELINE))
     assert [(p.name, p.role, p.workers) for p in plan.processes] == [
         ("gateway-ticks", "gateway", ("gateway-ticks",)),
         ("strategy-x2-instrument", "strategy", ("strategy-x2-instrument.0", "strategy-x2-instrument.1")),

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from cep.components.base import BuildContext
 from cep.plugins import default_registry
 from cep.rows import as_records
-from tests.conftest import SHIPPED_TICKS, records_into, through_the_wire
+from tests.support import SHIPPED_TICKS, records_into, through_the_wire
 
 REGISTRY = default_registry()
 

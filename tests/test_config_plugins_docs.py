@@ -12,7 +12,7 @@ import cep
 from cep.config import load_pipeline, pipeline_registry
 from cep.plugins import default_registry
 from cep.plugins.describe import describe
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def test_every_built_in_parameter_has_a_description():

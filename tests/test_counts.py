@@ -6,7 +6,7 @@ import pytest
 
 import cep
 from cep.runtime.metrics import RunStatus
-from tests.conftest import KillOnce, signal_ids
+from tests.support import KillOnce, signal_ids
 
 EXACT = """
 version: 1

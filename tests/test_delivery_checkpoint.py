@@ -18,7 +18,7 @@ from cep.errors import RuntimeFailure
 from cep.runtime.checkpoint import Checkpointer, CheckpointStore, decode_state, encode_state
 from cep.runtime.delivery import SeqRanges, Window
 from cep.runtime.worker import Worker
-from tests.conftest import records_into
+from tests.support import records_into
 from tests.test_operators_harness import REGISTRY, SAMPLES
 from tests.test_operators_harness import params as operator_params
 from tests.test_operators_harness import ticks as harness_ticks

@@ -7,7 +7,7 @@ import pytest
 
 import cep
 from cep.errors import CompileError
-from tests.conftest import KillOnce, inline_then_killed, signal_ids
+from tests.support import KillOnce, inline_then_killed, signal_ids
 
 pytestmark = pytest.mark.integration
 

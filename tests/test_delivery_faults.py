@@ -9,7 +9,7 @@ import pytest
 
 import cep
 from cep.runtime.supervisor import Supervisor
-from tests.conftest import KillOnce, inline_then_killed, signal_ids
+from tests.support import KillOnce, inline_then_killed, signal_ids
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,7 @@ import pytest
 
 import cep
 from cep.compiler.render import render
-from tests.conftest import SHIPPED_TICKS, KillOnce, inline_then_killed, signal_ids
+from tests.support import SHIPPED_TICKS, KillOnce, inline_then_killed, signal_ids
 
 pytestmark = pytest.mark.integration
 

@@ -35,7 +35,7 @@ import pytest
 import cep
 from cep.plan import Plan
 from cep.runtime.supervisor import Supervisor
-from tests.conftest import SHIPPED_TICKS
+from tests.support import SHIPPED_TICKS
 
 pytestmark = pytest.mark.integration
 

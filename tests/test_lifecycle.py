@@ -8,7 +8,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ import cep
 from cep.runtime import processes
 from cep.runtime.lastrun import RunMarker, fingerprint
 from cep.runtime.supervisor import Supervisor
+from tests.support import wait_for
 from tests.test_faults import fault_free, output_lines, write_pipeline  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
@@ -96,17 +96,6 @@ def slow_pipeline(workdir: Path, name: str, busy: bool = False) -> Path:
 def cep_run(pipeline: Path, *options: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "cep.cli", "run", str(pipeline), "-q", *options],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=pipeline.parent)
-
-
-def wait_for(condition, timeout_s: float, what: str, every_s: float = 0.02):
-    """The first true value of `condition()`, polled every `every_s`; AssertionError after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"{what}: not within {timeout_s:.0f}s")
 
 
 def descendants(pid: int) -> set[int]:

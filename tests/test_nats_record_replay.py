@@ -13,7 +13,7 @@ from cep.jetstream.client import connect, loop
 from cep.jetstream.streams import StreamMismatch
 from cep.orders.queries import parse_time
 from cep.rows import as_records
-from tests.conftest import KillOnce
+from tests.support import KillOnce
 from tests.natsserver import nats_server  # noqa: F401 (fixture)
 
 RECORD = """version: 1

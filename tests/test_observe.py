@@ -278,7 +278,7 @@ def test_without_prometheus_client_a_metrics_port_fails_saying_what_to_install(m
 
 
 def test_the_readme_shows_the_captured_view_and_only_metrics_the_exporter_has():
-    from tests.conftest import ROOT
+    from tests.support import ROOT
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Watching a running pipeline", 1)[1].split("\n## ", 1)[0]
     assert "```text\n" + (ROOT / "docs" / "cep-top.txt").read_text() + "```" in section

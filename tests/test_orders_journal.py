@@ -19,7 +19,7 @@ from cep.orders.positions import RiskManager
 from cep.orders.queries import order_history, parse_time, positions_at, positions_report
 from cep.orders.risk import RiskLimits
 from cep.testing import run_operator
-from tests.conftest import SHIPPED_TICKS
+from tests.support import SHIPPED_TICKS
 
 
 def issue_example_events():

@@ -4,7 +4,7 @@ import re
 from cep.compiler import compile_pipeline
 from cep.config import load_pipeline_text, pipeline_registry
 from cep.runtime.inline import run_inline
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 
 def readme_pipeline() -> str:

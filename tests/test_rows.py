@@ -8,7 +8,7 @@ from cep.expressions import compile_expression
 from cep.runtime.fusion import compile_record_steps, compile_row_steps
 from cep.plugins import default_registry
 from cep.rows import Rows, as_records, concat, record_at, split_by
-from tests.conftest import records_into
+from tests.support import records_into
 
 FIELDS = ("timestamp", "instrument", "bid_price", "ask_price")
 prices = st.floats(1.0, 200.0, allow_nan=False)

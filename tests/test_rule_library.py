@@ -5,7 +5,7 @@ import json
 import pytest
 
 import cep
-from tests.conftest import ROOT, SHIPPED_TICKS
+from tests.support import ROOT, SHIPPED_TICKS
 
 LIBRARY = ROOT / "rules" / "momentum.yaml"
 PIPELINE = """

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from cep.components.base import BuildContext
 from cep.components.rules.momentum import MomentumParams, confidence, momentum
 from cep.events import TradingSignal
-from tests.conftest import records_into, split
+from tests.support import records_into, split
 
 BINANCE = Path(__file__).resolve().parents[1] / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
 

@@ -21,7 +21,7 @@ from cep.components.base import BuildContext
 from cep.components.rules.support_resistance import (SupportResistanceParams, confidence,
                                                      support_resistance)
 from cep.events import TradingSignal
-from tests.conftest import split
+from tests.support import split
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import count_signals  # noqa: E402

@@ -13,7 +13,7 @@ import pytest
 
 from cep.components.base import BuildContext
 from cep.components.sinks.jsonl_file import JsonlSinkParams, jsonl_sink
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 CEP = [sys.executable, "-m", "cep.cli"]
 

@@ -5,7 +5,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import cep
 from cep.errors import RuntimeFailure
 from cep.runtime.deadletter import DeadLetters
 from cep.runtime.rundir import private_run_dir
-from tests.conftest import ROOT
+from tests.support import ROOT, wait_for
 
 NOBODY = 65534
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="chown to another user needs root")
@@ -169,11 +168,10 @@ def test_every_file_a_running_pipeline_keeps_in_its_run_directory_is_0600(workdi
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
                                preexec_fn=lambda: os.umask(mask))
     try:
-        deadline = time.monotonic() + 30  # every worker checkpoints after binding its sockets
-        while not all(wal.exists() for wal in wals):
+        def checkpointed() -> bool:  # every worker checkpoints after binding its sockets
             assert running.poll() is None, running.communicate()
-            assert time.monotonic() < deadline, sorted(run_dir.rglob("*"))
-            time.sleep(0.02)
+            return all(wal.exists() for wal in wals)
+        wait_for(checkpointed, 30, f"a checkpoint of each of {workers}")
         seen = {p: (os.lstat(p).st_mode) for p in [run_dir, *run_dir.rglob("*")]}
     finally:
         out, err = running.communicate(timeout=60)

@@ -8,7 +8,7 @@ import subprocess
 import cep
 from cep.runtime.live import LiveStatus
 from cep.runtime.metrics import RunStatus
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 PLAN = cep.compile(ROOT / "pipelines" / "momentum.yaml", run_dir="/tmp/cep-stuck-test")
 WORKERS = PLAN.workers()

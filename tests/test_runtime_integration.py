@@ -13,7 +13,7 @@ import zmq
 import cep
 from cep import codec
 from cep.errors import TransportError
-from tests.conftest import SHIPPED_TICKS, KillOnce
+from tests.support import SHIPPED_TICKS, KillOnce
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ from cep import codec
 from cep.runtime.delivery import ACK, JOIN, SeqRanges, epoch
 from cep.runtime.security import SequenceGuard, ack_refusal, is_loopback
 from cep.runtime.supervisor import Supervisor
-from tests.conftest import signal_ids
+from tests.support import signal_ids
 from tests.ports import free_port_range, on_free_ports
 from tests.test_cli import cep as run_cli
 

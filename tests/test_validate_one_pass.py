@@ -6,11 +6,6 @@ from __future__ import annotations
 import re
 import textwrap
 
-import pytest
-
-import cep
-from cep.errors import UserError
-
 ONE_OF_EACH = textwrap.dedent("""\
     name: one-of-each
     sources:
@@ -40,13 +35,7 @@ EXPECTED = {  # line:col -> words of the message
 }
 
 
-def problems_of(path) -> list[str]:
-    with pytest.raises(UserError) as caught:
-        cep.compile(path)
-    return [str(problem) for problem in caught.value.problems]
-
-
-def test_one_problem_of_each_kind_is_reported_in_one_pass(tmp_path):
+def test_one_problem_of_each_kind_is_reported_in_one_pass(tmp_path, problems_of):
     path = tmp_path / "bad.yaml"
     path.write_text(ONE_OF_EACH)
     found = problems_of(path)
@@ -56,7 +45,7 @@ def test_one_problem_of_each_kind_is_reported_in_one_pass(tmp_path):
     assert len(found) == len(EXPECTED), found
 
 
-def test_problems_come_in_file_order(tmp_path):
+def test_problems_come_in_file_order(tmp_path, problems_of):
     path = tmp_path / "bad.yaml"
     path.write_text(ONE_OF_EACH)
     lines = [int(re.match(rf"{re.escape(str(path))}:(\d+):", text).group(1))
@@ -64,7 +53,7 @@ def test_problems_come_in_file_order(tmp_path):
     assert lines == sorted(lines)
 
 
-def test_a_reference_to_a_broken_component_is_not_a_second_error(tmp_path):
+def test_a_reference_to_a_broken_component_is_not_a_second_error(tmp_path, problems_of):
     path = tmp_path / "bad.yaml"
     path.write_text(textwrap.dedent("""\
         name: broken-source
@@ -79,7 +68,7 @@ def test_a_reference_to_a_broken_component_is_not_a_second_error(tmp_path):
     assert "unknown key 'cuont'" in problem
 
 
-def test_a_broken_envelope_value_does_not_hide_the_graph(tmp_path):
+def test_a_broken_envelope_value_does_not_hide_the_graph(tmp_path, problems_of):
     path = tmp_path / "bad.yaml"
     path.write_text(textwrap.dedent("""\
         name: bad-defaults
@@ -103,7 +92,7 @@ def test_the_cli_prints_all_of_them_and_exits_2(tmp_path, capsys):
     assert err.count(str(path)) == len(EXPECTED), err
 
 
-def test_parallelism_without_a_partition_key_comes_with_the_other_problems(tmp_path):
+def test_parallelism_without_a_partition_key_comes_with_the_other_problems(tmp_path, problems_of):
     path = tmp_path / "bad.yaml"
     path.write_text(textwrap.dedent("""\
         name: parallel

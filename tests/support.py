@@ -1,0 +1,78 @@
+"""What tests share that is not set-up: the repository's paths (needed while tests are collected,
+e.g. in parametrize lists, where a fixture cannot reach) and small helpers that take their input
+as arguments. Set-up (a run directory, a pipeline file, the data a test needs) is a fixture in
+conftest.py; pytest loads conftest.py itself, so no test imports it."""
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import cep
+from cep import codec
+from cep.rows import as_records
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_TICKS = ROOT / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
+SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
+
+
+def wait_for(condition, timeout_s: float, what: str, every_s: float = 0.02):
+    """The first true value of `condition()`, polled every `every_s`; AssertionError naming `what`
+    after the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"{what}: not within {timeout_s:.0f}s")
+
+
+def through_the_wire(batch):
+    """The batch a receiver decodes from the frame a sender encodes of `batch`."""
+    topic, body = codec.split_frame(codec.encode_frame(b"TICK.X", codec.DATA, "p", 1, batch))
+    assert topic == b"TICK.X"
+    return codec.decode_body(body)[3]
+
+
+def records_into(out: list):
+    """An on_next that collects what an operator emits as records (a rule may emit Rows)."""
+    return lambda batch: out.extend(as_records(batch))
+
+
+def split(records: list, sizes: list[int] | None) -> list[list]:
+    """`records` cut into consecutive batches of `sizes` (one batch when None)."""
+    batches, at = [], 0
+    for size in sizes or [len(records)]:
+        batches.append(records[at:at + size])
+        at += size
+    return batches
+
+
+def signal_ids(workdir: Path) -> list[str]:
+    """The `signal_id` of every line of `out/signals.jsonl` under `workdir`, in file order."""
+    with open(workdir / "out" / "signals.jsonl") as file:
+        return [json.loads(line)["signal_id"] for line in file]
+
+
+def inline_then_killed(plan, output, kill: "KillOnce"):
+    """`(output() after an inline run of plan, status of a multi-process run with kill)`: what a
+    crash test compares, the reference output first."""
+    cep.run(plan, inline=True)
+    reference = output()
+    return reference, cep.run(plan, on_status=kill, backoff_s=0.05)
+
+
+class KillOnce:
+    """A run's `on_status` callback: SIGKILL `worker` once, when `node` has received more than
+    `after` events. `pid` is the killed process (None until then)."""
+
+    def __init__(self, worker: str, node: str, after: int) -> None:
+        self.worker, self.node, self.after = worker, node, after
+        self.pid: int | None = None
+
+    def __call__(self, status) -> None:
+        if self.pid is None and status.nodes()[self.node].received > self.after:
+            self.pid = status.pids[self.worker]
+            os.kill(self.pid, signal.SIGKILL)
