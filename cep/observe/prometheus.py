@@ -15,6 +15,7 @@ import threading
 from typing import Any, Iterator
 
 from cep.errors import RuntimeFailure
+from cep.plan import Delivery
 
 HOST = "127.0.0.1"
 
@@ -124,7 +125,7 @@ def _edge_metrics(families: _Families, snapshot: dict[str, Any]) -> None:
         families.add("cep_edge_queued_events", labels, e["queued"])
         families.add("cep_edge_lag_seconds", labels, e["lag_s"])
         families.add("cep_edge_refused_total", labels, e["refused"])
-        if e["delivery"] != "at_most_once":
+        if Delivery(e["delivery"]).reliable:
             families.add("cep_edge_unacked_frames", labels, e["unacked"])
             families.add("cep_edge_retransmitted_frames_total", labels, e["retransmitted"])
             families.add("cep_edge_duplicate_frames_total", labels, e["duplicates"])

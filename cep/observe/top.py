@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from cep.errors import RuntimeFailure
 from cep.observe.statusfile import read_status
+from cep.plan import Delivery
 from cep.runtime.lastrun import MARKER
 
 REFRESH_S = 0.5
@@ -186,7 +187,7 @@ def _nodes(snapshot: dict[str, Any]) -> Any:
 def _edges(snapshot: dict[str, Any]) -> Any:
     table = _table("edges", "edge", "pattern", "delivery", "queued", "unacked", "retx", "dup", "lag")
     for edge_id, e in snapshot["edges"].items():
-        reliable = e["delivery"] != "at_most_once"
+        reliable = Delivery(e["delivery"]).reliable
         table.add_row(edge_id, e["pattern"], e["delivery"], f"{e['queued']:,}",
                       f"{e['unacked']:,}" if reliable else "-", f"{e['retransmitted']:,}" if reliable else "-",
                       f"{e['duplicates']:,}" if reliable else "-", _seconds(e["lag_s"]))
