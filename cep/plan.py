@@ -77,6 +77,7 @@ class ProcessPlan:
     parallelism: int = 1
     partition_key: str | None = None
     nice: int = 0  # added to the niceness its workers inherit (see compiler.placement.GATEWAY_NICE)
+    host: str | None = None  # the `hosts:` entry it runs on (None: a one-host pipeline)
 
     @property
     def workers(self) -> tuple[str, ...]:
@@ -137,6 +138,7 @@ class Plan:
     curve_keys: str | None = None          # tcp: CURVE keys directory (`security.curve.keys`), absolute
     max_sequence_jump: int = 100_000       # frames a receiver lets a stream skip (`security.max_sequence_jump`)
     metrics_port: int | None = None        # Prometheus metrics on 127.0.0.1 (`metrics.port`)
+    hosts: dict[str, str] = field(default_factory=dict)  # host -> its supervisor link (`cep.compiler.hosts`)
 
     def process(self, name: str) -> ProcessPlan:
         for process in self.processes:
@@ -156,8 +158,10 @@ class Plan:
     def edges_to(self, process: str) -> list[EdgePlan]:
         return [edge for edge in self.edges if edge.consumer == process]
 
-    def workers(self) -> list[str]:
-        return [worker for process in self.processes for worker in process.workers]
+    def workers(self, host: str | None = None) -> list[str]:
+        """Every worker, or those of the processes on `host`."""
+        return [worker for process in self.processes for worker in process.workers
+                if host is None or process.host == host]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -4,6 +4,7 @@
     graph       the logical graph, and the problems of its references, cycles, deploy targets
     checks      every other check (fields, delivery guarantees, sockets), collected
     placement   the processes, and every problem of their parallelism
+    hosts       the host of each process (`hosts:`), and the tcp endpoints between hosts
     wiring      the sockets between the processes
     assemble    the plan (`cep.plan`), plain data a worker runs from
 
@@ -31,19 +32,21 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     from cep.compiler.assemble import assemble, node_plans
     from cep.compiler.checks import check
     from cep.compiler.graph import build_graph
+    from cep.compiler.hosts import endpoints_for, on_hosts, with_links
     from cep.compiler.placement import place
     from cep.compiler.trading import request_edges
-    from cep.compiler.wiring import Endpoints, default_run_dir, wire
+    from cep.compiler.wiring import default_run_dir, wire
 
     checked = build_graph(pipeline)
     acyclic = checked.acyclic()
     nodes = node_plans(pipeline, checked.graph, registry)
     findings = check(pipeline, registry, checked, acyclic)
     processes, parallelism_problems = place(pipeline, acyclic, nodes, registry)
-    findings.errors += parallelism_problems
+    processes, host_problems = on_hosts(pipeline, processes)
+    findings.errors += parallelism_problems + host_problems
     findings.raise_errors()
     run_dir = run_dir or default_run_dir(pipeline)
-    endpoints = Endpoints(pipeline, run_dir)
+    endpoints = endpoints_for(pipeline, run_dir, processes)
     edges = wire(pipeline, checked.graph, processes, nodes, endpoints, registry)
     edges += request_edges(pipeline, nodes, processes, endpoints, edges)
-    return assemble(pipeline, nodes, processes, edges, run_dir, findings.warnings)
+    return with_links(pipeline, assemble(pipeline, nodes, processes, edges, run_dir, findings.warnings))

@@ -56,13 +56,17 @@ def _node_label(plan: Plan, node_id: str) -> str:
 def to_text(plan: Plan) -> str:
     lines = [f"pipeline {plan.name}: {len(plan.processes)} processes, {len(plan.workers())} workers, "
              f"{len(plan.edges)} socket edges"]
-    for process in plan.processes:
-        workers = f" x{process.parallelism} by {process.partition_key}" if process.parallelism > 1 else ""
-        nice = f" nice {process.nice}" if process.nice else ""
-        lines.append(f"  process {process.name} [{process.role}]{workers}{nice}")
-        for node_id in process.nodes:
-            inputs = f" <- {', '.join(plan.nodes[node_id].inputs)}" if plan.nodes[node_id].inputs else ""
-            lines.append(f"    {_node_label(plan, node_id)}{inputs}")
+    for host, processes in _host_groups(plan):
+        pad = "  " if host is None else "    "
+        if host is not None:
+            lines.append(f"  host {host} (link {plan.hosts[host]})")
+        for process in processes:
+            workers = f" x{process.parallelism} by {process.partition_key}" if process.parallelism > 1 else ""
+            nice = f" nice {process.nice}" if process.nice else ""
+            lines.append(f"{pad}process {process.name} [{process.role}]{workers}{nice}")
+            for node_id in process.nodes:
+                inputs = f" <- {', '.join(plan.nodes[node_id].inputs)}" if plan.nodes[node_id].inputs else ""
+                lines.append(f"{pad}  {_node_label(plan, node_id)}{inputs}")
     lines.append("  edges")
     for edge in plan.edges:
         lines.append(f"    {edge.node}: {edge.producer} -> {edge.consumer}  {edge.pattern}  "
@@ -82,17 +86,32 @@ def _quote(text: str) -> str:
 
 def to_dot(plan: Plan) -> str:
     lines = [f"digraph {_quote(plan.name)} {{", "  rankdir=LR;", "  node [shape=box, fontname=Helvetica];"]
-    for index, process in enumerate(plan.processes):
-        lines += [f"  subgraph cluster_{index} {{", f"    label={_quote(_process_label(process))};",
-                  "    style=rounded;"]
-        for node_id in process.nodes:
-            lines.append(f"    {_quote(process.name + '/' + node_id)} [label={_quote(_node_label(plan, node_id))}];")
-        lines.append("  }")
+    index = 0
+    for host, processes in _host_groups(plan):
+        if host is not None:
+            lines += [f"  subgraph {_quote('cluster_host_' + host)} {{", f"    label={_quote('host ' + host)};",
+                      "    style=dashed;"]
+        for process in processes:
+            lines += [f"  subgraph cluster_{index} {{", f"    label={_quote(_process_label(process))};",
+                      "    style=rounded;"]
+            for node_id in process.nodes:
+                lines.append(f"    {_quote(process.name + '/' + node_id)} [label={_quote(_node_label(plan, node_id))}];")
+            lines.append("  }")
+            index += 1
+        if host is not None:
+            lines.append("  }")
     for producer, upstream, consumer, target, edge in _arcs(plan):
         attributes = f' [label="{edge.pattern}\\n{edge.delivery}", style=bold]' if edge else ""
         lines.append(f"  {_quote(producer + '/' + upstream)} -> {_quote(consumer + '/' + target)}{attributes};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _host_groups(plan: Plan) -> list[tuple[str | None, list]]:
+    """The processes per host, in `hosts:` order; one group under None without hosts."""
+    if not plan.hosts:
+        return [(None, list(plan.processes))]
+    return [(host, [p for p in plan.processes if p.host == host]) for host in plan.hosts]
 
 
 def _process_label(process) -> str:
@@ -122,11 +141,16 @@ def _mermaid_id(*parts: str) -> str:
 
 def to_mermaid(plan: Plan) -> str:
     lines = ["flowchart LR"]
-    for process in plan.processes:
-        lines.append(f'  subgraph {_mermaid_id("p", process.name)}["{_process_label(process)}"]')
-        for node_id in process.nodes:
-            lines.append(f'    {_mermaid_id(process.name, node_id)}["{_node_label(plan, node_id)}"]')
-        lines.append("  end")
+    for host, processes in _host_groups(plan):
+        if host is not None:
+            lines.append(f'  subgraph {_mermaid_id("h", host)}["host {host}"]')
+        for process in processes:
+            lines.append(f'  subgraph {_mermaid_id("p", process.name)}["{_process_label(process)}"]')
+            for node_id in process.nodes:
+                lines.append(f'    {_mermaid_id(process.name, node_id)}["{_node_label(plan, node_id)}"]')
+            lines.append("  end")
+        if host is not None:
+            lines.append("  end")
     for producer, upstream, consumer, target, edge in _arcs(plan):
         arrow = f'== "{edge.pattern} {edge.delivery}" ==>' if edge else "-->"
         lines.append(f"  {_mermaid_id(producer, upstream)} {arrow} {_mermaid_id(consumer, target)}")

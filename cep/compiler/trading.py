@@ -111,7 +111,7 @@ def _makers(graph: nx.DiGraph, node: str) -> set[str]:
     return set().union(set(), *(_makers(graph, upstream) for upstream in graph.predecessors(node)))
 
 
-def request_edges(pipeline: Pipeline, nodes: dict[str, NodePlan], processes: list, endpoint: Callable[[str], str],
+def request_edges(pipeline: Pipeline, nodes: dict[str, NodePlan], processes: list, endpoint: Callable[..., str],
                   edges: list[EdgePlan]) -> list[EdgePlan]:
     """Each executor's request/reply edge to its venue (DEALER -> ROUTER, the venue binds), and
     a CompileError where the executor's signals are not made in one worker."""
@@ -132,6 +132,6 @@ def request_edges(pipeline: Pipeline, nodes: dict[str, NodePlan], processes: lis
                              pipeline.defaults.delivery))
         venue = host[spec.venue]
         found.append(EdgePlan(id=f"{oid}->{venue.name}", node=oid, producer=host[oid].name, consumer=venue.name,
-                              pattern="dealer/router", endpoints=(endpoint(f"{spec.venue}.router"),),
+                              pattern="dealer/router", endpoints=(endpoint(f"{spec.venue}.router", venue.name),),
                               topic="requests", delivery=delivery, backpressure="block"))
     return found

@@ -38,7 +38,8 @@ class Endpoints:
         self.run_dir = run_dir
         self.next_port = pipeline.transport.base_port
 
-    def __call__(self, name: str) -> str:
+    def __call__(self, name: str, binder: str | None = None) -> str:
+        """The endpoint called `name`, bound by process `binder` (where it lives, with hosts)."""
         if self.transport.kind == "ipc":
             return f"ipc://{self.run_dir / name}"
         port, self.next_port = self.next_port, self.next_port + 1
@@ -63,12 +64,12 @@ def wire(pipeline: Pipeline, graph: nx.DiGraph, processes: list[ProcessPlan], no
             readers = [n for n in graph.successors(node_id) if n in consumer.nodes]
             delivery = delivery_wanted(pipeline, graph, readers)
             if nodes[node_id].kind in ("source", "stream"):
-                pattern, endpoints = "pub/sub", _named(known, f"{node_id}.pub", endpoint)
+                pattern, endpoints = "pub/sub", _named(known, f"{node_id}.pub", endpoint, producer.name)
                 topic_partitions = _topic_partitions(node_id, graph, hosts)
                 topic, acks_name = market_data_topic(topic_partitions), f"{node_id}.ack"
             else:
                 pattern, topic, topic_partitions = "push/pull", node_id, 1
-                endpoints = tuple(endpoint(f"{worker}.{node_id}.pull") for worker in consumer.workers)
+                endpoints = tuple(endpoint(f"{worker}.{node_id}.pull", consumer.name) for worker in consumer.workers)
                 acks_name = f"{node_id}.{consumer.name}.ack"
             edges.append(EdgePlan(
                 id=f"{node_id}->{consumer.name}", node=node_id, producer=producer.name,
@@ -79,10 +80,10 @@ def wire(pipeline: Pipeline, graph: nx.DiGraph, processes: list[ProcessPlan], no
     return edges
 
 
-def _named(known: dict[str, tuple[str, ...]], name: str, endpoint: Endpoints) -> tuple[str, ...]:
+def _named(known: dict[str, tuple[str, ...]], name: str, endpoint: Endpoints, binder: str) -> tuple[str, ...]:
     """The one endpoint called `name`, handed out the first time it is asked for."""
     if name not in known:
-        known[name] = (endpoint(name),)
+        known[name] = (endpoint(name, binder),)
     return known[name]
 
 
@@ -93,7 +94,7 @@ def _acks(delivery: Delivery, name: str, producer: ProcessPlan, endpoint: Endpoi
     if not delivery.reliable:
         return ()
     if name not in known:
-        known[name] = tuple(endpoint(f"{worker}.{name}") for worker in producer.workers)
+        known[name] = tuple(endpoint(f"{worker}.{name}", producer.name) for worker in producer.workers)
     return known[name]
 
 

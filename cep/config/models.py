@@ -127,9 +127,19 @@ class OrderSpec(_Strict):
     config: Any = None
 
 
+class HostSpec(_Strict):
+    """A machine of a multi-host pipeline (`cep.compiler.hosts`): the address its bound sockets
+    listen on and the first of the consecutive tcp ports they take (default: derived from the
+    pipeline's name, so every host's `cep run --host` agrees without talking)."""
+
+    address: str
+    port: int | None = Field(None, ge=1, le=65000)
+
+
 class DeploySpec(_Strict):
     parallelism: int = Field(1, ge=1, le=64)
     process: str | None = None    # put this node in the named process (grouping override)
+    host: str | None = None       # run this node's process on the named host (`hosts:`)
     nice: int | None = Field(None, ge=0, le=19)  # its process's niceness (default: GATEWAY_NICE for gateways, else 0)
 
 
@@ -143,6 +153,7 @@ class Pipeline(_Strict):
     transport: Transport = Transport()
     security: Security = Security()
     metrics: Metrics | None = None
+    hosts: dict[str, HostSpec] = Field(default_factory=dict)
     sources: dict[str, SourceSpec] = Field(default_factory=dict)
     streams: dict[str, StreamSpec] = Field(default_factory=dict)
     rules: dict[str, RuleSpec] = Field(default_factory=dict)

@@ -17,7 +17,7 @@ from cep.config.problems import KeyPath, Report, describe, did_you_mean
 from cep.config.templates import Template, instantiate
 
 TOP_KEYS = (*(name for name in Pipeline.model_fields if name != "path"), "tests")  # `tests:` is `cep test`'s
-SCALAR_SECTIONS = ("version", "name", "imports", "plugins", "defaults", "transport", "security", "metrics", "deploy")
+SCALAR_SECTIONS = ("version", "name", "imports", "plugins", "defaults", "transport", "security", "metrics", "hosts", "deploy")
 SOURCE_ENVELOPE = ("type", "backpressure")
 SINK_ENVELOPE = ("type", "from", "delivery", "backpressure")
 VENUE_ENVELOPE = ("type", "quotes")

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cep.config.models import Defaults, DeploySpec, RuleSpec, Security, SinkSpec, SourceSpec, Transport
+from cep.config.models import Defaults, DeploySpec, HostSpec, RuleSpec, Security, SinkSpec, SourceSpec, Transport
 from cep.plugins import Component, Registry
 
 ID = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
@@ -83,6 +83,7 @@ class _Builder:
             "venues": {**ids, "additionalProperties": self.typed("venue", {"quotes": {"type": "string"}},
                                                                 required=("quotes",))},
             "orders": {**ids, "additionalProperties": self.order()},
+            "hosts": {**ids, "additionalProperties": self.model(HostSpec, "hosts")},
             "deploy": {**ids, "additionalProperties": self.model(DeploySpec, "deploy")},
             "tests": {"anyOf": [{"type": "array", "items": self.model(Case, "tests")}, self.model(Suite, "tests")],
                       "description": "test cases `cep test` runs (README: Testing pipelines)"},

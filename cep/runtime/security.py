@@ -287,7 +287,7 @@ def check_pipeline(pipeline) -> tuple[list[Problem], list[Problem]]:
         where = pipeline.locate("security", "curve", "keys")
         errors += [Problem(f"security.curve.keys: {problem}", where, KEYS_HINT)
                    for problem in key_problems(keys_directory(pipeline))]
-        if transport.kind != "tcp":
+        if transport.kind != "tcp" and not pipeline.hosts:  # with hosts every edge is tcp
             warnings.append(Problem("security.curve applies to tcp sockets; this pipeline uses ipc, guarded by "
                                     "its run directory's permissions", where, "remove security.curve, or use "
                                     "transport: {kind: tcp}", severity="warning"))
