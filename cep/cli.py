@@ -164,20 +164,27 @@ Examples:
               help="How long Ctrl-C or SIGTERM waits for the drain before killing the workers (default 10).")
 @click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="PORT",
               help="Serve Prometheus metrics on 127.0.0.1:PORT while it runs (overrides metrics.port).")
+@click.option("--host", metavar="NAME", help="Run only the processes deployed on this host of `hosts:` "
+              "(run directory NAME@HOST unless --run-dir); the other hosts run theirs.")
 @_reporting_options
 def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_restarts: int,
-        drain_timeout: float | None, metrics_port: int | None, **reporting) -> None:
+        drain_timeout: float | None, metrics_port: int | None, host: str | None, **reporting) -> None:
     """Run PIPELINE until its sources are exhausted; Ctrl-C or SIGTERM drains every process and
     stops. The live status and the summary go to stderr; stdout is left to the records of a
     stdout sink."""
     if not inline:
         start_server()  # it imports the worker's code while the pipeline compiles
     plan = cep.compile(pipeline, run_dir=run_dir)
-    _run_plan(plan, inline, quiet, max_restarts, Reporting(**reporting), drain_timeout, metrics_port)
+    if host is not None:
+        from cep.runtime.hostlink import host_plan
+        if inline:
+            raise UserError("--host runs one host's worker processes: drop --inline")
+        plan = host_plan(plan, host, run_dir_given=run_dir is not None)
+    _run_plan(plan, inline, quiet, max_restarts, Reporting(**reporting), drain_timeout, metrics_port, host)
 
 
 def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Reporting,
-              drain_timeout: float | None = None, metrics_port: int | None = None) -> None:
+              drain_timeout: float | None = None, metrics_port: int | None = None, host: str | None = None) -> None:
     """Run, print the summary; exit 128 + the signal (130, 143) when Ctrl-C or SIGTERM stopped it,
     1 past --max-dead-letters."""
     from cep.runtime.deadletter import Rotation
@@ -195,6 +202,7 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Rep
             with LiveStatus(plan, enabled=not quiet, stuck_after_s=reporting.stuck_after_s) as live:
                 options = {} if drain_timeout is None else {"drain_timeout_s": drain_timeout}
                 options["metrics_port"] = metrics_port
+                options["host"] = host
                 status = cep.run(plan, on_status=live.update, max_restarts=max_restarts,
                                  on_notice=lambda text: click.echo(f"cep: {text}", err=True), **options)
     except CepError as exc:

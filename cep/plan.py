@@ -168,6 +168,10 @@ class Plan:
         data["nodes"] = [asdict(node) for node in self.nodes.values()]
         for process, raw in zip(self.processes, data["processes"]):
             raw["workers"] = list(process.workers)
+            if process.host is None:  # a one-host plan reads as before hosts existed
+                del raw["host"]
+        if not self.hosts:
+            del data["hosts"]
         for raw in data["edges"]:
             raw["from"], raw["to"] = raw.pop("producer"), raw.pop("consumer")
             raw["delivery"] = str(raw["delivery"])  # plain data, as the JSON form reads

@@ -90,11 +90,12 @@ def _rates(nodes: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]] |
 
 def _edges(status: RunStatus, gauges: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     plan = status.plan
+    workers_of = {process.name: process.workers for process in plan.processes}  # one host's, with hosts
     edges = {}
     for edge_id, t in status.edges().items():
         edge = next(e for e in plan.edges if e.id == edge_id)
-        sent = _latest(gauges, plan.process(edge.producer).workers, "times_out", edge.node)
-        read = _latest(gauges, plan.process(edge.consumer).workers, "times_in", edge.node)
+        sent = _latest(gauges, workers_of.get(edge.producer, ()), "times_out", edge.node)
+        read = _latest(gauges, workers_of.get(edge.consumer, ()), "times_in", edge.node)
         edges[edge_id] = {
             "node": edge.node, "from": edge.producer, "to": edge.consumer, "pattern": edge.pattern,
             "delivery": t.delivery, "frames_sent": t.frames_sent, "events_sent": t.events_sent,

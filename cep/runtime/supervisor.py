@@ -32,6 +32,7 @@ from cep.errors import RuntimeFailure, TransportError, WorkerCrashed
 from cep.observe.publisher import Publisher
 from cep.runtime import processes
 from cep.runtime.checkpoint import store_path
+from cep.runtime.hostlink import HostLink, local_view
 from cep.runtime.lastrun import RunMarker, remove_sockets
 from cep.runtime.metrics import RunStatus
 from cep.runtime.rundir import private_run_dir
@@ -83,10 +84,13 @@ class Supervisor:
     backoff_s: float = 0.2
     drain_timeout_s: float = 10.0
     metrics_port: int | None = None  # Prometheus metrics on 127.0.0.1 (else the plan's `metrics.port`)
+    host: str | None = None  # of a multi-host plan: run only its processes (`cep.runtime.hostlink`)
     status: RunStatus = field(init=False)
 
     def __post_init__(self) -> None:
-        self.status = RunStatus(self.plan)
+        self.status = RunStatus(local_view(self.plan, self.host) if self.host else self.plan)
+        self._link: HostLink | None = None
+        self._waiting: dict[str, tuple[str, ...]] = {}  # worker -> the peers it last said it waits for
         self._mp = processes.worker_processes()
         self._children: dict[str, _Child] = {}
         self._stop_requested_at: float | None = None
@@ -150,7 +154,9 @@ class Supervisor:
         previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_sigterm else None
         try:
             bind(self._control, self.plan.control)
-            for worker in self.plan.workers():
+            if self.host is not None:
+                self._link = HostLink(context, self.plan, self.host)
+            for worker in self.plan.workers(self.host):
                 self._spawn(worker, resumed.get(worker, 0), resume=worker in resumed)
             self._loop()
         except KeyboardInterrupt as interrupt:
@@ -161,6 +167,8 @@ class Supervisor:
             if on_sigterm:
                 signal.signal(signal.SIGTERM, previous)
             self._control.close(0)
+            if self._link is not None:
+                self._link.close()
             context.term()
 
     def _after_previous_run(self) -> dict[str, int]:
@@ -170,7 +178,7 @@ class Supervisor:
         previous = self._marker.previous()
         if previous is None:
             return {}
-        resumable = [worker for worker in self.plan.workers()
+        resumable = [worker for worker in self.plan.workers(self.host)
                      if checkpointing(self.plan, self.plan.process_of_worker(worker)[0].name)]
         if not resumable:
             afresh = "only exactly_once keeps checkpoints"
@@ -238,7 +246,7 @@ class Supervisor:
             self.status.started = now  # rates count from here, not from spawning
             for child in self._children.values():
                 self._tell_start(child)
-        elif now > ready_by:
+        elif now > ready_by and self.host is None:  # one host of several waits for the others, visibly
             waiting = sorted(w for w, c in self._children.items() if not c.ready)
             raise RuntimeFailure(f"workers not ready after {READY_TIMEOUT_S:.0f}s: {', '.join(waiting)}")
 
@@ -251,6 +259,10 @@ class Supervisor:
             self.status.drained = False
 
     def _receive(self, timeout_ms: int) -> None:
+        if self._link is not None:
+            for message in self._link.receive():
+                self._tell(message["producer"], {"t": "eos_ack", "edge": message["edge"],
+                                                 "consumer": message["consumer"]})
         if not self._control.poll(timeout_ms):
             return
         while True:
@@ -276,11 +288,22 @@ class Supervisor:
             self.status.update(worker, message)
             if kind == "done" and child is not None:
                 child.done = True
+        elif kind == "eos" and self._link is not None and not self._link.is_local(message["producer"]):
+            self._link.forward(message)
+        elif kind == "waiting" and child is not None:
+            self._note_waiting(worker, tuple(message.get("peers", ())))
         elif kind == "eos":
             self._tell(message["producer"], {"t": "eos_ack", "edge": message["edge"],
                                              "consumer": message["consumer"]})
         elif kind == "error" and child is not None:
             child.error = message
+
+    def _note_waiting(self, worker: str, peers: tuple[str, ...]) -> None:
+        """A worker of a multi-host run waits for peers (another host not started yet): said
+        once per change, not twice a second."""
+        if peers and self._waiting.get(worker) != peers:
+            self._notice(f"{worker}: waiting for {', '.join(peers)}")
+        self._waiting[worker] = peers
 
     def _check_children(self) -> None:
         """Restart crashed workers after their backoff. A worker that reported an error before it

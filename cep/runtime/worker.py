@@ -45,6 +45,9 @@ METRICS_EVERY_S = 0.5
 """Workers report their counts at the same wall-clock instants, multiples of this ("rounds"), so
 the status can show one instant's counts (`metrics.RunStatus`): a downstream count is then never
 ahead of its upstream's."""
+WAITING_AFTER_S = 1.0
+"""A worker of a multi-host run not ready after this long says which peers it waits for (a
+start on one machine is ready well within it)."""
 INBOUND_BURST = 64  # frames read per socket before giving others a turn
 IDLE_POLL_MS = 50
 RECEIPTS_POLL_MS = 10  # reliable edges with acks still to send: come back sooner
@@ -125,6 +128,7 @@ class Worker:
         self.stopping = False
         self.started = False
         self.cpu_at_start = 0.0
+        self.created = time.monotonic()
         self.supervisor = multiprocessing.parent_process()  # None outside multiprocessing (tests)
         self.dead_letters = DeadLetters(plan.dead_letter, worker)
         self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
@@ -330,6 +334,8 @@ class Worker:
                 if self.supervisor is not None and not self.supervisor.is_alive():
                     raise WorkerOrphaned(f"the supervisor (pid {self.supervisor.pid}) is gone")
                 self._report("metrics")
+                if not announced_ready and self.plan.hosts:
+                    self._report_waiting()
                 next_metrics = now + METRICS_EVERY_S - time.time() % METRICS_EVERY_S  # the next round
             if self.started and self._finished():
                 break
@@ -460,6 +466,14 @@ class Worker:
 
     def _restore_counts(self, counts: dict[str, Any]) -> None:
         self.counts_base = counts
+
+    def _report_waiting(self) -> None:
+        """Not ready yet in a multi-host run: which consumer workers it waits for, and where (the
+        supervisor shows it; a peer host may not have started yet)."""
+        peers = [peer for outlet in self.outlets if not outlet.ready for peer in outlet.waiting_for()]
+        if peers and time.monotonic() - self.created >= WAITING_AFTER_S:
+            _send(self.control, {"t": "waiting", "worker": self.worker, "incarnation": self.incarnation,
+                                 "peers": peers})
 
     def _report(self, kind: str) -> None:
         report = {"t": kind, "worker": self.worker, "incarnation": self.incarnation, **self._counts(),

@@ -30,6 +30,8 @@ receiver sees is loss in transit, counted once, there.
   backed-up peer, END included (DESIGN §4).
 - `ready`: every consumer worker can receive (connected, subscribed); the worker reports ready to
   the supervisor only then, so no first frame waits for a reconnect.
+- `waiting_for()`: while not `ready`, each consumer worker it waits for and where, as text
+  (`strategy at tcp://10.0.0.6:7001`): what `cep run` shows while hosts start.
 - `held`: take no more input now (a reliable outlet's window is full); the worker then reads
   only control messages and `readers` until it clears.
 - `readers`: `{socket or file descriptor: handler}` the worker polls for input on the outlet's
@@ -127,6 +129,7 @@ class Outlet(Protocol):
     def done(self) -> bool: ...
     @property
     def ready(self) -> bool: ...
+    def waiting_for(self) -> list[str]: ...
     @property
     def held(self) -> bool: ...
     @property

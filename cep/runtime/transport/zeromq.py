@@ -142,6 +142,9 @@ class PubOutlet(ZmqOutlet):
     def ready(self) -> bool:
         return self.expected <= self.joined
 
+    def waiting_for(self) -> list[str]:
+        return [f"{worker} to subscribe at {self.edges[0].endpoints[0]}" for worker in sorted(self.expected - self.joined)]
+
     def _on_join(self, worker: str) -> None:
         """A consumer worker subscribed (first start or restart)."""
         if self.ended:  # a restarted consumer joined after the end: tell it again
@@ -248,6 +251,9 @@ class PushOutlet(ZmqOutlet):
             monitor.close(0)
             del self._connecting[index]
         return not self._connecting
+
+    def waiting_for(self) -> list[str]:
+        return [f"{self.workers[index]} at {self.edges[0].endpoints[index]}" for index in sorted(self._connecting)]
 
     def send(self, batch: AnyBatch) -> None:
         self._adopt(batch)
