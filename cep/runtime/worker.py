@@ -334,8 +334,7 @@ class Worker:
                 if self.supervisor is not None and not self.supervisor.is_alive():
                     raise WorkerOrphaned(f"the supervisor (pid {self.supervisor.pid}) is gone")
                 self._report("metrics")
-                if not announced_ready and self.plan.hosts:
-                    self._report_waiting()
+                self._report_waiting()
                 next_metrics = now + METRICS_EVERY_S - time.time() % METRICS_EVERY_S  # the next round
             if self.started and self._finished():
                 break
@@ -470,6 +469,8 @@ class Worker:
     def _report_waiting(self) -> None:
         """Not ready yet in a multi-host run: which consumer workers it waits for, and where (the
         supervisor shows it; a peer host may not have started yet)."""
+        if self.started or not self.plan.hosts:
+            return
         peers = [peer for outlet in self.outlets if not outlet.ready for peer in outlet.waiting_for()]
         if peers and time.monotonic() - self.created >= WAITING_AFTER_S:
             _send(self.control, {"t": "waiting", "worker": self.worker, "incarnation": self.incarnation,

@@ -1,0 +1,286 @@
+"""Multi-host placement: `hosts:` and `deploy.host` compile into tcp edges on each binding
+process's host, `cep graph` groups by host, and separate `cep run --host` invocations (real
+processes, their own run directories, distinct loopback addresses, CURVE on) run one pipeline
+whose output equals the one-host run, in either start order and across a SIGKILLed host."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+from click.testing import CliRunner
+
+import cep
+from cep.cli import cli
+from cep.runtime import security
+from cep.runtime.hostlink import HostLink
+from tests.ports import free_port_range
+from tests.test_lifecycle import alive, descendants
+
+EDGE, CORE = "127.0.0.2", "127.0.0.3"
+
+PIPELINE = """\
+version: 1
+name: twohost
+defaults: {{delivery: {delivery}}}
+sources:
+  quotes: {{type: synthetic, instruments: 4, seed: 7, count: {count}, rate: 1000, speed: {speed}}}
+streams:
+  mids:
+    from: quotes
+    ops:
+      - map: {{mid: "(bid_price + ask_price) / 2", spread: "ask_price - bid_price"}}
+      - filter: "spread > 0"
+rules:
+  rising: {{use: momentum, from: mids, with: {{count: 6, direction: up, quantity: 10}}}}
+sinks:
+  out: {{type: jsonl, from: rising, path: out.jsonl}}
+"""
+
+HOSTS = """\
+security: {{curve: {{keys: keys}}}}
+hosts:
+  edge: {{address: {edge}, port: {edge_port}}}
+  core: {{address: {core}, port: {core_port}}}
+deploy:
+  quotes: {{host: edge}}
+  rising: {{host: core}}
+  out: {{host: core}}
+"""
+
+
+def _loopback_aliases_work() -> bool:
+    import socket
+    try:
+        with socket.socket() as probe:
+            probe.bind((CORE, 0))
+        return True
+    except OSError:
+        return False
+
+
+needs_aliases = pytest.mark.skipif(not _loopback_aliases_work(), reason=f"cannot bind {CORE} on this machine")
+
+
+def two_hosts(workdir: Path, delivery: str = "at_least_once", count: int = 20_000, speed: str = "max",
+              hosted: bool = True) -> Path:
+    """The pipeline in `workdir`: gateway on host edge, strategy and sink on host core (CURVE keys
+    in workdir/keys), or, `hosted=False`, the same pipeline on one host."""
+    text = PIPELINE.format(delivery=delivery, count=count, speed=speed)
+    if hosted:
+        if not (workdir / "keys").exists():
+            security.generate_keys(workdir / "keys")
+        text += HOSTS.format(edge=EDGE, core=CORE, edge_port=free_port_range(8, EDGE),
+                             core_port=free_port_range(8, CORE))
+    path = workdir / ("hosts.yaml" if hosted else "one.yaml")
+    path.write_text(text)
+    return path
+
+
+# -- compiling ---------------------------------------------------------------------------------------
+def test_an_unknown_host_names_file_line_and_the_known_hosts(write_pipeline, problems_of):
+    path = write_pipeline(PIPELINE.format(delivery="at_most_once", count=10, speed="max") + textwrap.dedent("""\
+        hosts:
+          edge: {address: 127.0.0.2, port: 17000}
+          core: {address: 127.0.0.3, port: 17100}
+        deploy:
+          quotes: {host: edge}
+          rising: {host: cor}
+        """))
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:21:")
+    assert 'deploy "rising": no host "cor"' in problem and "did you mean 'core'? known hosts: core, edge" in problem
+
+
+def test_a_process_cannot_span_hosts(write_pipeline, problems_of):
+    path = write_pipeline(PIPELINE.format(delivery="at_most_once", count=10, speed="max") + textwrap.dedent("""\
+        hosts:
+          a: {address: 127.0.0.2}
+          b: {address: 127.0.0.3}
+        deploy:
+          rising: {host: a, process: shared}
+          out: {host: b, process: shared}
+        """))
+    (problem,) = problems_of(path)
+    assert 'process "shared" has nodes deployed on different hosts (rising on a, out on b)' in problem
+    assert problem.startswith(f"{path}:21:")
+
+
+def test_a_host_other_machines_reach_needs_curve(write_pipeline, problems_of):
+    path = write_pipeline(PIPELINE.format(delivery="at_most_once", count=10, speed="max") + textwrap.dedent("""\
+        hosts:
+          a: {address: 10.1.2.3}
+        """))
+    (problem,) = problems_of(path)
+    assert 'host "a": 10.1.2.3 is reachable from other machines' in problem and "cep keys generate" in problem
+
+
+def test_endpoints_live_on_the_binding_process_host_and_every_invocation_agrees(workdir):
+    path = two_hosts(workdir)
+    plan = cep.compile(path, run_dir=workdir / "one")
+    again = cep.compile(path, run_dir=workdir / "other")
+    assert [e.endpoints + e.acks for e in plan.edges] == [e.endpoints + e.acks for e in again.edges]
+    assert plan.hosts == again.hosts
+    edges = {edge.node: edge for edge in plan.edges}
+    assert {p.name: p.host for p in plan.processes} == {"gateway-quotes": "edge", "strategy": "core",
+                                                         "sink-out": "core"}
+    # pub/sub: the producer binds (edge); push/pull: the consumer binds (core); acks: the producer
+    assert edges["quotes"].endpoints[0].startswith(f"tcp://{EDGE}:") and edges["quotes"].acks[0].startswith(f"tcp://{EDGE}:")
+    assert edges["rising"].endpoints[0].startswith(f"tcp://{CORE}:") and edges["rising"].acks[0].startswith(f"tcp://{CORE}:")
+    ports = [int(endpoint.rsplit(":", 1)[1]) for edge in plan.edges for endpoint in edge.endpoints + edge.acks]
+    links = [int(link.rsplit(":", 1)[1]) for link in plan.hosts.values()]
+    assert len(set(ports + links)) == len(ports + links)
+
+
+def test_a_host_without_a_port_takes_one_derived_from_the_pipeline_name(write_pipeline):
+    text = PIPELINE.format(delivery="at_most_once", count=10, speed="max") + "hosts:\n  a: {address: 127.0.0.2}\n"
+    plan = cep.compile(write_pipeline(text))
+    renamed = cep.compile(write_pipeline(text.replace("name: twohost", "name: other"), "other.yaml"))
+    assert plan.hosts["a"] != renamed.hosts["a"]
+    assert plan.hosts == cep.compile(write_pipeline(text, "copy.yaml")).hosts
+
+
+def test_graph_groups_processes_by_host(workdir):
+    path = two_hosts(workdir)
+    runner = CliRunner()
+    text = runner.invoke(cli, ["graph", str(path)]).output
+    edge_at, core_at = text.index("  host edge (link tcp://127.0.0.2:"), text.index("  host core (link tcp://127.0.0.3:")
+    assert edge_at < text.index("    process gateway-quotes") < core_at < text.index("    process strategy")
+    dot = runner.invoke(cli, ["graph", str(path), "-f", "dot"]).output
+    assert 'subgraph "cluster_host_core" {' in dot and 'label="host core";' in dot
+    mermaid = runner.invoke(cli, ["graph", str(path), "-f", "mermaid"]).output
+    assert 'subgraph h_edge["host edge"]' in mermaid
+
+
+def test_run_host_must_be_one_of_the_hosts(workdir):
+    def run(path: Path, host: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cep.cli", "run", str(path), "--host", host],
+                              capture_output=True, text=True, timeout=60)
+    result = run(two_hosts(workdir), "cor")
+    assert result.returncode == 2
+    assert "no such host" in result.stderr and "did you mean 'core'? known hosts: core, edge" in result.stderr
+    result = run(two_hosts(workdir, hosted=False), "core")
+    assert result.returncode == 2 and "lists no hosts" in result.stderr
+
+
+def test_the_host_link_refuses_what_cannot_come_from_a_consumer_on_another_host(workdir):
+    plan = cep.compile(two_hosts(workdir, delivery="at_most_once"))
+    context = zmq.Context()
+    link = HostLink(context, plan, "edge")
+    peer = zmq.Context()  # another host's supervisor, with the pipeline's client keys
+    sender = peer.socket(zmq.DEALER)
+    keys = security.load_keys(workdir / "keys")
+    sender.curve_secretkey, sender.curve_publickey = keys.client_secret, keys.client_public
+    sender.curve_serverkey = keys.server_public
+    sender.connect(plan.hosts["edge"])
+    try:
+        good = {"t": "eos", "edge": "quotes->strategy", "producer": "gateway-quotes", "consumer": "strategy"}
+        for message in [dict(good, producer="strategy"), dict(good, consumer="gateway-quotes"),
+                        dict(good, edge="nope"), {"t": "stop"}]:
+            sender.send(msgpack.packb(message))
+        sender.send(b"\xc1 not msgpack")
+        sender.send(msgpack.packb(good))
+        accepted: list = []
+        deadline = time.monotonic() + 10
+        while not accepted and time.monotonic() < deadline:
+            link.inbox.poll(100)
+            accepted += link.receive()
+        assert accepted == [good]
+        assert link.refused == 5
+    finally:
+        sender.close(0)
+        peer.term()
+        link.close()
+        context.term()
+
+
+# -- running on two "hosts" -------------------------------------------------------------------------
+def cep_run(path: Path, host: str | None, log: Path) -> subprocess.Popen:
+    """`cep run PATH --host HOST` as its own process, its own run directory, stderr to `log`."""
+    env = dict(os.environ, CEP_RUN_DIR=str(path.parent / f"run-{host or 'one'}"))
+    command = [sys.executable, "-m", "cep.cli", "run", str(path), "-q"] + (["--host", host] if host else [])
+    with log.open("w") as stderr:
+        return subprocess.Popen(command, cwd=path.parent, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def finished(process: subprocess.Popen, log: Path, timeout_s: float = 90.0) -> str:
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"still running after {timeout_s}s: {log.read_text()}")
+    assert process.returncode == 0, log.read_text()
+    return log.read_text()
+
+
+def reference_output(workdir: Path, **pipeline) -> list[str]:
+    """The signals of the same pipeline on one host (ipc), in order."""
+    one = two_hosts(workdir, hosted=False, **pipeline)
+    finished(cep_run(one, None, workdir / "one.log"), workdir / "one.log")
+    lines = (workdir / "out.jsonl").read_text().splitlines()
+    (workdir / "out.jsonl").unlink()
+    assert lines
+    return lines
+
+
+def lines_of(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+@needs_aliases
+@pytest.mark.integration
+@pytest.mark.parametrize("first", ["edge", "core"])
+def test_two_hosts_started_in_either_order_equal_one_host(workdir, first):
+    expected = reference_output(workdir)
+    path = two_hosts(workdir)
+    second = "core" if first == "edge" else "edge"
+    logs = {host: workdir / f"{host}.log" for host in ("edge", "core")}
+    runs = {first: cep_run(path, first, logs[first])}
+    if first == "edge":  # the gateway waits for its subscriber on the other host, and says so
+        wait_for(lambda: "gateway-quotes: waiting for strategy to subscribe at tcp://127.0.0.2:"
+                 in logs["edge"].read_text(), "the gateway to say it waits for the strategy")
+    else:  # the core host's supervisor is up (it publishes its status) before the gateway starts
+        wait_for(lambda: (workdir / "run-core" / "twohost@core" / "status.json").exists(), "the core host's status")
+    runs[second] = cep_run(path, second, logs[second])
+    summaries = {host: finished(runs[host], logs[host]) for host in runs}
+    assert (workdir / "out.jsonl").read_text().splitlines() == expected
+    assert "1 worker processes" in summaries["edge"] and "2 worker processes" in summaries["core"]
+    assert (workdir / "run-edge" / "twohost@edge").is_dir() and (workdir / "run-core" / "twohost@core").is_dir()
+
+
+@needs_aliases
+@pytest.mark.integration
+def test_a_killed_downstream_host_rejoins_and_exactly_once_output_equals_one_host(workdir):
+    pipeline = {"delivery": "exactly_once", "count": 200_000, "speed": "50x"}  # about 4 s of ticks
+    expected = reference_output(workdir, **pipeline)
+    path = two_hosts(workdir, **pipeline)
+    logs = {name: workdir / f"{name}.log" for name in ("edge", "core", "core-again")}
+    edge = cep_run(path, "edge", logs["edge"])
+    core = cep_run(path, "core", logs["core"])
+    out = workdir / "out.jsonl"
+    wait_for(lambda: lines_of(out) >= len(expected) // 4, "a quarter of the signals")
+    workers = descendants(core.pid)
+    os.kill(core.pid, signal.SIGKILL)
+    core.wait(10)
+    wait_for(lambda: not alive(workers), "the core host's workers to die with their supervisor", 10)
+    assert lines_of(out) < len(expected), "the core host was not killed midway"
+    assert edge.poll() is None  # the gateway's host runs on, holding what the core host has not acknowledged
+    again = cep_run(path, "core", logs["core-again"])
+    rejoined = finished(again, logs["core-again"])
+    finished(edge, logs["edge"])
+    assert "resuming from its checkpoints" in rejoined
+    assert out.read_text().splitlines() == expected
