@@ -163,7 +163,7 @@ def test_unknown_top_level_and_stream_keys_suggest():
     found = problems(minimal("sinkz: {}\nstreams:\n  q: {from: ticks, keyby: instrument}\n"))
     assert found == [
         "p.yaml:4:1: unknown top-level key 'sinkz' (did you mean 'sinks'? valid keys: defaults, "
-        "deploy, imports, metrics, name, orders, plugins, rules, security, sinks, sources, streams, tests, "
+        "deploy, hosts, imports, metrics, name, orders, plugins, rules, security, sinks, sources, streams, tests, "
         "transport, venues, version)",
         "p.yaml:6:20: stream \"q\": unknown key 'keyby' (did you mean 'key_by'? "
         "valid keys: from, key_by, ops)"]
