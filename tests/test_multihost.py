@@ -41,8 +41,10 @@ streams:
 rules:
   rising: {{use: momentum, from: mids, with: {{count: 6, direction: up, quantity: 10}}}}
 sinks:
-  out: {{type: jsonl, from: rising, path: out.jsonl}}
+  out: {{type: jsonl, from: rising, path: out.jsonl, mode: {mode}}}
 """
+
+SMALL = PIPELINE.format(delivery="at_most_once", count=10, speed="max", mode="truncate")
 
 HOSTS = """\
 security: {{curve: {{keys: keys}}}}
@@ -70,10 +72,10 @@ needs_aliases = pytest.mark.skipif(not _loopback_aliases_work(), reason=f"cannot
 
 
 def two_hosts(workdir: Path, delivery: str = "at_least_once", count: int = 20_000, speed: str = "max",
-              hosted: bool = True) -> Path:
+              hosted: bool = True, mode: str = "truncate") -> Path:
     """The pipeline in `workdir`: gateway on host edge, strategy and sink on host core (CURVE keys
     in workdir/keys), or, `hosted=False`, the same pipeline on one host."""
-    text = PIPELINE.format(delivery=delivery, count=count, speed=speed)
+    text = PIPELINE.format(delivery=delivery, count=count, speed=speed, mode=mode)
     if hosted:
         if not (workdir / "keys").exists():
             security.generate_keys(workdir / "keys")
@@ -86,7 +88,7 @@ def two_hosts(workdir: Path, delivery: str = "at_least_once", count: int = 20_00
 
 # -- compiling ---------------------------------------------------------------------------------------
 def test_an_unknown_host_names_file_line_and_the_known_hosts(write_pipeline, problems_of):
-    path = write_pipeline(PIPELINE.format(delivery="at_most_once", count=10, speed="max") + textwrap.dedent("""\
+    path = write_pipeline(SMALL + textwrap.dedent("""\
         hosts:
           edge: {address: 127.0.0.2, port: 17000}
           core: {address: 127.0.0.3, port: 17100}
@@ -100,7 +102,7 @@ def test_an_unknown_host_names_file_line_and_the_known_hosts(write_pipeline, pro
 
 
 def test_a_process_cannot_span_hosts(write_pipeline, problems_of):
-    path = write_pipeline(PIPELINE.format(delivery="at_most_once", count=10, speed="max") + textwrap.dedent("""\
+    path = write_pipeline(SMALL + textwrap.dedent("""\
         hosts:
           a: {address: 127.0.0.2}
           b: {address: 127.0.0.3}
@@ -114,12 +116,22 @@ def test_a_process_cannot_span_hosts(write_pipeline, problems_of):
 
 
 def test_a_host_other_machines_reach_needs_curve(write_pipeline, problems_of):
-    path = write_pipeline(PIPELINE.format(delivery="at_most_once", count=10, speed="max") + textwrap.dedent("""\
+    path = write_pipeline(SMALL + textwrap.dedent("""\
         hosts:
           a: {address: 10.1.2.3}
         """))
     (problem,) = problems_of(path)
     assert 'host "a": 10.1.2.3 is reachable from other machines' in problem and "cep keys generate" in problem
+
+
+def test_a_host_address_must_be_an_ip_address_its_processes_can_bind(write_pipeline, problems_of):
+    path = write_pipeline(SMALL + textwrap.dedent("""\
+        hosts:
+          a: {address: feed.example.com}
+        """))
+    (problem,) = problems_of(path)
+    assert problem.startswith(f"{path}:17:")
+    assert "host \"a\": address 'feed.example.com' is not an IP address" in problem
 
 
 def test_endpoints_live_on_the_binding_process_host_and_every_invocation_agrees(workdir):
@@ -140,7 +152,7 @@ def test_endpoints_live_on_the_binding_process_host_and_every_invocation_agrees(
 
 
 def test_a_host_without_a_port_takes_one_derived_from_the_pipeline_name(write_pipeline):
-    text = PIPELINE.format(delivery="at_most_once", count=10, speed="max") + "hosts:\n  a: {address: 127.0.0.2}\n"
+    text = SMALL + "hosts:\n  a: {address: 127.0.0.2}\n"
     plan = cep.compile(write_pipeline(text))
     renamed = cep.compile(write_pipeline(text.replace("name: twohost", "name: other"), "other.yaml"))
     assert plan.hosts["a"] != renamed.hosts["a"]
@@ -253,8 +265,9 @@ def test_two_hosts_started_in_either_order_equal_one_host(workdir, first):
     if first == "edge":  # the gateway waits for its subscriber on the other host, and says so
         wait_for(lambda: "gateway-quotes: waiting for strategy to subscribe at tcp://127.0.0.2:"
                  in logs["edge"].read_text(), "the gateway to say it waits for the strategy")
-    else:  # the core host's supervisor is up (it publishes its status) before the gateway starts
-        wait_for(lambda: (workdir / "run-core" / "twohost@core" / "status.json").exists(), "the core host's status")
+    else:  # the strategy runs, and says it has had nothing from the gateway on the other host yet
+        wait_for(lambda: "strategy: waiting for gateway-quotes at tcp://127.0.0.2:" in logs["core"].read_text(),
+                 "the strategy to say it waits for the gateway")
     runs[second] = cep_run(path, second, logs[second])
     summaries = {host: finished(runs[host], logs[host]) for host in runs}
     assert (workdir / "out.jsonl").read_text().splitlines() == expected
@@ -264,8 +277,13 @@ def test_two_hosts_started_in_either_order_equal_one_host(workdir, first):
 
 @needs_aliases
 @pytest.mark.integration
-def test_a_killed_downstream_host_rejoins_and_exactly_once_output_equals_one_host(workdir):
-    pipeline = {"delivery": "exactly_once", "count": 200_000, "speed": "50x"}  # about 4 s of ticks
+@pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
+def test_a_killed_downstream_host_rejoins(workdir, delivery):
+    """exactly_once: the output equals the one-host run's. at_least_once: nothing is missing
+    (its restarted host starts afresh, so the sink appends; a momentum streak in progress when
+    the host died may be lost, which the rule's state loses on one host too: at most one
+    signal per instrument)."""
+    pipeline = {"delivery": delivery, "count": 200_000, "speed": "50x", "mode": "append"}  # about 4 s of ticks
     expected = reference_output(workdir, **pipeline)
     path = two_hosts(workdir, **pipeline)
     logs = {name: workdir / f"{name}.log" for name in ("edge", "core", "core-again")}
@@ -282,5 +300,10 @@ def test_a_killed_downstream_host_rejoins_and_exactly_once_output_equals_one_hos
     again = cep_run(path, "core", logs["core-again"])
     rejoined = finished(again, logs["core-again"])
     finished(edge, logs["edge"])
-    assert "resuming from its checkpoints" in rejoined
-    assert out.read_text().splitlines() == expected
+    if delivery == "exactly_once":
+        assert "resuming from its checkpoints" in rejoined
+        assert out.read_text().splitlines() == expected
+    else:
+        assert "starting afresh" in rejoined
+        missing = set(expected) - set(out.read_text().splitlines())
+        assert len(missing) <= 4, missing

@@ -16,6 +16,7 @@ without it anyone who reaches a port could inject frames.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import zlib
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def on_hosts(pipeline: Pipeline, processes: list[ProcessPlan]) -> tuple[list[Pro
     """The processes with their host (none without `hosts:`), and every problem: a node deployed
     on a host not listed, a process whose nodes name different hosts, a host other machines can
     reach without CURVE."""
-    problems = _unknown_hosts(pipeline) + _unguarded_hosts(pipeline)
+    problems = _unknown_hosts(pipeline) + _unbindable_hosts(pipeline) + _unguarded_hosts(pipeline)
     if not pipeline.hosts:
         return processes, problems
     default = next(iter(pipeline.hosts))
@@ -75,13 +76,29 @@ def _unknown_hosts(pipeline: Pipeline) -> list[Problem]:
     return problems
 
 
+def _unbindable_hosts(pipeline: Pipeline) -> list[Problem]:
+    """A host's processes bind its address, and a socket binds an IP address, not a name."""
+    return [Problem(f'host "{name}": address {host.address!r} is not an IP address',
+                    pipeline.locate("hosts", name, "address"),
+                    "give the IP address its processes listen on (they bind it)")
+            for name, host in pipeline.hosts.items() if not _is_ip(host.address)]
+
+
 def _unguarded_hosts(pipeline: Pipeline) -> list[Problem]:
     """A host others can reach, without CURVE: its ports would take anyone's frames."""
     if pipeline.security.curve is not None:
         return []
     return [Problem(f'host "{name}": {host.address} is reachable from other machines, and tcp between hosts '
                     "needs CURVE", pipeline.locate("hosts", name, "address"), KEYS_HINT)
-            for name, host in pipeline.hosts.items() if not is_loopback(host.address)]
+            for name, host in pipeline.hosts.items() if not is_loopback(host.address) and _is_ip(host.address)]
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        return False
 
 
 def _split_process(pipeline: Pipeline, process: ProcessPlan, named: dict[str, str]) -> Problem:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import msgpack
 import zmq
 
-from cep.plan import Plan
+from cep.plan import EdgePlan, Plan
 from cep.components.base import Source
 from cep.components.state import restorer
 from cep.errors import RuntimeFailure
@@ -467,12 +467,19 @@ class Worker:
         self.counts_base = counts
 
     def _report_waiting(self) -> None:
-        """Not ready yet in a multi-host run: which consumer workers it waits for, and where (the
-        supervisor shows it; a peer host may not have started yet)."""
-        if self.started or not self.plan.hosts:
+        """In a multi-host run, what this worker waits for on other hosts, and where (the
+        supervisor shows it; a peer host may not have started yet): before it is ready, the
+        consumer workers that have not joined; once started, the producers on other hosts it has
+        had nothing from yet."""
+        if not self.plan.hosts or time.monotonic() - self.created < WAITING_AFTER_S:
             return
-        peers = [peer for outlet in self.outlets if not outlet.ready for peer in outlet.waiting_for()]
-        if peers and time.monotonic() - self.created >= WAITING_AFTER_S:
+        if not self.started:
+            peers = [peer for outlet in self.outlets if not outlet.ready for peer in outlet.waiting_for()]
+        else:
+            peers = [_awaited(inlet.edge, self.index) for inlet in self.inlets
+                     if not inlet.counters.frames and not inlet.complete
+                     and self.plan.process(inlet.edge.producer).host != self.process.host]
+        if peers:
             _send(self.control, {"t": "waiting", "worker": self.worker, "incarnation": self.incarnation,
                                  "peers": peers})
 
@@ -487,6 +494,13 @@ class Worker:
             report["resumed"] = self.resumed
         report.update(observed(self.graph, self.checkpointer))
         _send(self.control, report)
+
+
+def _awaited(edge: EdgePlan, index: int) -> str:
+    """The producer of `edge` and where this consumer worker meets it: its XPUB, or this worker's PULL."""
+    if edge.pattern == "pub/sub":
+        return f"{edge.producer} at {edge.endpoints[0]}"
+    return f"{edge.producer} to connect to {edge.endpoints[index]}"
 
 
 def _cpu_seconds() -> float:
