@@ -308,3 +308,16 @@ def test_a_pattern_rule_reports_its_partial_matches_with_keys_cut_short():
     gauges = ctx.counters.gauges()
     assert gauges["alive"] == 2
     assert sorted(gauges["top_keys"]) == [["B", 1], ["K" * KEY_CHARS, 1]]
+
+
+def test_the_schema_of_pipelines_takes_the_metrics_section_and_refuses_a_bad_port():
+    import jsonschema
+
+    from cep.config.schema import pipeline_schema
+    from cep.config.yamlsafe import parse_yaml
+    from cep.plugins import default_registry
+    validator = jsonschema.Draft202012Validator(pipeline_schema(default_registry()))
+    good = parse_yaml(WATCHED + "metrics: {port: 9464}\n").data
+    assert list(validator.iter_errors(good)) == []
+    bad = parse_yaml(WATCHED + "metrics: {port: 70000}\n").data
+    assert [list(error.absolute_path) for error in validator.iter_errors(bad)] == [["metrics", "port"]]

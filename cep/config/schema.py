@@ -19,7 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cep.config.models import Defaults, DeploySpec, HostSpec, RuleSpec, Security, SinkSpec, SourceSpec, Transport
+from cep.config.models import (Defaults, DeploySpec, HostSpec, Metrics, RuleSpec, Security, SinkSpec, SourceSpec,
+                               Transport)
 from cep.plugins import Component, Registry
 
 ID = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
@@ -74,6 +75,7 @@ class _Builder:
             "defaults": self.model(Defaults, "defaults"),
             "transport": self.model(Transport, "transport"),
             "security": self.model(Security, "security"),
+            "metrics": self.model(Metrics, "metrics"),
             "sources": {**ids, "additionalProperties": self.typed("source", {"backpressure": self.envelope(SourceSpec, "backpressure")})},
             "streams": {**ids, "additionalProperties": self.stream()},
             "rules": {**ids, "additionalProperties": self.rule()},
