@@ -7,7 +7,7 @@ reads what the last snapshot (at most 0.5 s old) already holds.
 
 Every metric has a `pipeline` label; names and units follow Prometheus' conventions (counters end
 in `_total`, time in seconds, sizes in bytes). `METRICS` lists them with their help text (the
-Grafana dashboard in examples/grafana is tested against it).
+Grafana dashboard in examples/grafana and the README are tested against what is served).
 """
 from __future__ import annotations
 

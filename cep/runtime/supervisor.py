@@ -1,5 +1,6 @@
 """The parent side: starts one OS process per plan worker, relays the end-of-stream handshake,
-collects metrics, restarts crashed workers with backoff, and stops everything cleanly.
+collects metrics (and publishes a snapshot of them twice a second for `cep top` and Prometheus:
+`cep.observe`), restarts crashed workers with backoff, and stops everything cleanly.
 
 Runs in the parent only (the child side is `worker.py`). Failure isolation: a crashed worker is
 restarted while the others keep running; after `max_restarts` crashes of one worker the run stops
