@@ -69,6 +69,7 @@ def run(signals_per_s: float, seconds: float, speed: str, venue_latency: str, qu
     latencies = sorted(result["latencies_ns"])
     q = statistics.quantiles(latencies, n=1000) if len(latencies) > 1 else [0.0] * 999
     return {"acknowledged": len(latencies), "statuses": result["statuses"], "elapsed_s": status.elapsed,
+            "cpu_s": {worker: round(seconds, 2) for worker, seconds in sorted(status.cpu().items())},
             "p50_ms": q[499] / 1e6, "p99_ms": q[989] / 1e6, "max_ms": latencies[-1] / 1e6 if latencies else 0.0}
 
 
