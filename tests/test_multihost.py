@@ -87,8 +87,8 @@ def two_hosts(workdir: Path, delivery: str = "at_least_once", count: int = 20_00
 
 
 # -- compiling ---------------------------------------------------------------------------------------
-def test_an_unknown_host_names_file_line_and_the_known_hosts(write_pipeline, problems_of):
-    path = write_pipeline(SMALL + textwrap.dedent("""\
+def test_an_unknown_host_names_file_line_and_the_known_hosts(pipeline_file, problems_of):
+    path = pipeline_file(SMALL + textwrap.dedent("""\
         hosts:
           edge: {address: 127.0.0.2, port: 17000}
           core: {address: 127.0.0.3, port: 17100}
@@ -101,8 +101,8 @@ def test_an_unknown_host_names_file_line_and_the_known_hosts(write_pipeline, pro
     assert 'deploy "rising": no host "cor"' in problem and "did you mean 'core'? known hosts: core, edge" in problem
 
 
-def test_a_process_cannot_span_hosts(write_pipeline, problems_of):
-    path = write_pipeline(SMALL + textwrap.dedent("""\
+def test_a_process_cannot_span_hosts(pipeline_file, problems_of):
+    path = pipeline_file(SMALL + textwrap.dedent("""\
         hosts:
           a: {address: 127.0.0.2}
           b: {address: 127.0.0.3}
@@ -115,8 +115,8 @@ def test_a_process_cannot_span_hosts(write_pipeline, problems_of):
     assert problem.startswith(f"{path}:21:")
 
 
-def test_a_host_other_machines_reach_needs_curve(write_pipeline, problems_of):
-    path = write_pipeline(SMALL + textwrap.dedent("""\
+def test_a_host_other_machines_reach_needs_curve(pipeline_file, problems_of):
+    path = pipeline_file(SMALL + textwrap.dedent("""\
         hosts:
           a: {address: 10.1.2.3}
         """))
@@ -124,8 +124,8 @@ def test_a_host_other_machines_reach_needs_curve(write_pipeline, problems_of):
     assert 'host "a": 10.1.2.3 is reachable from other machines' in problem and "cep keys generate" in problem
 
 
-def test_a_host_address_must_be_an_ip_address_its_processes_can_bind(write_pipeline, problems_of):
-    path = write_pipeline(SMALL + textwrap.dedent("""\
+def test_a_host_address_must_be_an_ip_address_its_processes_can_bind(pipeline_file, problems_of):
+    path = pipeline_file(SMALL + textwrap.dedent("""\
         hosts:
           a: {address: feed.example.com}
         """))
@@ -151,12 +151,12 @@ def test_endpoints_live_on_the_binding_process_host_and_every_invocation_agrees(
     assert len(set(ports + links)) == len(ports + links)
 
 
-def test_a_host_without_a_port_takes_one_derived_from_the_pipeline_name(write_pipeline):
+def test_a_host_without_a_port_takes_one_derived_from_the_pipeline_name(pipeline_file):
     text = SMALL + "hosts:\n  a: {address: 127.0.0.2}\n"
-    plan = cep.compile(write_pipeline(text))
-    renamed = cep.compile(write_pipeline(text.replace("name: twohost", "name: other"), "other.yaml"))
+    plan = cep.compile(pipeline_file(text))
+    renamed = cep.compile(pipeline_file(text.replace("name: twohost", "name: other"), "other.yaml"))
     assert plan.hosts["a"] != renamed.hosts["a"]
-    assert plan.hosts == cep.compile(write_pipeline(text, "copy.yaml")).hosts
+    assert plan.hosts == cep.compile(pipeline_file(text, "copy.yaml")).hosts
 
 
 def test_graph_groups_processes_by_host(workdir):
