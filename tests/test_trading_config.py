@@ -182,3 +182,22 @@ def test_the_positions_sink_starts_a_new_journal_each_run_unless_it_appends(tmp_
         sink.write([event(f"c{run}", 1, OrderStatus.NEW)])
         sink.close()
     assert [e.client_order_id for e in read_events(tmp_path / "j.db")] == ["c1", "c2"]
+
+
+def test_the_readme_trading_sections_validate_in_the_shipped_trading_pipeline(tmp_path):
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", (root / "README.md").read_text(), re.S)
+                 if "venues:" in b and "orders:" in b)
+    pipeline = yaml.safe_load((root / "pipelines" / "trading.yaml").read_text())
+    pipeline.update(yaml.safe_load(block))
+    pipeline["sources"]["ticks"]["path"] = str(root / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz")
+    pipeline.pop("tests")
+    path = tmp_path / "readme.yaml"
+    path.write_text(yaml.safe_dump(pipeline))
+    plan = cep.compile(path)
+    assert {"executor-exec", "venue-paper"} <= {process.name for process in plan.processes}
