@@ -80,3 +80,59 @@ def test_cep_graph_shows_the_executor_the_venue_and_the_request_reply_edge(tmp_p
     assert '"executor-exec/exec" -> "venue-paper/paper" [label="dealer/router' in to_dot(plan)
     (edge,) = [edge for edge in plan.edges if edge.pattern == "dealer/router"]
     assert edge.endpoints[0].endswith("paper.router")
+
+
+SLOW_VENUE = '''
+import time
+from pydantic import BaseModel, ConfigDict
+from cep.orders.paper import PaperVenue
+from cep.plugins import venue
+
+
+class SlowParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    calls: str
+
+
+class Slow(PaperVenue):
+    """The paper venue, answering each order after the executor stopped waiting."""
+
+    def __init__(self, calls):
+        super().__init__()
+        self.calls = calls
+
+    def place(self, request):
+        with open(self.calls, "a") as file:
+            file.write(request.client_order_id + "\\n")
+        time.sleep(1.0)
+        return super().place(request)
+
+
+@venue("slow", params=SlowParams)
+def slow(params, ctx):
+    """A venue too slow for its executor."""
+    return Slow(params.calls)
+'''
+
+
+@pytest.mark.integration
+def test_a_slow_venue_opens_the_breaker_and_no_order_reaches_it_while_open(workdir):
+    (workdir / "slow.py").write_text(SLOW_VENUE)
+    calls = workdir / "calls.txt"
+    path = write_trading(workdir)
+    text = "plugins: [slow.py]\n" + path.read_text()
+    text = text.replace("type: paper, quotes: quotes, latency: 2ms, seed: 7", f"type: slow, quotes: quotes, calls: {calls}")
+    text = text.replace("breaker: {failures: 5, reset_after: 10s}", "breaker: {failures: 2, reset_after: 1h}")
+    text = text.replace("request: {timeout: 250ms, retries: 3}", "request: {timeout: 50ms, retries: 1}")
+    text = text.split("\ntests:")[0]
+    path.write_text(text)
+    status = cep.run(cep.compile(path))
+    placed = calls.read_text().split()
+    denied = status.nodes()["exec"].drops
+    # the first order times out, and so does the request for its fills (the venue still sleeps):
+    # two failures open the breaker; no order reaches the venue after that
+    assert len(placed) == 1, placed
+    assert denied.get("CIRCUIT_OPEN", 0) > 100
+    events, _ = outcome(workdir)
+    assert sum(e["status"] == "SUBMITTED" for e in events) == 1
+    assert not any(e["status"] in ("ACCEPTED", "FILLED") for e in events)
