@@ -429,6 +429,8 @@ from cep.commands.streams import streams  # noqa: E402
 cli.add_command(streams)
 from cep.commands.schema import schema_command  # noqa: E402
 cli.add_command(schema_command)
+from cep.commands.dlq import dlq  # noqa: E402
+cli.add_command(dlq)
 
 from cep.commands.top import top  # noqa: E402
 cli.add_command(top)

@@ -255,3 +255,56 @@ def dead_letter_files(path: str | Path, rotation: Rotation | None = None) -> Dea
         counts = {"letters": 0, "bytes": 0}
     return DeadLetterFiles(path, rotation if rotation is not None else Rotation.from_environment(),
                            counts["letters"], counts["bytes"])
+
+
+@dataclass(frozen=True)
+class Letter:
+    """One dead letter as read back: its number counts from the oldest kept, over every file."""
+
+    number: int
+    file: Path
+    line: int
+    time: float | None
+    worker: str
+    node: str
+    reason: str
+    raw: Any
+
+
+@dataclass
+class Reading:
+    """What reading the files met besides letters: lines that are not a dead letter (a line cut
+    by a crash, or a file edited by hand), counted, never fatal."""
+
+    unreadable: int = 0
+
+
+def read_letters(files: DeadLetterFiles, reading: Reading | None = None) -> Iterator[Letter]:
+    """Every dead letter kept in `files`, oldest first, one at a time (files may be 64 MB)."""
+    reading = reading if reading is not None else Reading()
+    number = 0
+    for path in files.paths():
+        try:
+            lines = open(path, "rb")
+        except FileNotFoundError:  # rotated away since it was listed
+            continue
+        with lines:
+            for line_number, line in enumerate(lines, start=1):
+                letter = _letter(line)
+                if letter is None:
+                    reading.unreadable += 1
+                    continue
+                number += 1
+                yield Letter(number, path, line_number, **letter)
+
+
+def _letter(line: bytes) -> dict[str, Any] | None:
+    try:
+        found = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not {"node", "reason", "raw"} <= found.keys():
+        return None
+    when = found.get("time")
+    return {"time": float(when) if isinstance(when, (int, float)) else None, "worker": str(found.get("worker", "?")),
+            "node": str(found["node"]), "reason": str(found["reason"]), "raw": found["raw"]}
