@@ -321,3 +321,16 @@ def test_the_schema_of_pipelines_takes_the_metrics_section_and_refuses_a_bad_por
     assert list(validator.iter_errors(good)) == []
     bad = parse_yaml(WATCHED + "metrics: {port: 70000}\n").data
     assert [list(error.absolute_path) for error in validator.iter_errors(bad)] == [["metrics", "port"]]
+
+
+def test_top_finds_one_host_s_run_of_a_pipeline_on_several_hosts(workdir):
+    from cep.errors import UserError
+    path = workdir / "hosted.yaml"
+    path.write_text(WATCHED + "hosts:\n  edge: {address: 127.0.0.1, port: 20000}\n  core: {address: 127.0.0.1, port: "
+                    "20100}\ndeploy:\n  ticks: {host: edge}\n  rises: {host: core, parallelism: 2}\n"
+                    "  signals: {host: core}\n")
+    path.write_text(path.read_text().replace("deploy:\n  rises: {parallelism: 2}\n", ""))
+    assert run_dir_of(path, "core") == workdir / "run" / "watched@core"
+    assert run_dir_of(path) == workdir / "run" / "watched"
+    with pytest.raises(UserError, match="no such host"):
+        run_dir_of(path, "cor")

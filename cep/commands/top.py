@@ -13,15 +13,19 @@ Examples:
   cep top pipelines/momentum.yaml           # the run of that pipeline
   cep top /tmp/cep-1000/momentum --once     # one view on stdout, for scripts""")
 @click.argument("target", required=False, type=click.Path(path_type=Path), metavar="[RUN_DIR | PIPELINE]")
+@click.option("--host", metavar="NAME", help="With a PIPELINE run on several hosts: the run of this host "
+              "(as cep run --host NAME).")
 @click.option("--once", is_flag=True, help="Print the view once and exit (what it does when stdout is no terminal).")
-def top(target: Path | None, once: bool) -> None:
+def top(target: Path | None, host: str | None, once: bool) -> None:
     """Show a running pipeline, refreshed twice a second: each process's CPU, memory and restarts;
     each node's rates, drops and dead letters; each edge's queue, unacknowledged frames and lag in
     event time; each pattern rule's partial matches and the keys holding most of them. Read-only:
     it reads the status file the supervisor keeps in its run directory. q or Ctrl-C quits; exit 1
     when nothing runs there."""
     from cep.observe.top import current_status, render, run_dir_of, watch
-    run_dir = run_dir_of(target)
+    if host is not None and (target is None or not target.is_file()):
+        raise click.UsageError("--host names a host of a PIPELINE file: give the file")
+    run_dir = run_dir_of(target, host)
     snapshot = current_status(run_dir)
     on_terminal = click.get_text_stream("stdout").isatty()
     if once or not on_terminal:  # a view redrawn in place means nothing in a pipe or a file

@@ -38,9 +38,10 @@ def default_base() -> Path:
     return Path(os.environ.get("CEP_RUN_DIR") or f"/tmp/cep-{os.getuid()}")
 
 
-def run_dir_of(target: Path | None) -> Path:
-    """The run directory `target` names: itself, a pipeline file's, or (None) the only one with
-    a run going on under the default base."""
+def run_dir_of(target: Path | None, host: str | None = None) -> Path:
+    """The run directory `target` names: itself, a pipeline file's (of its `host`, for a
+    pipeline run on several hosts), or (None) the only one with a run going on under the
+    default base."""
     if target is None:
         base = default_base()
         running = sorted(d for d in _subdirs(base) if _running(d))
@@ -53,7 +54,11 @@ def run_dir_of(target: Path | None) -> Path:
                              + ", ".join(f"cep top {d}" for d in running))
     if target.is_file():
         import cep
-        return Path(cep.compile(target).run_dir)
+        plan = cep.compile(target)
+        if host is not None:
+            from cep.runtime.hostlink import host_plan
+            plan = host_plan(plan, host, run_dir_given=False)
+        return Path(plan.run_dir)
     return target
 
 
