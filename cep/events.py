@@ -11,7 +11,7 @@ publishes no sizes, e.g. Oanda FX quotes) or fractional (crypto base-asset sizes
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, Mapping
 
@@ -75,11 +75,21 @@ class _RecordConvertible:
     """Conversion between a dataclass event and its record form (enums as their string value)."""
 
     def to_record(self) -> Record:
-        record = asdict(self)  # type: ignore[call-overload]
+        """The fields as a dict, in order, enums as their values. Events are flat, so no deep copy
+        (`dataclasses.asdict`'s was a third of an order executor's time per event)."""
+        record = {name: getattr(self, name) for name in self._field_names()}
         for name, value in record.items():
             if isinstance(value, Enum):
                 record[name] = value.value
         return record
+
+    @classmethod
+    def _field_names(cls) -> tuple[str, ...]:
+        names = cls.__dict__.get("_names")
+        if names is None:
+            names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+            setattr(cls, "_names", names)
+        return names
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]):

@@ -32,3 +32,18 @@ def test_order_states_move_only_forward_and_final_states_are_final():
     order = OrderEvent("o1", "s:1", "FILLED", 0.5, 61837.64, 2)
     assert order.is_fully_filled() and order.status is OrderStatus.FILLED
     assert not OrderEvent("o2", "s:1", "PARTIALLY_FILLED", 0.2, 61837.64, 2).is_fully_filled()
+
+
+def test_to_record_is_the_dataclass_as_a_dict_with_enums_as_their_values():
+    import dataclasses
+    from enum import Enum
+
+    from cep.events import Action, OrderEvent, OrderStatus, TickEvent, TradingSignal
+
+    for event in (TickEvent(1, "X", 1.0, 2.0, 3.0, None),
+                  TradingSignal("s", 1, Action.SELL, "X", 2.0, 1.0, "r", 0.5),
+                  OrderEvent("o", "s", OrderStatus.FILLED, 1.0, 2.0, 3, "c", "X", Action.BUY, 1.0, 1.0, "f",
+                             2.0, 0.0, None, 4)):
+        expected = {k: v.value if isinstance(v, Enum) else v for k, v in dataclasses.asdict(event).items()}
+        assert event.to_record() == expected and list(event.to_record()) == list(expected)
+        assert type(event).from_record(event.to_record()) == event
