@@ -11,6 +11,15 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Iterable, Literal
 
+BATCH_SIZE = 256
+"""Records a source puts in one batch, by default (`defaults.batch_size`): how much it reads at a
+time. What a worker passes through its graph at once grows beyond it under load (a burst of frames
+read in one pass goes through as one batch); what crosses a socket is bounded by FRAME_SIZE."""
+FRAME_SIZE = 256
+"""The most records one frame carries, by default (`defaults.frame_size`): an outlet cuts what a
+pass of its worker produced into frames of at most this many. With `EdgePlan.hwm` it bounds what
+waits in a socket and what a reliable edge's window holds."""
+
 NodeKind = Literal["source", "stream", "rule", "sink", "venue", "order"]
 Pattern = Literal["pub/sub", "push/pull", "dealer/router"]
 
@@ -114,7 +123,8 @@ class EdgePlan:
     backpressure: Literal["block", "drop"]
     partition_key: str | None = None
     topic_partitions: int = 1
-    hwm: int = 1000  # frames; also the unacknowledged window of a reliable edge, per consumer worker
+    hwm: int = 1000  # frames (each at most `Plan.frame_size` records) a socket queues; also the
+                     # unacknowledged window of a reliable edge, per consumer worker (`delivery.Window`)
     acks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -132,7 +142,8 @@ class Plan:
     edges: tuple[EdgePlan, ...]
     run_dir: str                           # ipc socket files, control endpoint, lock
     control: str                           # the supervisor's endpoint
-    batch_size: int = 256
+    batch_size: int = BATCH_SIZE           # records per source batch
+    frame_size: int = FRAME_SIZE           # records per frame, at most
     dead_letter: str = "out/deadletter.jsonl"
     warnings: tuple[str, ...] = ()
     curve_keys: str | None = None          # tcp: CURVE keys directory (`security.curve.keys`), absolute

@@ -4,11 +4,15 @@ a consumer worker, no processes. Each test sends batches and the end of stream, 
 acknowledges what needs it, and checks the counters both ends keep."""
 import os
 import time
+from dataclasses import replace
 
 import pytest
 import zmq
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cep
+from cep import codec
 from cep.rows import Rows, as_records
 from cep.runtime import transport
 from cep.runtime.delivery import Receipts
@@ -219,3 +223,85 @@ def test_drain_reads_what_waits_and_never_waits(context):
     assert list(drain(pull)) == []
     pull.close(0)
     push.close(0)
+
+
+# -- what a frame carries, what a window holds ------------------------------------------------------
+def read_frames(socket, received: list, count: int) -> None:
+    """Append to `received` the batches of the DATA frames a raw receiving socket gets, until it
+    holds `count` (what the outlet counted as sent)."""
+    while len(received) < count:
+        assert socket.poll(DEADLINE_S * 1000), "a frame never came"
+        kind, _, _, batch = codec.decode_body(codec.split_frame(socket.recv())[1])
+        if kind == codec.DATA:
+            received.append(batch)
+
+
+@pytest.mark.parametrize("pattern", ["push/pull", "pub/sub"])
+def test_a_frame_never_carries_more_than_frame_size_records(workdir, context, pattern):
+    """A worker hands its outlet whatever a pass produced: a burst of up to INBOUND_BURST frames
+    merged, or a rule's output; an outlet splits it, so no frame exceeds `frame_size` (push/pull
+    once shipped a whole burst in one frame)."""
+    plan = compiled(workdir, "at_most_once")
+    edge = edge_of(plan, pattern)
+    if pattern == "push/pull":
+        receiver = context.socket(zmq.PULL)
+        receiver.bind(edge.endpoints[0])
+        outlet = transport.push_outlet(context, plan, "strategy", 0, edge, lambda: False)
+    else:
+        outlet = transport.pub_outlet(context, plan, "gateway-ticks", 0, "ticks", [edge], lambda: False)
+        receiver = context.socket(zmq.SUB)
+        receiver.connect(edge.endpoints[0])
+        receiver.subscribe(b"")
+        receiver.subscribe(b"!HELLO.strategy")
+    wait_ready(outlet)
+    received: list = []
+
+    @settings(max_examples=40)
+    @given(sizes=st.lists(st.integers(1, 3 * plan.frame_size + 7), min_size=1, max_size=6),
+           flushes=st.lists(st.booleans(), min_size=6, max_size=6))
+    def each_frame_within_the_bound(sizes, flushes):
+        at = 0
+        for size, flush in zip(sizes, flushes):
+            outlet.send(ticks(at, size))
+            at += size
+            if flush:
+                outlet.flush()
+        outlet.flush()
+        first = len(received)
+        read_frames(receiver, received, outlet.counters.frames)
+        batches = received[first:]
+        assert [len(b) for b in batches if len(b) > plan.frame_size] == []
+        assert [r for b in batches for r in as_records(b)] == as_records(ticks(0, at))
+
+    each_frame_within_the_bound()
+    outlet.close()
+    receiver.close(0)
+
+
+def test_a_reliable_window_holds_at_most_hwm_frames_of_frame_size_records_past_one_pass(workdir, context):
+    """The worker takes no input while an outlet is `held`, so a consumer worker's window holds at
+    most `hwm` frames plus those of the pass during which it filled, each of at most `frame_size`
+    records: counted in frames, it bounds the records too (a burst shipped as one frame once let
+    it hold 64 times the records `hwm` suggests)."""
+    plan = compiled(workdir, "at_least_once")
+    edge = replace(edge_of(plan, "push/pull"), hwm=32)
+    inlet = transport.inlet(context, plan, edge, "sink-out", 0, 0, lambda *a: pytest.fail(str(a)), Receipts())
+    outlet = transport.push_outlet(context, plan, "strategy", 0, edge, lambda: False)
+    wait_ready(outlet)
+    consumer = Consumer(inlet)  # reads every frame, acknowledges none
+    # what a pass produced: more than a frame's worth, less than the sockets queue (sends block)
+    burst = [{"signal": i, "instrument": "A"} for i in range(20 * plan.frame_size + 5)]
+    passes = 0
+    while not outlet.held:
+        before = outlet.window.size("sink-out")
+        outlet.send(burst)
+        outlet.flush()
+        passes += 1
+        in_pass = outlet.window.size("sink-out") - before
+        consumer.read(outlet, until=lambda: outlet.counters.frames == inlet.counters.frames)
+    retained = [codec.decode_body(codec.split_frame(frame)[1])[3] for _, _, frame in outlet.window.unacked("sink-out")]
+    assert max(len(batch) for batch in retained) <= plan.frame_size
+    assert len(retained) <= edge.hwm + in_pass
+    assert sum(map(len, retained)) == passes * len(burst) <= (edge.hwm + in_pass) * plan.frame_size
+    outlet.close()
+    inlet.close()

@@ -28,6 +28,7 @@ def assemble(pipeline: Pipeline, nodes: dict[str, NodePlan], processes: list[Pro
         base_dir=str(pipeline.base_dir), plugins=tuple(str((pipeline.base_dir / p).resolve()) for p in pipeline.plugins),
         nodes=nodes, processes=tuple(processes), edges=tuple(edges), run_dir=str(run_dir),
         control=f"ipc://{run_dir / 'control'}", batch_size=pipeline.defaults.batch_size,
+        frame_size=pipeline.defaults.frame_size,
         dead_letter=str(pipeline.base_dir / pipeline.defaults.dead_letter),
         warnings=tuple(str(w) for w in warnings), max_sequence_jump=pipeline.security.max_sequence_jump,
         curve_keys=str(security.keys_directory(pipeline)) if pipeline.security.curve else None,

@@ -19,6 +19,7 @@ import reactivex
 from reactivex import Observable
 
 from cep.events import Batch, Record
+from cep.plan import BATCH_SIZE
 
 BatchOperator = Callable[[Observable], Observable]
 
@@ -75,7 +76,7 @@ class BuildContext:
     partition: tuple[int, int] = (0, 1)         # (this worker's index, number of workers)
     counters: Counters = field(default_factory=Counters)
     dead_letter_fn: DeadLetterFn = _print_dead_letter
-    batch_size: int = 256                       # how many records a source puts in one batch
+    batch_size: int = BATCH_SIZE                # how many records a source puts in one batch
     incarnation: int = 0                        # > 0 in a worker that takes over from one that had
                                                 # started (a restart after a crash): a sink that
                                                 # starts its output afresh continues it instead

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, WithJsonSchema
 
 from cep.errors import Location
-from cep.plan import Delivery
+from cep.plan import BATCH_SIZE, FRAME_SIZE, Delivery
 
 DeliveryMode = Annotated[Delivery, WithJsonSchema({"enum": [mode.value for mode in Delivery], "type": "string"})]
 """`cep.plan.Delivery` in a model, described inline in the JSON schema (`cep schema`), as a list of names."""
@@ -29,7 +29,10 @@ class Defaults(_Strict):
 
     delivery: DeliveryMode = Field(Delivery.AT_MOST_ONCE, title="Delivery")  # the title a Literal had
     backpressure: Backpressure | None = None     # None: block for replays, drop for live sources
-    batch_size: int = Field(256, ge=1, le=65536)  # records per frame before it is sent
+    batch_size: int = Field(BATCH_SIZE, ge=1, le=65536, description="records a source reads into one batch")
+    frame_size: int = Field(FRAME_SIZE, ge=1, le=65536, description=(
+        "the most records one frame between processes carries: a worker's output is cut into frames of "
+        "at most this many (a reliable edge's window holds 1,000 frames per consumer worker)"))
     dead_letter: str = "out/deadletter.jsonl"     # relative to the pipeline file
 
 

@@ -119,8 +119,11 @@ class _Retained:
 class Window:
     """Frames sent and not yet acknowledged, per consumer worker and stream.
 
-    `admit` never refuses: the sender checks `full` before it takes more input, so a worker's
-    window exceeds `capacity` by at most what one pass of the sender's loop produces.
+    `capacity` counts frames (`EdgePlan.hwm`), each of at most `Plan.frame_size` records, so it
+    bounds records too. `admit` never refuses: the sender's worker checks `full` before each pass
+    of its loop and takes no input while it is, so a worker's window exceeds `capacity` by at most
+    the frames of the one pass during which it filled (a pass reads at most `INBOUND_BURST`
+    frames from each input and one batch from each source).
     """
 
     def __init__(self, workers: Iterable[str], capacity: int) -> None:

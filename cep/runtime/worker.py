@@ -48,7 +48,10 @@ ahead of its upstream's."""
 WAITING_AFTER_S = 1.0
 """A worker of a multi-host run not ready after this long says which peers it waits for (a
 start on one machine is ready well within it)."""
-INBOUND_BURST = 64  # frames read per socket before giving others a turn
+INBOUND_BURST = 64
+"""Frames read from one input before the others get a turn. They go through the graph as one
+batch (per-batch costs shrink under load); the outlets cut what comes out into frames of at most
+`Plan.frame_size` records again."""
 IDLE_POLL_MS = 50
 RECEIPTS_POLL_MS = 10  # reliable edges with acks still to send: come back sooner
 BUSY_POLL_S = 0.0002

@@ -45,8 +45,8 @@ def pub_outlet(context: zmq.Context, plan: Plan, worker: str, incarnation: int, 
                edges: list[EdgePlan], stopping: Callable[[], bool]) -> Outlet:
     """The outlet of `worker` for `node`'s pub/sub edges (one socket serves them all)."""
     if not any(reliable(edge) for edge in edges):
-        return PubOutlet(context, plan, worker, node, edges, plan.batch_size, stopping)
-    return ReliablePubOutlet(context, plan, worker, node, edges, plan.batch_size, stopping,
+        return PubOutlet(context, plan, worker, node, edges, plan.frame_size, stopping)
+    return ReliablePubOutlet(context, plan, worker, node, edges, plan.frame_size, stopping,
                              _producer_index(plan, edges[0], worker), incarnation)
 
 
@@ -54,8 +54,8 @@ def push_outlet(context: zmq.Context, plan: Plan, worker: str, incarnation: int,
                 stopping: Callable[[], bool]) -> Outlet:
     """The outlet of `worker` for one push/pull edge."""
     if not reliable(edge):
-        return PushOutlet(context, plan, worker, edge, plan.batch_size, stopping)
-    return ReliablePushOutlet(context, plan, worker, edge, plan.batch_size, stopping,
+        return PushOutlet(context, plan, worker, edge, plan.frame_size, stopping)
+    return ReliablePushOutlet(context, plan, worker, edge, plan.frame_size, stopping,
                               _producer_index(plan, edge, worker), incarnation)
 
 

@@ -9,7 +9,9 @@ implementation (plain ZeroMQ in `zeromq.py`; acknowledged, retained and checkpoi
 **Frame.** What crosses: one `cep.codec` frame, `topic NUL [version, kind, producer, seq,
 count, groups]`, whatever the carrier (its bytes are the codec's; an implementation may wrap them,
 as the reliable one prefixes a retransmit's topic, but never re-encodes them). A DATA frame
-carries one or more records. An END frame carries none and says its producer worker sends
+carries 1 to `Plan.frame_size` records, whatever a pass of the producer worker produced (an
+outlet cuts it); with `EdgePlan.hwm` that bounds what a socket queues and what a reliable window
+holds, in records as well as frames. An END frame carries none and says its producer worker sends
 nothing more on the edge. `producer` is the producer *worker*; `seq` numbers that worker's DATA
 frames per topic from 1 (on reliable edges its incarnation sits in the high bits,
 `delivery.epoch`). A frame an outlet drops under `backpressure: drop` takes no number, so a gap a
@@ -17,7 +19,7 @@ receiver sees is loss in transit, counted once, there.
 
 **Outlet** (producer side; one per node and pattern in a producer worker):
 - `send(batch)`: take a batch of the node's output (records or `Rows`, any length); ship every
-  full frame at once, keep the rest. Ships per the edge's backpressure: `block` waits for room
+  full frame (`frame_size` records) at once, keep the rest. Ships per the edge's backpressure: `block` waits for room
   (until the worker stops), `drop` drops the frame and counts it. Never reorders a stream.
 - `flush()`: ship what `send` kept. The worker calls it after each pass of its loop, so frames
   grow with the load and stay single records when idle.

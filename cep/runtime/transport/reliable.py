@@ -186,8 +186,8 @@ class RetainingOutlet:
 
 class ReliablePubOutlet(RetainingOutlet, PubOutlet):
     def __init__(self, context: zmq.Context, plan: Plan, producer: str, node: str, edges: list[EdgePlan],
-                 batch_size: int, stopping: Callable[[], bool], ack_index: int, incarnation: int) -> None:
-        super().__init__(context, plan, producer, node, edges, batch_size, stopping)
+                 frame_size: int, stopping: Callable[[], bool], ack_index: int, incarnation: int) -> None:
+        super().__init__(context, plan, producer, node, edges, frame_size, stopping)
         self._retain_setup(context, plan, ack_index, incarnation)
 
     def _recipients(self, socket: zmq.Socket) -> None:
@@ -214,9 +214,9 @@ class ReliablePubOutlet(RetainingOutlet, PubOutlet):
 
 
 class ReliablePushOutlet(RetainingOutlet, PushOutlet):
-    def __init__(self, context: zmq.Context, plan: Plan, producer: str, edge: EdgePlan, batch_size: int,
+    def __init__(self, context: zmq.Context, plan: Plan, producer: str, edge: EdgePlan, frame_size: int,
                  stopping: Callable[[], bool], ack_index: int, incarnation: int) -> None:
-        super().__init__(context, plan, producer, edge, batch_size, stopping)
+        super().__init__(context, plan, producer, edge, frame_size, stopping)
         self._retain_setup(context, plan, ack_index, incarnation)
         self._worker_of = {socket: worker for socket, worker in zip(self.sockets, self.workers)}
         self._index_of = {worker: index for index, worker in enumerate(self.workers)}

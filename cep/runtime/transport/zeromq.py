@@ -8,8 +8,8 @@ transport protocol (`protocol.py`) with no acknowledgements; `reliable.py` build
 - push/pull: every consumer worker binds a PULL; the producer connects one PUSH to each and routes
   records by partition key, so a key always reaches the same worker.
 
-Records leave in frames of up to `batch_size`; the worker flushes partial frames after each pass
-of its loop. A full peer is handled per the edge's `backpressure`: `block` waits (nothing is lost
+Records leave in frames of at most `frame_size` (`Plan.frame_size`), however much one pass of
+the worker gave the outlet; the worker flushes partial frames after each pass of its loop. A full peer is handled per the edge's `backpressure`: `block` waits (nothing is lost
 while nothing crashes) and `drop` drops the frame and counts it. HWM and LINGER are set on every
 socket. End of stream is an END frame; the producer keeps its socket open until every consumer
 worker has acknowledged it (through the supervisor), because closing a PUSH whose peer is backed
@@ -66,12 +66,12 @@ class ZmqOutlet:
     held = False
     """Never: only a reliable outlet's window holds its worker's input back."""
 
-    def __init__(self, producer: str, node: str, edges: list[EdgePlan], batch_size: int,
+    def __init__(self, producer: str, node: str, edges: list[EdgePlan], frame_size: int,
                  stopping: Callable[[], bool]) -> None:
         self.producer = producer
         self.node = node
         self.edges = edges
-        self.batch_size = batch_size
+        self.frame_size = frame_size
         self.blocking = all(edge.backpressure == "block" for edge in edges)
         self.stopping = stopping
         self.counters = EdgeCounters()
@@ -121,8 +121,8 @@ class PubOutlet(ZmqOutlet):
     is partitioned by instrument, else every instrument under `TICK.*` (see `EdgePlan`)."""
 
     def __init__(self, context: zmq.Context, plan: Plan, producer: str, node: str,
-                 edges: list[EdgePlan], batch_size: int, stopping: Callable[[], bool]) -> None:
-        super().__init__(producer, node, edges, batch_size, stopping)
+                 edges: list[EdgePlan], frame_size: int, stopping: Callable[[], bool]) -> None:
+        super().__init__(producer, node, edges, frame_size, stopping)
         self.socket = context.socket(zmq.XPUB)
         self.socket.setsockopt(zmq.SNDHWM, edges[0].hwm)
         self.socket.setsockopt(zmq.LINGER, 0)   # END is acknowledged before close; nothing left to flush
@@ -166,7 +166,7 @@ class PubOutlet(ZmqOutlet):
 
     def send(self, batch: AnyBatch) -> None:
         self._adopt(batch)
-        size = self.batch_size
+        size = self.frame_size
         buckets = self.buckets
         if self.topic_partition is None:
             parts = {"*": items(batch)}
@@ -218,8 +218,8 @@ class PushOutlet(ZmqOutlet):
     """PUSH to each worker of one consuming process; records routed by partition key."""
 
     def __init__(self, context: zmq.Context, plan: Plan, producer: str, edge: EdgePlan,
-                 batch_size: int, stopping: Callable[[], bool]) -> None:
-        super().__init__(producer, edge.node, [edge], batch_size, stopping)
+                 frame_size: int, stopping: Callable[[], bool]) -> None:
+        super().__init__(producer, edge.node, [edge], frame_size, stopping)
         self.workers = plan.process(edge.consumer).workers
         self.sockets = []
         self._connecting: dict[int, zmq.Socket] = {}  # socket index -> its connection monitor
@@ -261,19 +261,21 @@ class PushOutlet(ZmqOutlet):
             parts = {0: items(batch)}
         else:
             parts = split_by(batch, self.key, self.partition)
+        size = self.frame_size
         for index, part in parts.items():
             bucket = self.buckets[index]
             bucket += part
-            if len(bucket) >= self.batch_size:
-                self._push(index)
+            while len(bucket) >= size:
+                self._push(index, bucket[:size])
+                del bucket[:size]
 
     def flush(self) -> None:
         for index, bucket in enumerate(self.buckets):
             if bucket:
-                self._push(index)
+                self.buckets[index] = []
+                self._push(index, bucket)
 
-    def _push(self, index: int) -> None:
-        bucket, self.buckets[index] = self.buckets[index], []
+    def _push(self, index: int, bucket: list) -> None:
         if self._ship(self.sockets[index], self.topic, self.seq[index] + 1, self._batch(bucket)):
             self.seq[index] += 1  # a dropped frame takes no number: receivers' gaps are not drops again
 
