@@ -150,6 +150,9 @@ class Worker:
         self.acknowledged: Acknowledged | None = None
         self.resumed: dict[str, int] = {}  # where the sources resumed from the offsets file
         self._next_offsets = 0.0
+        self.announced_ready = False
+        self.next_metrics = 0.0  # the first pass reports
+        self.next_poll = 0.0
         self._wire()
         self.counts_base: dict[str, Any] | None = {} if self.checkpointing and resume else None
         """What this worker's checkpointed predecessors had counted (exactly_once), else None."""
@@ -286,61 +289,86 @@ class Worker:
             self._loop()
 
     def _loop(self) -> None:
-        # two pollers: while a reliable outlet's window is full (`held`), inputs wait unread
-        handlers: dict[Any, Callable[[], None]] = {self.control: self._on_control}
-        for outlet in self.outlets:
-            handlers.update(outlet.readers)
-        held_poller = zmq.Poller()
-        for pollable in handlers:
-            held_poller.register(pollable, zmq.POLLIN)
-        poller = zmq.Poller()
-        for pollable in handlers:
-            poller.register(pollable, zmq.POLLIN)
-        for inlet in self.inlets:
-            poller.register(inlet.pollable, zmq.POLLIN)
-            handlers[inlet.pollable] = partial(self._on_inbound, inlet)
-        announced_ready = False
-        next_metrics = time.monotonic()
-        next_poll = 0.0
-        while True:
+        """Passes until the worker is finished: each reads what came in, drives the sources,
+        ships and settles what the pass produced, and reports on time."""
+        self._register()
+        while not (self.started and self._finished()):
             held = bool(self.retaining) and any(outlet.held for outlet in self.retaining)
-            flowing = self.started and not self.stopping and not held
-            solo = self._solo_inlet() if flowing else None
-            if (flowing and self.sources) or solo is not None:  # look at the sockets now and then
-                now = time.monotonic()
-                events = {}
-                if now >= next_poll:
-                    events = dict(poller.poll(0))
-                    next_poll = now + BUSY_POLL_S
-            else:
-                events = dict((held_poller if held else poller).poll(self._idle_wait_ms()))
-            for pollable in events:
-                handlers[pollable]()
-            if solo is not None and not events:
-                self._on_inbound(solo, self._idle_wait_ms())
-            if not announced_ready and all(getattr(o, "ready", True) for o in self.outlets):
-                _send(self.control, {"t": "ready", "worker": self.worker, "pid": os.getpid(),
-                                     "incarnation": self.incarnation})
-                announced_ready = True
+            self._read(held)
+            if not self.announced_ready:
+                self._announce_ready()
             if self.started:
-                if self.stopping:
-                    self._stop_sources()
-                elif self.sources and not held:
-                    self._pump_sources()
-                self._flush()
-                if self.delivering:
-                    self._deliver()
+                self._drive(held)
             self.graph.raise_failure()
+            self._on_time(time.monotonic())
+        self._close()
+
+    def _register(self) -> None:
+        """The sockets to poll and who handles each. Two pollers: while a reliable outlet's window
+        is full (`held`), inputs wait unread; control messages and the outlets' own sockets
+        (subscriptions, acks) are read all the same."""
+        self.handlers: dict[Any, Callable[[], None]] = {self.control: self._on_control}
+        for outlet in self.outlets:
+            self.handlers.update(outlet.readers)
+        self.held_poller = zmq.Poller()
+        self.poller = zmq.Poller()
+        for pollable in self.handlers:
+            self.held_poller.register(pollable, zmq.POLLIN)
+            self.poller.register(pollable, zmq.POLLIN)
+        for inlet in self.inlets:
+            self.poller.register(inlet.pollable, zmq.POLLIN)
+            self.handlers[inlet.pollable] = partial(self._on_inbound, inlet)
+
+    def _read(self, held: bool) -> None:
+        """Handle what waits on the sockets. While sources flow, or one input is read directly
+        (`_solo_inlet`), the sockets are polled without waiting, at most every `BUSY_POLL_S`;
+        otherwise the poll waits for something to come."""
+        flowing = self.started and not self.stopping and not held
+        solo = self._solo_inlet() if flowing else None
+        if (flowing and self.sources) or solo is not None:
             now = time.monotonic()
-            self._note_offsets(now)
-            if now >= next_metrics:
-                if self.supervisor is not None and not self.supervisor.is_alive():
-                    raise WorkerOrphaned(f"the supervisor (pid {self.supervisor.pid}) is gone")
-                self._report("metrics")
-                self._report_waiting()
-                next_metrics = now + METRICS_EVERY_S - time.time() % METRICS_EVERY_S  # the next round
-            if self.started and self._finished():
-                break
+            events = {}
+            if now >= self.next_poll:
+                events = dict(self.poller.poll(0))
+                self.next_poll = now + BUSY_POLL_S
+        else:
+            events = dict((self.held_poller if held else self.poller).poll(self._idle_wait_ms()))
+        for pollable in events:
+            self.handlers[pollable]()
+        if solo is not None and not events:
+            self._on_inbound(solo, self._idle_wait_ms())
+
+    def _announce_ready(self) -> None:
+        """Tell the supervisor once every outlet's consumers can receive."""
+        if all(outlet.ready for outlet in self.outlets):
+            _send(self.control, {"t": "ready", "worker": self.worker, "pid": os.getpid(),
+                                 "incarnation": self.incarnation})
+            self.announced_ready = True
+
+    def _drive(self, held: bool) -> None:
+        """After the reads: the sources' next batches (none while held; all ended when
+        stopping), then ship and settle what the pass produced."""
+        if self.stopping:
+            self._stop_sources()
+        elif self.sources and not held:
+            self._pump_sources()
+        self._flush()
+        if self.delivering:
+            self._deliver()
+
+    def _on_time(self, now: float) -> None:
+        """What is due by the clock: the sources' offsets, and twice a second the counts (and the
+        check that the supervisor still lives)."""
+        self._note_offsets(now)
+        if now >= self.next_metrics:
+            if self.supervisor is not None and not self.supervisor.is_alive():
+                raise WorkerOrphaned(f"the supervisor (pid {self.supervisor.pid}) is gone")
+            self._report("metrics")
+            self._report_waiting()
+            self.next_metrics = now + METRICS_EVERY_S - time.time() % METRICS_EVERY_S  # the next round
+
+    def _close(self) -> None:
+        """Finished: the last report, then every socket and file."""
         self._report("done")
         for outlet in self.outlets:
             outlet.close()
