@@ -334,3 +334,12 @@ def test_top_finds_one_host_s_run_of_a_pipeline_on_several_hosts(workdir):
     assert run_dir_of(path) == workdir / "run" / "watched"
     with pytest.raises(UserError, match="no such host"):
         run_dir_of(path, "cor")
+
+
+def test_an_inline_run_with_a_metrics_port_says_it_serves_none(workdir):
+    path = workdir / "watched.yaml"
+    path.write_text(WATCHED.replace("count: 1000000, rate: 2000, speed: realtime", "count: 200"))
+    result = subprocess.run([sys.executable, "-m", "cep.cli", "run", str(path), "--inline", "-q", "--metrics-port",
+                             "9464"], cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "no metrics are served with --inline" in result.stderr
