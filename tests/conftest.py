@@ -12,7 +12,7 @@ from hypothesis import settings
 
 import cep
 from cep.errors import UserError
-from tests.support import ROOT, SHARED_DATA, SHIPPED_TICKS
+from tests import support  # not its names: no test imports them from here
 
 # Hypothesis checks properties, not speed: its per-example deadline (200 ms) fails tests on a loaded
 # 2-core CI host for reasons that have nothing to do with the property. Speed lives in bench/.
@@ -53,17 +53,17 @@ def problems_of():
 @pytest.fixture
 def root() -> Path:
     """The repository: README.md, pipelines/, rules/, data/."""
-    return ROOT
+    return support.ROOT
 
 
 @pytest.fixture
 def shipped_ticks() -> Path:
     """The ticks shipped in data/ that pipelines/momentum.yaml replays (131,932 ticks)."""
-    return SHIPPED_TICKS
+    return support.SHIPPED_TICKS
 
 
 @pytest.fixture
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"needs the real datasets in {SHARED_DATA} (not shipped with the project)")
-    return SHARED_DATA
+    if not support.SHARED_DATA.is_dir():
+        pytest.skip(f"needs the real datasets in {support.SHARED_DATA} (not shipped with the project)")
+    return support.SHARED_DATA

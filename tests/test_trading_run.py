@@ -11,7 +11,7 @@ import pytest
 
 import cep
 from cep.orders import positions_report, read_events
-from tests.conftest import SHIPPED_TICKS
+from tests.support import SHIPPED_TICKS
 
 REPO = Path(__file__).resolve().parents[1]
 TRADING = (REPO / "pipelines" / "trading.yaml").read_text()
