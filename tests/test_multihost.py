@@ -182,15 +182,31 @@ def test_run_host_must_be_one_of_the_hosts(workdir):
     assert result.returncode == 2 and "lists no hosts" in result.stderr
 
 
+def client_socket(context: zmq.Context, workdir: Path) -> zmq.Socket:
+    """A DEALER holding the pipeline's client keys: what another host's supervisor connects with."""
+    sender = context.socket(zmq.DEALER)
+    keys = security.load_keys(workdir / "keys")
+    sender.curve_secretkey, sender.curve_publickey = keys.client_secret, keys.client_public
+    sender.curve_serverkey = keys.server_public
+    return sender
+
+
+def send_to_link(workdir: Path, endpoint: str, message: dict) -> None:
+    context = zmq.Context()
+    sender = client_socket(context, workdir)
+    sender.setsockopt(zmq.LINGER, 5000)  # delivered before close returns
+    sender.connect(endpoint)
+    sender.send(msgpack.packb(message))
+    sender.close()
+    context.term()
+
+
 def test_the_host_link_refuses_what_cannot_come_from_a_consumer_on_another_host(workdir):
     plan = cep.compile(two_hosts(workdir, delivery="at_most_once"))
     context = zmq.Context()
     link = HostLink(context, plan, "edge")
-    peer = zmq.Context()  # another host's supervisor, with the pipeline's client keys
-    sender = peer.socket(zmq.DEALER)
-    keys = security.load_keys(workdir / "keys")
-    sender.curve_secretkey, sender.curve_publickey = keys.client_secret, keys.client_public
-    sender.curve_serverkey = keys.server_public
+    peer = zmq.Context()  # another host's supervisor
+    sender = client_socket(peer, workdir)
     sender.connect(plan.hosts["edge"])
     try:
         good = {"t": "eos", "edge": "quotes->strategy", "producer": "gateway-quotes", "consumer": "strategy"}
@@ -265,6 +281,7 @@ def test_two_hosts_started_in_either_order_equal_one_host(workdir, first):
     if first == "edge":  # the gateway waits for its subscriber on the other host, and says so
         wait_for(lambda: "gateway-quotes: waiting for strategy to subscribe at tcp://127.0.0.2:"
                  in logs["edge"].read_text(), "the gateway to say it waits for the strategy")
+        send_to_link(workdir, cep.compile(path).hosts["edge"], {"t": "eos", "edge": "forged"})
     else:  # the strategy runs, and says it has had nothing from the gateway on the other host yet
         wait_for(lambda: "strategy: waiting for gateway-quotes at tcp://127.0.0.2:" in logs["core"].read_text(),
                  "the strategy to say it waits for the gateway")
@@ -272,6 +289,8 @@ def test_two_hosts_started_in_either_order_equal_one_host(workdir, first):
     summaries = {host: finished(runs[host], logs[host]) for host in runs}
     assert (workdir / "out.jsonl").read_text().splitlines() == expected
     assert "1 worker processes" in summaries["edge"] and "2 worker processes" in summaries["core"]
+    if first == "edge":  # the forged acknowledgement was refused, and counted
+        assert "refused 1 messages that cannot come from another host's consumers" in summaries["edge"]
     assert (workdir / "run-edge" / "twohost@edge").is_dir() and (workdir / "run-core" / "twohost@core").is_dir()
 
 

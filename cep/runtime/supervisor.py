@@ -169,6 +169,9 @@ class Supervisor:
                 signal.signal(signal.SIGTERM, previous)
             self._control.close(0)
             if self._link is not None:
+                if self._link.refused:  # counted, not hidden: someone who is not a peer host wrote to it
+                    self.status.notes.append(f"host link {self.plan.hosts[self.host]} refused {self._link.refused} "
+                                             "messages that cannot come from another host's consumers")
                 self._link.close()
             context.term()
 
