@@ -126,6 +126,7 @@ class EdgePlan:
     hwm: int = 1000  # frames (each at most `Plan.frame_size` records) a socket queues; also the
                      # unacknowledged window of a reliable edge, per consumer worker (`delivery.Window`)
     acks: tuple[str, ...] = ()
+    subject: str | None = None  # NATS: the JetStream subject that carries the edge (None: ZeroMQ)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "delivery", Delivery(self.delivery))  # from a name too (JSON, tests)
@@ -150,6 +151,7 @@ class Plan:
     max_sequence_jump: int = 100_000       # frames a receiver lets a stream skip (`security.max_sequence_jump`)
     metrics_port: int | None = None        # Prometheus metrics on 127.0.0.1 (`metrics.port`)
     hosts: dict[str, str] = field(default_factory=dict)  # host -> its supervisor link (`cep.compiler.hosts`)
+    nats: dict[str, Any] | None = None     # `transport: {kind: nats}`: servers, credentials, stream limits
 
     def process(self, name: str) -> ProcessPlan:
         for process in self.processes:

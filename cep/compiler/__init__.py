@@ -14,6 +14,7 @@ the config layer or networkx.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     from cep.compiler.checks import check
     from cep.compiler.graph import build_graph
     from cep.compiler.hosts import endpoints_for, on_hosts, with_links
+    from cep.compiler.nats import nats_settings, over_nats
     from cep.compiler.placement import place
     from cep.compiler.trading import request_edges
     from cep.compiler.wiring import default_run_dir, wire
@@ -43,10 +45,15 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     findings = check(pipeline, registry, checked, acyclic)
     processes, parallelism_problems = place(pipeline, acyclic, nodes, registry)
     processes, host_problems = on_hosts(pipeline, processes)
-    findings.errors += parallelism_problems + host_problems
+    nats, nats_problems = nats_settings(pipeline)
+    findings.errors += parallelism_problems + host_problems + nats_problems
     findings.raise_errors()
     run_dir = run_dir or default_run_dir(pipeline)
     endpoints = endpoints_for(pipeline, run_dir, processes)
     edges = wire(pipeline, checked.graph, processes, nodes, endpoints, registry)
     edges += request_edges(pipeline, nodes, processes, endpoints, edges)
-    return with_links(pipeline, assemble(pipeline, nodes, processes, edges, run_dir, findings.warnings))
+    if nats is not None:
+        edges, findings.errors = over_nats(pipeline, edges, processes)
+        findings.raise_errors()
+    return with_links(pipeline, replace(assemble(pipeline, nodes, processes, edges, run_dir, findings.warnings),
+                                        nats=nats))

@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 
 from cep.errors import RuntimeFailure, UserError
+from cep.jetstream.client import DEFAULT_URL, redact, servers
+from cep.jetstream.edges import stream_name
 from cep.plan import Plan
 
 FORMATS = ("text", "dot", "mermaid", "json")
@@ -68,7 +70,13 @@ def to_text(plan: Plan) -> str:
                 inputs = f" <- {', '.join(plan.nodes[node_id].inputs)}" if plan.nodes[node_id].inputs else ""
                 lines.append(f"{pad}  {_node_label(plan, node_id)}{inputs}")
     lines.append("  edges")
+    if plan.nats is not None:
+        lines.append(f"    over NATS JetStream at {_servers(plan)}, stream {stream_name(plan.name)}")
     for edge in plan.edges:
+        if edge.subject is not None:  # its endpoints are inproc, inside the consuming worker
+            lines.append(f"    {edge.node}: {edge.producer} -> {edge.consumer}  nats subject {edge.subject}  "
+                         f"{edge.delivery}, backpressure {edge.backpressure}")
+            continue
         lines.append(f"    {edge.node}: {edge.producer} -> {edge.consumer}  {edge.pattern}  "
                      f"topic {edge.topic}  {edge.delivery}, backpressure {edge.backpressure}")
         for endpoint in edge.endpoints:
@@ -101,7 +109,7 @@ def to_dot(plan: Plan) -> str:
         if host is not None:
             lines.append("  }")
     for producer, upstream, consumer, target, edge in _arcs(plan):
-        attributes = f' [label="{edge.pattern}\\n{edge.delivery}", style=bold]' if edge else ""
+        attributes = f' [label="{_carrier(edge)}\\n{edge.delivery}", style=bold]' if edge else ""
         lines.append(f"  {_quote(producer + '/' + upstream)} -> {_quote(consumer + '/' + target)}{attributes};")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -152,19 +160,34 @@ def to_mermaid(plan: Plan) -> str:
         if host is not None:
             lines.append("  end")
     for producer, upstream, consumer, target, edge in _arcs(plan):
-        arrow = f'== "{edge.pattern} {edge.delivery}" ==>' if edge else "-->"
+        arrow = f'== "{_carrier(edge)} {edge.delivery}" ==>' if edge else "-->"
         lines.append(f"  {_mermaid_id(producer, upstream)} {arrow} {_mermaid_id(consumer, target)}")
     return "\n".join(lines) + "\n"
 
 
 SECRET_PARAMS = frozenset({"token", "password"})
-"""Component parameters whose values `cep graph` never prints (credentials, written in a pipeline
-as `${ENV}`); the other renderings print no parameters at all."""
+"""Component parameters and NATS settings whose values `cep graph` never prints (credentials,
+written in a pipeline as `${ENV}`); the other renderings print no parameters at all."""
 
 
 def to_json(plan: Plan) -> str:
     data = plan.to_dict()
     for node in data["nodes"]:
-        node["params"] = {key: "***" if key in SECRET_PARAMS and value is not None else value
-                          for key, value in node["params"].items()}
+        node["params"] = _without_secrets(node["params"])
+    if data.get("nats"):
+        data["nats"] = dict(_without_secrets(data["nats"]), url=_servers(plan))
     return json.dumps(data, indent=2, default=str) + "\n"
+
+
+def _without_secrets(params: dict) -> dict:
+    return {key: "***" if key in SECRET_PARAMS and value is not None else value for key, value in params.items()}
+
+
+def _carrier(edge) -> str:
+    """What carries an edge, as a picture labels it: its socket pattern, or NATS."""
+    return "nats" if edge.subject is not None else edge.pattern
+
+
+def _servers(plan: Plan) -> str:
+    """The NATS servers of a plan, without credentials."""
+    return ", ".join(redact(url) for url in servers(plan.nats.get("url", DEFAULT_URL)))

@@ -40,7 +40,7 @@ class Endpoints:
 
     def __call__(self, name: str, binder: str | None = None) -> str:
         """The endpoint called `name`, bound by process `binder` (where it lives, with hosts)."""
-        if self.transport.kind == "ipc":
+        if self.transport.kind in ("ipc", "nats"):  # nats: what stays on ZeroMQ stays local
             return f"ipc://{self.run_dir / name}"
         port, self.next_port = self.next_port, self.next_port + 1
         return f"tcp://{self.transport.host}:{port}"

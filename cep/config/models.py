@@ -37,12 +37,25 @@ class Defaults(_Strict):
 
 
 class Transport(_Strict):
-    """Where sockets live. Loopback unless a host is given explicitly."""
+    """Where sockets live (loopback unless a host is given explicitly), or, with `kind: nats`,
+    the NATS servers whose JetStream carries every edge (`cep.jetstream.edges`)."""
 
-    kind: Literal["ipc", "tcp"] = "ipc"
+    kind: Literal["ipc", "tcp", "nats"] = "ipc"
     dir: str | None = None       # ipc: directory of socket files (default: a per-pipeline tmp dir)
     host: str = "127.0.0.1"      # tcp: bind address
     base_port: int = Field(0, ge=0, le=65535)  # tcp: first port; 0 picks free ports at run time
+    # nats: the servers (several comma-separated for a cluster), credentials (as ${ENV}), TLS
+    # files, and the limits of the pipeline's stream of edges (checked by `cep.compiler.nats`)
+    url: str | None = None
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    replicas: int | None = None
+    max_age: str | None = None
+    max_bytes: str | int | None = None
 
 
 class Curve(_Strict):

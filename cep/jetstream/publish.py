@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from cep.errors import RuntimeFailure
 from cep.jetstream.client import loop
@@ -33,7 +33,8 @@ class PublishFailed(RuntimeFailure):
 class Publisher:
     """Ordered JetStream publishes with acknowledgements collected by `wait()`."""
 
-    def __init__(self, client: Any, in_flight: int = 512, ack_timeout_s: float = 5.0) -> None:
+    def __init__(self, client: Any, in_flight: int = 512, ack_timeout_s: float = 5.0,
+                 notify: Callable[[], None] | None = None) -> None:
         self._js = client.jetstream()
         self._loop = loop()
         self._slots = threading.BoundedSemaphore(in_flight)
@@ -41,18 +42,21 @@ class Publisher:
         self._ack_timeout_s = ack_timeout_s
         self.max_payload: int = client.max_payload
         self.retries = 0
+        self._notify = notify
+        """Called on the event-loop thread each time a publish is settled (stored or failed)."""
         if not self._js._async_reply_prefix:  # set up before the first publish, or the first
             self._loop.call(self._js._init_async_reply())  # two would race to (nats-py 2.7+)
 
-    def publish(self, subject: str, body: bytes, msg_id: str | None = None) -> None:
+    def publish(self, subject: str, body: bytes, msg_id: str | None = None) -> concurrent.futures.Future:
         """Send one message (`msg_id`: JetStream drops a second message with the same id within
-        the stream's duplicate window)."""
+        the stream's duplicate window); its future is done once it is stored, or failed."""
         self._slots.acquire()
         self._settle()
         done: concurrent.futures.Future = concurrent.futures.Future()
         self._unacked.append(done)
         headers = {MSG_ID: msg_id} if msg_id is not None else None
         self._loop.loop.call_soon_threadsafe(self._start, subject, body, headers, done)
+        return done
 
     def _start(self, subject: str, body: bytes, headers: dict | None,
                done: concurrent.futures.Future) -> None:
@@ -78,6 +82,8 @@ class Publisher:
                     await asyncio.sleep(RETRY_PAUSE_S)
         finally:
             self._slots.release()
+            if self._notify is not None:
+                self._notify()
 
     def _settle(self) -> None:
         """Forget the acknowledged messages at the front (a publisher nobody `wait`s for stays

@@ -37,7 +37,7 @@ from cep.runtime.hostlink import HostLink, local_view
 from cep.runtime.lastrun import RunMarker, remove_sockets
 from cep.runtime.metrics import RunStatus
 from cep.runtime.rundir import private_run_dir
-from cep.runtime.transport import bind
+from cep.runtime.transport import bind, jetstream
 from cep.runtime.worker import checkpointing, worker_main
 
 READY_TIMEOUT_S = 60.0
@@ -108,6 +108,7 @@ class Supervisor:
             resumed = self._after_previous_run()
             self._marker.begin(time.time())
             remove_sockets(self.plan)
+            self.plan = jetstream.prepared(self.plan, fresh=not resumed)
             self._publisher = Publisher(run_dir, self.metrics_port or self.plan.metrics_port)
             self._supervise(resumed)
         finally:  # whatever ended the run, this supervisor saw it end: no marker, no status
