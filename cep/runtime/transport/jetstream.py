@@ -85,17 +85,17 @@ def outlet(plan: Plan, worker: str, incarnation: int, node: str, edges: list[Edg
            stopping: Callable[[], bool]) -> ZmqOutlet:
     """The outlet of `worker` for `node`'s NATS edges (one publish serves them all)."""
     if any(reliable(edge) for edge in edges):
-        return ReliableNatsOutlet(plan, worker, node, edges, plan.batch_size, stopping, incarnation)
-    return NatsOutlet(plan, worker, node, edges, plan.batch_size, stopping)
+        return ReliableNatsOutlet(plan, worker, node, edges, plan.frame_size, stopping, incarnation)
+    return NatsOutlet(plan, worker, node, edges, plan.frame_size, stopping)
 
 
 class NatsOutlet(ZmqOutlet):
     """The producing end of a node's NATS edges: frames published on the node's subject, END
     after them; at_most_once (`protocol.Outlet`)."""
 
-    def __init__(self, plan: Plan, producer: str, node: str, edges: list[EdgePlan], batch_size: int,
+    def __init__(self, plan: Plan, producer: str, node: str, edges: list[EdgePlan], frame_size: int,
                  stopping: Callable[[], bool]) -> None:
-        super().__init__(producer, node, edges, batch_size, stopping)
+        super().__init__(producer, node, edges, frame_size, stopping)
         edge = edges[0]
         self.subject = edge.subject
         self.topic = b"TICK.*" if edge.pattern == "pub/sub" else codec.topic_bytes(edge.topic)
@@ -114,7 +114,7 @@ class NatsOutlet(ZmqOutlet):
         self._adopt(batch)
         bucket = self.bucket
         bucket += items(batch)
-        size = self.batch_size
+        size = self.frame_size
         while len(bucket) >= size:
             self._publish(bucket[:size])
             del bucket[:size]
@@ -171,9 +171,9 @@ class ReliableNatsOutlet(RetainingOutlet, NatsOutlet):
     """at_least_once and exactly_once: every frame waits in the window until JetStream stored
     it; under exactly_once a frame carries its id and leaves only once the checkpoint holds it."""
 
-    def __init__(self, plan: Plan, producer: str, node: str, edges: list[EdgePlan], batch_size: int,
+    def __init__(self, plan: Plan, producer: str, node: str, edges: list[EdgePlan], frame_size: int,
                  stopping: Callable[[], bool], incarnation: int) -> None:
-        NatsOutlet.__init__(self, plan, producer, node, edges, batch_size, stopping)
+        NatsOutlet.__init__(self, plan, producer, node, edges, frame_size, stopping)
         self.window = Window({JETSTREAM}, capacity=min(edge.hwm for edge in edges))
         self.blocking = True
         self.epoch = epoch(incarnation)
