@@ -12,8 +12,9 @@ and consumers and gives the run a token of its own.
 
 Delivery:
 - at_most_once: the producer publishes without waiting for JetStream (a core publish); consumers
-  acknowledge nothing, so what a crashed consumer had fetched and not processed is lost (and
-  counted as a gap), as on ZeroMQ.
+  acknowledge nothing, so what JetStream had delivered to a crashed consumer and it had not
+  processed is lost, and not counted (the restarted inlet's gap count starts afresh; on ZeroMQ
+  the producer counts what a consumer that is down misses).
 - at_least_once: JetStream acknowledges every publish, and a frame leaves the producer's window
   once JetStream stored it (replicated, on a cluster), so its input can be acknowledged upstream;
   a full window holds the producer back. The consumer acknowledges each message once its
