@@ -63,3 +63,27 @@ def test_credentials_in_a_url_never_show():
     ("*.a", "x.a", True)])
 def test_subject_wildcards(pattern, subject, matches):
     assert subject_matches(pattern, subject) is matches
+
+
+def test_a_refused_login_is_the_reason_given_even_when_a_reset_connection_came_after_it():
+    """The server answers a wrong password with 'Authorization Violation' and closes; the
+    client's next attempt may then see the connection reset. The refusal is the cause."""
+    errors = pytest.importorskip("nats.errors", reason="needs nats-py (pip install 'cep[nats]')")
+    from cep.jetstream.client import connection_failure
+    refused = errors.AuthorizationError()
+    assert connection_failure([refused, ConnectionResetError("reset by peer")], RuntimeError("no servers")) is refused
+    reset = ConnectionResetError("reset by peer")
+    assert connection_failure([reset], RuntimeError("no servers")) is reset
+    last = RuntimeError("no servers")
+    assert connection_failure([], last) is last
+
+
+def test_a_connection_reset_during_login_with_credentials_points_at_them():
+    """The refusal can be lost when the server's close overtakes it: the reset is then named, and
+    with credentials given, the message says to check them."""
+    from cep.jetstream.client import login_hint
+    reset = ConnectionResetError("reset by peer")
+    assert "check the credentials" in login_hint(NatsConnection(user="cep", password="p"), reset)
+    assert "check the credentials" in login_hint(NatsConnection(token="t"), reset)
+    assert "require credentials" in login_hint(NatsConnection(), reset)
+    assert login_hint(NatsConnection(user="cep", password="p"), OSError("refused")) == ""

@@ -71,7 +71,9 @@ def test_a_wrong_password_fails_the_run_without_showing_it(workdir, secured_serv
     path = _write(workdir, secured_server.url, ", user: cep, password: \"${NATS_TEST_PASSWORD}\"")
     code, out, err = cep_cli("run", path, "-q", capsys=capsys)
     assert code == 1
-    assert "cannot connect to NATS" in err and "Authorization" in err
+    assert "cannot connect to NATS" in err
+    # the refusal itself, or (when the server's close overtook it) the pointer to the credentials
+    assert "Authorization" in err or "check the credentials" in err
     assert PASSWORD not in out + err
 
 
@@ -81,7 +83,7 @@ def test_user_and_password_log_in(secured_server):
                     BuildContext(node="log"))
     sink.write([{"timestamp": 1, "x": 1}])
     sink.close()
-    with pytest.raises(NatsUnavailable, match="Authorization"):
+    with pytest.raises(NatsUnavailable, match="Authorization|require credentials"):
         NatsSink(NatsSinkParams(url=secured_server.url, stream="SECURED"), BuildContext(node="log"))
 
 

@@ -161,13 +161,12 @@ def connect(connection: NatsConnection, name: str) -> Any:
     """A connected nats-py client (on this process's loop), named `name` in the server's
     monitoring; NatsUnavailable naming the servers (never the credentials) when none answers."""
     nats = require_nats()
-    last_error: list[Exception] = []
+    errors: list[Exception] = []
 
     async def note(exc: Exception) -> None:
-        """nats-py reports a refused login or TLS handshake here and then only says "no servers";
-        the last one is what a failed connection reports. (A lost connection it then reconnects
-        is no failure: what matters fails where it is used.)"""
-        last_error[:] = [exc]
+        """nats-py reports a refused login or TLS handshake here and then only says "no servers".
+        (A lost connection it then reconnects is no failure: what matters fails where it is used.)"""
+        errors.append(exc)
 
     async def opened() -> Any:
         # each server is tried once now (a refused connection fails at once); once connected,
@@ -181,13 +180,36 @@ def connect(connection: NatsConnection, name: str) -> Any:
     try:
         return loop().call(opened())
     except TimeoutError:
-        why = f" (last: {type(last_error[0]).__name__}: {redact(str(last_error[0]))})" if last_error else ""
+        cause = connection_failure(errors, None)
+        why = f" (last: {type(cause).__name__}: {redact(str(cause))})" if cause else ""
         raise NatsUnavailable(f"cannot connect to NATS at {connection.describe()}: no server "
                               f"answered within {CONNECT_S:g} s{why}") from None
     except Exception as exc:  # nats-py raises many kinds: auth, TLS, a refused connection
-        cause = last_error[0] if last_error else exc
+        cause = connection_failure(errors, exc)
         raise NatsUnavailable(f"cannot connect to NATS at {connection.describe()}: "
-                              f"{type(cause).__name__}: {redact(str(cause))}") from None
+                              f"{type(cause).__name__}: {redact(str(cause))}"
+                              f"{login_hint(connection, cause)}") from None
+
+
+def connection_failure(errors: list[Exception], raised: Exception | None) -> Exception | None:
+    """What to name as the cause of a failed connection: a refused login wherever it came among
+    the errors nats-py reported (the server closes after refusing, so the next attempt may only
+    see its connection reset), else the last one reported, else what `connect` raised."""
+    refused = [error for error in errors if type(error).__name__ == "AuthorizationError"]
+    if refused:
+        return refused[0]
+    return errors[-1] if errors else raised
+
+
+def login_hint(connection: NatsConnection, cause: Exception | None) -> str:
+    """A server that refuses a login says so and closes at once; the close can reach the client
+    first, as a reset connection with the refusal unread. The message then names the likely
+    reason: wrong credentials, or none where the server requires them."""
+    if not isinstance(cause, ConnectionResetError):
+        return ""
+    if any(getattr(connection, key) is not None for key in ("token", "user", "password")):
+        return " (the server closed the connection during login: check the credentials)"
+    return " (the server closed the connection during login: does it require credentials?)"
 
 
 def close(client: Any) -> None:
