@@ -2,28 +2,24 @@
 
 Counts (`Counters`, `EdgeCounters`) are kept as events go; what is here is read only when the
 worker reports, so it costs nothing per event: the event time of the latest batch each node's
-output and each remote input passed on (a `Hub` keeps a reference to its latest batch), each
+output and each remote input passed on (a `Hub` keeps its latest record), each
 pattern rule's partial matches (`BuildContext.keep_gauges`), and the worker's checkpoints.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from cep.rows import Rows
 
 TIMESTAMP = "timestamp"
 
 
-def event_time(batch: Any) -> int | None:
-    """The event time (ns) of the last record of `batch`, rows or records; None if it has none."""
-    if not batch:
-        return None
-    if type(batch) is Rows:
-        slot = batch.slot(TIMESTAMP)
-        value = None if slot is None else batch.rows[-1][slot]
+def event_time(record: Any, fields: tuple[str, ...] | None = None) -> int | None:
+    """The event time (ns) of `record`, a row of layout `fields` or a record dict; None if it has
+    none."""
+    if fields is not None:
+        value = record[fields.index(TIMESTAMP)] if TIMESTAMP in fields else None
     else:
-        last = batch[-1]
-        value = last.get(TIMESTAMP) if isinstance(last, dict) else None
+        value = record.get(TIMESTAMP) if isinstance(record, dict) else None
     return value if type(value) is int else None
 
 
@@ -43,7 +39,7 @@ def observed(graph: Any, checkpointer: Any | None) -> dict[str, Any]:
 def _times(hubs: dict[str, Any]) -> dict[str, int]:
     times = {}
     for node, hub in hubs.items():
-        time = event_time(hub.last)
+        time = event_time(hub.last, hub.last_fields)
         if time is not None:
             times[node] = time
     return times
