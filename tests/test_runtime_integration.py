@@ -90,7 +90,9 @@ def test_killing_the_strategy_restarts_it_while_source_and_sink_keep_running(wor
 
 
 def test_garbage_frame_is_dead_lettered_and_the_run_goes_on(workdir):
-    source = "synthetic, instruments: 2, seed: 3, count: 3000, rate: 3000, speed: realtime"
+    # 3 s of ticks: the status comes twice a second, and the frames injected at the first one
+    # must reach the sink before its end (a 1 s run could end first on a slow start)
+    source = "synthetic, instruments: 2, seed: 3, count: 9000, rate: 3000, speed: realtime"
     plan = cep.compile(write_pipeline(workdir, source=source))
     endpoint = next(e for e in plan.edges if e.pattern == "push/pull").endpoints[0]
     context = zmq.Context.instance()
@@ -115,7 +117,7 @@ def test_garbage_frame_is_dead_lettered_and_the_run_goes_on(workdir):
     assert [letter["node"] for letter in letters] == ["signals"] * 3
     assert "undecodable" in letters[0]["reason"] and "says 5 events" in letters[1]["reason"]
     assert "'intruder', which is not a producer" in letters[2]["reason"]
-    assert status.nodes()["ticks"].emitted == 3000
+    assert status.nodes()["ticks"].emitted == 9000
 
 
 def test_a_tcp_port_in_use_fails_with_the_address(workdir):
