@@ -14,6 +14,8 @@ from pathlib import Path
 
 import msgpack
 import pytest
+
+from tests import support
 import zmq
 from click.testing import CliRunner
 
@@ -239,10 +241,7 @@ def cep_run(path: Path, host: str | None, log: Path) -> subprocess.Popen:
 
 
 def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    support.wait_for(condition, timeout_s, what, every_s=0.05)
 
 
 def finished(process: subprocess.Popen, log: Path, timeout_s: float = 90.0) -> str:
