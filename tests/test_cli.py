@@ -158,9 +158,7 @@ sinks:
     assert "Traceback" not in err
 
 
-def test_a_risky_pattern_is_a_warning_not_an_error(tmp_path, capsys):
-    path = tmp_path / "loop.yaml"
-    path.write_text("""version: 1
+RISKY_PATTERN = """version: 1
 name: w
 sources:
   ticks: {type: synthetic, count: 100}
@@ -172,7 +170,13 @@ rules:
       - {name: b, where: "bid_price > 0", one_or_more: true}
 sinks:
   out: {type: "null", from: loop}
-""")
+"""
+"""A pipeline `cep validate` warns about (a loop with no `within`) but accepts."""
+
+
+def test_a_risky_pattern_is_a_warning_not_an_error(tmp_path, capsys):
+    path = tmp_path / "loop.yaml"
+    path.write_text(RISKY_PATTERN)
     code, out, err = cep("validate", path, capsys=capsys)
     assert code == 0 and "ok" in out
     assert f"{path}:6:3: warning:" in err and "within" in err

@@ -3,26 +3,12 @@ gets only what it asked for."""
 import json
 
 from tests.support import ROOT
-from tests.test_cli import cep
-
-RISKY = """version: 1
-name: w
-sources:
-  ticks: {type: synthetic, count: 100}
-rules:
-  loop:
-    from: ticks
-    pattern:
-      - {name: a, where: "bid_price > 0"}
-      - {name: b, where: "bid_price > 0", one_or_more: true}
-sinks:
-  out: {type: "null", from: loop}
-"""
+from tests.test_cli import RISKY_PATTERN, cep
 
 
 def test_validate_puts_verdicts_on_stdout_and_warnings_on_stderr(tmp_path, capsys):
     path = tmp_path / "risky.yaml"
-    path.write_text(RISKY)
+    path.write_text(RISKY_PATTERN)
     code, out, err = cep("validate", path, ROOT / "rules" / "momentum.yaml", capsys=capsys)
     assert code == 0
     assert "warning" not in out and "warning" in err

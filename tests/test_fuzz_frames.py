@@ -314,9 +314,10 @@ def poisoned(params, ctx):
 '''
 
 
-@pytest.mark.integration
-def test_a_frame_with_two_poisoned_records_costs_those_two_not_the_frame(workdir):
-    (workdir / "poisoned.py").write_text(PLUGIN)
+def _run_poisoned_source(workdir, plugin: str):
+    """Run the 40-record `poisoned` source `plugin` into a jsonl sink: (status, dead letters),
+    once the sink is checked to hold every good record and nothing else."""
+    (workdir / "poisoned.py").write_text(plugin)
     (workdir / "p.yaml").write_text(f"""
 version: 1
 name: poisoned
@@ -327,7 +328,12 @@ sinks: {{out: {{type: jsonl, from: [feed], path: out/records.jsonl}}}}
     status = cep.run(cep.compile(workdir / "p.yaml"))
     records = [json.loads(line) for line in open(workdir / "out" / "records.jsonl")]
     assert records == [{"timestamp": i, "v": i} for i in range(40)]
-    letters = [json.loads(line) for line in open(workdir / "out" / "deadletter.jsonl")]
+    return status, [json.loads(line) for line in open(workdir / "out" / "deadletter.jsonl")]
+
+
+@pytest.mark.integration
+def test_a_frame_with_two_poisoned_records_costs_those_two_not_the_frame(workdir):
+    status, letters = _run_poisoned_source(workdir, PLUGIN)
     assert [letter["node"] for letter in letters] == ["out", "out"]
     assert "ExtType value is not plain data" in letters[0]["reason"]
     assert "Timestamp value is not plain data" in letters[1]["reason"]
@@ -373,18 +379,7 @@ UNENCODABLE = PLUGIN.replace('msgpack.ExtType(5, b"ab")', "2 ** 70").replace("ms
 def test_records_no_frame_can_carry_cost_themselves_only_at_the_sender(workdir):
     """A plugin source (or operator) whose output msgpack cannot pack: an integer beyond 64 bits,
     a lone surrogate. The sender dead-letters those records and sends the rest."""
-    (workdir / "poisoned.py").write_text(UNENCODABLE)
-    (workdir / "p.yaml").write_text(f"""
-version: 1
-name: unencodable
-plugins: [{workdir / "poisoned.py"}]
-sources: {{feed: {{type: poisoned}}}}
-sinks: {{out: {{type: jsonl, from: [feed], path: out/records.jsonl}}}}
-""")
-    status = cep.run(cep.compile(workdir / "p.yaml"))
-    records = [json.loads(line) for line in open(workdir / "out" / "records.jsonl")]
-    assert records == [{"timestamp": i, "v": i} for i in range(40)]
-    letters = [json.loads(line) for line in open(workdir / "out" / "deadletter.jsonl")]
+    status, letters = _run_poisoned_source(workdir, UNENCODABLE)
     assert [letter["node"] for letter in letters] == ["feed", "feed"]
     assert "out of range" in letters[0]["reason"] and "surrogates not allowed" in letters[1]["reason"]
     assert status.nodes()["feed"].dead_lettered == 2 and status.restarts == {}
