@@ -26,6 +26,7 @@ UNKNOWN_ORDER`, ...).
 """
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from typing import Any
@@ -72,7 +73,7 @@ class ExecutorNode:
         else:
             for record in as_records(batch):
                 if "signal_id" in record:
-                    self.pending.append(record)
+                    bisect.insort(self.pending, record, key=_order)  # after any of the same key: as they came
                 else:
                     self._quote([record.get(name) for name in QUOTE_FIELDS], out)
         return self._records(out)
@@ -91,7 +92,7 @@ class ExecutorNode:
             self.ctx.counters.drop("bad quote")  # the quotes stream should not carry it; counted, not used
             return
         quote = TickEvent(*values)
-        if self.pending and quote.timestamp > self.clock:
+        if self.pending and quote.timestamp > self.clock and _time(self.pending[0]) < quote.timestamp:
             self._decide(quote.timestamp, out)
         self.clock = max(self.clock, quote.timestamp)
         self.quotes += 1
@@ -99,12 +100,13 @@ class ExecutorNode:
         self.executor.on_quote(quote)
 
     def _decide(self, before: int | None, out: list[OrderEvent]) -> None:
-        """Decide the waiting signals older than `before` (all of them if None), oldest first."""
-        due = [s for s in self.pending if before is None or _time(s) < before]
-        if not due:
+        """Decide the waiting signals older than `before` (all of them if None), oldest first
+        (`pending` is kept in that order, so a quote finds what is due without a scan)."""
+        cut = len(self.pending) if before is None else bisect.bisect_left(self.pending, before, key=_time)
+        if not cut:
             return
-        self.pending = [s for s in self.pending if not (before is None or _time(s) < before)]
-        for signal in sorted(due, key=lambda s: (_time(s), str(s.get("signal_id")))):
+        due, self.pending = self.pending[:cut], self.pending[cut:]
+        for signal in due:
             self._sync(out)
             self.signals += 1
             now = max(self.clock, _time(signal))
@@ -153,6 +155,11 @@ class ExecutorNode:
 
 def _price(value: Any) -> bool:
     return isinstance(value, (int, float)) and 0 < value < math.inf
+
+
+def _order(signal: dict[str, Any]) -> tuple[int, str]:
+    """The order signals are decided in: by event time, those of one instant by signal id."""
+    return _time(signal), str(signal.get("signal_id"))
 
 
 def _time(signal: dict[str, Any]) -> int:

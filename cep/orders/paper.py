@@ -24,7 +24,6 @@ Seeded: the same quotes, requests, latency and seed give the same fills, ids and
 """
 from __future__ import annotations
 
-import bisect
 import heapq
 import itertools
 import math
@@ -177,8 +176,10 @@ class PaperVenue:
 
     def _catch_up(self, order: _Order, book: _Book) -> None:
         """A request that arrived before the latest quote: play it through the history."""
-        first = bisect.bisect_right(book.times, order.arrival) - 1
-        quotes = list(itertools.islice(book.history, first, None))
+        back = 1  # from the newest quote back to the one in force at arrival: a deque's ends are cheap
+        while book.times[-back] > order.arrival:
+            back += 1
+        quotes = [book.history[index] for index in range(-back, 0)]
         sizes = [_sizes(quote) for quote in quotes[:-1]] + [book.left]  # the current quote's are shared
         self._arrive(order, quotes[0], sizes[0])
         for quote, left in zip(quotes[1:], sizes[1:]):
