@@ -268,7 +268,8 @@ def validate(files: tuple[Path, ...]) -> None:
                     click.echo(warning, err=True)
                 click.echo(f"{path}: ok ({len(plan.processes)} processes, {len(plan.edges)} socket edges)")
                 for edge in plan.edges:
-                    click.echo(f"  {edge.id}: {edge.pattern}, {edge.delivery}, backpressure {edge.backpressure}")
+                    click.echo(f"  {edge.id}: {edge.pattern}{f' over nats {edge.subject}' if edge.subject else ''}, "
+                               f"{edge.delivery}, backpressure {edge.backpressure}")
         except UserError as exc:
             failed = True
             _report(exc)

@@ -166,7 +166,7 @@ def test_unknown_top_level_and_stream_keys_suggest():
         "deploy, hosts, imports, metrics, name, orders, plugins, rules, security, sinks, sources, streams, tests, "
         "transport, venues, version)",
         "p.yaml:6:20: stream \"q\": unknown key 'keyby' (did you mean 'key_by'? "
-        "valid keys: from, key_by, ops)"]
+        "valid keys: from, key_by, ops, transport)"]
 
 
 def test_an_unquoted_null_sink_type_says_to_quote_it():

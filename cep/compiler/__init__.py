@@ -52,8 +52,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     endpoints = endpoints_for(pipeline, run_dir, processes)
     edges = wire(pipeline, checked.graph, processes, nodes, endpoints, registry)
     edges += request_edges(pipeline, nodes, processes, endpoints, edges)
-    if nats is not None:
-        edges, findings.errors = over_nats(pipeline, edges, processes)
-        findings.raise_errors()
+    edges, findings.errors = over_nats(pipeline, checked.graph, edges, processes)
+    findings.raise_errors()
     return with_links(pipeline, replace(assemble(pipeline, nodes, processes, edges, run_dir, findings.warnings),
                                         nats=nats))

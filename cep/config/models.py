@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, WithJsonSchema, field_validator
 
 from cep.errors import Location
 from cep.plan import BATCH_SIZE, FRAME_SIZE, Delivery
@@ -36,16 +36,11 @@ class Defaults(_Strict):
     dead_letter: str = "out/deadletter.jsonl"     # relative to the pipeline file
 
 
-class Transport(_Strict):
-    """Where sockets live (loopback unless a host is given explicitly), or, with `kind: nats`,
-    the NATS servers whose JetStream carries every edge (`cep.jetstream.edges`)."""
+class NatsOptions(_Strict):
+    """The NATS servers (several comma-separated for a cluster), credentials (as ${ENV}), TLS
+    files, and the limits of the pipeline's stream of edges (checked by `cep.compiler.nats`).
+    One set per pipeline: given on the pipeline's `transport:` or on a node's, never two ways."""
 
-    kind: Literal["ipc", "tcp", "nats"] = "ipc"
-    dir: str | None = None       # ipc: directory of socket files (default: a per-pipeline tmp dir)
-    host: str = "127.0.0.1"      # tcp: bind address
-    base_port: int = Field(0, ge=0, le=65535)  # tcp: first port; 0 picks free ports at run time
-    # nats: the servers (several comma-separated for a cluster), credentials (as ${ENV}), TLS
-    # files, and the limits of the pipeline's stream of edges (checked by `cep.compiler.nats`)
     url: str | None = None
     token: str | None = None
     user: str | None = None
@@ -56,6 +51,35 @@ class Transport(_Strict):
     replicas: int | None = None
     max_age: str | None = None
     max_bytes: str | int | None = None
+
+
+class Transport(NatsOptions):
+    """Where sockets live (loopback unless a host is given explicitly), or, with `kind: nats`,
+    the NATS servers whose JetStream carries every edge (`cep.jetstream.edges`). Its NATS
+    options also serve the nodes whose own `transport:` says `kind: nats` (`NodeTransport`)."""
+
+    kind: Literal["ipc", "tcp", "nats"] = "ipc"
+    dir: str | None = None       # ipc: directory of socket files (default: a per-pipeline tmp dir)
+    host: str = "127.0.0.1"      # tcp: bind address
+    base_port: int = Field(0, ge=0, le=65535)  # tcp: first port; 0 picks free ports at run time
+
+
+class NodeTransport(NatsOptions):
+    """What carries the records a stream, rule or source sends to other processes, or a sink
+    receives from them (`cep.compiler.nats`): `nats` (a JetStream subject) or `zeromq` (the
+    pipeline's sockets, ipc or tcp), whatever the pipeline's `transport:` says."""
+
+    kind: Literal["nats", "zeromq"] = Field(description=(
+        "nats: this node's edges are JetStream subjects; zeromq: ZeroMQ sockets even when the "
+        "pipeline's transport is nats"))
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _node_kind(cls, value: Any) -> Any:
+        if value in ("ipc", "tcp"):
+            raise ValueError(f"{value} is not a node's transport: write kind: zeromq (whether ZeroMQ edges "
+                             "are ipc or tcp is the pipeline's transport: kind), or kind: nats")
+        return value
 
 
 class Curve(_Strict):
@@ -90,6 +114,7 @@ class Spec(_Strict):
 
 class SourceSpec(Spec):
     backpressure: Backpressure | None = None
+    transport: NodeTransport | None = None
 
 
 class OpSpec(_Strict):
@@ -106,6 +131,7 @@ class StreamSpec(_Strict):
     from_: tuple[str, ...] = Field(alias="from")
     key_by: str | None = None     # partition key field for keyed operators and parallelism
     ops: tuple[OpSpec, ...] = ()
+    transport: NodeTransport | None = None
 
 
 class RuleSpec(Spec):
@@ -114,12 +140,14 @@ class RuleSpec(Spec):
 
     from_: tuple[str, ...] = Field(alias="from")
     partition_by: str | None = "instrument"
+    transport: NodeTransport | None = None
 
 
 class SinkSpec(Spec):
     from_: tuple[str, ...] = Field(alias="from")
     delivery: DeliveryMode | None = None
     backpressure: Backpressure | None = None
+    transport: NodeTransport | None = None
 
 
 class VenueSpec(Spec):

@@ -18,12 +18,13 @@ from cep.config.templates import Template, instantiate
 
 TOP_KEYS = (*(name for name in Pipeline.model_fields if name != "path"), "tests")  # `tests:` is `cep test`'s
 SCALAR_SECTIONS = ("version", "name", "imports", "plugins", "defaults", "transport", "security", "metrics", "hosts", "deploy")
-SOURCE_ENVELOPE = ("type", "backpressure")
-SINK_ENVELOPE = ("type", "from", "delivery", "backpressure")
+SOURCE_ENVELOPE = ("type", "backpressure", "transport")
+SINK_ENVELOPE = ("type", "from", "delivery", "backpressure", "transport")
 VENUE_ENVELOPE = ("type", "quotes")
 ORDER_ENVELOPE = ("from", "venue", "quotes")
-STREAM_KEYS = ("from", "key_by", "ops")
-RULE_KEYS = ("from", "partition_by", "use", "with")
+STREAM_KEYS = ("from", "key_by", "ops", "transport")
+RULE_OWN = ("from", "partition_by", "transport")  # a rule's keys that are not its component's params
+RULE_KEYS = (*RULE_OWN, "use", "with")
 _ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
@@ -72,7 +73,7 @@ class Normaliser:
         if config is None:
             return None
         return {"id": sid, "type": raw["type"], "params": params, "config": config,
-                **{k: raw[k] for k in ("backpressure",) if k in raw}}
+                **{k: raw[k] for k in ("backpressure", "transport") if k in raw}}
 
     def sink(self, sid: str, raw: dict, path: KeyPath) -> dict | None:
         subject = f'sink "{sid}"'
@@ -82,7 +83,7 @@ class Normaliser:
         if config is None or inputs is None:
             return None
         return {"id": sid, "type": raw["type"], "params": params, "config": config, "from": inputs,
-                **{k: raw[k] for k in ("delivery", "backpressure") if k in raw}}
+                **{k: raw[k] for k in ("delivery", "backpressure", "transport") if k in raw}}
 
     def venue(self, vid: str, raw: dict, path: KeyPath) -> dict | None:
         subject = f'venue "{vid}"'
@@ -134,7 +135,7 @@ class Normaliser:
         if inputs is None or None in ops:
             return None
         return {"id": sid, "from": inputs, "ops": ops,
-                **{k: raw[k] for k in ("key_by",) if k in raw}}
+                **{k: raw[k] for k in ("key_by", "transport") if k in raw}}
 
     def op(self, sid: str, index: int, item: Any, path: KeyPath) -> dict | None:
         if not (isinstance(item, dict) and len(item) == 1):
@@ -183,7 +184,7 @@ class Normaliser:
                 return None
         elif "pattern" in raw:
             kind, params_path = "pattern", path
-            params = {k: v for k, v in raw.items() if k not in ("from", "partition_by")}
+            params = {k: v for k, v in raw.items() if k not in RULE_OWN}
             component = self.params.component("rule", kind, path + ("pattern",), subject)
         else:
             self.report.error(path, f"{subject}: needs 'use: NAME' or an inline 'pattern:'",
@@ -194,7 +195,7 @@ class Normaliser:
         if config is None or inputs is None:
             return None
         return {"id": rid, "type": kind, "params": params, "config": config, "from": inputs,
-                **{k: raw[k] for k in ("partition_by",) if k in raw}}
+                **{k: raw[k] for k in RULE_OWN[1:] if k in raw}}
 
     def shadowing(self, template: Template, path: KeyPath, subject: str) -> None:
         """Say which one `use: NAME` means when NAME is both an imported template and a registry

@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cep.config.models import (Defaults, DeploySpec, HostSpec, Metrics, RuleSpec, Security, SinkSpec, SourceSpec,
-                               Transport)
+from cep.config.models import (Defaults, DeploySpec, HostSpec, Metrics, NodeTransport, RuleSpec, Security, SinkSpec,
+                               SourceSpec, Transport)
 from cep.plugins import Component, Registry
 
 ID = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
@@ -58,6 +58,12 @@ class _Builder:
         schema.pop("title", None)
         return schema
 
+    def node_transport(self) -> dict[str, Any]:
+        """A node's `transport:` (what carries its edges), described once in `$defs`."""
+        if "node.NodeTransport" not in self.defs:
+            self.defs["node.NodeTransport"] = self.model(NodeTransport, "node")
+        return {"$ref": "#/$defs/node.NodeTransport"}
+
     def params(self, component: Component) -> dict[str, Any]:
         return self.model(component.params, f"{component.kind}.{component.name}")
 
@@ -76,12 +82,14 @@ class _Builder:
             "transport": self.model(Transport, "transport"),
             "security": self.model(Security, "security"),
             "metrics": self.model(Metrics, "metrics"),
-            "sources": {**ids, "additionalProperties": self.typed("source", {"backpressure": self.envelope(SourceSpec, "backpressure")})},
+            "sources": {**ids, "additionalProperties": self.typed("source", {
+                "backpressure": self.envelope(SourceSpec, "backpressure"), "transport": self.node_transport()})},
             "streams": {**ids, "additionalProperties": self.stream()},
             "rules": {**ids, "additionalProperties": self.rule()},
             "sinks": {**ids, "additionalProperties": self.typed("sink", {
                 "from": _FROM, "delivery": self.envelope(SinkSpec, "delivery"),
-                "backpressure": self.envelope(SinkSpec, "backpressure")}, required=("from",))},
+                "backpressure": self.envelope(SinkSpec, "backpressure"), "transport": self.node_transport()},
+                required=("from",))},
             "venues": {**ids, "additionalProperties": self.typed("venue", {"quotes": {"type": "string"}},
                                                                 required=("quotes",))},
             "orders": {**ids, "additionalProperties": self.order()},
@@ -112,7 +120,7 @@ class _Builder:
                 "additionalProperties": False}
         return {"type": "object", "required": ["from"], "additionalProperties": False,
                 "properties": {"from": _FROM, "key_by": {"type": ["string", "null"]},
-                               "ops": {"type": "array", "items": step}}}
+                               "ops": {"type": "array", "items": step}, "transport": self.node_transport()}}
 
     def operator(self, component: Component) -> dict[str, Any]:
         """What may follow an operator's name: its params, or the shorthand field's value alone."""
@@ -128,7 +136,8 @@ class _Builder:
 
     def rule(self) -> dict[str, Any]:
         """`use:` a registered rule (its params under `with:`) or a template, or an inline pattern."""
-        inputs = {"from": _FROM, "partition_by": self.envelope(RuleSpec, "partition_by")}
+        inputs = {"from": _FROM, "partition_by": self.envelope(RuleSpec, "partition_by"),
+                  "transport": self.node_transport()}
         templates = self.registry.templates
         withs = {name: self.params(self.registry.get("rule", name)) for name in self.registry.names("rule")}
         withs.update({name: {"type": "object", "properties": {param: {} for param in template.params},

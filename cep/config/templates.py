@@ -162,7 +162,7 @@ def instantiate(template: Template, rule: dict[str, Any], rule_path: KeyPath,
                 report: Report) -> dict[str, Any] | None:
     """The pipeline rule `rule` (which `use:`s `template`) as if its body were written inline.
 
-    The returned rule keeps the pipeline's `from:` and `partition_by:`; `report.locations` is
+    The returned rule keeps the pipeline's `from:`, `partition_by:` and `transport:`; `report.locations` is
     updated so the rule's paths point where each part was written: the template's lines in the
     library file, except values that came whole from the rule's `with:`.
     """
@@ -182,7 +182,7 @@ def instantiate(template: Template, rule: dict[str, Any], rule_path: KeyPath,
     from_with = {p: nearest(report.locations, rule_path + ("with", p)) for p in given}
     locations: dict[KeyPath, Location] = {}
     body = _fill(template.body, (), values, template.locations, from_with, locations)
-    own = {k: rule[k] for k in ("from", "partition_by") if k in rule}
+    own = {k: rule[k] for k in ("from", "partition_by", "transport") if k in rule}
     for stale in [p for p in report.locations if p[:len(rule_path)] == rule_path
                   and len(p) > len(rule_path) and p[len(rule_path)] not in own]:
         del report.locations[stale]
