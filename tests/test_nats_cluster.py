@@ -186,12 +186,7 @@ sinks:
 """
 
 
-LEADER_KILL_LOSS = pytest.mark.xfail(strict=False, reason=(
-    "known defect: a clean-clone CI run lost ticks under at_least_once after the leader kill "
-    "(the sink lacked records the inline run has); passes in most runs"))
-
-
-@pytest.mark.parametrize("delivery", [pytest.param("at_least_once", marks=LEADER_KILL_LOSS), "exactly_once"])
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
 @pytest.mark.integration
 def test_edges_over_a_cluster_whose_stream_leader_is_killed_lose_nothing(workdir, cluster, delivery):
     """Every edge over an R3 stream; its leader SIGKILLed mid-run: every tick reaches the sink

@@ -4,7 +4,11 @@ whichever process is SIGKILLed mid-run (the kill tests of the ZeroMQ edges, over
 import pytest
 
 import cep
-from tests.support import KillOnce, inline_then_killed, signal_ids
+from cep import codec
+from cep.jetstream.client import NatsConnection, close, connect, loop
+from cep.jetstream.publish import PublishFailed
+from cep.runtime.transport import jetstream
+from tests.support import KillOnce, inline_then_killed, signal_ids, wait_for
 from tests.natsserver import nats_server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -68,3 +72,122 @@ def test_at_least_once_over_nats_killing_a_process_loses_nothing(workdir, nats_s
     inline, status = inline_then_killed(plan, lambda: set(signal_ids(workdir)), kill)
     assert kill.pid and status.restarts == {victim: 1}
     assert set(signal_ids(workdir)) >= inline
+
+
+ONE_EDGE = """
+version: 1
+name: nats-retried
+transport: {{kind: nats, url: "{url}"}}
+defaults: {{delivery: at_least_once}}
+sources:
+  ticks: {{type: synthetic, instruments: 1, count: 10}}
+sinks:
+  out: {{type: "null", from: ticks}}
+"""
+
+
+class FailingPublishes:
+    """A nats-py client whose JetStream publishes of chosen frames fail, `failures[seq]` times
+    each, as during a stream leader's election: the message is `stored` by the server and its
+    acknowledgement lost, or never reaches the stream. Everything else is the real client."""
+
+    def __init__(self, client, failures: dict[int, int], stored: bool = False) -> None:
+        self._client, self._failures, self._stored = client, failures, stored
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def jetstream(self):
+        return _FailingJetStream(self._client.jetstream(), self._failures, self._stored)
+
+
+class _FailingJetStream:
+    def __init__(self, js, failures: dict[int, int], stored: bool) -> None:
+        self._js, self._failures, self._stored = js, failures, stored
+
+    def __getattr__(self, name):
+        return getattr(self._js, name)
+
+    async def publish_async(self, subject, payload=b"", **options):
+        import asyncio
+        from nats.errors import TimeoutError as NatsTimeout
+        seq = int(options["headers"]["Nats-Msg-Id"].rsplit(":", 1)[1])  # the frame's number
+        if not self._failures.get(seq):
+            return await self._js.publish_async(subject, payload, **options)
+        self._failures[seq] -= 1
+        if self._stored:
+            await (await self._js.publish_async(subject, payload, **options))
+        lost: asyncio.Future = asyncio.get_running_loop().create_future()
+        lost.set_exception(NatsTimeout())
+        return lost
+
+
+def _outlet(workdir, url: str, monkeypatch, failures: dict[int, int], stored: bool = False):
+    """`(plan, the outlet of ticks)` of ONE_EDGE, its publishes failing per `failures`."""
+    path = workdir / "pipeline.yaml"
+    path.write_text(ONE_EDGE.format(url=url))
+    plan = jetstream.prepared(cep.compile(path), fresh=True)
+    monkeypatch.setattr(jetstream, "connect", lambda connection, name: FailingPublishes(
+        connect(connection, name), failures, stored))
+    edges = [edge for edge in plan.edges if edge.node == "ticks"]
+    return plan, jetstream.outlet(plan, "gateway-ticks", 0, "ticks", edges, lambda: False)
+
+
+def _send_five_frames_and_end(outlet) -> None:
+    for price in range(1, 6):
+        outlet.send([{"timestamp": price, "instrument": "X", "bid_price": float(price)}])
+        outlet.flush()
+    outlet.end()
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["not stored", "stored, ack lost"])
+def test_a_retried_publish_is_stored_before_the_end_of_its_stream(workdir, nats_server, monkeypatch, stored):
+    """at_least_once: a consumer reads an edge's messages in the stream's order and stops at its
+    producer's END, so every data frame must be stored before it, also one whose first publish
+    failed (a leader election) and went again later. The END overtaking the retry is what lost
+    ticks after a cluster's leader was killed (test_nats_cluster.py)."""
+    plan, outlet = _outlet(workdir, nats_server.url, monkeypatch, {2: 1, 3: 1}, stored)
+    try:
+        _send_five_frames_and_end(outlet)
+
+        def settled() -> bool:  # what the worker does when the outlet's bell rings
+            outlet.on_stored()
+            return outlet.window.empty and _messages(plan, nats_server.url) == 6
+
+        wait_for(settled, 10, "5 frames and the END stored")
+    finally:
+        outlet.close()
+    assert _kinds(plan, nats_server.url) == [codec.DATA] * 5 + [codec.END]
+
+
+def test_an_end_jetstream_never_stores_fails_the_producer(workdir, nats_server, monkeypatch):
+    """Consumers wait for the END: one that is never stored fails its worker, saying so,
+    instead of leaving the run waiting."""
+    monkeypatch.setattr("cep.jetstream.publish.RETRY_FOR_S", 0.3)
+    plan, outlet = _outlet(workdir, nats_server.url, monkeypatch, {6: 100})
+    try:
+        _send_five_frames_and_end(outlet)
+        with pytest.raises(PublishFailed, match="JetStream did not store the end of ticks: TimeoutError"):
+            wait_for(lambda: outlet.on_stored(), 10, "the END given up")
+    finally:
+        outlet.close()
+
+
+def _messages(plan, url: str) -> int:
+    client = connect(NatsConnection(url=url), "test")
+    try:
+        return loop().call(client.jetstream().stream_info(f"CEP_{plan.name}")).state.messages
+    finally:
+        close(client)
+
+
+def _kinds(plan, url: str) -> list[int]:
+    """The frame kind (DATA, END) of each message of the plan's stream, in the stream's order."""
+    client = connect(NatsConnection(url=url), "test")
+    try:
+        js = client.jetstream()
+        count = loop().call(js.stream_info(f"CEP_{plan.name}")).state.messages
+        return [codec.decode_header(codec.split_frame(loop().call(js.get_msg(f"CEP_{plan.name}", seq=seq)).data)[1])[0]
+                for seq in range(1, count + 1)]
+    finally:
+        close(client)

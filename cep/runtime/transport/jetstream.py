@@ -17,7 +17,9 @@ Delivery:
   the producer counts what a consumer that is down misses).
 - at_least_once: JetStream acknowledges every publish, and a frame leaves the producer's window
   once JetStream stored it (replicated, on a cluster), so its input can be acknowledged upstream;
-  a full window holds the producer back. The consumer acknowledges each message once its
+  a full window holds the producer back. Its END goes once the window is empty: a frame published
+  again (no acknowledgement in time: a leader election) is stored after the frames published
+  meanwhile, and the END must not overtake it. The consumer acknowledges each message once its
   effects are safe (the worker's `Receipts`, as on ZeroMQ); JetStream delivers what was not
   acknowledged again after `ACK_WAIT_S`, to the restarted consumer worker.
 - exactly_once: at_least_once plus a message id per frame (`Nats-Msg-Id`: the run's token,
@@ -184,6 +186,8 @@ class ReliableNatsOutlet(RetainingOutlet, NatsOutlet):
         self.publisher = Publisher(self.client, in_flight=self.window.capacity * 2,
                                    notify=self._notify)
         self._stored: deque = deque()  # (future, topic, seq) in publish order
+        self._end: bytes | None = None  # the END, until every data frame is stored
+        self._end_stored: Any = None  # the END's publish, once it went
         self._bell_out, self._bell_in = os.pipe()
         os.set_blocking(self._bell_out, False)
         os.set_blocking(self._bell_in, False)
@@ -194,12 +198,10 @@ class ReliableNatsOutlet(RetainingOutlet, NatsOutlet):
 
     def _send_counted(self, subject: str, frame: bytes, events: int) -> bool:
         topic, body = codec.split_frame(frame)
-        kind, _, seq, _ = codec.decode_header(body)
-        future = self._publish_frame(frame, topic, seq)
-        if kind == codec.DATA:
-            self._stored.append((future, topic, seq))
-            self.counters.frames += 1
-            self.counters.events += events
+        seq = codec.decode_header(body)[2]
+        self._stored.append((self._publish_frame(frame, topic, seq), topic, seq))
+        self.counters.frames += 1
+        self.counters.events += events
         return True
 
     def _publish_frame(self, frame: bytes, topic: bytes, seq: int) -> Any:
@@ -207,7 +209,20 @@ class ReliableNatsOutlet(RetainingOutlet, NatsOutlet):
         return self.publisher.publish(self.subject, frame, f"{self.run}:{self.producer}:{topic.decode()}:{seq}")
 
     def _put(self, subject: str, frame: bytes, blocking: bool | None = None) -> bool:
-        return self._send_counted(subject, frame, 0)  # the END: acknowledged too, never dropped
+        """The END: published once JetStream stored every data frame before it (`on_stored`).
+        A consumer reads the stream in order and stops at the END, and a frame whose publish
+        failed (a cluster electing the stream's leader) is stored when it goes again, after any
+        frame published meanwhile: an END published at once could overtake it and end the edge
+        without it."""
+        self._end = frame
+        self._publish_end()
+        return True
+
+    def _publish_end(self) -> None:
+        if self._end is not None and self.window.empty:
+            topic, body = codec.split_frame(self._end)
+            self._end_stored = self._publish_frame(self._end, topic, codec.decode_header(body)[2])
+            self._end = None
 
     def _notify(self) -> None:
         """On the loop thread: a publish was acknowledged (or failed); wake the worker."""
@@ -234,6 +249,11 @@ class ReliableNatsOutlet(RetainingOutlet, NatsOutlet):
         if stored:
             self.window.ack(JETSTREAM, stored)
         self.counters.unacked = self.window.size()
+        self._publish_end()
+        if self._end_stored is not None and self._end_stored.done() and self._end_stored.exception():
+            exception = self._end_stored.exception()
+            raise PublishFailed(f"JetStream did not store the end of {self.node}: "
+                                f"{type(exception).__name__}: {exception}")
 
     @property
     def held(self) -> bool:
