@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from cep.events import OrderStatus
 from cep.orders import messages
 from cep.orders.service import VenueService
-from cep.orders.venue import OrderRequest, Report, VenueReply
+from cep.orders.venue import OrderRequest, Report, ReportDue, VenueReply
 
 
 class VenueUnavailable(ConnectionError):
@@ -53,9 +53,10 @@ class VenueLink:
     next requests carry; `sync()` fetches the fill stream up to then. Request ids are
     `<epoch>:<number>`; a retried request keeps its id."""
 
-    def __init__(self, channel: Channel, epoch: str = "0") -> None:
+    def __init__(self, channel: Channel, epoch: str = "0", name: str = "") -> None:
         self.channel = channel
         self.epoch = epoch
+        self.name = name  # the executor's id: the venue keeps what each of its executors may ask for
         self.number = 0
         self.t = 0
         self.n = 0
@@ -67,6 +68,13 @@ class VenueLink:
         the checkpoint; each order is asked for by its client order id before it is placed, until
         the first the venue does not know (every later one is new)."""
         self.reconciled = 0
+        self.kept: tuple[int, int] | None = (0, 0)
+        """The report count and event time this executor resumes from after a restart (those of
+        its last checkpoint), which the venue may forget what is before; None: where it is now
+        (it keeps no checkpoint, so a restart starts afresh)."""
+        self.due: ReportDue | None = None
+        """When the venue's next report can come, as its last answer said (None: it did not say, or
+        the call failed: the fill stream may have news at any quote)."""
 
     def at(self, t: int, n: int) -> None:
         self.t, self.n = t, n
@@ -97,13 +105,19 @@ class VenueLink:
         self._request("sync", optional=True)
         return self.reports()
 
+    def may_report(self, now: int, instrument: str | None) -> bool:
+        """Whether the fill stream may have news at event time `now`, at a quote of `instrument`."""
+        return self.due is None or self.due.allows(now, instrument)
+
     def _request(self, op: str, optional: bool = False, **fields: Any) -> Any:
         self.number += 1
         request_id = f"{self.epoch}:{self.number}"
-        answer = self.channel.call({"id": request_id, "op": op, "t": self.t, "n": self.n,
-                                    "after": self.after, **fields})
+        self.due = None  # until an answer says otherwise
+        kept = [self.after, self.t] if self.kept is None else list(self.kept)
+        answer = self.channel.call({"id": request_id, "op": op, "t": self.t, "n": self.n, "after": self.after,
+                                    "kept": kept, "by": self.name, **fields})
         try:
-            reply, reports, count = messages.read_reply(answer, request_id)
+            reply, reports, count, due = messages.read_reply(answer, request_id)
             if reply is None and not optional:
                 raise messages.BadReply(f"no reply to {op}")
         except messages.BadReply:
@@ -111,4 +125,5 @@ class VenueLink:
             raise
         self._reports.extend(reports)
         self.after = max(self.after, count)
+        self.due = due
         return reply

@@ -1,12 +1,15 @@
 """What an executor and its venue say to each other, as plain data (msgpack on the wire).
 
 A request is `{"id": str, "op": place|cancel|query|sync, "t": event time, "n": int, "after": int,
-...}`: `t` is the executor's event time and `n` how many quotes it has taken (the venue matches up
-to there, `cep.orders.service`), `after` how
+"kept": [int, int], "by": str, ...}`: `t` is the executor's event time and `n` how many quotes it
+has taken (the venue matches up to there, `cep.orders.service`), `after` how
 many reports of the venue's fill stream the executor has taken (the reply carries the ones after
-it, so a reply lost and asked again loses no fill), `id` names the request (a retry carries the
-same id and the same client order id). A reply is `{"id", "reply": VenueReply or None,
-"reports": [Fill or OrderUpdate, ...], "count": reports so far}` or `{"id", "error": text}`.
+it, so a reply lost and asked again loses no fill), `kept` the report count and event time the
+executor `by` would resume from after a restart (the venue may forget what is before them; both
+optional), `id` names the request (a retry carries the same id and the same client order id). A reply is `{"id", "reply": VenueReply or None,
+"reports": [Fill or OrderUpdate, ...], "count": reports so far, "due": [time or None, [instrument,
+...]]}` (`due` only from a venue that knows when its next report can come, `ReportDue`) or
+`{"id", "error": text}`.
 
 Nothing a peer sends is trusted: `read_reply` checks every field and raises `BadReply` with what
 was wrong, which the executor counts (`unparseable reply`) and treats as a failed call.
@@ -20,7 +23,7 @@ import msgpack
 
 from cep.events import Action, OrderStatus
 from cep.orders.lifecycle import Fill
-from cep.orders.venue import OrderRequest, OrderType, OrderUpdate, Report, VenueReply
+from cep.orders.venue import OrderRequest, OrderType, OrderUpdate, Report, ReportDue, VenueReply
 
 OPS = ("place", "cancel", "query", "sync")
 
@@ -41,6 +44,19 @@ def decode(data: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise BadReply(f"not a mapping: {type(message).__name__}")
     return message
+
+
+def is_request(request: Any) -> bool:
+    """Whether `request` has the fields every request needs (the venue side checks the rest)."""
+    return (isinstance(request, dict) and request.get("op") in OPS and isinstance(request.get("id"), str)
+            and _whole(request.get("t")) and _whole(request.get("n")) and _whole(request.get("after"))
+            and request["after"] >= 0 and isinstance(request.get("by", ""), str)
+            and ("kept" not in request or (isinstance(request["kept"], list) and len(request["kept"]) == 2
+                                           and all(_whole(v) and v >= 0 for v in request["kept"]))))
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def request_of(order: OrderRequest) -> dict[str, Any]:
@@ -73,8 +89,14 @@ def report_of(report: Report) -> dict[str, Any]:
                        report.reason]}
 
 
-def read_reply(message: dict[str, Any], request_id: str) -> tuple[VenueReply | None, list[Report], int]:
-    """The venue's answer, its reports and its report count, checked; BadReply if malformed."""
+def due_of(due: ReportDue) -> list[Any]:
+    return [due.at, sorted(due.instruments)]
+
+
+def read_reply(message: dict[str, Any], request_id: str) -> tuple[VenueReply | None, list[Report], int,
+                                                                 ReportDue | None]:
+    """The venue's answer, its reports, its report count and when its next report is due (None:
+    it does not say), checked; BadReply if malformed."""
     try:
         if message.get("id") != request_id:
             raise BadReply(f"answers request {message.get('id')!r}, not {request_id!r}")
@@ -83,7 +105,8 @@ def read_reply(message: dict[str, Any], request_id: str) -> tuple[VenueReply | N
         reports = [_report(item) for item in _list(message, "reports")]
         count = _integer(message, "count")
         reply = message.get("reply")
-        return (None if reply is None else _reply(reply)), reports, count
+        due = message.get("due")
+        return (None if reply is None else _reply(reply)), reports, count, None if due is None else _due(due)
     except BadReply:
         raise
     except (TypeError, ValueError, KeyError) as exc:
@@ -98,6 +121,14 @@ def _reply(data: Any) -> VenueReply:
         raise ValueError("reason is not text")
     return VenueReply(_text(data, "client_order_id"), OrderStatus(data.get("status")), _text(data, "order_id", True),
                       _number(data, "filled_quantity", zero=True), reason, bool(data.get("duplicate")))
+
+
+def _due(data: Any) -> ReportDue:
+    if not (isinstance(data, list) and len(data) == 2 and isinstance(data[1], list)
+            and all(isinstance(name, str) for name in data[1])):
+        raise ValueError("due is not [time, [instrument, ...]]")
+    at = None if data[0] is None else _integer({"t": data[0]}, "t")
+    return ReportDue(at, frozenset(data[1]))
 
 
 def report_from(item: Any) -> Report:

@@ -7,9 +7,10 @@ a signal waits until the first quote later than it comes (or the end of stream) 
 right before that quote; signals of the same instant go by signal id. Each decision therefore
 sees the same quotes, positions and working orders in every run, in one process or several.
 
-Before each decision and each quote, while it has working orders, it asks the venue for the fill
-stream up to that instant (a `sync` request stamped with its clock, `cep.orders.service`), so the
-fills, positions and the trading state a decision sees are those of that instant.
+Before each decision and each quote, while it has working orders and the venue's last answer
+says a report may be due by then (`VenueLink.may_report`), it asks the venue for the fill stream
+up to that instant (a `sync` request stamped with its clock, `cep.orders.service`), so the fills,
+positions and the trading state a decision sees are those of that instant.
 
 Why the executor owns the risk manager (and not the `positions` sink): the trading state must
 hold for the very next signal. The executor makes every fill event itself, so its own
@@ -50,7 +51,7 @@ a repeat) or it may be sent again once the venue is back (the breaker was open).
 class ExecutorNode:
     def __init__(self, settings: ExecutorSettings, channel: Channel, ctx: BuildContext, epoch: int = 0) -> None:
         self.ctx = ctx
-        self.link = VenueLink(channel, str(epoch))
+        self.link = VenueLink(channel, str(epoch), ctx.node)
         risk = settings.risk
         manager = RiskManager(max_drawdown=risk.max_drawdown, daily_loss_limit=risk.daily_loss_limit)
         manager.set_state(settings.trading_state)
@@ -96,7 +97,7 @@ class ExecutorNode:
             self._decide(quote.timestamp, out)
         self.clock = max(self.clock, quote.timestamp)
         self.quotes += 1
-        self._sync(out)
+        self._sync(out, quote.instrument)
         self.executor.on_quote(quote)
 
     def _decide(self, before: int | None, out: list[OrderEvent]) -> None:
@@ -119,10 +120,12 @@ class ExecutorNode:
                     self.ctx.dead_letter(str(decision.denial), signal)
         self._note_venue()
 
-    def _sync(self, out: list[OrderEvent], always: bool = False) -> None:
-        """The fills up to now, if an order may have some (and the venue is not known down)."""
+    def _sync(self, out: list[OrderEvent], instrument: str | None = None, always: bool = False) -> None:
+        """The fills up to now (at a quote of `instrument`), if an order may have some by now
+        (and the venue is not known down)."""
         now = (self.clock, self.quotes)
-        if now == self.synced or not (always or any(True for _ in self.executor.ledger.working())):
+        if now == self.synced or not (always or (any(True for _ in self.executor.ledger.working())
+                                                 and self.link.may_report(self.clock, instrument))):
             return
         self.synced = now
         self.link.at(*now)

@@ -47,7 +47,7 @@ def build_trading_node(plan: Plan, node: NodePlan, registry: Registry, graph: An
     else:
         channel = channel_for(node)
     executor = ExecutorNode(settings, channel, ctx, epoch=ctx.incarnation)
-    ctx.keep_state(lambda: executor_snapshot(executor), restorer(ExecutorState, lambda s: restore_executor(executor, s)))
+    _keep_executor_state(executor, ctx, checkpointed=channel_for is not None and _checkpointed(plan, node.id))
     output = Hub(ctx.counters)
 
     def finish() -> list[dict[str, Any]]:
@@ -57,6 +57,32 @@ def build_trading_node(plan: Plan, node: NodePlan, registry: Registry, graph: An
 
     observable.pipe(stateful(executor.step, finish)).subscribe(output.on_next, fail, output.on_completed)
     return output
+
+
+def _checkpointed(plan: Plan, executor: str) -> bool:
+    """The request edge of `executor` is exactly_once: the executor and its venue checkpoint."""
+    return any(edge.pattern == "dealer/router" and edge.node == executor and edge.delivery.checkpoints
+               for edge in plan.edges)
+
+
+def _keep_executor_state(executor: ExecutorNode, ctx: BuildContext, checkpointed: bool) -> None:
+    """The executor's checkpoints; what its venue may forget follows them: a restart resumes from
+    the last one. Without checkpoints a restart starts afresh, so the venue may forget what the
+    executor has taken so far."""
+    link = executor.link
+    if not checkpointed:
+        link.kept = None
+
+    def snapshot() -> dict[str, Any]:
+        state = executor_snapshot(executor)
+        link.kept = (link.after, executor.clock)
+        return state
+
+    def restore(state: ExecutorState) -> None:
+        restore_executor(executor, state)
+        link.kept = (link.after, executor.clock)
+
+    ctx.keep_state(snapshot, restorer(ExecutorState, restore))
 
 
 def _venue(plan: Plan, node: NodePlan, registry: Registry, observable: reactivex.Observable, ctx: BuildContext,
@@ -73,11 +99,17 @@ def _venue(plan: Plan, node: NodePlan, registry: Registry, observable: reactivex
     log = RequestLog(ctx.run_dir / f"{node.id}.requests.sqlite", fresh=ctx.incarnation == 0) if durable else None
     service = VenueService(adapter, log)
 
+    def snapshot() -> dict[str, Any]:
+        if log is not None:
+            log.checkpoint(service.handled)
+        return service_snapshot(service)
+
     def restore(state: ServiceState) -> None:
         restore_service(service, state)
         if log is not None:
             service.replay(log.since(state.handled))
+            log.checkpoint(state.handled)
 
-    ctx.keep_state(lambda: service_snapshot(service), restorer(ServiceState, restore))
+    ctx.keep_state(snapshot, restorer(ServiceState, restore))
     observable.subscribe(lambda batch: service.on_quotes(as_records(batch)), fail, service.quotes_ended)
     return service

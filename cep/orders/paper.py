@@ -19,6 +19,10 @@ Why these rules:
 - Orders arriving at one quote share its displayed size, first come first served.
 - The client order id is the order's identity: a repeated request is answered with the order
   already placed and counted in `duplicates`.
+- `forget(before)` drops finished orders sent before event time `before` from the matching state,
+  so a long run's state (and checkpoint) does not grow with every order; their client order ids
+  stay known, and a request repeating one is answered as a duplicate (REJECTED
+  `DUPLICATE_ORDER`, the order's details being gone), never placed again.
 
 Seeded: the same quotes, requests, latency and seed give the same fills, ids and timestamps.
 """
@@ -33,7 +37,7 @@ from dataclasses import dataclass, field
 
 from cep.events import Action, OrderStatus, TickEvent
 from cep.orders.lifecycle import FILL_TOLERANCE, Fill
-from cep.orders.venue import OrderRequest, OrderType, OrderUpdate, Report, VenueReply
+from cep.orders.venue import OrderRequest, OrderType, OrderUpdate, Report, ReportDue, VenueReply, forgotten
 
 REMAINDERS = ("next_quotes", "expire")
 
@@ -81,7 +85,8 @@ class PaperVenue:
         self.name, self.history = name, history
         self._random = random.Random(seed)
         self._numbers = itertools.count(1)
-        self._orders: dict[str, _Order] = {}
+        self._orders: dict[str, _Order] = {}   # in the order they were placed
+        self._forgotten: set[str] = set()       # client order ids of finished orders dropped (`forget`)
         self._books: dict[str, _Book] = {}
         self._pending: list[tuple[int, int, _Order]] = []
         self._resting: dict[str, list[_Order]] = {}
@@ -93,9 +98,9 @@ class PaperVenue:
 
     def place(self, request: OrderRequest) -> VenueReply:
         known = self._orders.get(request.client_order_id)
-        if known is not None:
+        if known is not None or request.client_order_id in self._forgotten:
             self.duplicates += 1
-            return known.reply(duplicate=True)
+            return known.reply(duplicate=True) if known is not None else forgotten(request.client_order_id)
         number = next(self._numbers)
         arrival = request.timestamp + self.latency_ns + (self._random.randint(0, self.jitter_ns)
                                                          if self.jitter_ns else 0)
@@ -125,11 +130,26 @@ class PaperVenue:
 
     def query(self, client_order_id: str) -> VenueReply | None:
         order = self._orders.get(client_order_id)
-        return None if order is None else order.reply()
+        if order is None:
+            return forgotten(client_order_id) if client_order_id in self._forgotten else None
+        return order.reply()
+
+    def forget(self, before: int) -> None:
+        """Drop the finished orders sent before event time `before` (their ids stay known)."""
+        for coid, order in list(itertools.takewhile(lambda item: item[1].request.timestamp < before,
+                                                    self._orders.items())):
+            if order.status.is_final:
+                del self._orders[coid]
+                self._forgotten.add(coid)
 
     def reports(self) -> list[Report]:
         reports, self._reports = self._reports, []
         return reports
+
+    def report_due(self) -> ReportDue:
+        """An order on its way reports when it arrives; a resting one at a quote of its instrument."""
+        return ReportDue(self._pending[0][0] if self._pending else None,
+                         frozenset(name for name, orders in self._resting.items() if orders))
 
     # -- market data and time --------------------------------------------------------------
 

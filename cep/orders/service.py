@@ -15,7 +15,17 @@ The fill stream is kept as a numbered log (`reports`); each reply carries the re
 count the request says it has, up to the request's time, so a reply that is lost and asked for
 again loses no fill, a fill is never handed out twice under one count, and an executor restarted
 from a checkpoint (asking again from an earlier count and time) gets the fills of each instant at
-that instant, as the first time.
+that instant, as the first time. Each reply also says when the next report can come at the
+earliest (`due`, from the adapter's `report_due`): the executor asks for the fill stream only at
+a quote that reaches it, not at every quote while an order works. Since a report is never due
+before the time it says, asking less often changes no fill and no decision, only the requests.
+
+What an executor has taken for good bounds what the venue keeps: each request says, as `kept`,
+the count of reports and the event time its executor would resume from after a restart (under
+exactly_once those of its last checkpoint, otherwise where it is). The venue forgets the reports
+before that count and, if the adapter has `forget(before)`, the orders that finished before that
+time; the client order ids it placed stay known, so a repeat is still answered, never placed.
+A long run's state therefore holds what is working and recent, plus one id per order.
 
 Under exactly_once the venue's own crash changes nothing either: its state is checkpointed with
 its worker's (`cep.orders.state`), and every request it serves is first appended to a request log
@@ -35,7 +45,7 @@ from typing import Any, Callable
 
 from cep.events import TickEvent
 from cep.orders import messages
-from cep.orders.venue import Report, VenueAdapter
+from cep.orders.venue import Report, ReportDue, VenueAdapter, forgotten
 from cep.runtime.rundir import private_file
 
 Respond = Callable[[dict[str, Any]], None]
@@ -49,7 +59,9 @@ class VenueService:
     def __init__(self, adapter: VenueAdapter, log: "RequestLog | None" = None) -> None:
         self.adapter = adapter
         self.log = log
-        self.reports: list[Report] = []
+        self.reports: list[Report] = []   # the fill stream from report number `base` on
+        self.base = 0                     # reports forgotten: every executor has taken them for good
+        self.kept: dict[str, tuple[int, int]] = {}  # per executor: (reports, event time) it keeps
         self.quotes: deque[TickEvent] = deque()
         self.latest = -math.inf      # the newest quote's time so far
         self.received = 0            # quotes so far
@@ -79,13 +91,11 @@ class VenueService:
         self.pump()
 
     def handle(self, request: Any, respond: Respond) -> None:
-        if not (isinstance(request, dict) and request.get("op") in messages.OPS
-                and isinstance(request.get("id"), str) and isinstance(request.get("t"), int)
-                and isinstance(request.get("n"), int)
-                and isinstance(request.get("after"), int) and request["after"] >= 0):
+        if not messages.is_request(request):
             self.refused["malformed request"] += 1
             respond({"id": request.get("id") if isinstance(request, dict) else None,
-                     "error": "a request needs an id, an op of " + "/".join(messages.OPS) + ", t, n and after"})
+                     "error": "a request needs an id, an op of " + "/".join(messages.OPS) + ", t, n and after "
+                              "(and kept, if any, as [reports, time])"})
             return
         self.waiting.append((request, respond))
         self.pump()
@@ -127,11 +137,45 @@ class VenueService:
             return {"id": request["id"], "error": f"{type(exc).__name__}: {exc}"}
         self._collect()
         self.handled += 1
-        after = count = min(request["after"], len(self.reports))
-        while count < len(self.reports) and self.reports[count].timestamp <= t:
+        end = self.base + len(self.reports)
+        after = count = min(max(request["after"], self.base), end)
+        while count < end and self.reports[count - self.base].timestamp <= t:
             count += 1
-        return {"id": request["id"], "reply": messages.reply_of(reply),
-                "reports": [messages.report_of(r) for r in self.reports[after:count]], "count": count}
+        answer = {"id": request["id"], "reply": messages.reply_of(reply),
+                  "reports": [messages.report_of(r) for r in self.reports[after - self.base:count - self.base]],
+                  "count": count}
+        due = self._due(count)
+        if due is not None:
+            answer["due"] = messages.due_of(due)
+        if "kept" in request:
+            self._forget(request.get("by", ""), request["kept"])
+        return answer
+
+    def _forget(self, executor: str, kept: list[int]) -> None:
+        """What no executor will ask for again: the reports before the count every executor keeps,
+        the orders finished before the time every executor keeps (their ids stay known)."""
+        count, time = kept
+        before = self.kept.get(executor, (0, 0))
+        self.kept[executor] = (max(before[0], count), max(before[1], time))
+        count = min(c for c, _ in self.kept.values())
+        if count > self.base:
+            del self.reports[:count - self.base]
+            self.base = count
+        forget = getattr(self.adapter, "forget", None)
+        if forget is not None:
+            forget(min(t for _, t in self.kept.values()))
+
+    def _due(self, count: int) -> ReportDue | None:
+        """When the executor should ask again for the fill stream (None: at every quote): what
+        the adapter says, or sooner if reports later than this request wait to be handed out."""
+        report_due = getattr(self.adapter, "report_due", None)
+        if report_due is None:
+            return None
+        due = report_due()
+        if count < self.base + len(self.reports):
+            waiting = self.reports[count - self.base].timestamp
+            due = ReportDue(waiting if due.at is None else min(due.at, waiting), due.instruments)
+        return due
 
     def _call(self, request: dict[str, Any]):
         op = request["op"]
@@ -141,7 +185,7 @@ class VenueService:
                 self.repeats += 1
                 request["repeat"] = True
                 known = self.adapter.query(order.client_order_id)
-                return None if known is None else replace(known, duplicate=True)
+                return replace(known or forgotten(order.client_order_id), duplicate=True)
             self.placed.add(order.client_order_id)
             return self.adapter.place(order)
         if op in ("cancel", "query"):
@@ -157,7 +201,9 @@ class VenueService:
 
 class RequestLog:
     """The requests a venue served, in order, durable before each reply leaves (SQLite, WAL;
-    0600 in the private run directory). `fresh` starts it empty (a new run)."""
+    0600 in the private run directory). `fresh` starts it empty (a new run). Other requests are
+    dropped once no restart can need them (`checkpoint`); the places stay, one row per order
+    placed: the record of what reached the venue."""
 
     def __init__(self, path: Path, fresh: bool) -> None:
         if fresh:
@@ -167,12 +213,22 @@ class RequestLog:
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
-        self.db.execute("CREATE TABLE IF NOT EXISTS served (position INTEGER PRIMARY KEY, request BLOB NOT NULL)")
-        (self.count,) = self.db.execute("SELECT count(*) FROM served").fetchone()
+        self.db.execute("CREATE TABLE IF NOT EXISTS served (position INTEGER PRIMARY KEY, request BLOB NOT NULL, "
+                        "op TEXT NOT NULL)")
+        (self.count,) = self.db.execute("SELECT coalesce(max(position), 0) FROM served").fetchone()
+        self._covered = 0  # requests the last checkpoint covers
 
     def append(self, request: dict[str, Any]) -> None:
         self.count += 1
-        self.db.execute("INSERT INTO served VALUES (?, ?)", (self.count, messages.encode(request)))
+        self.db.execute("INSERT INTO served VALUES (?, ?, ?)", (self.count, messages.encode(request), request["op"]))
+
+    def checkpoint(self, handled: int) -> None:
+        """A checkpoint of the venue after its first `handled` requests is being taken (or was
+        restored). A restart resumes from the one before it at the earliest, which is safe by now
+        (a worker takes a checkpoint only once the one before it is written): the requests that
+        one covers are dropped (but places), so the log holds about two checkpoints' worth."""
+        self.db.execute("DELETE FROM served WHERE position <= ? AND op != 'place'", (self._covered,))
+        self._covered = handled
 
     def since(self, handled: int) -> list[dict[str, Any]]:
         """The requests served after the first `handled` (checked as any request is, when served)."""

@@ -147,6 +147,7 @@ class PaperState(_Plain):
     duplicates: int
     bad_quotes: int
     random: tuple[int, list[int], float | None]
+    forgotten: list[str] = []
 
 
 def paper_snapshot(venue: PaperVenue) -> dict[str, Any]:
@@ -165,6 +166,7 @@ def paper_snapshot(venue: PaperVenue) -> dict[str, Any]:
         "resting": {name: [o.request.client_order_id for o in orders] for name, orders in venue._resting.items()},
         "duplicates": venue.duplicates, "bad_quotes": venue.bad_quotes,
         "random": (lambda s: (s[0], list(s[1]), s[2]))(venue._random.getstate()),
+        "forgotten": sorted(venue._forgotten),
     }
 
 
@@ -192,7 +194,7 @@ def _restore_paper(venue: PaperVenue, state: PaperState) -> None:
     venue._pending = [(arrival, number, venue._orders[coid]) for arrival, number, coid in state.pending]
     heapq.heapify(venue._pending)
     venue._resting = {name: [venue._orders[coid] for coid in coids] for name, coids in state.resting.items()}
-    venue.duplicates, venue.bad_quotes = state.duplicates, state.bad_quotes
+    venue.duplicates, venue.bad_quotes, venue._forgotten = state.duplicates, state.bad_quotes, set(state.forgotten)
     version, internal, gauss = state.random
     venue._random = random.Random()
     venue._random.setstate((version, tuple(internal), gauss))
@@ -209,13 +211,15 @@ class ServiceState(_Plain):
     placed: list[str]
     repeats: int
     adapter: Any = None
+    base: int = 0
+    kept: dict[str, tuple[int, int]] = {}
 
 
 def service_snapshot(service: Any) -> dict[str, Any]:
     return {"reports": [messages.report_of(r) for r in service.reports], "quotes": [_quote(q) for q in service.quotes],
             "latest": service.latest, "received": service.received, "applied": service.applied,
             "handled": service.handled, "refused": dict(service.refused), "placed": sorted(service.placed),
-            "repeats": service.repeats,
+            "repeats": service.repeats, "base": service.base, "kept": service.kept,
             "adapter": paper_snapshot(service.adapter) if isinstance(service.adapter, PaperVenue) else None}
 
 
@@ -228,6 +232,7 @@ def restore_service(service: Any, state: ServiceState) -> None:
     service.latest, service.received, service.applied = state.latest, state.received, state.applied
     service.handled, service.refused = state.handled, Counter(state.refused)
     service.placed, service.repeats = set(state.placed), state.repeats
+    service.base, service.kept = state.base, dict(state.kept)
     if isinstance(service.adapter, PaperVenue):
         if state.adapter is None:
             raise InvalidState("the checkpoint has no state of the paper venue")

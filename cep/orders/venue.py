@@ -19,6 +19,13 @@ object with these methods is one):
   id unique per order, so a redelivered fill is recognised) and every change the venue made by
   itself (`OrderUpdate`, e.g. the unfilled rest of a market order EXPIRED), in the order they
   happened, each once.
+- optionally `report_due() -> ReportDue`: when the next report can come at the earliest if no
+  request comes first. Without it, an executor asks for the fill stream at every quote while it
+  has an order working; with it, only at the quotes it allows. It must never say later than the
+  truth (a fill it hid would reach the executor late), only earlier.
+- optionally `forget(before)`: drop the finished orders sent before event time `before`; the
+  executor will not ask about them again. Their client order ids must stay known: a request
+  repeating one is answered `forgotten(client_order_id)` (REJECTED as a duplicate), never placed.
 
 A minimal adapter for a broker::
 
@@ -89,6 +96,25 @@ class OrderUpdate:
 
 
 Report = Fill | OrderUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class ReportDue:
+    """When a venue's next report can come if no request comes first: at event time `at` or
+    after it (None: no time), or at the next quote of one of `instruments` (orders resting there)."""
+
+    at: int | None = None
+    instruments: frozenset[str] = frozenset()
+
+    def allows(self, now: int, instrument: str | None) -> bool:
+        """A report may be there at event time `now`, at a quote of `instrument` (None: no quote)."""
+        return (self.at is not None and now >= self.at) or instrument in self.instruments
+
+
+def forgotten(client_order_id: str) -> VenueReply:
+    """The answer about an order placed before and no longer held: a repeat places nothing."""
+    return VenueReply(client_order_id, OrderStatus.REJECTED,
+                      reason="DUPLICATE_ORDER: placed before, finished, and no longer held", duplicate=True)
 
 
 @runtime_checkable
