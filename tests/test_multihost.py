@@ -22,7 +22,7 @@ from click.testing import CliRunner
 import cep
 from cep.cli import cli
 from cep.runtime import security
-from cep.runtime.hostlink import HostLink
+from cep.runtime.hostlink import HostLink, digest
 from tests.ports import free_port_range
 from tests.test_lifecycle import alive, descendants
 
@@ -211,8 +211,9 @@ def test_the_host_link_refuses_what_cannot_come_from_a_consumer_on_another_host(
     sender = client_socket(peer, workdir)
     sender.connect(plan.hosts["edge"])
     try:
-        good = {"t": "eos", "edge": "quotes->strategy", "producer": "gateway-quotes", "consumer": "strategy"}
-        for message in [dict(good, producer="strategy"), dict(good, consumer="gateway-quotes"),
+        good = {"t": "eos", "host": "core", "digest": digest(plan), "edge": "quotes->strategy",
+                "producer": "gateway-quotes", "consumer": "strategy"}
+        for message in [dict(good, producer="strategy"), dict(good, consumer="gateway-quotes"), dict(good, digest="x"),
                         dict(good, edge="nope"), {"t": "stop"}]:
             sender.send(msgpack.packb(message))
         sender.send(b"\xc1 not msgpack")
@@ -223,7 +224,7 @@ def test_the_host_link_refuses_what_cannot_come_from_a_consumer_on_another_host(
             link.inbox.poll(100)
             accepted += link.receive()
         assert accepted == [good]
-        assert link.refused == 5
+        assert link.refused == 6
     finally:
         sender.close(0)
         peer.term()

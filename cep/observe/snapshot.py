@@ -62,6 +62,7 @@ def snapshot(status: RunStatus, sampler: ProcessSampler, previous: dict[str, Any
         "patterns": _patterns(status, gauges, nodes),
         "checkpoints": status.checkpoints(),
         "dead_letters": {"path": status.dead_letter_path, "count": status.dead_letters()},
+        "links": status.links,  # one host of several: its link to each other host
     }
 
 
@@ -142,5 +143,11 @@ def _workers(status: RunStatus, sampler: ProcessSampler, now: float) -> dict[str
         workers[worker] = {"pid": pid, "process": status.plan.process_of_worker(worker)[0].name,
                            "cpu_s": round(cpu.get(worker, 0.0), 3), **sampler.sample(pid, now),
                            "restarts": status.restarts.get(worker, 0),
-                           "silent_s": None if silence is None else silence.seconds}
+                           "silent_s": None if silence is None else silence.seconds,
+                           **_waiting(status.waiting.get(worker))}
     return workers
+
+
+def _waiting(waiting: dict[str, Any] | None) -> dict[str, Any]:
+    """A worker of one host of several that waits for peers on other hosts: for whom, since when."""
+    return {"waiting_for": waiting["for"], "waiting_since": waiting["since"]} if waiting else {}

@@ -139,7 +139,7 @@ def render(snapshot: dict[str, Any], run_dir: Path, live: bool = False) -> Any:
     title = Text.assemble(("cep top ", "bold"), (snapshot["pipeline"], "bold cyan"),
                           f"  {snapshot['elapsed_s']:.1f}s  {run_dir}  (status {age:.1f}s old"
                           + ("; q quits)" if live else ")"))
-    parts = [title, _processes(snapshot), _nodes(snapshot), _edges(snapshot)]
+    parts = [title, *_hosts(snapshot), _processes(snapshot), _nodes(snapshot), _edges(snapshot)]
     if snapshot["patterns"]:
         parts.append(_patterns(snapshot))
     parts.append(_dead_letters(snapshot))
@@ -170,12 +170,40 @@ def _processes(snapshot: dict[str, Any]) -> Any:
 
 
 def _state(snapshot: dict[str, Any], worker: dict[str, Any]) -> str:
+    if worker.get("waiting_for"):
+        return "waiting"
     if not snapshot["started"]:
         return "starting"
     silent = worker["silent_s"]
     if silent is None:
         return "done"
     return "running" if silent < 2 else f"silent {silent:.0f}s"
+
+
+def _hosts(snapshot: dict[str, Any]) -> list[Any]:
+    """One host of several: its link to each other host (waiting for it, connected, or refused
+    as another pipeline's, and since when), and what its workers wait for on other hosts."""
+    from rich.text import Text
+    links = snapshot.get("links") or {}
+    if not links:
+        return []
+    lines = []
+    for host, link in links.items():
+        where = f"{host} ({link['address']})"
+        if link["state"] == "connected":
+            lines.append(f"  connected to {where} {_since(link['since'])}")
+        elif link["state"] == "waiting":
+            lines.append(f"  waiting for {where} {_since(link['since'])}")
+        else:
+            lines.append(f"  refused {where}: it runs a different pipeline (digest {link['digest']}) "
+                         f"{_since(link['since'])}")
+    lines += [f"  {worker}: waiting for {', '.join(w['waiting_for'])} {_since(w['waiting_since'])}"
+              for worker, w in snapshot["workers"].items() if w.get("waiting_for")]
+    return [Text("hosts", style="bold"), Text("\n".join(lines) + "\n")]
+
+
+def _since(when: float) -> str:
+    return f"since {time.strftime('%H:%M:%S', time.localtime(when))} ({max(0.0, time.time() - when):.0f}s)"
 
 
 def _nodes(snapshot: dict[str, Any]) -> Any:

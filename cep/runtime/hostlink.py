@@ -8,15 +8,28 @@ and the producer may close its sockets only then. Across hosts that relay is the
 each supervisor binds a ROUTER on its host's link endpoint (the host's first port) and connects a
 DEALER to every other host's, CURVE on both when the pipeline has keys. A DEALER queues what it
 sends until its peer is there, so a host that starts later, or again, still gets it.
+
+The link is also where hosts find out that they run one pipeline. Each time a host's DEALER
+completes a handshake with a peer (at its start, and after the peer restarted) it says hello
+with the digest of its plan (`digest`: the parts every host compiles alike). A hello with
+another digest is refused and said on both sides, since each host hears the other's; END
+acknowledgements carry the digest too. The supervisor starts its workers only once every host
+its processes exchange data with has said hello with the same digest, so hosts given different
+files never mix their records. What each peer link is doing (waiting since when, connected,
+refused) is `HostLink.states`, which the status file and `cep top` show.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import msgpack
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from cep.config.problems import did_you_mean
 from cep.errors import UserError
@@ -52,15 +65,55 @@ def local_view(plan: Plan, host: str) -> Plan:
                                nodes={node: spec for node, spec in plan.nodes.items() if node in kept})
 
 
-class HostLink:
-    """The supervisor-to-supervisor channel of one host: END acknowledgements for producer
-    workers on other hosts go out, those for this host's producers come in."""
+SHARED = ("name", "nodes", "processes", "edges", "hosts", "batch_size", "frame_size", "max_sequence_jump")
+"""What every host of a pipeline must compile alike; not where each keeps its files (run directory,
+keys, dead letters, the pipeline's path) nor its NATS settings (the edges name their subjects)."""
+WAITING, CONNECTED, DIFFERENT = "waiting", "connected", "different pipeline"
+LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
-    def __init__(self, context: zmq.Context, plan: Plan, host: str) -> None:
+
+def digest(plan: Plan) -> str:
+    """A short digest of what every host of `plan` must agree on: nodes (with their parameters),
+    processes and their hosts, edges with their delivery and endpoints, the hosts' links."""
+    data = plan.to_dict()
+    shared = json.dumps({key: data.get(key) for key in SHARED}, sort_keys=True, default=str)
+    return hashlib.sha256(shared.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class PeerState:
+    """This host's view of another host: its link address, whether it said hello with our
+    digest (`connected`), with another (`different pipeline`), or not yet or not since it went
+    away (`waiting`), and since when (time.time())."""
+
+    address: str
+    state: str = WAITING
+    since: float = dataclasses.field(default_factory=time.time)
+    digest: str | None = None  # the peer's, from its last hello
+
+    def become(self, state: str, digest: str | None = None) -> bool:
+        """Move to `state` (with the peer's digest); True if anything changed."""
+        changed = (state, digest) != (self.state, self.digest)
+        if state != self.state:
+            self.since = time.time()
+        self.state, self.digest = state, digest
+        return changed
+
+
+class HostLink:
+    """The supervisor-to-supervisor channel of one host: hellos both ways, END acknowledgements
+    for producer workers on other hosts out, those for this host's producers in."""
+
+    def __init__(self, context: zmq.Context, plan: Plan, host: str,
+                 on_notice: Callable[[str], None] | None = None) -> None:
         self.plan = plan
         self.host = host
+        self.digest = digest(plan)
         self.refused = 0  # messages that cannot be from a consumer on another host
+        self.different = 0  # hellos from a host running a different pipeline
+        self.on_notice = on_notice or (lambda text: None)
         self._host_of = {worker: p.host for p in plan.processes for worker in p.workers}
+        self.partners = _partners(plan, host)
         gate = security.Gate(context, security.load_keys(Path(plan.curve_keys))) if plan.curve_keys else None
         self.gate = gate
         self.inbox = context.socket(zmq.ROUTER)
@@ -70,6 +123,9 @@ class HostLink:
             gate.serve(self.inbox)
         bind(self.inbox, plan.hosts[host])
         self.peers: dict[str, zmq.Socket] = {}
+        self.monitors: dict[str, zmq.Socket] = {}
+        self.peer_states = {name: PeerState(endpoint) for name, endpoint in plan.hosts.items() if name != host}
+        self._hello_due: set[str] = set()
         for name, endpoint in plan.hosts.items():
             if name == host:
                 continue
@@ -77,52 +133,125 @@ class HostLink:
             peer.setsockopt(zmq.LINGER, 2000)  # a last acknowledgement still reaches a peer that is there
             if gate is not None:
                 gate.dial(peer)
+            self.monitors[name] = peer.get_monitor_socket(LINK_EVENTS)
             peer.connect(endpoint)
             self.peers[name] = peer
 
     def is_local(self, worker: str) -> bool:
         return self._host_of.get(worker) == self.host
 
+    def agreed(self) -> bool:
+        """Every host this one exchanges data with said hello with this plan's digest (the
+        supervisor starts its workers only then)."""
+        return all(self.peer_states[name].state == CONNECTED for name in self.partners)
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        """Per other host: its link address, `state`, `since` (time.time()) and its digest."""
+        return {name: dataclasses.asdict(state) for name, state in self.peer_states.items()}
+
     def forward(self, message: dict[str, Any]) -> None:
         """An END acknowledgement for a producer worker on another host: to that host's supervisor."""
         peer = self.peers.get(self._host_of.get(message["producer"]))
         if peer is not None:
-            peer.send(msgpack.packb({key: message[key] for key in ("t", "edge", "producer", "consumer")}))
+            peer.send(msgpack.packb({"host": self.host, "digest": self.digest,
+                                     **{key: message[key] for key in ("t", "edge", "producer", "consumer")}}))
 
     def receive(self) -> list[dict[str, Any]]:
-        """END acknowledgements from other hosts for this host's producer workers; anything else
-        (undecodable, another kind, a producer not here, a consumer not elsewhere) is refused."""
+        """END acknowledgements from other hosts for this host's producer workers. Hellos and
+        the peer links' connection events update `states`; anything else (undecodable, another
+        kind, another digest, a producer not here, a consumer not elsewhere) is refused."""
+        self._watch_peers()
         accepted = []
         while True:
             try:
                 frames = self.inbox.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return accepted
-            message = self._plausible(frames[1]) if len(frames) == 2 else None
-            if message is None:
-                self.refused += 1
-            else:
+            message = _decoded(frames[1]) if len(frames) == 2 else None
+            if message is not None and message.get("t") == "hello" and self._hello(message):
+                continue
+            if message is not None and self._plausible(message):
                 accepted.append(message)
+            else:
+                self.refused += 1
 
-    def _plausible(self, raw: bytes) -> dict[str, Any] | None:
-        try:
-            message = msgpack.unpackb(raw, raw=False)
-        except Exception:  # whatever a peer sent: refused, never raised
-            return None
-        if not isinstance(message, dict) or message.get("t") != "eos":
-            return None
+    def _watch_peers(self) -> None:
+        """A peer link that completed a handshake (the peer started, or started again) gets our
+        hello; one that lost its peer waits for it again."""
+        for name, monitor in self.monitors.items():
+            while monitor.poll(0):
+                event = recv_monitor_message(monitor)["event"]
+                if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self._hello_due.add(name)
+                else:  # gone (or ended its run): shown in the status, not said, as every run ends so
+                    self.peer_states[name].become(WAITING)
+        for name in list(self._hello_due):
+            try:
+                self.peers[name].send(msgpack.packb({"t": "hello", "host": self.host, "digest": self.digest}),
+                                      zmq.NOBLOCK)
+                self._hello_due.discard(name)
+            except zmq.Again:  # its queue is full: next time
+                pass
+
+    def _hello(self, message: dict[str, Any]) -> bool:
+        """A peer's hello: connected if it runs our plan, refused and said if not. False if it
+        is no hello of another host of the pipeline."""
+        name, theirs = message.get("host"), message.get("digest")
+        state = self.peer_states.get(name) if isinstance(name, str) else None
+        if state is None or not isinstance(theirs, str):
+            return False
+        if theirs == self.digest:
+            state.become(CONNECTED, theirs)
+            return True
+        self.different += 1
+        if state.become(DIFFERENT, theirs):
+            self.on_notice(f"host {name} runs a different pipeline (digest {theirs}, ours {self.digest}): "
+                           "deploy the same file to every host")
+        return True
+
+    def _plausible(self, message: dict[str, Any]) -> bool:
+        """An END acknowledgement of this pipeline, for a producer worker here from a consumer
+        worker on another host."""
+        if message.get("t") != "eos" or message.get("digest") != self.digest:
+            return False
         edge = next((e for e in self.plan.edges if e.id == message.get("edge")), None)
         if edge is None:
-            return None
+            return False
         producer, consumer = message.get("producer"), message.get("consumer")
-        if (producer not in self.plan.process(edge.producer).workers or not self.is_local(producer)
-                or consumer not in self.plan.process(edge.consumer).workers or self.is_local(consumer)):
-            return None
-        return message
+        return (producer in self.plan.process(edge.producer).workers and self.is_local(producer)
+                and consumer in self.plan.process(edge.consumer).workers and not self.is_local(consumer))
+
+    def notes(self) -> list[str]:
+        """What the run's summary says about the link: what it refused, counted."""
+        notes = []
+        if self.refused:  # someone who is not a peer host wrote to it
+            notes.append(f"host link {self.plan.hosts[self.host]} refused {self.refused} "
+                         "messages that cannot come from another host's consumers")
+        if self.different:
+            notes.append(f"host link {self.plan.hosts[self.host]} refused {self.different} hellos "
+                         "from a host running a different pipeline")
+        return notes
 
     def close(self) -> None:
+        for monitor in self.monitors.values():
+            monitor.close(0)
         for peer in self.peers.values():
             peer.close()
         self.inbox.close(0)
         if self.gate is not None:
             self.gate.close()
+
+
+def _partners(plan: Plan, host: str) -> set[str]:
+    """The other hosts whose processes exchange data with this host's."""
+    host_of = {process.name: process.host for process in plan.processes}
+    return {host_of[end] for edge in plan.edges for end in (edge.producer, edge.consumer)
+            if host in (host_of[edge.producer], host_of[edge.consumer]) and host_of[end] != host}
+
+
+def _decoded(raw: bytes) -> dict[str, Any] | None:
+    try:
+        message = msgpack.unpackb(raw, raw=False)
+    except Exception:  # whatever a peer sent: refused, never raised
+        return None
+    return message if isinstance(message, dict) else None

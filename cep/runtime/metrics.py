@@ -165,6 +165,8 @@ class RunStatus:
     pids: dict[str, int] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    links: dict[str, dict[str, Any]] = field(default_factory=dict)  # other host -> its link (hostlink.HostLink.states)
+    waiting: dict[str, dict[str, Any]] = field(default_factory=dict)  # worker -> {"for": peers, "since": time.time()}
     inline: bool = False
     _reports: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
     _continued: dict[str, int] = field(default_factory=dict)  # worker -> incarnation that carries the counts on

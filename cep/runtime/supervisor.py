@@ -91,7 +91,6 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.status = RunStatus(local_view(self.plan, self.host) if self.host else self.plan)
         self._link: HostLink | None = None
-        self._waiting: dict[str, tuple[str, ...]] = {}  # worker -> the peers it last said it waits for
         self._mp = processes.worker_processes()
         self._children: dict[str, _Child] = {}
         self._stop_requested_at: float | None = None
@@ -157,7 +156,7 @@ class Supervisor:
         try:
             bind(self._control, self.plan.control)
             if self.host is not None:
-                self._link = HostLink(context, self.plan, self.host)
+                self._link = HostLink(context, self.plan, self.host, on_notice=self._notice)
             for worker in self.plan.workers(self.host):
                 self._spawn(worker, resumed.get(worker, 0), resume=worker in resumed)
             self._loop()
@@ -170,9 +169,7 @@ class Supervisor:
                 signal.signal(signal.SIGTERM, previous)
             self._control.close(0)
             if self._link is not None:
-                if self._link.refused:  # counted, not hidden: someone who is not a peer host wrote to it
-                    self.status.notes.append(f"host link {self.plan.hosts[self.host]} refused {self._link.refused} "
-                                             "messages that cannot come from another host's consumers")
+                self.status.notes += self._link.notes()  # counted, not hidden
                 self._link.close()
             context.term()
 
@@ -212,6 +209,7 @@ class Supervisor:
                                                           dict(os.environ), os.getcwd()), f"cep:{worker}")
         self._children[worker] = _Child(worker, process, incarnation, resume=resume)
         self.status.pids[worker] = process.pid
+        self.status.waiting.pop(worker, None)
 
     def _tell_start(self, child: _Child) -> None:
         child.started = True
@@ -238,6 +236,8 @@ class Supervisor:
                 self.status.drained = False
                 return
             if now >= next_status:
+                if self._link is not None:
+                    self.status.links = self._link.states()
                 self._marker.refresh()
                 self._publisher.publish(self.status)
                 if self.on_status:
@@ -246,8 +246,10 @@ class Supervisor:
 
     def _start_when_ready(self, now: float, ready_by: float) -> None:
         """The first start: every worker at once, once all are ready (subscribers joined), so no
-        source runs ahead of a consumer that would miss its first events."""
-        if all(c.ready for c in self._children.values()):
+        source runs ahead of a consumer that would miss its first events; on one host of
+        several, also once the hosts it exchanges data with said they run the same pipeline
+        (`HostLink.agreed`), so a host given another file never mixes its records in."""
+        if all(c.ready for c in self._children.values()) and (self._link is None or self._link.agreed()):
             self.status.started = now  # rates count from here, not from spawning
             for child in self._children.values():
                 self._tell_start(child)
@@ -304,11 +306,15 @@ class Supervisor:
             child.error = message
 
     def _note_waiting(self, worker: str, peers: tuple[str, ...]) -> None:
-        """A worker of a multi-host run waits for peers (another host not started yet): said
-        once per change, not twice a second."""
-        if peers and self._waiting.get(worker) != peers:
+        """A worker of a multi-host run waits for peers (another host not started yet), or no
+        longer (empty `peers`): said once per change, not twice a second, and kept with since
+        when in the status (`cep top`)."""
+        waiting = self.status.waiting.get(worker)
+        if peers and (waiting is None or tuple(waiting["for"]) != peers):
             self._notice(f"{worker}: waiting for {', '.join(peers)}")
-        self._waiting[worker] = peers
+            self.status.waiting[worker] = {"for": list(peers), "since": time.time()}
+        elif not peers:
+            self.status.waiting.pop(worker, None)
 
     def _check_children(self) -> None:
         """Restart crashed workers after their backoff. A worker that reported an error before it

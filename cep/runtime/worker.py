@@ -132,6 +132,7 @@ class Worker:
         self.started = False
         self.cpu_at_start = 0.0
         self.created = time.monotonic()
+        self.waited = False  # the last report said it waits for peers on other hosts
         self.supervisor = multiprocessing.parent_process()  # None outside multiprocessing (tests)
         self.dead_letters = DeadLetters(plan.dead_letter, worker)
         self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
@@ -499,20 +500,20 @@ class Worker:
 
     def _report_waiting(self) -> None:
         """In a multi-host run, what this worker waits for on other hosts, and where (the
-        supervisor shows it; a peer host may not have started yet): before it is ready, the
-        consumer workers that have not joined; once started, the producers on other hosts it has
-        had nothing from yet."""
+        supervisor shows it; a peer host may not have started yet): before it starts, the
+        consumer workers that have not joined; and the producers on other hosts it has had
+        nothing from yet."""
         if not self.plan.hosts or time.monotonic() - self.created < WAITING_AFTER_S:
             return
-        if not self.started:
-            peers = [peer for outlet in self.outlets if not outlet.ready for peer in outlet.waiting_for()]
-        else:
-            peers = [_awaited(inlet.edge, self.index) for inlet in self.inlets
-                     if not inlet.counters.frames and not inlet.complete
-                     and self.plan.process(inlet.edge.producer).host != self.process.host]
-        if peers:
+        peers = [] if self.started else [peer for outlet in self.outlets if not outlet.ready
+                                         for peer in outlet.waiting_for()]
+        peers += [_awaited(inlet.edge, self.index) for inlet in self.inlets
+                  if not inlet.counters.frames and not inlet.complete
+                  and self.plan.process(inlet.edge.producer).host != self.process.host]
+        if peers or self.waited:  # and once more, empty, when the wait is over
             _send(self.control, {"t": "waiting", "worker": self.worker, "incarnation": self.incarnation,
                                  "peers": peers})
+        self.waited = bool(peers)
 
     def _report(self, kind: str) -> None:
         report = {"t": kind, "worker": self.worker, "incarnation": self.incarnation, **self._counts(),
