@@ -9,6 +9,7 @@ from its log, so concurrent test runs never collide; a cluster's route ports com
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -118,3 +119,38 @@ def nats_server():
     yield server
     server.stop()
     shutil.rmtree(directory, ignore_errors=True)
+
+
+class FailingPublishes:
+    """A nats-py client whose JetStream publishes of chosen frames fail, `failures[seq]` times
+    each, as during a stream leader's election: the message is `stored` by the server and its
+    acknowledgement lost, or never reaches the stream. Everything else is the real client."""
+
+    def __init__(self, client, failures: dict[int, int], stored: bool = False) -> None:
+        self._client, self._failures, self._stored = client, failures, stored
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def jetstream(self):
+        return _FailingJetStream(self._client.jetstream(), self._failures, self._stored)
+
+
+class _FailingJetStream:
+    def __init__(self, js, failures: dict[int, int], stored: bool) -> None:
+        self._js, self._failures, self._stored = js, failures, stored
+
+    def __getattr__(self, name):
+        return getattr(self._js, name)
+
+    async def publish_async(self, subject, payload=b"", **options):
+        from nats.errors import TimeoutError as NatsTimeout
+        seq = int(options["headers"]["Nats-Msg-Id"].rsplit(":", 1)[1])  # an edge frame's number
+        if not self._failures.get(seq):
+            return await self._js.publish_async(subject, payload, **options)
+        self._failures[seq] -= 1
+        if self._stored:
+            await (await self._js.publish_async(subject, payload, **options))
+        lost: asyncio.Future = asyncio.get_running_loop().create_future()
+        lost.set_exception(NatsTimeout())
+        return lost

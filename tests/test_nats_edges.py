@@ -9,7 +9,7 @@ from cep.jetstream.client import NatsConnection, close, connect, loop
 from cep.jetstream.publish import PublishFailed
 from cep.runtime.transport import jetstream
 from tests.support import KillOnce, inline_then_killed, signal_ids, wait_for
-from tests.natsserver import nats_server  # noqa: F401 (fixture)
+from tests.natsserver import FailingPublishes, nats_server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -84,42 +84,6 @@ sources:
 sinks:
   out: {{type: "null", from: ticks}}
 """
-
-
-class FailingPublishes:
-    """A nats-py client whose JetStream publishes of chosen frames fail, `failures[seq]` times
-    each, as during a stream leader's election: the message is `stored` by the server and its
-    acknowledgement lost, or never reaches the stream. Everything else is the real client."""
-
-    def __init__(self, client, failures: dict[int, int], stored: bool = False) -> None:
-        self._client, self._failures, self._stored = client, failures, stored
-
-    def __getattr__(self, name):
-        return getattr(self._client, name)
-
-    def jetstream(self):
-        return _FailingJetStream(self._client.jetstream(), self._failures, self._stored)
-
-
-class _FailingJetStream:
-    def __init__(self, js, failures: dict[int, int], stored: bool) -> None:
-        self._js, self._failures, self._stored = js, failures, stored
-
-    def __getattr__(self, name):
-        return getattr(self._js, name)
-
-    async def publish_async(self, subject, payload=b"", **options):
-        import asyncio
-        from nats.errors import TimeoutError as NatsTimeout
-        seq = int(options["headers"]["Nats-Msg-Id"].rsplit(":", 1)[1])  # the frame's number
-        if not self._failures.get(seq):
-            return await self._js.publish_async(subject, payload, **options)
-        self._failures[seq] -= 1
-        if self._stored:
-            await (await self._js.publish_async(subject, payload, **options))
-        lost: asyncio.Future = asyncio.get_running_loop().create_future()
-        lost.set_exception(NatsTimeout())
-        return lost
 
 
 def _outlet(workdir, url: str, monkeypatch, failures: dict[int, int], stored: bool = False):

@@ -174,6 +174,9 @@ def connect(connection: NatsConnection, name: str) -> Any:
         client = await asyncio.wait_for(nats.connect(
             name=name, connect_timeout=2, reconnect_time_wait=0.25, max_reconnect_attempts=1,
             allow_reconnect=True, error_cb=note, **connection.options()), CONNECT_S)
+        # nats-py has one option for both: how often the first connection tries each server
+        # and how often a lost one is retried. It reads it from its public `options` at each
+        # reconnection, so setting it once connected is how both hold (no other API does).
         client.options["max_reconnect_attempts"] = -1
         return client
 

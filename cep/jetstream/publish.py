@@ -1,19 +1,20 @@
 """Publishing from a synchronous thread: in order, acknowledged by JetStream, bounded.
 
-`Publisher.publish` hands a message to the event-loop thread and returns at once; the loop
-publishes messages in the order they were handed over (each starts with a callback queued in
-order, and nats-py appends a message to its outgoing buffer before it first yields), and the
-stream stores them in that order, except that a message published again (no acknowledgement in
-time: a failover) may be stored after later ones. `wait()` returns once JetStream acknowledged
-every message published so far, which is when their records are safe; at most `in_flight`
-messages wait for an acknowledgement, after which `publish` blocks (back-pressure, never an
-unbounded buffer).
+`Publisher.publish` hands a message to the event-loop thread and returns at once. One task on
+the loop hands the messages to nats-py one after the other (`publish_async` returns once the
+message is in the connection's outgoing buffer, with a future of its acknowledgement), so the
+stream stores them in the order they were published, except that a message published again (no
+acknowledgement in time: a failover) is stored after the ones published meanwhile. `wait()`
+returns once JetStream acknowledged every message published so far, which is when their records
+are safe; at most `in_flight` messages wait for an acknowledgement, after which `publish` blocks
+(back-pressure, never an unbounded buffer). Only nats-py's public API is used.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from cep.errors import RuntimeFailure
@@ -30,6 +31,15 @@ class PublishFailed(RuntimeFailure):
     be sent again, so the worker is restarted."""
 
 
+@dataclass
+class _Message:
+    subject: str
+    body: bytes
+    headers: dict | None
+    done: concurrent.futures.Future
+    deadline: float | None = None  # on the loop's clock, set at the first attempt
+
+
 class Publisher:
     """Ordered JetStream publishes with acknowledgements collected by `wait()`."""
 
@@ -41,11 +51,10 @@ class Publisher:
         self._unacked: list[concurrent.futures.Future] = []
         self._ack_timeout_s = ack_timeout_s
         self.max_payload: int = client.max_payload
-        self.retries = 0
         self._notify = notify
         """Called on the event-loop thread each time a publish is settled (stored or failed)."""
-        if not self._js._async_reply_prefix:  # set up before the first publish, or the first
-            self._loop.call(self._js._init_async_reply())  # two would race to (nats-py 2.7+)
+        self._outgoing: asyncio.Queue[_Message] = asyncio.Queue()  # used on the loop only
+        self._sender = self._loop.submit(self._send())
 
     def publish(self, subject: str, body: bytes, msg_id: str | None = None) -> concurrent.futures.Future:
         """Send one message (`msg_id`: JetStream drops a second message with the same id within
@@ -55,35 +64,47 @@ class Publisher:
         done: concurrent.futures.Future = concurrent.futures.Future()
         self._unacked.append(done)
         headers = {MSG_ID: msg_id} if msg_id is not None else None
-        self._loop.loop.call_soon_threadsafe(self._start, subject, body, headers, done)
+        self._loop.loop.call_soon_threadsafe(self._outgoing.put_nowait, _Message(subject, body, headers, done))
         return done
 
-    def _start(self, subject: str, body: bytes, headers: dict | None,
-               done: concurrent.futures.Future) -> None:
-        asyncio.ensure_future(self._publish(subject, body, headers, done))
+    async def _send(self) -> None:
+        """The one task that hands messages to nats-py: each is in the connection's buffer before
+        the next is handed over, so they go in order."""
+        while True:
+            message = await self._outgoing.get()
+            if message.deadline is None:
+                message.deadline = asyncio.get_running_loop().time() + RETRY_FOR_S
+            try:
+                ack = await self._js.publish_async(message.subject, message.body, headers=message.headers)
+            except Exception as exc:  # closed or draining connection, a full reconnect buffer
+                self._again(message, exc)
+                continue
+            asyncio.ensure_future(self._acknowledged(message, ack))
 
-    async def _publish(self, subject: str, body: bytes, headers: dict | None,
-                       done: concurrent.futures.Future) -> None:
-        """Publish until JetStream acknowledges, for up to `RETRY_FOR_S`: a cluster electing a
-        stream leader, or a client reconnecting to another server, answers nothing for a while.
-        Publishing again is safe: a message with an id is stored once."""
-        deadline = asyncio.get_running_loop().time() + RETRY_FOR_S
+    async def _acknowledged(self, message: _Message, ack: asyncio.Future) -> None:
+        """Settle `message` once JetStream acknowledged it; publish it again when it did not
+        answer in time or refused (a cluster electing a stream leader, a client reconnecting to
+        another server answers nothing for a while). Publishing again is safe: a message with an
+        id is stored once."""
         try:
-            while True:
-                try:
-                    ack = await self._js.publish_async(subject, body, headers=headers)
-                    done.set_result(await asyncio.wait_for(ack, self._ack_timeout_s))
-                    return
-                except Exception as exc:  # anything nats-py raises: no responders, timeouts, API errors
-                    if asyncio.get_running_loop().time() > deadline:
-                        done.set_exception(exc)
-                        return
-                    self.retries += 1
-                    await asyncio.sleep(RETRY_PAUSE_S)
-        finally:
-            self._slots.release()
-            if self._notify is not None:
-                self._notify()
+            stored = await asyncio.wait_for(ack, self._ack_timeout_s)
+        except Exception as exc:  # anything nats-py raises: no responders, timeouts, API errors
+            self._again(message, exc)
+            return
+        self._settled(message, lambda: message.done.set_result(stored))
+
+    def _again(self, message: _Message, exc: Exception) -> None:
+        """Publish `message` again after a pause, or fail it past its deadline."""
+        if asyncio.get_running_loop().time() > message.deadline:
+            self._settled(message, lambda: message.done.set_exception(exc))
+        else:
+            asyncio.get_running_loop().call_later(RETRY_PAUSE_S, self._outgoing.put_nowait, message)
+
+    def _settled(self, message: _Message, settle: Callable[[], None]) -> None:
+        settle()
+        self._slots.release()
+        if self._notify is not None:
+            self._notify()
 
     def _settle(self) -> None:
         """Forget the acknowledged messages at the front (a publisher nobody `wait`s for stays
@@ -104,6 +125,10 @@ class Publisher:
     @property
     def pending(self) -> int:
         return len(self._unacked)
+
+    def close(self) -> None:
+        """Stop the sending task (before its client closes)."""
+        self._sender.cancel()
 
 
 def _stored(done: concurrent.futures.Future, timeout: float) -> None:

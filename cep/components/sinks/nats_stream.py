@@ -103,6 +103,7 @@ class NatsSink:
         try:
             self.flush()
         finally:
+            self._publisher.close()
             close(self._client)
 
 

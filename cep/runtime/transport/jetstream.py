@@ -272,6 +272,7 @@ class ReliableNatsOutlet(RetainingOutlet, NatsOutlet):
         """Nothing is owed to a consumer: JetStream delivers again what a consumer worker lost."""
 
     def close(self) -> None:
+        self.publisher.close()
         NatsOutlet.close(self)
         os.close(self._bell_in)
         os.close(self._bell_out)
