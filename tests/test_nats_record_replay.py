@@ -14,49 +14,32 @@ from cep.jetstream.streams import StreamMismatch
 from cep.orders.queries import parse_time
 from cep.rows import as_records
 from tests.support import KillOnce
-from tests.natsserver import nats_server  # noqa: F401 (fixture)
+from tests.natsserver import nats_server, reference, replayed  # noqa: F401 (fixture)
 
 RECORD = """version: 1
 name: record
+defaults: {{delivery: {delivery}, batch_size: 64}}
 sources:
-  ticks: {{type: synthetic, instruments: 3, count: {count}, rate: 1000, seed: 7}}
+  ticks: {{type: synthetic, {ticks}}}
 sinks:
   log: {{type: nats, from: ticks, url: "{url}", stream: TICKS, max_age: 1h}}
 """
 
-REPLAY = """version: 1
-name: replay
-sources:
-  log: {{type: nats, url: "{url}", stream: TICKS{extra}}}
-sinks:
-  out: {{type: jsonl, from: log, path: out/replayed.jsonl}}
-"""
 
-SYNTHETIC = """version: 1
-name: reference
-sources:
-  ticks: {{type: synthetic, instruments: 3, count: {count}, rate: 1000, seed: 7}}
-sinks:
-  out: {{type: jsonl, from: ticks, path: out/reference.jsonl}}
-"""
+def _ticks_params(count: int, rate: int = 1000) -> str:
+    return f"instruments: 3, count: {count}, rate: {rate}, seed: 7"
 
 
-def _run(workdir: Path, name: str, text: str, inline: bool = False):
-    path = workdir / f"{name}.yaml"
-    path.write_text(text)
-    return cep.run(cep.compile(path), inline=inline)
-
-
-def _lines(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+def _recording(workdir: Path, url: str, ticks: str, delivery: str = "at_most_once") -> Path:
+    path = workdir / "record.yaml"
+    path.write_text(RECORD.format(delivery=delivery, ticks=ticks, url=url))
+    return path
 
 
 @pytest.mark.integration
 def test_a_recorded_stream_replays_the_same_records(workdir, nats_server):
-    _run(workdir, "record", RECORD.format(count=5000, url=nats_server.url))
-    _run(workdir, "reference", SYNTHETIC.format(count=5000), inline=True)
-    _run(workdir, "replay", REPLAY.format(url=nats_server.url, extra=""))
-    assert _lines(workdir / "out" / "replayed.jsonl") == _lines(workdir / "out" / "reference.jsonl")
+    cep.run(cep.compile(_recording(workdir, nats_server.url, _ticks_params(5000))))
+    assert replayed(workdir, nats_server.url, "TICKS") == reference(workdir, _ticks_params(5000))
 
 
 def _context(node: str = "n") -> tuple[BuildContext, list]:
@@ -158,18 +141,14 @@ def test_a_message_that_is_no_frame_is_dead_lettered_and_the_replay_goes_on(nats
 @pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
 @pytest.mark.integration
 def test_a_killed_recording_sink_loses_nothing_and_exactly_once_repeats_nothing(workdir, nats_server, delivery):
-    text = RECORD.format(count=20_000, url=nats_server.url).replace(
-        "name: record\n", f"name: record\ndefaults: {{delivery: {delivery}, batch_size: 64}}\n")
-    path = workdir / "record.yaml"
-    path.write_text(text.replace("rate: 1000", "rate: 10000, speed: realtime"))  # 2 s: time to kill
+    ticks = _ticks_params(20_000, rate=10_000)
+    path = _recording(workdir, nats_server.url, ticks + ", speed: realtime", delivery)  # 2 s: time to kill
     kill = KillOnce("sink-log", "log", after=5000)
     status = cep.run(cep.compile(path), on_status=kill, backoff_s=0.05)
     assert kill.pid is not None and status.restarts
-    _run(workdir, "reference", SYNTHETIC.format(count=20_000).replace("rate: 1000", "rate: 10000"), inline=True)
-    _run(workdir, "replay", REPLAY.format(url=nats_server.url, extra=""))
-    reference = _lines(workdir / "out" / "reference.jsonl")
-    replayed = _lines(workdir / "out" / "replayed.jsonl")
+    expected = reference(workdir, ticks)
+    found = replayed(workdir, nats_server.url, "TICKS")
     if delivery == "exactly_once":
-        assert replayed == reference
+        assert found == expected
     else:
-        assert {json.dumps(r, sort_keys=True) for r in replayed} == {json.dumps(r, sort_keys=True) for r in reference}
+        assert {json.dumps(r, sort_keys=True) for r in found} == {json.dumps(r, sort_keys=True) for r in expected}

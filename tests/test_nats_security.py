@@ -10,7 +10,7 @@ import cep
 from cep.components.base import BuildContext
 from cep.components.sinks.nats_stream import NatsSink, NatsSinkParams
 from cep.jetstream.client import NatsUnavailable
-from tests.natsserver import NatsServer, require_server
+from tests.natsserver import NatsServer, require_server, running
 from tests.test_cli import cep as cep_cli
 
 TOKEN = "tok-8c1f2e55d0"
@@ -30,17 +30,15 @@ sinks:
 @pytest.fixture
 def secured_server(tmp_path):
     """A server that takes user `cep` with PASSWORD, or TOKEN (two accounts of authorization)."""
-    server = NatsServer(require_server(), tmp_path, config=(
-        "authorization { users: [{user: cep, password: %s}, {user: other, password: other}] }" % PASSWORD))
-    yield server.start()
-    server.stop()
+    with running(NatsServer(require_server(), tmp_path, config=(
+            "authorization { users: [{user: cep, password: %s}, {user: other, password: other}] }" % PASSWORD))) as server:
+        yield server
 
 
 @pytest.fixture
 def token_server(tmp_path):
-    server = NatsServer(require_server(), tmp_path, config="authorization { token: %s }" % TOKEN)
-    yield server.start()
-    server.stop()
+    with running(NatsServer(require_server(), tmp_path, config="authorization { token: %s }" % TOKEN)) as server:
+        yield server
 
 
 def _write(workdir: Path, url: str, auth: str) -> Path:
@@ -101,8 +99,8 @@ def tls_server(tmp_path):
         f"tls {{ cert_file: {str(cert)!r}, key_file: {str(key)!r} }}\n"
         f"authorization {{ token: {TOKEN} }}"))
     server.cert = cert
-    yield server.start()
-    server.stop()
+    with running(server):
+        yield server
 
 
 @pytest.mark.integration
