@@ -25,7 +25,8 @@ class BreakerState(str, Enum):
 
 class CircuitBreaker:
     """`allow()` before each venue call, then `record_success()` or `record_failure()`.
-    `refused` counts calls refused while open; `opened` how often it opened."""
+    `refused` counts calls refused while open; `opened` how often it opened; `changed_at` is when
+    (by its clock) it took its present state."""
 
     def __init__(self, failures: int = 5, reset_after: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -40,10 +41,12 @@ class CircuitBreaker:
         self.opened = 0
         self._opened_at = 0.0
         self._probing = False
+        self.changed_at = clock()
 
     def allow(self) -> bool:
         if self.state is BreakerState.OPEN and self.clock() - self._opened_at >= self.reset_after:
             self.state, self._probing = BreakerState.HALF_OPEN, False
+            self.changed_at = self._opened_at + self.reset_after
         if self.state is BreakerState.CLOSED:
             return True
         if self.state is BreakerState.HALF_OPEN and not self._probing:
@@ -53,6 +56,8 @@ class CircuitBreaker:
         return False
 
     def record_success(self) -> None:
+        if self.state is not BreakerState.CLOSED:
+            self.changed_at = self.clock()
         self.state, self.failures, self._probing = BreakerState.CLOSED, 0, False
 
     def record_failure(self) -> None:
@@ -65,5 +70,5 @@ class CircuitBreaker:
 
     def _open(self) -> None:
         self.state, self._probing = BreakerState.OPEN, False
-        self._opened_at = self.clock()
+        self._opened_at = self.changed_at = self.clock()
         self.opened += 1

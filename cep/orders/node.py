@@ -22,7 +22,8 @@ sink journals the same events; positions rebuilt from the journal equal the exec
 What it counts (`cep run`'s summary): each denied signal as dropped by its reason code
 (`MAX_POSITION`, `CIRCUIT_OPEN`, ...); signals that are no order at all (unreadable, a repeat)
 and those the open breaker stopped are dead-lettered too, with the reason; venue failures and
-replies that do not parse as noted, and what the order ledger refused (`refused fill:
+replies that do not parse, requests that timed out after every retry and the retries as
+noted, and what the order ledger refused (`refused fill:
 UNKNOWN_ORDER`, ...).
 """
 from __future__ import annotations
@@ -144,7 +145,9 @@ class ExecutorNode:
     # -- counts -----------------------------------------------------------------------------------
     def _note_venue(self) -> None:
         """Venue failures, bad replies and the ledger's refusals, as notes of the node."""
-        seen = Counter({"venue failure": self.executor.venue_errors, "unparseable reply": self.link.bad_replies})
+        channel = self.link.channel  # a DealerChannel counts its timeouts and retries; one in process has none
+        seen = Counter({"venue failure": self.executor.venue_errors, "unparseable reply": self.link.bad_replies,
+                        "venue timeout": getattr(channel, "timeouts", 0), "venue retry": getattr(channel, "resent", 0)})
         seen.update({f"refused {why.value}": count for why, count in self.executor.ledger.refused.items()})
         for reason, count in seen.items():
             if count > self._noted[reason]:

@@ -58,11 +58,14 @@ class DealerChannel:
         self.retries = retries
         self.calls = 0       # requests sent, retries included
         self.stale = 0       # replies to requests already answered or given up
+        self.resent = 0      # requests sent again after their timeout (the executor's `venue retry`)
+        self.timeouts = 0    # requests given up after every retry (the executor's `venue timeout`)
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
         data = messages.encode(request)
-        for _attempt in range(self.retries + 1):
+        for attempt in range(self.retries + 1):
             self.calls += 1
+            self.resent += attempt > 0
             self.socket.send(data)
             deadline = time.monotonic() + self.timeout_ms / 1000
             while (left := deadline - time.monotonic()) > 0:
@@ -72,6 +75,7 @@ class DealerChannel:
                 if answer is not None and answer.get("id") == request["id"]:
                     return answer
                 self.stale += 1
+        self.timeouts += 1
         raise VenueUnavailable(f"no reply to {request['op']} {request['id']} after {self.retries + 1} attempts "
                                f"of {self.timeout_ms} ms")
 
