@@ -140,7 +140,8 @@ def _reporting_options(command):
                           "the records its sources read."),
         click.option("--summary-json", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
                      help="Also write the summary as JSON there: per node, edge and worker, dead "
-                          "letters, and the exit code with its reason."),
+                          "letters, the order executors and journals (`trading`), and the exit code "
+                          "with its reason."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -212,14 +213,16 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Rep
         raise
     for line in status.summary_lines(stuck_after_s=reporting.stuck_after_s):
         click.echo(line, err=True)
+    trading = {}
     if any(node.kind == "order" for node in plan.nodes.values()):
-        from cep.orders.summary import trading_summary  # signals, orders, fills, denials, PnL
-        for line in trading_summary(plan, status):
+        from cep.orders.summary import trading_report, trading_summary  # signals, denials, breaker, PnL
+        trading = {"trading": trading_report(plan, status)}
+        for line in trading_summary(trading["trading"]):
             click.echo(line, err=True)
     code, reason = _exit_of(status, reporting.max_dead_letters)
     if reporting.summary_json is not None:
         _write_summary(reporting.summary_json, {**status.to_dict(stuck_after_s=reporting.stuck_after_s),
-                                                "exit": {"code": code, "reason": reason}})
+                                                **trading, "exit": {"code": code, "reason": reason}})
     if code == 1:
         click.echo(f"cep: error: {reason}", err=True)
     if code:

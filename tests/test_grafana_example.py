@@ -17,14 +17,24 @@ from tests.test_observe import EDGE_IN, STRATEGIES, running, status  # noqa: F40
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "grafana"
 
 
+EXECUTOR = {"signals": 5, "denied": 1, "denials": {"CIRCUIT_OPEN": 1},
+            "venue": {"failures": 2, "timeouts": 2, "unparseable_replies": 0, "retries": 2},
+            "state": "ACTIVE", "breaker": "OPEN", "breaker_since": 1.7e9, "breaker_opened": 1, "working": 1,
+            "risk": {"equity": 1.0, "peak_equity": 2.0, "drawdown": 1.0, "realized": 0.5, "unrealized": 0.5,
+                     "exposure": 100.0},
+            "positions": []}
+"""An order executor's view (`cep.orders.gauges.executors`), as a trading run's snapshot has it."""
+
+
 def served_names(status) -> set[str]:
-    """Every sample name the exporter serves for a run with every kind of metric: a reliable edge
-    and a checkpointing worker besides the plain ones."""
+    """Every sample name the exporter serves for a run with every kind of metric: a reliable edge,
+    a checkpointing worker and an order executor besides the plain ones."""
     running(status)
     data = snapshot(status, ProcessSampler())
     data["edges"][EDGE_IN]["delivery"] = "exactly_once"
     data["checkpoints"] = {STRATEGIES[0]: {"count": 3, "seconds": 0.02, "bytes": 4096}}
     data["workers"][STRATEGIES[0]].update(cpu_share=0.5, rss_bytes=2 ** 26)
+    data["executors"] = {"exec": EXECUTOR}
     collector = SnapshotCollector()
     collector.latest = data
     registry = CollectorRegistry(auto_describe=False)

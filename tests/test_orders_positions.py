@@ -60,7 +60,8 @@ def test_the_book_takes_fills_from_order_events_and_ignores_events_without_a_fil
     book.mark(quote(101.0, 102.0, instrument="X"))
     assert book.position("X").quantity == 2.0 and book.unrealized() == pytest.approx(2.0)
     assert book.snapshot()[0] == {"instrument": "X", "quantity": 2.0, "average_cost": 100.0, "realized": 0.0,
-                                  "unrealized": pytest.approx(2.0), "exposure": pytest.approx(202.0)}
+                                  "unrealized": pytest.approx(2.0), "exposure": pytest.approx(202.0),
+                                  "mark": 101.0, "marked_at": 1}
 
 
 fills = st.lists(st.tuples(st.sampled_from([Action.BUY, Action.SELL]), st.integers(1, 1000),

@@ -46,7 +46,34 @@ METRICS: dict[str, tuple[str, str]] = {
     "cep_checkpoint_duration_seconds": ("summary", "Checkpoints a worker took and the seconds they took."),
     "cep_checkpoint_size_bytes": ("gauge", "Size of a worker's checkpoint store on disk."),
     "cep_run_elapsed_seconds": ("gauge", "Seconds since the run started."),
+    "cep_executor_breaker_state": ("gauge", "1 for the state an order executor's circuit breaker is in "
+                                            "(closed, open, half_open), 0 for the others."),
+    "cep_executor_breaker_changed_timestamp_seconds": ("gauge", "Unix time the breaker took its present state."),
+    "cep_executor_breaker_opened_total": ("counter", "Times the breaker opened."),
+    "cep_executor_trading_state": ("gauge", "1 for an executor's trading state (ACTIVE, REDUCING, HALTED), "
+                                            "0 for the others."),
+    "cep_executor_working_orders": ("gauge", "Orders sent and not final yet (may still fill)."),
+    "cep_executor_venue_failures_total": ("counter", "Venue calls that failed (no reply in time after every "
+                                                     "retry, an unparseable reply, an adapter error)."),
+    "cep_executor_venue_timeouts_total": ("counter", "Venue requests given up after every retry."),
+    "cep_executor_venue_unparseable_replies_total": ("counter", "Venue replies that did not parse."),
+    "cep_executor_venue_retries_total": ("counter", "Venue requests sent again after their timeout."),
+    "cep_executor_equity": ("gauge", "Realized plus unrealized PnL (positions marked at the bid when long, "
+                                     "the ask when short)."),
+    "cep_executor_peak_equity": ("gauge", "Highest equity so far."),
+    "cep_executor_drawdown": ("gauge", "Peak equity less equity."),
+    "cep_executor_realized_pnl": ("gauge", "Realized PnL over every instrument."),
+    "cep_executor_unrealized_pnl": ("gauge", "Unrealized PnL over every instrument, at the latest quotes."),
+    "cep_executor_exposure": ("gauge", "Sum over instruments of |position| times its mark."),
 }
+BREAKER_STATES = ("CLOSED", "OPEN", "HALF_OPEN")
+TRADING_STATES = ("ACTIVE", "REDUCING", "HALTED")
+RISK = {"equity": "cep_executor_equity", "peak_equity": "cep_executor_peak_equity",
+        "drawdown": "cep_executor_drawdown", "realized": "cep_executor_realized_pnl",
+        "unrealized": "cep_executor_unrealized_pnl", "exposure": "cep_executor_exposure"}
+VENUE = {"failures": "cep_executor_venue_failures_total", "timeouts": "cep_executor_venue_timeouts_total",
+         "unparseable_replies": "cep_executor_venue_unparseable_replies_total",
+         "retries": "cep_executor_venue_retries_total"}
 
 
 class SnapshotCollector:
@@ -64,6 +91,7 @@ class SnapshotCollector:
         _node_metrics(families, snapshot)
         _edge_metrics(families, snapshot)
         _worker_metrics(families, snapshot)
+        _executor_metrics(families, snapshot)
         families.add("cep_run_elapsed_seconds", {}, snapshot["elapsed_s"])
         return iter(families.done())
 
@@ -173,3 +201,24 @@ class Exporter:
             self._server.server_close()
 
         threading.Thread(target=stop, name="cep-metrics-close", daemon=True).start()
+
+
+def _executor_metrics(families: _Families, snapshot: dict[str, Any]) -> None:
+    """Per order executor (`cep.orders.gauges`); its denials are `cep_node_dropped_total` of its
+    node, by reason code. Totals only: instruments are data, like a pattern's keys."""
+    for node, x in snapshot.get("executors", {}).items():
+        labels = {"node": node}
+        for key, name in VENUE.items():
+            families.add(name, labels, x["venue"][key])
+        if x["breaker"] is None:  # not reported yet
+            continue
+        for state in BREAKER_STATES:
+            families.add("cep_executor_breaker_state", {**labels, "state": state.lower()},
+                         int(x["breaker"] == state))
+        families.add("cep_executor_breaker_changed_timestamp_seconds", labels, x["breaker_since"])
+        families.add("cep_executor_breaker_opened_total", labels, x["breaker_opened"])
+        for state in TRADING_STATES:
+            families.add("cep_executor_trading_state", {**labels, "state": state}, int(x["state"] == state))
+        families.add("cep_executor_working_orders", labels, x["working"])
+        for key, name in RISK.items():
+            families.add(name, labels, x["risk"][key])

@@ -5,7 +5,8 @@ serves both, so a scrape or a `cep top` costs the pipeline nothing more than the
 
 Counts are since the run started, over every incarnation of a worker (as in the summary); rates
 are over the time since the previous snapshot; `event_time_ns` and lag are the event time of the
-latest batch a node passed on, as the workers last reported it.
+latest batch a node passed on, as the workers last reported it. Each order executor's view
+(breaker, trading state, venue failures, its book) is `cep.orders.gauges`'.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from typing import Any
 
 from cep.components.patterns.rule import DROP_REASONS, TOP_KEYS
+from cep.orders.gauges import executors
 from cep.runtime.metrics import RunStatus, process_usage
 
 FORMAT = 1
@@ -60,6 +62,7 @@ def snapshot(status: RunStatus, sampler: ProcessSampler, previous: dict[str, Any
         "nodes": nodes,
         "edges": _edges(status, gauges),
         "patterns": _patterns(status, gauges, nodes),
+        "executors": executors(status),
         "checkpoints": status.checkpoints(),
         "dead_letters": {"path": status.dead_letter_path, "count": status.dead_letters()},
         "links": status.links,  # one host of several: its link to each other host

@@ -132,7 +132,8 @@ def _alive(pid: int) -> bool:
 
 # -- rendering ----------------------------------------------------------------------------------
 def render(snapshot: dict[str, Any], run_dir: Path, live: bool = False) -> Any:
-    """The whole view as one rich renderable: processes, nodes, edges, pattern rules, dead letters."""
+    """The whole view as one rich renderable: processes, nodes, edges, pattern rules, order
+    executors and their positions, dead letters."""
     from rich.console import Group
     from rich.text import Text
     age = max(0.0, time.time() - snapshot["time"])
@@ -142,11 +143,14 @@ def render(snapshot: dict[str, Any], run_dir: Path, live: bool = False) -> Any:
     parts = [title, *_hosts(snapshot), _processes(snapshot), _nodes(snapshot), _edges(snapshot)]
     if snapshot["patterns"]:
         parts.append(_patterns(snapshot))
+    if snapshot.get("executors"):
+        parts += [_executors(snapshot), _positions(snapshot)]
     parts.append(_dead_letters(snapshot))
     return Group(*parts)
 
 
-TEXT_COLUMNS = ("kind", "state", "pattern", "delivery", "top keys", "dropped by reason")
+TEXT_COLUMNS = ("kind", "state", "pattern", "delivery", "top keys", "dropped by reason", "breaker",
+                "denied by reason", "instrument", "marked at")
 
 
 def _table(title: str, *columns: str) -> Any:
@@ -232,6 +236,40 @@ def _patterns(snapshot: dict[str, Any]) -> Any:
     for node, p in snapshot["patterns"].items():
         keys = ", ".join(f"{key} {count:,}" for key, count in p["top_keys"])
         table.add_row(node, f"{p['alive']:,}", f"{p['discarded']:,}", f"{p['pruned']:,}", keys)
+    return table
+
+
+def _executors(snapshot: dict[str, Any]) -> Any:
+    """Per order executor: trading state, breaker and since when, orders working, the venue's
+    failures and retries, denials by reason (`cep.orders.gauges`)."""
+    from cep.orders.gauges import breaker_text
+    table = _table("order executors", "executor", "state", "breaker", "working", "venue failures", "timeouts",
+                   "unparseable", "retries", "denied", "denied by reason")
+    for node, x in snapshot["executors"].items():
+        venue = x["venue"]
+        reasons = ", ".join(f"{reason} {count:,}" for reason, count in x["denials"].items())
+        table.add_row(node, x["state"] or "?", breaker_text(x, snapshot["time"]).removeprefix("breaker "),
+                      "?" if x["working"] is None else f"{x['working']:,}", f"{venue['failures']:,}",
+                      f"{venue['timeouts']:,}", f"{venue['unparseable_replies']:,}", f"{venue['retries']:,}",
+                      f"{x['denied']:,}", reasons)
+    return table
+
+
+def _positions(snapshot: dict[str, Any]) -> Any:
+    """Each executor's positions marked at their latest quote; its equity, peak and drawdown."""
+    from cep.orders.gauges import equity_text
+    from cep.orders.queries import format_time
+    table = _table("positions", "executor", "instrument", "quantity", "avg cost", "mark", "unrealized",
+                   "realized", "exposure", "marked at")
+    for node, x in snapshot["executors"].items():
+        for p in x["positions"] or ():
+            table.add_row(node, p["instrument"], f"{p['quantity']:,.8g}", f"{p['average_cost']:,.8g}",
+                          "-" if p["mark"] is None else f"{p['mark']:,.8g}", f"{p['unrealized']:,.2f}",
+                          f"{p['realized']:,.2f}", f"{p['exposure']:,.2f}",
+                          "-" if p["marked_at"] is None else format_time(p["marked_at"]))
+    table.caption = "\n".join(f"{node}: {equity_text(x)}" for node, x in snapshot["executors"].items()
+                              if x["risk"] is not None) or None
+    table.caption_justify = "left"
     return table
 
 

@@ -20,7 +20,9 @@ also runs in one process from Python (`PaperDesk`). Each piece is its own module
   runtime builds it and the venue node;
 - `cep.orders.service`, `cep.orders.link`, `cep.orders.messages`: the venue node serving
   requests in the executor's event time, the executor's side of it, and what they say;
-- `cep.orders.summary`: the trading lines of `cep run`'s summary.
+- `cep.orders.gauges`: how each executor stands (breaker, trading state, venue failures, its
+  book marked at the last quotes), for the live status, `cep top` and the metrics;
+- `cep.orders.summary`: the trading lines of `cep run`'s summary (and `--summary-json`'s `trading`).
 
 Example: two quotes, one signal, a journal, and the position read back from the journal alone::
 

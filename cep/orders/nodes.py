@@ -4,7 +4,7 @@
   nothing into the graph (its answers go back over the request edge, `cep.runtime.transport.requests`);
 - an executor node: an `ExecutorNode` over its merged input, emitting OrderEvent records. Its
   channel to the venue is what the runtime gives (a DEALER in a worker); by default the venue
-  node of the same process (`cep run --inline`).
+  node of the same process (`cep run --inline`). It reports how it stands (`cep.orders.gauges`).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import reactivex
 
 from cep.components.base import BuildContext, stateful
 from cep.errors import RuntimeFailure
+from cep.orders.gauges import executor_gauges
 from cep.orders.link import Channel, LocalChannel
 from cep.orders.node import ExecutorNode
 from cep.components.state import restorer
@@ -48,6 +49,7 @@ def build_trading_node(plan: Plan, node: NodePlan, registry: Registry, graph: An
         channel = channel_for(node)
     executor = ExecutorNode(settings, channel, ctx, epoch=ctx.incarnation)
     _keep_executor_state(executor, ctx, checkpointed=channel_for is not None and _checkpointed(plan, node.id))
+    ctx.keep_gauges(lambda: executor_gauges(executor))
     output = Hub(ctx.counters)
 
     def finish() -> list[dict[str, Any]]:

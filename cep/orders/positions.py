@@ -114,10 +114,17 @@ class PositionBook:
         return sum(self._unrealized.values())
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """Each position as plain data (what `cep positions --json` prints)."""
-        return [{"instrument": p.instrument, "quantity": p.quantity, "average_cost": p.average_cost,
-                 "realized": p.realized, "unrealized": p.unrealized(self._marks.get(p.instrument)),
-                 "exposure": p.exposure(self._marks.get(p.instrument))} for p in self.positions()]
+        """Each position as plain data, marked at its instrument's latest quote: `mark` is the
+        price it is marked at (the bid when long, the ask when short; None when flat or before a
+        quote), `marked_at` that quote's event time."""
+        rows = []
+        for p in self.positions():
+            quote = self._marks.get(p.instrument)
+            rows.append({"instrument": p.instrument, "quantity": p.quantity, "average_cost": p.average_cost,
+                         "realized": p.realized, "unrealized": p.unrealized(quote), "exposure": p.exposure(quote),
+                         "mark": p.mark_price(quote) if quote is not None and p.quantity else None,
+                         "marked_at": None if quote is None else quote.timestamp})
+        return rows
 
 
 class RiskManager:

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Callable
 
+from cep.observe.gauges import observed
 from cep.plan import Plan, ProcessPlan
 from cep.runtime.builder import build_process
 from cep.runtime.deadletter import DeadLetters
@@ -60,7 +61,8 @@ def run_inline(plan: Plan, stopping: Callable[[], bool] = lambda: False) -> RunS
         dead_letters.close()
     graph.raise_failure()
     status.finished = time.monotonic()
-    status.record_inline({"nodes": {node: c.snapshot() for node, c in graph.counters.items()}})
+    status.record_inline({"nodes": {node: c.snapshot() for node, c in graph.counters.items()},
+                          **observed(graph, None)})  # how nodes stood at the end (an executor's book)
     return status
 
 

@@ -1,6 +1,7 @@
 """Live per-node status while a pipeline runs, always on stderr (stdout belongs to the records of
 a `stdout` sink): a rich table redrawn in place on a terminal, plain periodic lines otherwise
-(logs, CI). The supervisor calls `update(status)` about twice a second.
+(logs, CI). The supervisor calls `update(status)` about twice a second. Each order executor adds
+a line: trading state, breaker and since when, working orders, venue failures, denials.
 
 A table redrawn in place moves the cursor up and erases what it drew before, which erases
 anything else written to the same terminal meanwhile. A `stdout` sink writes from its own
@@ -26,6 +27,7 @@ class LiveStatus:
     def __init__(self, plan: Plan, enabled: bool = True, stuck_after_s: float = STUCK_AFTER_S) -> None:
         self.enabled = enabled
         self.stuck_after_s = stuck_after_s
+        self.trading = any(node.kind == "order" for node in plan.nodes.values())
         records_on_terminal = prints_to_stdout(plan) and sys.stdout.isatty()
         self.redraw = sys.stderr.isatty() and not records_on_terminal
         self._live = None
@@ -53,12 +55,19 @@ class LiveStatus:
             parts = [f"{node} {t.emitted if kind != 'sink' else t.received:,} ({rate:,.0f}/s)"
                      for node, kind, t, rate in status.rows()]
             print(f"[{status.elapsed:7.1f}s] " + "  ".join(parts + _delivery(status) + self._stuck(status)),
-                  file=sys.stderr, flush=True)
+                  *(f"\n  {line}" for line in self._trading(status)), sep="", file=sys.stderr, flush=True)
 
     def _stuck(self, status: RunStatus) -> list[str]:
         """Workers that sent nothing for --stuck-after (metrics.STUCK_RULE), not to be shown idle."""
         return [f"STUCK {worker}: {silence.describe()}"
                 for worker, silence in sorted(status.stuck(self.stuck_after_s).items())]
+
+    def _trading(self, status: RunStatus) -> list[str]:
+        """Each order executor's state, breaker, working orders, venue failures and denials."""
+        if not self.trading:
+            return []
+        from cep.orders.gauges import executors, line
+        return [line(node, view) for node, view in executors(status).items()]
 
     def _table(self, status: RunStatus):
         from rich.table import Table
@@ -69,7 +78,8 @@ class LiveStatus:
         for node, kind, t, rate in status.rows():
             table.add_row(node, kind, f"{t.received:,}", f"{t.emitted:,}", f"{t.dropped:,}",
                           f"{t.dead_lettered:,}", f"{t.gaps:,}", f"{rate:,.0f}")
-        table.caption = "\n".join(filter(None, ["  ".join(_delivery(status)), *self._stuck(status)])) or None
+        table.caption = "\n".join(filter(None, ["  ".join(_delivery(status)), *self._stuck(status),
+                                                *self._trading(status)])) or None
         return table
 
 
