@@ -7,7 +7,7 @@ socket pattern, endpoints and delivery guarantee. `to_dict()` is the JSON form (
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Iterable, Literal
 
@@ -175,6 +175,16 @@ class Plan:
         """Every worker, or those of the processes on `host`."""
         return [worker for process in self.processes for worker in process.workers
                 if host is None or process.host == host]
+
+    def in_run_dir(self, run_dir: str) -> "Plan":
+        """The plan run from `run_dir` instead: its control socket and every ipc endpoint moved
+        there (one host's processes of a multi-host plan, `cep run --host`)."""
+        old = f"ipc://{self.run_dir}/"
+
+        def moved(endpoints: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(f"ipc://{run_dir}/{e.removeprefix(old)}" if e.startswith(old) else e for e in endpoints)
+        edges = tuple(replace(edge, endpoints=moved(edge.endpoints), acks=moved(edge.acks)) for edge in self.edges)
+        return replace(self, run_dir=run_dir, control=f"ipc://{run_dir}/control", edges=edges)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

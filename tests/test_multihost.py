@@ -22,7 +22,7 @@ from click.testing import CliRunner
 import cep
 from cep.cli import cli
 from cep.runtime import security
-from cep.runtime.hostlink import HostLink, digest
+from cep.runtime.hostlink import HostLink, digest, host_plan
 from tests.ports import free_port_range
 from tests.test_lifecycle import alive, descendants
 
@@ -140,15 +140,24 @@ def test_endpoints_live_on_the_binding_process_host_and_every_invocation_agrees(
     path = two_hosts(workdir)
     plan = cep.compile(path, run_dir=workdir / "one")
     again = cep.compile(path, run_dir=workdir / "other")
-    assert [e.endpoints + e.acks for e in plan.edges] == [e.endpoints + e.acks for e in again.edges]
+    def between_hosts(plan):  # what hosts must agree on; an ipc endpoint is one host's own
+        return [[point for point in e.endpoints + e.acks if point.startswith("tcp://")] for e in plan.edges]
+    assert between_hosts(plan) == between_hosts(again) and between_hosts(plan)[0]
     assert plan.hosts == again.hosts
     edges = {edge.node: edge for edge in plan.edges}
     assert {p.name: p.host for p in plan.processes} == {"gateway-quotes": "edge", "strategy": "core",
                                                          "sink-out": "core"}
-    # pub/sub: the producer binds (edge); push/pull: the consumer binds (core); acks: the producer
+    # across hosts, tcp where the binder lives: pub/sub, the producer binds (edge), and its acks
     assert edges["quotes"].endpoints[0].startswith(f"tcp://{EDGE}:") and edges["quotes"].acks[0].startswith(f"tcp://{EDGE}:")
-    assert edges["rising"].endpoints[0].startswith(f"tcp://{CORE}:") and edges["rising"].acks[0].startswith(f"tcp://{CORE}:")
-    ports = [int(endpoint.rsplit(":", 1)[1]) for edge in plan.edges for endpoint in edge.endpoints + edge.acks]
+    # strategy -> sink, both on core: ipc, as on one host, in the host's own run directory
+    assert edges["rising"].endpoints + edges["rising"].acks == (f"ipc://{workdir}/one/sink-out.rising.pull",
+                                                                f"ipc://{workdir}/one/strategy.rising.sink-out.ack")
+    moved = host_plan(plan, "core", run_dir_given=False)
+    assert moved.run_dir == f"{workdir}/one@core" and moved.control == f"ipc://{workdir}/one@core/control"
+    assert {e.node: e.endpoints[0] for e in moved.edges} == {"quotes": edges["quotes"].endpoints[0],
+                                                            "rising": f"ipc://{workdir}/one@core/sink-out.rising.pull"}
+    ports = [int(endpoint.rsplit(":", 1)[1]) for edge in plan.edges for endpoint in edge.endpoints + edge.acks
+             if endpoint.startswith("tcp://")]
     links = [int(link.rsplit(":", 1)[1]) for link in plan.hosts.values()]
     assert len(set(ports + links)) == len(ports + links)
 
@@ -167,6 +176,10 @@ def test_graph_groups_processes_by_host(workdir):
     text = runner.invoke(cli, ["graph", str(path)]).output
     edge_at, core_at = text.index("  host edge (link tcp://127.0.0.2:"), text.index("  host core (link tcp://127.0.0.3:")
     assert edge_at < text.index("    process gateway-quotes") < core_at < text.index("    process strategy")
+    across = text.index("    quotes: gateway-quotes -> strategy  pub/sub")  # edge -> core: tcp
+    assert text[across:].splitlines()[1].startswith("      tcp://127.0.0.2:")
+    within = text.index("    rising: strategy -> sink-out  push/pull")  # core -> core: ipc
+    assert text[within:].splitlines()[1] == f"      ipc://{workdir}/run/twohost/sink-out.rising.pull"
     dot = runner.invoke(cli, ["graph", str(path), "-f", "dot"]).output
     assert 'subgraph "cluster_host_core" {' in dot and 'label="host core";' in dot
     mermaid = runner.invoke(cli, ["graph", str(path), "-f", "mermaid"]).output

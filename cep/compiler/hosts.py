@@ -4,9 +4,11 @@
 node's process on one (a process without such a node runs on the first host listed). Every
 host's `cep run FILE --host NAME` compiles the same file into the same plan and starts only its
 own processes, so the endpoints must come out the same in every invocation without the
-invocations talking: with hosts, every endpoint is tcp on the address of the host of the process
-that binds it (a pub/sub producer's XPUB and its acknowledgement sockets, a push/pull consumer
-worker's PULL), on consecutive ports of that host in plan order from P + 1. Port P itself is the
+invocations talking: an endpoint that a process on another host connects to is tcp on the
+address of the host of the process that binds it (a pub/sub producer's XPUB and its
+acknowledgement sockets, a push/pull consumer worker's PULL), on consecutive ports of that host
+in plan order from P + 1; one that only processes of the binder's host use stays what it is on
+one host (ipc, moved into the host's run directory by `cep run --host`). Port P itself is the
 host's supervisor link (`cep.runtime.hostlink`), which carries end-of-stream acknowledgements
 between hosts. P defaults to a port derived from the pipeline's name.
 
@@ -19,6 +21,7 @@ import dataclasses
 import ipaddress
 import zlib
 from pathlib import Path
+from typing import Iterable
 
 from cep.compiler.wiring import Endpoints
 from cep.config.models import Pipeline
@@ -112,8 +115,10 @@ def _split_process(pipeline: Pipeline, process: ProcessPlan, named: dict[str, st
 
 
 class HostEndpoints(Endpoints):
-    """Endpoints of a multi-host plan: tcp on the address of the binding process's host, ports
-    counted per host from its base port + 1, in the order the wiring asks (plan order)."""
+    """Endpoints of a multi-host plan: where every peer is on the binding process's host, what
+    it would be on one host (ipc, moved into that host's run directory by `Plan.in_run_dir`);
+    else tcp on the address of the binding process's host, ports counted per host from its base
+    port + 1, in the order the wiring asks (plan order)."""
 
     def __init__(self, pipeline: Pipeline, run_dir: Path, processes: list[ProcessPlan]) -> None:
         super().__init__(pipeline, run_dir)
@@ -121,8 +126,10 @@ class HostEndpoints(Endpoints):
         self.host_of = {process.name: process.host for process in processes}
         self.next_ports = {name: base_port(pipeline, name) + 1 for name in pipeline.hosts}
 
-    def __call__(self, name: str, binder: str | None = None) -> str:
+    def __call__(self, name: str, binder: str, peers: Iterable[str]) -> str:
         host = self.host_of[binder]
+        if all(self.host_of[peer] == host for peer in peers):
+            return super().__call__(name, binder, peers)
         port = self.next_ports[host]
         self.next_ports[host] = port + 1
         return f"tcp://{self.pipeline.hosts[host].address}:{port}"

@@ -183,8 +183,9 @@ def over_nats(pipeline: Pipeline, graph: nx.DiGraph, edges: list[EdgePlan],
 def _on_subject(pipeline: Pipeline, edge: EdgePlan, producer: ProcessPlan) -> EdgePlan:
     address = f"inproc://cep-nats/{edge.id}"
     acks = tuple(f"{address}.ack.{worker}" for worker in producer.workers)
-    return replace(edge, subject=subject(pipeline.name, edge.node, None if edge.pattern == "pub/sub" else edge.consumer),
-                   endpoints=(address,), acks=acks if edge.delivery.reliable else ())
+    consumer = None if edge.pattern == "pub/sub" else edge.consumer  # market data: one subject for all
+    return replace(edge, subject=subject(pipeline.name, edge.node, consumer), endpoints=(address,),
+                   acks=acks if edge.delivery.reliable else ())
 
 
 class _Chooser:
@@ -229,7 +230,8 @@ class _Chooser:
         return Problem(f"transport nats: process {process.name} has {process.parallelism} workers; a NATS edge "
                        f"feeds one worker per consuming process",
                        by.place(self.pipeline, "kind") if by else self.pipeline.locate("deploy", process.nodes[0]),
-                       f'drop its parallelism, or keep the edge on ZeroMQ (transport: {{kind: zeromq}} on "{edge.node}")')
+                       f'drop its parallelism, or keep the edge on ZeroMQ '
+                       f'(transport: {{kind: zeromq}} on "{edge.node}")')
 
 
 def _mixed_market_data(pipeline: Pipeline, edges: list[EdgePlan], kinds: dict[str, str],

@@ -130,8 +130,9 @@ def request_edges(pipeline: Pipeline, nodes: dict[str, NodePlan], processes: lis
         delivery = next((edge.delivery for edge in edges if edge.node == oid),
                         next((edge.delivery for edge in edges if edge.consumer == host[oid].name),
                              pipeline.defaults.delivery))
-        venue = host[spec.venue]
-        found.append(EdgePlan(id=f"{oid}->{venue.name}", node=oid, producer=host[oid].name, consumer=venue.name,
-                              pattern="dealer/router", endpoints=(endpoint(f"{spec.venue}.router", venue.name),),
+        venue, executor = host[spec.venue], host[oid].name
+        found.append(EdgePlan(id=f"{oid}->{venue.name}", node=oid, producer=executor, consumer=venue.name,
+                              pattern="dealer/router",
+                              endpoints=(endpoint(f"{spec.venue}.router", venue.name, (executor,)),),
                               topic="requests", delivery=delivery, backpressure="block"))
     return found

@@ -12,6 +12,7 @@ import math
 import os
 from collections import defaultdict
 from pathlib import Path
+from typing import Iterable
 
 import networkx as nx
 
@@ -38,8 +39,9 @@ class Endpoints:
         self.run_dir = run_dir
         self.next_port = pipeline.transport.base_port
 
-    def __call__(self, name: str, binder: str | None = None) -> str:
-        """The endpoint called `name`, bound by process `binder` (where it lives, with hosts)."""
+    def __call__(self, name: str, binder: str, peers: Iterable[str]) -> str:
+        """The endpoint called `name`, bound by process `binder` and connected to by `peers` (with
+        hosts, whether they are on the binder's host decides between ipc and tcp)."""
         if self.transport.kind in ("ipc", "nats"):  # nats: what stays on ZeroMQ stays local
             return f"ipc://{self.run_dir / name}"
         port, self.next_port = self.next_port, self.next_port + 1
@@ -63,38 +65,41 @@ def wire(pipeline: Pipeline, graph: nx.DiGraph, processes: list[ProcessPlan], no
             (producer,) = hosts[node_id]  # a node feeding another process is never replicated
             readers = [n for n in graph.successors(node_id) if n in consumer.nodes]
             delivery = delivery_wanted(pipeline, graph, readers)
-            if nodes[node_id].kind in ("source", "stream"):
-                pattern, endpoints = "pub/sub", _named(known, f"{node_id}.pub", endpoint, producer.name)
+            if nodes[node_id].kind in ("source", "stream"):  # one XPUB for every reading process
+                peers = tuple(p.name for p in _consumer_processes(node_id, graph, hosts) if node_id not in p.nodes)
+                pattern, endpoints = "pub/sub", _named(known, f"{node_id}.pub", endpoint, producer.name, peers)
                 topic_partitions = _topic_partitions(node_id, graph, hosts)
                 topic, acks_name = market_data_topic(topic_partitions), f"{node_id}.ack"
             else:
-                pattern, topic, topic_partitions = "push/pull", node_id, 1
-                endpoints = tuple(endpoint(f"{worker}.{node_id}.pull", consumer.name) for worker in consumer.workers)
+                pattern, topic, topic_partitions, peers = "push/pull", node_id, 1, (consumer.name,)
+                endpoints = tuple(endpoint(f"{worker}.{node_id}.pull", consumer.name, (producer.name,))
+                                  for worker in consumer.workers)
                 acks_name = f"{node_id}.{consumer.name}.ack"
             edges.append(EdgePlan(
                 id=f"{node_id}->{consumer.name}", node=node_id, producer=producer.name,
                 consumer=consumer.name, pattern=pattern, endpoints=endpoints, topic=topic, delivery=delivery,
                 backpressure="block" if delivery.reliable else _backpressure(pipeline, graph, node_id, live),
                 partition_key=consumer.partition_key if consumer.parallelism > 1 else None,
-                topic_partitions=topic_partitions, acks=_acks(delivery, acks_name, producer, endpoint, known)))
+                topic_partitions=topic_partitions, acks=_acks(delivery, acks_name, producer, peers, endpoint, known)))
     return edges
 
 
-def _named(known: dict[str, tuple[str, ...]], name: str, endpoint: Endpoints, binder: str) -> tuple[str, ...]:
+def _named(known: dict[str, tuple[str, ...]], name: str, endpoint: Endpoints, binder: str,
+           peers: tuple[str, ...]) -> tuple[str, ...]:
     """The one endpoint called `name`, handed out the first time it is asked for."""
     if name not in known:
-        known[name] = (endpoint(name, binder),)
+        known[name] = (endpoint(name, binder, peers),)
     return known[name]
 
 
-def _acks(delivery: Delivery, name: str, producer: ProcessPlan, endpoint: Endpoints,
+def _acks(delivery: Delivery, name: str, producer: ProcessPlan, peers: tuple[str, ...], endpoint: Endpoints,
           known: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """Where each producer worker takes acknowledgements on a reliable edge: one per node for
-    pub/sub (one XPUB serves every consumer), one per edge for push/pull; none otherwise."""
+    """Where each producer worker takes acknowledgements on a reliable edge from `peers`: one per
+    node for pub/sub (one XPUB serves every consumer), one per edge for push/pull; none otherwise."""
     if not delivery.reliable:
         return ()
     if name not in known:
-        known[name] = tuple(endpoint(f"{worker}.{name}", producer.name) for worker in producer.workers)
+        known[name] = tuple(endpoint(f"{worker}.{name}", producer.name, peers) for worker in producer.workers)
     return known[name]
 
 

@@ -51,7 +51,7 @@ def host_plan(plan: Plan, host: str, run_dir_given: bool) -> Plan:
     if run_dir_given:
         return plan
     run_dir = Path(plan.run_dir).with_name(f"{Path(plan.run_dir).name}@{host}")
-    return dataclasses.replace(plan, run_dir=str(run_dir), control=f"ipc://{run_dir / 'control'}")
+    return plan.in_run_dir(str(run_dir))
 
 
 def local_view(plan: Plan, host: str) -> Plan:
