@@ -18,6 +18,8 @@ from cep.plugins import default_registry
 from tests.natsserver import nats_server  # noqa: F401 (fixture)
 from tests.support import KillOnce, inline_then_killed, signal_ids
 from tests.test_cli import cep as cep_cli
+from tests.test_multihost import (cep_run, finished, kill_and_rejoin, needs_aliases, reference_output, two_hosts,
+                                  wait_for)
 
 PIPELINE = """\
 version: 1
@@ -247,3 +249,65 @@ def test_at_least_once_mixed_killing_a_process_loses_nothing(workdir, nats_serve
     inline, status = inline_then_killed(plan, lambda: set(signal_ids(workdir)), kill)
     assert kill.pid and status.restarts == {victim: 1}
     assert set(signal_ids(workdir)) >= inline
+
+
+# -- NATS between hosts ------------------------------------------------------------------------------
+def nats_hosts(workdir, url, **pipeline):
+    """test_multihost's two-host pipeline (gateway on edge; strategy and sink on core), every edge
+    over NATS: the edge between the hosts needs no tcp port."""
+    path = two_hosts(workdir, **pipeline)
+    path.write_text(path.read_text() + f'transport: {{kind: nats, url: "{url}"}}\n')
+    return path
+
+
+def test_with_hosts_nats_carries_the_edges_between_hosts_and_ipc_stays_within(workdir):
+    path = two_hosts(workdir)
+    path.write_text(path.read_text().replace("  quotes: {type: synthetic", "  quotes: {transport: {kind: nats}, "
+                                             "type: synthetic") + 'transport: {url: "nats://127.0.0.1:4222"}\n')
+    plan = cep.compile(path)
+    (across,) = [edge for edge in plan.edges if edge.node == "quotes"]
+    assert across.subject == "cep.twohost.quotes" and not any(e.startswith("tcp://") for e in across.endpoints)
+    (within,) = [edge for edge in plan.edges if edge.node == "rising"]
+    assert within.subject is None and within.endpoints[0].startswith("ipc://")
+
+
+def run_hosts(path, first, logs):
+    """Both hosts' `cep run --host`, `first` first (the other once `first` is under way), to the end."""
+    second = "core" if first == "edge" else "edge"
+    runs = {first: cep_run(path, first, logs[first])}
+    if first == "core":  # the strategy waits for the gateway on the other host, and says so
+        wait_for(lambda: "strategy: waiting for gateway-quotes on NATS subject cep.twohost.quotes"
+                 in logs["core"].read_text(),
+                 "the strategy to say it waits for the gateway")
+    runs[second] = cep_run(path, second, logs[second])
+    for host in runs:
+        finished(runs[host], logs[host])
+
+
+@needs_aliases
+@pytest.mark.integration
+@pytest.mark.parametrize("first", ["edge", "core"])
+def test_two_hosts_over_nats_started_in_either_order_equal_one_host(workdir, nats_server, first):
+    """The second run reads none of the first run's messages, still in the stream, whichever
+    host starts first (its ticks differ: another seed)."""
+    logs = {host: workdir / f"{host}.log" for host in ("edge", "core")}
+    earlier = nats_hosts(workdir, nats_server.url)
+    assert all(edge.subject for edge in cep.compile(earlier).edges)
+    run_hosts(earlier, "edge", logs)
+    assert (workdir / "out.jsonl").read_text()
+    expected = reference_output(workdir, seed=8)
+    run_hosts(nats_hosts(workdir, nats_server.url, seed=8), first, logs)
+    assert (workdir / "out.jsonl").read_text().splitlines() == expected
+
+
+@needs_aliases
+@pytest.mark.integration
+@pytest.mark.parametrize("delivery, killed", [("exactly_once", "core"), ("exactly_once", "edge"),
+                                               ("at_least_once", "core")])
+def test_a_host_killed_over_nats_rejoins(workdir, nats_server, delivery, killed):
+    """exactly_once: the output equals the one-host run's, whichever host died. at_least_once,
+    the downstream host: it starts afresh and reads the edge from the start of the run again,
+    so nothing is missing but a momentum streak in progress (at most one signal per instrument)."""
+    pipeline = {"delivery": delivery, "count": 200_000, "speed": "50x", "mode": "append"}  # about 4 s
+    expected = reference_output(workdir, **pipeline)
+    kill_and_rejoin(nats_hosts(workdir, nats_server.url, **pipeline), expected, delivery, killed)

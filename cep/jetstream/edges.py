@@ -55,38 +55,47 @@ def limits(settings: dict[str, Any]) -> StreamLimits:
     return StreamLimits.model_validate({k: v for k, v in settings.items() if k in LIMIT_KEYS})
 
 
-def prepare(pipeline: str, settings: dict[str, Any], consumers: list[tuple[str, str]], fresh: bool) -> str:
+def prepare(pipeline: str, settings: dict[str, Any], consumers: list[tuple[str, str]], fresh: bool,
+            host: str | None = None, subjects: list[str] | None = None) -> str:
     """Before any worker starts: the pipeline's stream exists (created, or checked against the
     limits the pipeline states), and for a `fresh` run (one that does not resume from
     checkpoints) holds no earlier run's messages, nor durable consumers (`(node, consumer)`).
     Returns the run's token, which message ids carry so that JetStream's deduplication never
-    takes a frame of this run for one of an earlier run (a resumed run goes on with its own)."""
+    takes a frame of this run for one of an earlier run (a resumed run goes on with its own).
+    One `host` of several readies only its part: the `subjects` its processes publish on and the
+    consumers they read through, with a token of its own (`cep.jetstream.presence`)."""
     client = connect(connection(settings), f"cep {pipeline}")
     try:
-        return loop().call(_prepare(client.jetstream(), pipeline, settings, consumers, fresh))
+        return loop().call(_prepare(client.jetstream(), pipeline, settings, consumers, fresh, host, subjects))
     finally:
         close(client)
 
 
 async def _prepare(js: Any, pipeline: str, settings: dict[str, Any], consumers: list[tuple[str, str]],
-                   fresh: bool) -> str:
+                   fresh: bool, host: str | None, subjects: list[str] | None) -> str:
     from nats.js.errors import NotFoundError
     name = stream_name(pipeline)
     stated = {key for key in LIMIT_KEYS if key in settings}
     await ensure_stream(js, name, stream_subjects(pipeline), limits(settings), stated,
                         f"cep: the edges of pipeline {pipeline}")
     config = (await js.stream_info(name)).config
-    token = (config.metadata or {}).get(RUN_KEY)
-    if not fresh and token:
-        return token
-    await js.purge_stream(name)
+    run_key = RUN_KEY if host is None else f"{RUN_KEY}.{token(host)}"
+    run = (config.metadata or {}).get(run_key)
+    if not fresh and (run or host):  # hosts write the metadata concurrently: one's token may be lost
+        return run or await _new_run(js, config, run_key)
+    for subject in [None] if subjects is None else subjects:
+        await js.purge_stream(name, subject=subject)
     for node, consumer in consumers:
         try:
             await js.delete_consumer(name, durable(node, consumer))
         except NotFoundError:
             pass
-    token = uuid.uuid4().hex[:12]
+    return await _new_run(js, config, run_key)
+
+
+async def _new_run(js: Any, config: Any, run_key: str) -> str:
+    run = uuid.uuid4().hex[:12]
     config.metadata = {key: value for key, value in (config.metadata or {}).items()
-                       if not key.startswith("_nats")} | {RUN_KEY: token}
+                       if not key.startswith("_nats")} | {run_key: run}
     await js.update_stream(config)
-    return token
+    return run

@@ -103,14 +103,18 @@ class Supervisor:
         lock = self._lock(run_dir)
         self._marker = RunMarker(run_dir, self.plan)
         self._publisher: Publisher | None = None
+        presence = None
         try:
             resumed = self._after_previous_run()
             self._marker.begin(time.time())
             remove_sockets(self.plan)
-            self.plan = jetstream.prepared(self.plan, fresh=not resumed)
+            self.plan = jetstream.prepared(self.plan, fresh=not resumed, host=self.host)
+            presence = jetstream.presence(self.plan, self.host)
             self._publisher = Publisher(run_dir, self.metrics_port or self.plan.metrics_port)
             self._supervise(resumed)
         finally:  # whatever ended the run, this supervisor saw it end: no marker, no status
+            if presence is not None:
+                presence.close()
             remove_sockets(self.plan)
             self._marker.remove()
             if self._publisher is not None:

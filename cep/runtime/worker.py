@@ -529,7 +529,10 @@ class Worker:
 
 
 def _awaited(edge: EdgePlan, index: int) -> str:
-    """The producer of `edge` and where this consumer worker meets it: its XPUB, or this worker's PULL."""
+    """The producer of `edge` and where this consumer worker meets it: its XPUB, this worker's
+    PULL, or the edge's NATS subject."""
+    if edge.subject is not None:
+        return f"{edge.producer} on NATS subject {edge.subject}"
     if edge.pattern == "pub/sub":
         return f"{edge.producer} at {edge.endpoints[0]}"
     return f"{edge.producer} to connect to {edge.endpoints[index]}"

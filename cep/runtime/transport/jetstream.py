@@ -49,6 +49,7 @@ from cep import codec
 from cep.errors import CodecError
 from cep.jetstream.client import close, connect, loop
 from cep.jetstream.edges import connection, durable, prepare as prepare_stream, stream_name
+from cep.jetstream.presence import Presence, wait_for_host
 from cep.jetstream.publish import Publisher, PublishFailed
 from cep.plan import EdgePlan, Plan
 from cep.rows import AnyBatch, items
@@ -73,14 +74,26 @@ CORE_IN_FLIGHT = 1024
 """at_most_once: frames handed to the event loop and not yet written to the server."""
 
 
-def prepared(plan: Plan, fresh: bool) -> Plan:
+def prepared(plan: Plan, fresh: bool, host: str | None = None) -> Plan:
     """In the supervisor, before any worker starts: the plan as its workers run it. For NATS
     edges the pipeline's stream is made ready (emptied of an earlier run's messages and
-    consumers unless the run resumes, `fresh` False) and the run's token joins the settings."""
+    consumers unless the run resumes, `fresh` False) and the run's token joins the settings;
+    one `host` of several readies only what its processes publish and read (`presence`)."""
     if plan.nats is None:
         return plan
-    token = prepare_stream(plan.name, plan.nats, [(e.node, e.consumer) for e in plan.edges if e.subject], fresh)
+    mine = {p.name for p in plan.processes if host is None or p.host == host}
+    edges = [e for e in plan.edges if e.subject]
+    token = prepare_stream(plan.name, plan.nats, [(e.node, e.consumer) for e in edges if e.consumer in mine], fresh,
+                           host, None if host is None else sorted({e.subject for e in edges if e.producer in mine}))
     return replace(plan, nats={**plan.nats, RUN: token})
+
+
+def presence(plan: Plan, host: str | None) -> Presence | None:
+    """One host of several with NATS edges answers on its presence subject while it runs, once
+    `prepared` readied its part of the stream (what consumers on other hosts wait for)."""
+    if host is None or plan.nats is None:
+        return None
+    return Presence(connection(plan.nats), plan.name, host)
 
 
 # -- producer side -------------------------------------------------------------------------------
@@ -315,6 +328,9 @@ class InletBridge:
         self.ends: list = []  # END messages held back (`_release_ends`)
         self.client = connect(connection(plan.nats), f"cep {worker}")
         self.closing = False
+        self.pipeline = plan.name
+        hosts = plan.process(edge.producer).host, plan.process(edge.consumer).host
+        self.remote = hosts[0] if hosts[0] != hosts[1] else None  # the producer's host, if another
         self.task = loop().submit(self._pump())
 
     async def _subscribe(self) -> Any:
@@ -337,6 +353,8 @@ class InletBridge:
         while not self.joined and not self.closing:
             self._look_for_hello()
             await asyncio.sleep(0.002)
+        if self.remote is not None:  # its subjects hold an earlier run's messages until it is up
+            await wait_for_host(self.client, self.pipeline, self.remote, lambda: self.closing)
         if not self.closing:
             self.subscription = await self._subscribe()
         while not self.closing:
