@@ -152,6 +152,8 @@ def test_endpoints_live_on_the_binding_process_host_and_every_invocation_agrees(
     # strategy -> sink, both on core: ipc, as on one host, in the host's own run directory
     assert edges["rising"].endpoints + edges["rising"].acks == (f"ipc://{workdir}/one/sink-out.rising.pull",
                                                                 f"ipc://{workdir}/one/strategy.rising.sink-out.ack")
+    # the hosts agree on the plan though each keeps its ipc endpoints in a directory of its own
+    assert digest(host_plan(plan, "edge", run_dir_given=False)) == digest(host_plan(again, "core", run_dir_given=False))
     moved = host_plan(plan, "core", run_dir_given=False)
     assert moved.run_dir == f"{workdir}/one@core" and moved.control == f"ipc://{workdir}/one@core/control"
     assert {e.node: e.endpoints[0] for e in moved.edges} == {"quotes": edges["quotes"].endpoints[0],

@@ -74,8 +74,12 @@ LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 def digest(plan: Plan) -> str:
     """A short digest of what every host of `plan` must agree on: nodes (with their parameters),
-    processes and their hosts, edges with their delivery and endpoints, the hosts' links."""
+    processes and their hosts, edges with their delivery and endpoints, the hosts' links. An
+    ipc endpoint is one host's own (in its run directory), so it is left out."""
     data = plan.to_dict()
+    for edge in data["edges"]:
+        for key in ("endpoints", "acks"):
+            edge[key] = [point for point in edge[key] if not point.startswith("ipc://")]
     shared = json.dumps({key: data.get(key) for key in SHARED}, sort_keys=True, default=str)
     return hashlib.sha256(shared.encode()).hexdigest()[:16]
 
