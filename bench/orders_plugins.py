@@ -45,21 +45,23 @@ class AckLatencyParams(BaseModel):
 
 class AckLatency:
     def __init__(self, path):
-        self.path, self.latencies, self.statuses = path, [], {}
+        self.path, self.latencies, self.made, self.statuses = path, [], [], {}
 
     def write(self, batch):
         now = time.time_ns()
         for event in batch:
             self.statuses[event["status"]] = self.statuses.get(event["status"], 0) + 1
             if event["status"] == "ACCEPTED":
-                self.latencies.append(now - int(event["signal_id"].rsplit(":", 1)[1]))
+                made = int(event["signal_id"].rsplit(":", 1)[1])
+                self.made.append(made)
+                self.latencies.append(now - made)
 
     def close(self):
         with open(self.path, "w") as file:
-            json.dump({"latencies_ns": self.latencies, "statuses": self.statuses}, file)
+            json.dump({"latencies_ns": self.latencies, "made_ns": self.made, "statuses": self.statuses}, file)
 
 
 @sink("ack_latency", params=AckLatencyParams)
 def ack_latency(params: AckLatencyParams, ctx):
-    """Per ACCEPTED event: wall time since its signal was made (written at the end)."""
+    """Per ACCEPTED event: when its signal was made and the wall time since (written at the end)."""
     return AckLatency(params.path)
