@@ -94,7 +94,7 @@ def test_the_paper_venue_answers_an_order_it_forgot_as_a_duplicate():
 def test_the_request_log_holds_what_came_after_the_checkpoint_before_the_last_and_every_place(tmp_path):
     log = RequestLog(tmp_path / "requests.sqlite", fresh=True)
     for number in range(1, 101):
-        log.append({"id": f"0:{number}", "op": "place" if number % 25 == 0 else "sync"})
+        log.append({"id": f"0:{number}", "op": "place" if number % 25 == 0 else "sync"}, number)
         if number % 10 == 0:
             log.checkpoint(number)
     assert [r["id"] for r in log.since(100)] == []
@@ -102,6 +102,21 @@ def test_the_request_log_holds_what_came_after_the_checkpoint_before_the_last_an
     assert [r["id"] for r in log.since(90)] == [f"0:{n}" for n in range(91, 101)]
     assert [r["id"] for r in log.since(0)] == ["0:25", "0:50", "0:75"] + [f"0:{n}" for n in range(91, 101)]
     log.close()
-    reopened = RequestLog(tmp_path / "requests.sqlite", fresh=False)
-    reopened.append({"id": "1:1", "op": "sync"})
-    assert [r["id"] for r in reopened.since(100)] == ["1:1"]  # numbered on from the last one kept
+
+
+def test_a_restarted_venue_numbers_its_requests_on_from_its_checkpoint_even_after_the_log_dropped_them(tmp_path):
+    path = tmp_path / "requests.sqlite"
+    service = VenueService(PaperVenue(), RequestLog(path, fresh=True))
+    answers = []
+    for number in range(1, 4):
+        service.on_quotes([{"timestamp": T0 + number, "instrument": "X", "bid_price": 99.0, "ask_price": 100.0}])
+        service.handle({"id": f"0:{number}", "op": "sync", "t": T0 + number, "n": number, "after": 0}, answers.append)
+    saved = decode_state(encode_state(service_snapshot(service)))
+    service.log.checkpoint(3)
+    service.log.checkpoint(3)  # two checkpoints after the same requests: the log keeps none of them
+    service.log.close()
+    restarted = VenueService(PaperVenue(), RequestLog(path, fresh=False))
+    restore_service(restarted, ServiceState.model_validate(saved))
+    restarted.on_quotes([{"timestamp": T0 + 4, "instrument": "X", "bid_price": 99.0, "ask_price": 100.0}])
+    restarted.handle({"id": "1:1", "op": "sync", "t": T0 + 4, "n": 4, "after": 0}, answers.append)
+    assert [r["id"] for r in restarted.log.since(3)] == ["1:1"]  # what a second restart must serve again

@@ -107,7 +107,7 @@ class VenueService:
             answer = self._serve(request)
             if respond is not None:  # None: a logged request served again after a restart
                 if self.log is not None and "error" not in answer:
-                    self.log.append(request)
+                    self.log.append(request, self.handled)
                 respond(answer)
 
     def replay(self, requests: list[dict[str, Any]]) -> None:
@@ -215,12 +215,12 @@ class RequestLog:
         self.db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
         self.db.execute("CREATE TABLE IF NOT EXISTS served (position INTEGER PRIMARY KEY, request BLOB NOT NULL, "
                         "op TEXT NOT NULL)")
-        (self.count,) = self.db.execute("SELECT coalesce(max(position), 0) FROM served").fetchone()
         self._covered = 0  # requests the last checkpoint covers
 
-    def append(self, request: dict[str, Any]) -> None:
-        self.count += 1
-        self.db.execute("INSERT INTO served VALUES (?, ?, ?)", (self.count, messages.encode(request), request["op"]))
+    def append(self, request: dict[str, Any], position: int) -> None:
+        """Keep `request`, the venue's `position`-th served (its count, which its checkpoints
+        hold: numbering from the rows kept would go wrong once checkpoints dropped them all)."""
+        self.db.execute("INSERT INTO served VALUES (?, ?, ?)", (position, messages.encode(request), request["op"]))
 
     def checkpoint(self, handled: int) -> None:
         """A checkpoint of the venue after its first `handled` requests is being taken (or was
