@@ -5,6 +5,7 @@ conftest.py; pytest loads conftest.py itself, so no test imports it."""
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -76,3 +77,44 @@ class KillOnce:
         if self.pid is None and status.nodes()[self.node].received > self.after:
             self.pid = status.pids[self.worker]
             os.kill(self.pid, signal.SIGKILL)
+
+
+def kill_at(plan, volleys, deadline_s: float, drain_timeout_s: float = 10.0):
+    """Run `plan` under a Supervisor while a thread SIGKILLs workers: each volley is `(at_s,
+    victims)` or `(at_s, victims, gaps_ms)`, its victims killed one after another (`gaps_ms`
+    apart) `at_s` after the pipeline started. A run still going `deadline_s` after the last
+    volley is stopped (drained) and counts as hung. Returns `(pids killed, status, hung)`."""
+    from cep.runtime.supervisor import Supervisor
+
+    supervisor = Supervisor(plan, backoff_s=0.05, drain_timeout_s=drain_timeout_s)
+    finished = threading.Event()
+    killed: list[int] = []
+    hung: list[bool] = []
+
+    def fire() -> None:
+        while supervisor.status.started is None and not finished.wait(0.005):
+            pass
+        began = time.monotonic()
+        for at_s, victims, *gaps in volleys:
+            if finished.wait(max(0.0, began + at_s - time.monotonic())):
+                return
+            for victim, gap_ms in zip(victims, [*(gaps[0] if gaps else []), *[0.0] * len(victims)]):
+                pid = supervisor.status.pids.get(victim)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except (ProcessLookupError, TypeError):
+                    pass  # restarting at that instant
+                time.sleep(gap_ms / 1000)
+        if not finished.wait(deadline_s):
+            hung.append(True)
+            supervisor.stop()  # drains, or is terminated after the drain deadline
+
+    killer = threading.Thread(target=fire, daemon=True)
+    killer.start()
+    try:
+        status = supervisor.run()
+    finally:
+        finished.set()
+        killer.join()
+    return killed, status, bool(hung or status.interrupted)

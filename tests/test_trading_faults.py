@@ -1,7 +1,16 @@
-"""The trading half under exactly_once with real processes and real kills: the executor, the venue
-or the positions process SIGKILLed at random instants, several times per run, changes nothing.
-No client order id is placed at the venue twice (its request log holds each place once), no fill
-is journaled twice, and the orders, fills and positions equal a fault-free run's.
+"""The trading half with real processes and real kills: the executor, the venue or the positions
+process SIGKILLed at random instants, several times per run, in each reliable delivery mode.
+
+- exactly_once: nothing changes. No client order id is placed at the venue twice (its request
+  log holds each place once), no fill is journaled twice, and the orders, fills and positions
+  equal a fault-free run's.
+- at_least_once: the signals in flight are delivered again to a restarted executor, which
+  rebuilds its orders from its order log and asks the venue for those still working before it
+  decides anything (`cep.orders.recovery`): no client order id is placed twice, no fill is
+  journaled twice, every signal is decided, and the journal's orders and positions equal a
+  fault-free run's when the executor or the positions process is killed. A killed paper venue
+  keeps its word (no client order id placed twice, from its request log) but its book dies with
+  it: orders working there then never fill, so only those properties are compared.
 
 A failure prints its seed; `CEP_FAULT_SEED=<seed>` replays it. `CEP_SOAK=N` runs N seeds per
 victim (by hand; CI runs one).
@@ -10,10 +19,7 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sqlite3
-import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -22,7 +28,7 @@ import pytest
 
 import cep
 from cep.orders import positions_report, read_events
-from cep.runtime.supervisor import Supervisor
+from tests.support import kill_at
 from tests.test_trading_run import outcome, write_trading
 
 pytestmark = pytest.mark.integration
@@ -31,22 +37,35 @@ SPEED = "200x"              # the shipped ticks take about 3.3 s: kills land mid
 KILL_WINDOW_S = (0.3, 3.0)
 KILLS = 3                   # per run
 RUN_DEADLINE_S = 60.0
+VICTIMS = ["executor-exec", "venue-paper", "sink-book"]
 
 
-def write(directory: Path) -> Path:
-    path = write_trading(directory, "exactly_once")
+def write(directory: Path, delivery: str) -> Path:
+    path = write_trading(directory, delivery)
     text = path.read_text().replace("speed: max", f"speed: {SPEED}")
     text = text.replace("request: {timeout: 250ms, retries: 3}", "request: {timeout: 300ms, retries: 20}")
     path.write_text(text)
     return path
 
 
+def journaled(directory: Path) -> tuple[list[dict], list[dict]]:
+    """Every event the journal holds, by client order id and sequence (the order of appends
+    differs between runs where a restart sent events again), and the positions they add up to."""
+    journal = directory / "out" / "trading-journal.db"
+    events = sorted((event.to_record() for event in read_events(journal)),
+                    key=lambda e: (e["client_order_id"], e["sequence"]))
+    return events, positions_report(journal)
+
+
 @pytest.fixture(scope="module")
 def fault_free(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("reference")
-    path = write(directory)
-    cep.run(cep.compile(path), inline=True)
-    return outcome(directory)
+    """Per mode, the log and positions and the journal of a fault-free run."""
+    runs = {}
+    for delivery in ("exactly_once", "at_least_once"):
+        directory = tmp_path_factory.mktemp(delivery)
+        cep.run(cep.compile(write(directory, delivery)), inline=True)
+        runs[delivery] = outcome(directory), journaled(directory)
+    return runs
 
 
 def placed_at_the_venue(run_dir: Path) -> Counter:
@@ -60,55 +79,46 @@ def placed_at_the_venue(run_dir: Path) -> Counter:
     return Counter(r["order"]["client_order_id"] for r in requests if r["op"] == "place" and not r.get("repeat"))
 
 
-def run_under_fire(plan, victim: str, seed: int) -> tuple[list[int], dict]:
-    rng = random.Random(seed)
-    times = sorted(rng.uniform(*KILL_WINDOW_S) for _ in range(KILLS))
-    supervisor = Supervisor(plan, backoff_s=0.05, drain_timeout_s=10.0)
-    finished = threading.Event()
-    killed: list[int] = []
-
-    def fire() -> None:
-        while supervisor.status.started is None and not finished.wait(0.005):
-            pass
-        began = time.monotonic()
-        for at in times:
-            if finished.wait(max(0.0, began + at - time.monotonic())):
-                return
-            pid = supervisor.status.pids.get(victim)
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except (ProcessLookupError, TypeError):
-                pass  # restarting at that instant
-        if not finished.wait(RUN_DEADLINE_S):
-            supervisor.stop()
-
-    killer = threading.Thread(target=fire, daemon=True)
-    killer.start()
-    try:
-        status = supervisor.run()
-    finally:
-        finished.set()
-        killer.join()
-    return killed, dict(status.restarts)
-
-
 SEEDS = [int(os.environ["CEP_FAULT_SEED"])] if os.environ.get("CEP_FAULT_SEED") else None
 
 
-@pytest.mark.parametrize("victim", ["executor-exec", "venue-paper", "sink-book"])
-def test_killing_the_executor_the_venue_or_the_positions_process_changes_nothing(workdir, fault_free, victim):
-    runs = int(os.environ.get("CEP_SOAK", "1"))
-    for seed in SEEDS or [random.randrange(1 << 32) for _ in range(runs)]:
-        plan = cep.compile(write(workdir))
-        killed, restarts = run_under_fire(plan, victim, seed)
+def under_fire(workdir: Path, delivery: str, victim: str):
+    """Each run's plan, where-string and journal, for the seeds of this test."""
+    for seed in SEEDS or [random.randrange(1 << 32) for _ in range(int(os.environ.get("CEP_SOAK", "1")))]:
+        plan = cep.compile(write(workdir, delivery))
+        rng = random.Random(seed)
+        shots = [(at, [victim]) for at in sorted(rng.uniform(*KILL_WINDOW_S) for _ in range(KILLS))]
+        killed, status, hung = kill_at(plan, shots, RUN_DEADLINE_S)
         where = f"seed {seed}, {victim} killed {len(killed)} times (replay: CEP_FAULT_SEED={seed})"
-        assert len(killed) >= 2 and restarts.get(victim, 0) >= len(killed), where
-        assert outcome(workdir) == fault_free, where
+        assert len(killed) >= 2 and status.restarts.get(victim, 0) >= len(killed), where
+        assert not hung, f"the run hung: {where}"
         fills = [(e.client_order_id, e.fill_id) for e in read_events(workdir / "out" / "trading-journal.db")
                  if e.fill_id]
-        assert len(fills) == len(set(fills)), where
+        assert len(fills) == len(set(fills)), f"a fill journaled twice: {where}"
         placed = placed_at_the_venue(Path(plan.run_dir))
-        assert placed and max(placed.values()) == 1, where
-        assert sum(placed.values()) == len({e["client_order_id"] for e in fault_free[0]
-                                            if e["status"] == "SUBMITTED"}), where
+        assert placed and max(placed.values()) == 1, f"a client order id placed twice: {where}"
+        yield placed, where
+
+
+@pytest.mark.parametrize("victim", VICTIMS)
+def test_under_exactly_once_killing_the_executor_the_venue_or_the_positions_process_changes_nothing(
+        workdir, fault_free, victim):
+    (log, _), _ = fault_free["exactly_once"]
+    for placed, where in under_fire(workdir, "exactly_once", victim):
+        assert outcome(workdir) == fault_free["exactly_once"][0], where
+        assert sum(placed.values()) == len({e["client_order_id"] for e in log if e["status"] == "SUBMITTED"}), where
+
+
+@pytest.mark.parametrize("victim", VICTIMS)
+def test_under_at_least_once_a_restart_never_places_an_order_twice_nor_journals_a_fill_twice(
+        workdir, fault_free, victim):
+    _, (events, positions) = fault_free["at_least_once"]
+    for placed, where in under_fire(workdir, "at_least_once", victim):
+        after, book = journaled(workdir)
+        assert {e["signal_id"] for e in after} >= {e["signal_id"] for e in events}, f"signals not decided: {where}"
+        assert set(placed) == {e["client_order_id"] for e in after if e["status"] == "SUBMITTED"}, where
+        if victim == "sink-book":  # events sent again are journaled later: positions add up in another order
+            assert after == events and book == [pytest.approx(p, rel=1e-12) for p in positions], where
+        elif victim == "executor-exec":  # every order it sent got its fills: none is left working
+            final = {e["client_order_id"]: e["status"] for e in after}
+            assert set(final.values()) <= {"FILLED", "DENIED", "REJECTED", "EXPIRED"}, where

@@ -98,6 +98,35 @@ class OrderExecutor:
             self._emit(decision, self.ledger.move(client_order_id, OrderStatus.CANCELED, now, reason=reply.reason))
         return decision.events
 
+    def reconcile(self, now: int, sent_at: Mapping[str, int] | None = None) -> list[OrderEvent]:
+        """After a restart that brought the ledger back from the order log (`cep.orders.recovery`):
+        ask the venue, by client order id, for each order still SUBMITTED, whose reply was lost
+        with the process, and take its answer (ACCEPTED, or REJECTED with its reason); an order
+        the venue never got is placed now, under the same client order id. Orders the venue had
+        answered need no question: their fills come in the fill stream, read on from where the
+        log says. A venue that does not answer is a breaker failure, and the order stays
+        SUBMITTED, as after a failed place. An answer takes the time the order was sent
+        (`sent_at`, by client order id; default `now`), as the reply would have."""
+        decision = Decision()
+        sent_at = sent_at or {}
+        for order in [o for o in self.ledger.working() if o.status is OrderStatus.SUBMITTED]:
+            try:
+                known = self.venue.query(order.client_order_id)
+            except Exception:  # as in _send: the breaker's business
+                self.venue_errors += 1
+                self.breaker.record_failure()
+                continue
+            if known is None:
+                self._send(decision, OrderRequest(order.client_order_id, order.instrument, order.side,
+                                                  order.quantity, now), now)
+                continue
+            rejected = known.status is OrderStatus.REJECTED
+            self._emit(decision, self.ledger.move(order.client_order_id, known.status if rejected else
+                                                  OrderStatus.ACCEPTED, sent_at.get(order.client_order_id, now),
+                                                  reason=known.reason if rejected else None, order_id=known.order_id))
+        decision.events.extend(self.on_reports(self.venue.reports()))
+        return decision.events
+
     def on_reports(self, reports: Iterable[Report]) -> list[OrderEvent]:
         """The venue's fill stream: fills and its own status changes, as events."""
         decision = Decision()
@@ -132,9 +161,13 @@ class OrderExecutor:
             self.breaker.record_failure()
             return
         self.breaker.record_success()
-        if reply.status in (OrderStatus.ACCEPTED, OrderStatus.REJECTED):
-            self._emit(decision, self.ledger.move(request.client_order_id, reply.status, now,
-                                                  reason=reply.reason, order_id=reply.order_id))
+        if reply.status in (OrderStatus.ACCEPTED, OrderStatus.REJECTED) or reply.duplicate:
+            # a repeat is answered with the order's state now (FILLED, ...): it was accepted, and
+            # its fills come in the fill stream
+            status = OrderStatus.REJECTED if reply.status is OrderStatus.REJECTED else OrderStatus.ACCEPTED
+            reason = reply.reason if reply.status in (OrderStatus.ACCEPTED, OrderStatus.REJECTED) else None
+            self._emit(decision, self.ledger.move(request.client_order_id, status, now, reason=reason,
+                                                  order_id=reply.order_id))
         decision.events.extend(self.on_reports(self.venue.reports()))
 
     def _emit(self, decision: Decision, event: OrderEvent | None) -> None:

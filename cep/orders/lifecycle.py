@@ -136,6 +136,26 @@ class OrderLedger:
         self._become(order, OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED)
         return order.event(fill.timestamp, fill)
 
+    def recall(self, event: OrderEvent) -> None:
+        """Take back an event this ledger made before a restart (`cep.orders.recovery`): its order
+        comes back as the event left it, fills and sequence included, so the order's next event
+        carries the sequence and quantities it would have carried without the restart."""
+        order = self._orders.get(event.client_order_id)
+        if order is None:
+            order = Order(event.signal_id, event.client_order_id, event.instrument, Action(event.side), event.quantity)
+            self._orders[order.client_order_id] = order
+        if event.fill_id:
+            order.fill_ids.add(event.fill_id)
+            order.notional += event.fill_price * event.fill_quantity
+            order.filled = event.filled_quantity
+        order.order_id = event.order_id or order.order_id
+        order.sequence = event.sequence
+        order.status = event.status
+        if order.status.is_final:
+            self._working.pop(order.client_order_id, None)
+        else:
+            self._working[order.client_order_id] = order
+
     def order(self, client_order_id: str) -> Order | None:
         return self._orders.get(client_order_id)
 

@@ -17,6 +17,7 @@ from cep.errors import RuntimeFailure
 from cep.orders.gauges import executor_gauges
 from cep.orders.link import Channel, LocalChannel
 from cep.orders.node import ExecutorNode
+from cep.orders.recovery import OrderLog, Recovery
 from cep.components.state import restorer
 from cep.orders.service import RequestLog, VenueService
 from cep.orders.settings import ExecutorSettings
@@ -36,7 +37,7 @@ def build_trading_node(plan: Plan, node: NodePlan, registry: Registry, graph: An
                        fail: Callable[[BaseException], None]) -> Hub | None:
     params = {key: value for key, value in node.params.items() if key not in ENVELOPE}
     if node.kind == "venue":
-        graph.venues[node.id] = _venue(plan, node, registry, observable, ctx, params, fail)
+        graph.venues[node.id] = _venue(plan, node, registry, observable, ctx, params, fail, channel_for is not None)
         return None
     settings = ExecutorSettings.model_validate(params)
     if channel_for is None:
@@ -48,23 +49,22 @@ def build_trading_node(plan: Plan, node: NodePlan, registry: Registry, graph: An
     else:
         channel = channel_for(node)
     executor = ExecutorNode(settings, channel, ctx, epoch=ctx.incarnation)
-    _keep_executor_state(executor, ctx, checkpointed=channel_for is not None and _checkpointed(plan, node.id))
+    delivery = _request_edge(plan, node).delivery
+    _keep_executor_state(executor, ctx, checkpointed=channel_for is not None and delivery.checkpoints)
     ctx.keep_gauges(lambda: executor_gauges(executor))
+    node_run: ExecutorNode | Recovery = executor
+    if channel_for is not None and ctx.run_dir is not None and not delivery.checkpoints:
+        log = OrderLog(ctx.run_dir / f"{node.id}.orders.sqlite", fresh=ctx.incarnation == 0)
+        node_run = Recovery(executor, log, restart=ctx.incarnation > 0, resend=delivery.reliable)
     output = Hub(ctx.counters)
 
     def finish() -> list[dict[str, Any]]:
-        tail = executor.finish()
+        tail = node_run.finish()
         channel.close()
         return tail
 
-    observable.pipe(stateful(executor.step, finish)).subscribe(output.on_next, fail, output.on_completed)
+    observable.pipe(stateful(node_run.step, finish)).subscribe(output.on_next, fail, output.on_completed)
     return output
-
-
-def _checkpointed(plan: Plan, executor: str) -> bool:
-    """The request edge of `executor` is exactly_once: the executor and its venue checkpoint."""
-    return any(edge.pattern == "dealer/router" and edge.node == executor and edge.delivery.checkpoints
-               for edge in plan.edges)
 
 
 def _keep_executor_state(executor: ExecutorNode, ctx: BuildContext, checkpointed: bool) -> None:
@@ -88,18 +88,24 @@ def _keep_executor_state(executor: ExecutorNode, ctx: BuildContext, checkpointed
 
 
 def _venue(plan: Plan, node: NodePlan, registry: Registry, observable: reactivex.Observable, ctx: BuildContext,
-           params: dict[str, Any], fail: Callable[[BaseException], None]) -> VenueService:
-    """The venue node; under exactly_once with a log of the requests it serves (`RequestLog`)."""
+           params: dict[str, Any], fail: Callable[[BaseException], None], in_worker: bool) -> VenueService:
+    """The venue node; in a worker, with a log of the requests it serves (`RequestLog`): every
+    request under exactly_once (a restart serves those after its checkpoint again), the places
+    in the other modes (a restart answers a repeat of one, never places it again)."""
     component = registry.get("venue", node.type)
     if component is None:
         raise RuntimeFailure(f"venue {node.type!r} is not registered in this process "
                              "(is the plugin installed where the worker runs?)")
     adapter = component.factory(component.configure(params, ctx.base_dir), ctx)
-    durable = ctx.run_dir is not None and any(
-        edge.pattern == "dealer/router" and edge.delivery.checkpoints
-        and plan.nodes[edge.node].params.get("venue") == node.id for edge in plan.edges)
-    log = RequestLog(ctx.run_dir / f"{node.id}.requests.sqlite", fresh=ctx.incarnation == 0) if durable else None
+    checkpointed = _request_edge(plan, node).delivery.checkpoints
+    log = None
+    if ctx.run_dir is not None and (in_worker or checkpointed):
+        log = RequestLog(ctx.run_dir / f"{node.id}.requests.sqlite", fresh=ctx.incarnation == 0,
+                         places_only=not checkpointed)
     service = VenueService(adapter, log)
+    if log is not None and ctx.incarnation > 0 and not checkpointed:  # no checkpoint brings its orders back
+        service.lost = log.placed()
+        service.placed |= service.lost  # a repeat of one is answered, never placed again
 
     def snapshot() -> dict[str, Any]:
         if log is not None:
@@ -115,3 +121,9 @@ def _venue(plan: Plan, node: NodePlan, registry: Registry, observable: reactivex
     ctx.keep_state(snapshot, restorer(ServiceState, restore))
     observable.subscribe(lambda batch: service.on_quotes(as_records(batch)), fail, service.quotes_ended)
     return service
+
+
+def _request_edge(plan: Plan, node: NodePlan):
+    """The request/reply edge of an executor, or of the executor a venue serves."""
+    return next(edge for edge in plan.edges if edge.pattern == "dealer/router"
+                and (edge.node == node.id or plan.nodes[edge.node].params.get("venue") == node.id))

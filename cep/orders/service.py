@@ -43,9 +43,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from cep.events import TickEvent
+from cep.events import OrderStatus, TickEvent
 from cep.orders import messages
-from cep.orders.venue import Report, ReportDue, VenueAdapter, forgotten
+from cep.orders.venue import Report, ReportDue, VenueAdapter, VenueReply, forgotten
 from cep.runtime.rundir import private_file
 
 Respond = Callable[[dict[str, Any]], None]
@@ -71,6 +71,7 @@ class VenueService:
         self.refused: Counter[str] = Counter()
         self.handled = 0
         self.placed: set[str] = set()   # client order ids placed: a repeat is answered, never placed
+        self.lost: set[str] = set()     # placed before a restart without a checkpoint: the adapter lost them
         self.repeats = 0
 
     def on_quotes(self, records: list[dict[str, Any]]) -> None:
@@ -185,6 +186,9 @@ class VenueService:
                 self.repeats += 1
                 request["repeat"] = True
                 known = self.adapter.query(order.client_order_id)
+                if known is None and order.client_order_id in self.lost:
+                    return VenueReply(order.client_order_id, OrderStatus.REJECTED, duplicate=True,
+                                      reason="VENUE_RESTARTED: the venue took this order before it restarted and lost it")
                 return replace(known or forgotten(order.client_order_id), duplicate=True)
             self.placed.add(order.client_order_id)
             return self.adapter.place(order)
@@ -201,11 +205,13 @@ class VenueService:
 
 class RequestLog:
     """The requests a venue served, in order, durable before each reply leaves (SQLite, WAL;
-    0600 in the private run directory). `fresh` starts it empty (a new run). Other requests are
+    0600 in the private run directory). `fresh` starts it empty (a new run); `places_only` keeps
+    the place requests alone (no checkpoint to serve the others again after). Other requests are
     dropped once no restart can need them (`checkpoint`); the places stay, one row per order
     placed: the record of what reached the venue."""
 
-    def __init__(self, path: Path, fresh: bool) -> None:
+    def __init__(self, path: Path, fresh: bool, places_only: bool = False) -> None:
+        self.places_only = places_only
         if fresh:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
@@ -220,6 +226,8 @@ class RequestLog:
     def append(self, request: dict[str, Any], position: int) -> None:
         """Keep `request`, the venue's `position`-th served (its count, which its checkpoints
         hold: numbering from the rows kept would go wrong once checkpoints dropped them all)."""
+        if self.places_only and request["op"] != "place":
+            return
         self.db.execute("INSERT INTO served VALUES (?, ?, ?)", (position, messages.encode(request), request["op"]))
 
     def checkpoint(self, handled: int) -> None:
@@ -234,6 +242,12 @@ class RequestLog:
         """The requests served after the first `handled` (checked as any request is, when served)."""
         rows = self.db.execute("SELECT request FROM served WHERE position > ? ORDER BY position", (handled,))
         return [messages.decode(data) for (data,) in rows]
+
+    def placed(self) -> set[str]:
+        """The client order ids of the orders placed (a repeat of one is answered, never placed)."""
+        requests = [messages.decode(data) for (data,) in self.db.execute("SELECT request FROM served WHERE op = 'place'")]
+        return {request["order"]["client_order_id"] for request in requests
+                if isinstance(request.get("order"), dict) and isinstance(request["order"].get("client_order_id"), str)}
 
     def close(self) -> None:
         self.db.close()

@@ -83,11 +83,11 @@ def executor_snapshot(node: Any) -> dict[str, Any]:
                     "fill_ids": sorted(o.fill_ids)} for o in executor.ledger._orders.values()],
         "refused": {why.value: count for why, count in executor.ledger.refused.items()},
         "seen": sorted(executor.risk._seen), "recent": list(executor.risk._recent),
-        "latest": [_quote(q) for q in executor.quotes.values()],
+        "latest": [quote_data(q) for q in executor.quotes.values()],
         "denials": {code.value: count for code, count in executor.denials.items()},
         "venue_errors": executor.venue_errors,
         "positions": [(p.instrument, p.quantity, p.average_cost, p.realized) for p in book.positions()],
-        "marks": [_quote(q) for q in book._marks.values()],
+        "marks": [quote_data(q) for q in book._marks.values()],
         "risk": (manager.state.value, manager.equity, manager.peak_equity, manager._day_start_equity, manager._day),
         "breaker": (breaker.state.value, breaker.failures, breaker.refused, breaker.opened),
     }
@@ -123,7 +123,8 @@ def restore_executor(node: Any, state: ExecutorState) -> None:
     breaker._opened_at, breaker._probing = breaker.clock(), False
 
 
-def _quote(quote: TickEvent) -> Quote:
+def quote_data(quote: TickEvent) -> Quote:
+    """A quote as plain data (the tuple `TickEvent(*data)` takes back)."""
     return (quote.timestamp, quote.instrument, quote.bid_price, quote.ask_price, quote.bid_volume, quote.ask_volume)
 
 
@@ -160,7 +161,7 @@ def paper_snapshot(venue: PaperVenue) -> dict[str, Any]:
                                 o.request.limit_price),
                     "order_id": o.order_id, "arrival": o.arrival, "status": o.status.value, "filled": o.filled,
                     "fills": o.fills, "reason": o.reason} for o in venue._orders.values()],
-        "books": {name: ([_quote(q) for q in book.history], book.left.get(Action.BUY, 0.0),
+        "books": {name: ([quote_data(q) for q in book.history], book.left.get(Action.BUY, 0.0),
                          book.left.get(Action.SELL, 0.0)) for name, book in venue._books.items()},
         "pending": [(arrival, number, order.request.client_order_id) for arrival, number, order in venue._pending],
         "resting": {name: [o.request.client_order_id for o in orders] for name, orders in venue._resting.items()},
@@ -216,7 +217,7 @@ class ServiceState(_Plain):
 
 
 def service_snapshot(service: Any) -> dict[str, Any]:
-    return {"reports": [messages.report_of(r) for r in service.reports], "quotes": [_quote(q) for q in service.quotes],
+    return {"reports": [messages.report_of(r) for r in service.reports], "quotes": [quote_data(q) for q in service.quotes],
             "latest": service.latest, "received": service.received, "applied": service.applied,
             "handled": service.handled, "refused": dict(service.refused), "placed": sorted(service.placed),
             "repeats": service.repeats, "base": service.base, "kept": service.kept,
