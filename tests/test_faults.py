@@ -24,9 +24,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
-import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -34,8 +31,7 @@ import pytest
 
 import cep
 from cep.plan import Plan
-from cep.runtime.supervisor import Supervisor
-from tests.support import SHIPPED_TICKS
+from tests.support import SHIPPED_TICKS, kill_at
 
 pytestmark = pytest.mark.integration
 
@@ -139,41 +135,15 @@ class Outcome:
 
 def run_under_fire(directory, scenario: Scenario, reference: Counter) -> Outcome:
     plan = scenario.plan
-    supervisor = Supervisor(plan, backoff_s=0.05, drain_timeout_s=5.0)
-    finished = threading.Event()
-    hung: list[bool] = []
-
-    def fire() -> None:
-        while supervisor.status.started is None and not finished.wait(0.005):
-            pass
-        began = time.monotonic()
-        for volley in scenario.volleys:
-            if finished.wait(max(0.0, began + volley.at_s - time.monotonic())):
-                return
-            for victim, gap_ms in zip(volley.victims, volley.gaps_ms + [0.0]):
-                try:
-                    os.kill(supervisor.status.pids[victim], signal.SIGKILL)
-                except ProcessLookupError:
-                    pass  # it was already dead (restarting)
-                time.sleep(gap_ms / 1000)
-        if not finished.wait(RUN_DEADLINE_S):
-            hung.append(True)
-            supervisor.stop()  # drains, or is terminated after the drain deadline
-
-    killer = threading.Thread(target=fire, daemon=True)
-    killer.start()
-    try:
-        status = supervisor.run()
-    finally:
-        finished.set()
-        killer.join()
+    _, status, hung = kill_at(plan, [(v.at_s, v.victims, v.gaps_ms) for v in scenario.volleys], RUN_DEADLINE_S,
+                              drain_timeout_s=5.0)
     out = output_lines(directory)
     strategy_crashes = sum(plan.process_of_worker(victim)[0].role == "strategy"
                            for volley in scenario.volleys for victim in volley.victims)
     return Outcome(lost=sum((reference - out).values()),
                    duplicated=sum(count - 1 for line, count in out.items() if line in reference and count > 1),
                    unexpected=sum(count for line, count in out.items() if line not in reference),
-                   hung=bool(hung or status.interrupted), strategy_crashes=strategy_crashes,
+                   hung=hung, strategy_crashes=strategy_crashes,
                    restarts=dict(status.restarts))
 
 

@@ -4,13 +4,15 @@ process SIGKILLed at random instants, several times per run, in each reliable de
 - exactly_once: nothing changes. No client order id is placed at the venue twice (its request
   log holds each place once), no fill is journaled twice, and the orders, fills and positions
   equal a fault-free run's.
-- at_least_once: the signals in flight are delivered again to a restarted executor, which
-  rebuilds its orders from its order log and asks the venue for those still working before it
-  decides anything (`cep.orders.recovery`): no client order id is placed twice, no fill is
-  journaled twice, every signal is decided, and the journal's orders and positions equal a
-  fault-free run's when the executor or the positions process is killed. A killed paper venue
-  keeps its word (no client order id placed twice, from its request log) but its book dies with
-  it: orders working there then never fill, so only those properties are compared.
+- at_least_once: no client order id is placed twice, no fill is journaled twice, every signal is
+  decided, and every order the venue took is journaled as sent. A killed positions process
+  changes nothing in the journal. A restarted executor comes back from its order log and asks
+  the venue for the orders whose reply it lost (`cep.orders.recovery`), so each order it sent
+  ends filled; its orders equal a fault-free run's when the signals come again in order, but
+  at_least_once keeps no order across a restart (frames sent meanwhile can come before those
+  sent again), and a signal that comes after later quotes is decided late (STALE_SIGNAL past
+  `max_signal_age`), after which positions and decisions may differ. A killed paper venue keeps
+  its word (a repeat of an order it took is answered, never placed) but its book dies with it.
 
 A failure prints its seed; `CEP_FAULT_SEED=<seed>` replays it. `CEP_SOAK=N` runs N seeds per
 victim (by hand; CI runs one).

@@ -28,9 +28,7 @@ the log plus a query per order whose reply was lost.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +40,7 @@ from cep.events import OrderEvent, OrderStatus, TickEvent
 from cep.orders.positions import TradingState
 from cep.orders.state import Quote, quote_data
 from cep.rows import Rows, as_records
-from cep.runtime.rundir import private_file
+from cep.runtime.rundir import private_database
 
 
 class Standing(BaseModel):
@@ -67,13 +65,7 @@ class OrderLog:
 
     def __init__(self, path: Path, fresh: bool) -> None:
         self.path = path
-        if fresh:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        os.close(private_file(path))
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
+        self.db = private_database(path, fresh)
         self.db.execute("CREATE TABLE IF NOT EXISTS events (position INTEGER PRIMARY KEY, event TEXT NOT NULL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS standing (id INTEGER PRIMARY KEY CHECK (id = 0), state BLOB)")
 

@@ -36,8 +36,6 @@ order, as its quotes come again: the same state, the same fills.
 from __future__ import annotations
 
 import math
-import os
-import sqlite3
 from collections import Counter, deque
 from dataclasses import replace
 from pathlib import Path
@@ -46,7 +44,7 @@ from typing import Any, Callable
 from cep.events import OrderStatus, TickEvent
 from cep.orders import messages
 from cep.orders.venue import Report, ReportDue, VenueAdapter, VenueReply, forgotten
-from cep.runtime.rundir import private_file
+from cep.runtime.rundir import private_database
 
 Respond = Callable[[dict[str, Any]], None]
 Waiting = tuple[dict[str, Any], "Respond | None"]
@@ -212,13 +210,7 @@ class RequestLog:
 
     def __init__(self, path: Path, fresh: bool, places_only: bool = False) -> None:
         self.places_only = places_only
-        if fresh:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        os.close(private_file(path))
-        self.db = sqlite3.connect(path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # a killed process loses nothing committed
+        self.db = private_database(path, fresh)
         self.db.execute("CREATE TABLE IF NOT EXISTS served (position INTEGER PRIMARY KEY, request BLOB NOT NULL, "
                         "op TEXT NOT NULL)")
         self._covered = 0  # requests the last checkpoint covers

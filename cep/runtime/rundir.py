@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import sqlite3
 import stat
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,6 +81,20 @@ def private_file(path: Path) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE_FILE)
     os.fchmod(fd, PRIVATE_FILE)
     return fd
+
+
+def private_database(path: Path, fresh: bool) -> sqlite3.Connection:
+    """A SQLite file of a run (a log a restarted process reads back) only the user may read:
+    0600, WAL, autocommit, `synchronous=NORMAL` (a killed process loses nothing committed);
+    `fresh` removes what an earlier run left first."""
+    if fresh:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    os.close(private_file(path))
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
 
 
 @contextmanager
