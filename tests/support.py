@@ -101,8 +101,9 @@ def kill_at(plan, volleys, deadline_s: float, drain_timeout_s: float = 10.0):
             for victim, gap_ms in zip(victims, [*(gaps[0] if gaps else []), *[0.0] * len(victims)]):
                 pid = supervisor.status.pids.get(victim)
                 try:
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
+                    if pid not in killed:  # else it is dead, not yet restarted
+                        os.kill(pid, signal.SIGKILL)
+                        killed.append(pid)
                 except (ProcessLookupError, TypeError):
                     pass  # restarting at that instant
                 time.sleep(gap_ms / 1000)
