@@ -85,7 +85,7 @@ def placed_at_the_venue(run_dir: Path) -> Counter:
 def same_positions(book: list[dict], expected: list[dict]) -> bool:
     """The same positions, the sums of the same fills in any order (within floating-point error)."""
     return len(book) == len(expected) and all(
-        p.keys() == q.keys() and all(p[k] == q[k] if isinstance(p[k], str) else math.isclose(p[k], q[k], rel_tol=1e-12)
+        p.keys() == q.keys() and all(p[k] == q[k] if isinstance(p[k], str) else math.isclose(p[k], q[k], rel_tol=1e-12, abs_tol=1e-9)
                                      for k in p) for p, q in zip(book, expected))
 
 
