@@ -84,9 +84,11 @@ def placed_at_the_venue(run_dir: Path) -> Counter:
 
 def same_positions(book: list[dict], expected: list[dict]) -> bool:
     """The same positions, the sums of the same fills in any order (within floating-point error)."""
+    def same(a, b) -> bool:
+        return a == b if isinstance(a, str) else math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9)
+
     return len(book) == len(expected) and all(
-        p.keys() == q.keys() and all(p[k] == q[k] if isinstance(p[k], str) else math.isclose(p[k], q[k], rel_tol=1e-12, abs_tol=1e-9)
-                                     for k in p) for p, q in zip(book, expected))
+        p.keys() == q.keys() and all(same(p[k], q[k]) for k in p) for p, q in zip(book, expected))
 
 
 SEEDS = [int(os.environ["CEP_FAULT_SEED"])] if os.environ.get("CEP_FAULT_SEED") else None
