@@ -194,9 +194,10 @@ def test_a_venue_restarted_without_its_state_answers_a_repeat_of_an_order_it_too
     log = RequestLog(tmp_path / "paper.requests.sqlite", fresh=False, places_only=True)
     assert log.count == 1  # the sync is not kept: only a place must never be served twice
     restarted = VenueService(PaperVenue(), log)
-    restarted.placed = log.placed()
+    restarted.lost = log.placed()
+    restarted.placed |= restarted.lost
     restarted.quotes_ended()
     restarted.handle(dict(place, id="0:1"), answers.append)
-    reply, _, _ = messages.read_reply(answers[-1], "0:1")
+    reply = messages.read_reply(answers[-1], "0:1")[0]
     assert reply.status.value == "REJECTED" and reply.reason.startswith("VENUE_RESTARTED") and reply.duplicate
     assert restarted.adapter.query("cep-1") is None and restarted.repeats == 1
