@@ -104,8 +104,7 @@ def _venue(plan: Plan, node: NodePlan, registry: Registry, observable: reactivex
                          places_only=not checkpointed)
     service = VenueService(adapter, log)
     if log is not None and ctx.incarnation > 0 and not checkpointed:  # no checkpoint brings its orders back
-        service.lost = log.placed()
-        service.placed |= service.lost  # a repeat of one is answered, never placed again
+        service.restarted_without_state(log)
 
     def snapshot() -> dict[str, Any]:
         if log is not None:

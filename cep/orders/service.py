@@ -72,6 +72,14 @@ class VenueService:
         self.lost: set[str] = set()     # placed before a restart without a checkpoint: the adapter lost them
         self.repeats = 0
 
+    def restarted_without_state(self, log: "RequestLog") -> None:
+        """This venue took over from one that died with its state (no checkpoint): it answers a
+        repeat of an order its log says was placed and never places it again, and numbers the
+        requests it serves on from the log's."""
+        self.lost = log.placed()
+        self.placed |= self.lost
+        self.handled = log.served()
+
     def on_quotes(self, records: list[dict[str, Any]]) -> None:
         for record in records:
             try:
@@ -234,6 +242,10 @@ class RequestLog:
         """The requests served after the first `handled` (checked as any request is, when served)."""
         rows = self.db.execute("SELECT request FROM served WHERE position > ? ORDER BY position", (handled,))
         return [messages.decode(data) for (data,) in rows]
+
+    def served(self) -> int:
+        """The venue's count of requests served at the last one kept."""
+        return self.db.execute("SELECT coalesce(max(position), 0) FROM served").fetchone()[0]
 
     def placed(self) -> set[str]:
         """The client order ids of the orders placed (a repeat of one is answered, never placed)."""
