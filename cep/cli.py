@@ -361,27 +361,6 @@ def plugins(pipeline: Path | None, kind: str | None) -> None:
         click.echo(line)
 
 
-KEYS_EXAMPLES = """\b
-Examples:
-  cep keys generate ~/.cep/keys                # then: security: {curve: {keys: ~/.cep/keys}}"""
-
-
-@cli.group(short_help="Make CURVE keys for pipelines on tcp.", epilog=KEYS_EXAMPLES)
-def keys() -> None:
-    """CURVE keys for pipelines on tcp (`security: {curve: {keys: DIR}}`): every tcp socket of
-    the pipeline encrypts, and only peers with the pipeline's client key may connect."""
-
-
-@keys.command("generate", short_help="Write a server and a client keypair into DIRECTORY.", epilog=KEYS_EXAMPLES)
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def generate_keys(directory: Path) -> None:
-    """Write a server and a client keypair into DIRECTORY (0700; secret files 0600)."""
-    from cep.runtime.security import generate_keys as generate
-    for path in generate(directory):
-        click.echo(f"wrote {path}")
-    click.echo(f"use them with: security: {{curve: {{keys: {directory}}}}}")
-
-
 @cli.command(short_help="Positions from an order journal, now or as of a time.", epilog="""\b
 Examples:
   cep positions out/journal.db                 # quantity, average cost, realized PnL
@@ -438,6 +417,8 @@ cli.add_command(dlq)
 
 from cep.commands.top import top  # noqa: E402
 cli.add_command(top)
+from cep.commands.keys import keys  # noqa: E402
+cli.add_command(keys)
 
 if __name__ == "__main__":
     main()

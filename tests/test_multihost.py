@@ -80,7 +80,7 @@ def two_hosts(workdir: Path, delivery: str = "at_least_once", count: int = 20_00
     text = PIPELINE.format(delivery=delivery, count=count, speed=speed, mode=mode, seed=seed)
     if hosted:
         if not (workdir / "keys").exists():
-            security.generate_keys(workdir / "keys")
+            security.generate_keys(workdir / "keys", hosts=("edge", "core"))
         text += HOSTS.format(edge=EDGE, core=CORE, edge_port=free_port_range(8, EDGE),
                              core_port=free_port_range(8, CORE))
     path = workdir / ("hosts.yaml" if hosted else "one.yaml")
@@ -200,11 +200,10 @@ def test_run_host_must_be_one_of_the_hosts(workdir):
 
 
 def client_socket(context: zmq.Context, workdir: Path) -> zmq.Socket:
-    """A DEALER holding the pipeline's client keys: what another host's supervisor connects with."""
+    """A DEALER holding host core's keys: what another host's supervisor connects with."""
     sender = context.socket(zmq.DEALER)
-    keys = security.load_keys(workdir / "keys")
-    sender.curve_secretkey, sender.curve_publickey = keys.client_secret, keys.client_public
-    sender.curve_serverkey = keys.server_public
+    sender.curve_publickey, sender.curve_secretkey = security.host_keypair(workdir / "keys", "core")
+    sender.curve_serverkey = security.host_keypair(workdir / "keys", "edge")[0]
     return sender
 
 

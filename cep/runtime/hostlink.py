@@ -118,7 +118,7 @@ class HostLink:
         self.on_notice = on_notice or (lambda text: None)
         self._host_of = {worker: p.host for p in plan.processes for worker in p.workers}
         self.partners = _partners(plan, host)
-        gate = security.Gate(context, security.load_keys(Path(plan.curve_keys))) if plan.curve_keys else None
+        gate = security.gate_for(context, plan, host)
         self.gate = gate
         self.inbox = context.socket(zmq.ROUTER)
         self.inbox.setsockopt(zmq.LINGER, 0)
@@ -136,7 +136,7 @@ class HostLink:
             peer = context.socket(zmq.DEALER)
             peer.setsockopt(zmq.LINGER, 2000)  # a last acknowledgement still reaches a peer that is there
             if gate is not None:
-                gate.dial(peer)
+                gate.dial(peer, endpoint)
             self.monitors[name] = peer.get_monitor_socket(LINK_EVENTS)
             peer.connect(endpoint)
             self.peers[name] = peer
@@ -168,11 +168,11 @@ class HostLink:
         accepted = []
         while True:
             try:
-                frames = self.inbox.recv_multipart(zmq.NOBLOCK)
+                frames = self.inbox.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return accepted
-            message = _decoded(frames[1]) if len(frames) == 2 else None
-            if message is not None and message.get("t") == "hello" and self._hello(message):
+            message = _decoded(frames[1].bytes) if len(frames) == 2 else None
+            if message is not None and message.get("t") == "hello" and self._hello(message, self._sender(frames[1])):
                 continue
             if message is not None and self._plausible(message):
                 accepted.append(message)
@@ -197,12 +197,20 @@ class HostLink:
             except zmq.Again:  # its queue is full: next time
                 pass
 
-    def _hello(self, message: dict[str, Any]) -> bool:
+    def _sender(self, frame: zmq.Frame) -> str | None:
+        """With per-host CURVE keys, the host whose key the sender's connection authenticated
+        ("" for none); None when keys do not tell hosts apart."""
+        if self.gate is None or not self.gate.keys.hosts:
+            return None
+        return self.gate.keys.host_of(frame.get("User-Id").encode()) or ""
+
+    def _hello(self, message: dict[str, Any], sender: str | None) -> bool:
         """A peer's hello: connected if it runs our plan, refused and said if not. False if it
-        is no hello of another host of the pipeline."""
+        is no hello of another host of the pipeline, or says it comes from a host whose key its
+        connection does not hold."""
         name, theirs = message.get("host"), message.get("digest")
         state = self.peer_states.get(name) if isinstance(name, str) else None
-        if state is None or not isinstance(theirs, str):
+        if state is None or not isinstance(theirs, str) or sender not in (None, name):
             return False
         if theirs == self.digest:
             state.become(CONNECTED, theirs)
@@ -234,6 +242,9 @@ class HostLink:
         if self.different:
             notes.append(f"host link {self.plan.hosts[self.host]} refused {self.different} hellos "
                          "from a host running a different pipeline")
+        if self.gate is not None and self.gate.count_refusals():
+            notes.append(f"host link {self.plan.hosts[self.host]} refused {self.gate.refused} tcp handshakes "
+                         "from peers without a host's key")
         return notes
 
     def close(self) -> None:

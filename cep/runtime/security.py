@@ -9,7 +9,11 @@ Two layers:
   wakes only for a handshake, so the data path never meets it) admits only the client public
   key. A peer without keys, or with other keys, never completes a handshake: nothing it sends
   reaches cep, and each refused handshake is counted from the socket's monitor events
-  (`refused_connections`). The process installs this once (`install`); `transport.bind` and
+  (`refused_connections`). A pipeline on several hosts gives each host a keypair of its own
+  (`cep keys generate DIR --host NAME`: `host-NAME.key` and `host-NAME.key_secret`): a host's
+  sockets serve and connect with its own pair, check the server key of the host that binds
+  the endpoint they connect to, and admit the public keys of the pipeline's hosts only; so a
+  host holds no secret but its own, and one host's key cannot speak for another. The process installs this once (`install`); `transport.bind` and
   `transport.connect` then apply it to every tcp socket (ipc sockets are guarded by the run
   directory's permissions).
 - **Plausibility checks**, with or without CURVE: a receiver refuses a data frame whose sequence
@@ -26,7 +30,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Hashable, Iterable
+from typing import Callable, Hashable, Iterable, Mapping
 
 import zmq
 import zmq.auth
@@ -36,7 +40,13 @@ from cep.errors import ConfigError, Problem
 from cep.runtime.delivery import ACK, EPOCH_BITS, SeqRanges, epoch
 
 SERVER, CLIENT = "server", "client"
+HOST_PREFIX = "host-"
 KEYS_HINT = "run `cep keys generate DIR` and add `security: {curve: {keys: DIR}}` to the pipeline"
+
+
+def host_keys_hint(hosts: Iterable[str]) -> str:
+    return (f"run `cep keys generate DIR {' '.join(f'--host {h}' for h in sorted(hosts))}`, then copy "
+            "DIR/host-*.key to every host and DIR/host-NAME.key_secret to host NAME only (README Several hosts)")
 HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                       | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 
@@ -44,19 +54,40 @@ HANDSHAKE_FAILURES = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE
 # -- keys -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CurveKeys:
-    """The pipeline's two keypairs (Z85): workers' bound sockets serve with the server pair,
-    their connecting sockets use the client pair."""
+    """What one process's CURVE uses (keys in Z85): its bound sockets serve with the server pair,
+    its connecting sockets present the client pair and expect `server_key(endpoint)`, and its ZAP
+    handler admits the client keys in `allowed`. One host: the pipeline's server and client
+    pairs. One host of several: the host's own pair for both, every host's public key allowed."""
 
     server_public: bytes
     server_secret: bytes
     client_public: bytes
     client_secret: bytes
+    allowed: frozenset[bytes] = frozenset()
+    hosts: tuple[tuple[str, str, int, bytes], ...] = ()  # (host, address, link port, public key)
+
+    def server_key(self, endpoint: str) -> bytes:
+        """The public key of the server bound at tcp `endpoint`: on several hosts, that of the host
+        whose ports it is on (each host's ports count up from its link port, `compiler.hosts`)."""
+        if not self.hosts:
+            return self.server_public
+        address, _, port = endpoint.removeprefix("tcp://").rpartition(":")
+        owners = [(link, key) for _, at, link, key in self.hosts if at == address and link <= int(port)]
+        if not owners:
+            raise ConfigError(Problem(f"security.curve.keys: no host of the pipeline binds {endpoint}"))
+        return max(owners)[1]
+
+    def host_of(self, public: bytes) -> str | None:
+        """The host whose public key this is (None: no host's)."""
+        return next((host for host, _, _, key in self.hosts if key == public), None)
 
 
-def generate_keys(directory: Path) -> list[Path]:
-    """Write a server and a client keypair into `directory` (made 0700; secret files 0600).
+def generate_keys(directory: Path, hosts: Iterable[str] = ()) -> list[Path]:
+    """Write a keypair per host in `hosts` (`host-NAME.key`, `host-NAME.key_secret`), or without
+    hosts a server and a client keypair, into `directory` (made 0700; secret files 0600).
     Refuses to overwrite keys: a running pipeline would stop trusting its peers."""
-    existing = [directory / f"{name}{suffix}" for name in (SERVER, CLIENT) for suffix in (".key", ".key_secret")
+    names = [f"{HOST_PREFIX}{host}" for host in hosts] or [SERVER, CLIENT]
+    existing = [directory / f"{name}{suffix}" for name in names for suffix in (".key", ".key_secret")
                 if (directory / f"{name}{suffix}").exists()]
     if existing:
         raise ConfigError(Problem(f"{directory} already holds keys ({', '.join(p.name for p in existing)})",
@@ -64,7 +95,7 @@ def generate_keys(directory: Path) -> list[Path]:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(directory, 0o700)  # before any secret is written into it, whatever the umask
     written = []
-    for name in (SERVER, CLIENT):
+    for name in names:
         public, secret = zmq.auth.create_certificates(directory, name)
         os.chmod(secret, 0o600)
         os.chmod(public, 0o644)
@@ -72,25 +103,57 @@ def generate_keys(directory: Path) -> list[Path]:
     return written
 
 
-def key_problems(directory: Path) -> list[str]:
-    """What is wrong with a keys directory for use by this user (empty: nothing)."""
-    if not directory.is_dir():
-        return [f"keys directory {directory} does not exist"]
+def _secret_problems(secret: Path) -> list[str]:
+    if not secret.is_file():
+        return [f"{secret} is missing"]
+    info = secret.stat()
     problems = []
-    for name in (SERVER, CLIENT):
-        secret = directory / f"{name}.key_secret"
-        if not secret.is_file():
-            problems.append(f"{secret} is missing")
-            continue
-        info = secret.stat()
-        if info.st_uid != os.getuid():
-            problems.append(f"{secret} belongs to another user (uid {info.st_uid})")
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            problems.append(f"{secret} is readable by other users (chmod 600 it, or make new keys)")
+    if info.st_uid != os.getuid():
+        problems.append(f"{secret} belongs to another user (uid {info.st_uid})")
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        problems.append(f"{secret} is readable by other users (chmod 600 it, or make new keys)")
     return problems
 
 
-def load_keys(directory: Path) -> CurveKeys:
+def key_problems(directory: Path) -> list[str]:
+    """What is wrong with a one-host pipeline's keys directory for use by this user (empty: nothing)."""
+    if not directory.is_dir():
+        return [f"keys directory {directory} does not exist"]
+    return [problem for name in (SERVER, CLIENT) for problem in _secret_problems(directory / f"{name}.key_secret")]
+
+
+def host_key_problems(directory: Path, hosts: Iterable[str], host: str | None = None) -> list[str]:
+    """What is wrong with the keys directory of a pipeline on `hosts`, on the machine of `host`
+    (None, as `cep validate` sees it: whichever host's secret keys it holds)."""
+    hosts = list(hosts)
+    if not directory.is_dir():
+        return [f"keys directory {directory} does not exist"]
+    if not any(directory.glob(f"{HOST_PREFIX}*.key")) and (directory / f"{SERVER}.key_secret").exists():
+        return [f"{directory} holds one keypair for the whole pipeline (server, client), and a pipeline on "
+                "several hosts gives each host its own"]
+    problems = [f"{directory / f'{HOST_PREFIX}{name}.key'} (host {name}'s public key) is missing"
+                for name in hosts if not (directory / f"{HOST_PREFIX}{name}.key").is_file()]
+    if host is not None:
+        return problems + _secret_problems(directory / f"{HOST_PREFIX}{host}.key_secret")
+    secrets = [directory / f"{HOST_PREFIX}{name}.key_secret" for name in hosts]
+    held = [secret for secret in secrets if secret.exists()]
+    if not held:
+        problems.append(f"{directory} holds no host's secret key (host-NAME.key_secret, on host NAME)")
+    return problems + [problem for secret in held for problem in _secret_problems(secret)]
+
+
+def host_keypair(directory: Path, host: str) -> tuple[bytes, bytes | None]:
+    """Host `host`'s public key, and its secret key where this directory holds it."""
+    secret = directory / f"{HOST_PREFIX}{host}.key_secret"
+    return zmq.auth.load_certificate(secret if secret.exists() else directory / f"{HOST_PREFIX}{host}.key")
+
+
+def load_keys(directory: Path, host: str | None = None, hosts: Mapping[str, str] | None = None) -> CurveKeys:
+    """The keys one process uses: a one-host pipeline's (no `hosts`), or those of `host` of a
+    pipeline on `hosts` (host -> its link endpoint, `Plan.hosts`): its own secret key and every
+    host's public key, nothing else read."""
+    if hosts:
+        return _host_keys(directory, host, hosts)
     problems = key_problems(directory)
     if problems:
         raise ConfigError([Problem(f"security.curve.keys: {p}", hint=KEYS_HINT) for p in problems])
@@ -98,7 +161,23 @@ def load_keys(directory: Path) -> CurveKeys:
     client_public, client_secret = zmq.auth.load_certificate(directory / f"{CLIENT}.key_secret")
     if server_secret is None or client_secret is None:
         raise ConfigError(Problem(f"security.curve.keys: {directory} holds no secret keys", hint=KEYS_HINT))
-    return CurveKeys(server_public, server_secret, client_public, client_secret)
+    return CurveKeys(server_public, server_secret, client_public, client_secret, frozenset([client_public]))
+
+
+def _host_keys(directory: Path, host: str | None, hosts: Mapping[str, str]) -> CurveKeys:
+    problems = host_key_problems(directory, hosts, host) if host is not None else [
+        f"the keys of a pipeline on several hosts are loaded for one host ({', '.join(hosts)})"]
+    if problems:
+        raise ConfigError([Problem(f"security.curve.keys: {p}", hint=host_keys_hint(hosts)) for p in problems])
+    public, secret = host_keypair(directory, host)
+    if secret is None:
+        raise ConfigError(Problem(f"security.curve.keys: {directory / f'{HOST_PREFIX}{host}.key_secret'} holds "
+                                  "no secret key", hint=host_keys_hint(hosts)))
+    known = []
+    for name, link in hosts.items():
+        address, _, port = link.removeprefix("tcp://").rpartition(":")
+        known.append((name, address, int(port), host_keypair(directory, name)[0]))
+    return CurveKeys(public, secret, public, secret, frozenset(key for *_, key in known), tuple(known))
 
 
 def is_loopback(host: str) -> bool:
@@ -112,14 +191,14 @@ def is_loopback(host: str) -> bool:
 
 
 # -- one worker process's CURVE ---------------------------------------------------------------------
-class _ClientKey:
-    """The ZAP handler's question: is this the pipeline's client key?"""
+class _ClientKeys:
+    """The ZAP handler's question: is this a client key the process admits?"""
 
-    def __init__(self, allowed: bytes) -> None:
+    def __init__(self, allowed: frozenset[bytes]) -> None:
         self.allowed = allowed
 
     def callback(self, domain: str, key: bytes) -> bool:
-        return key == self.allowed
+        return key in self.allowed
 
 
 class Gate:
@@ -129,7 +208,7 @@ class Gate:
         self.keys = keys
         self.authenticator = ThreadAuthenticator(context)
         self.authenticator.start()
-        self.authenticator.configure_curve_callback("*", _ClientKey(keys.client_public))
+        self.authenticator.configure_curve_callback("*", _ClientKeys(keys.allowed))
         self.monitors: list[zmq.Socket] = []
         self.refused = 0
 
@@ -139,10 +218,10 @@ class Gate:
         socket.curve_server = True
         self.monitors.append(socket.get_monitor_socket(HANDSHAKE_FAILURES))
 
-    def dial(self, socket: zmq.Socket) -> None:
+    def dial(self, socket: zmq.Socket, endpoint: str) -> None:
         socket.curve_secretkey = self.keys.client_secret
         socket.curve_publickey = self.keys.client_public
-        socket.curve_serverkey = self.keys.server_public
+        socket.curve_serverkey = self.keys.server_key(endpoint)
 
     def count_refusals(self) -> int:
         """Handshakes refused so far (reads the monitors' events that came since the last call)."""
@@ -162,11 +241,17 @@ _gate: Gate | None = None
 """This process's CURVE, once `install`ed: a worker process serves one pipeline."""
 
 
-def install(context: zmq.Context, keys_dir: str | None) -> Gate | None:
-    """Make every tcp socket this process binds or connects from now on use CURVE with the keys in
-    `keys_dir` (None: plain tcp). Returns the gate to `close` before the context terminates."""
+def gate_for(context: zmq.Context, plan, host: str | None) -> Gate | None:
+    """CURVE for a process of `plan` on `host` (None: a one-host plan), or None without keys."""
+    return Gate(context, load_keys(Path(plan.curve_keys), host, plan.hosts)) if plan.curve_keys else None
+
+
+def install(context: zmq.Context, plan, host: str | None) -> Gate | None:
+    """Make every tcp socket this process binds or connects from now on use CURVE with the plan's
+    keys (none: plain tcp), those of `host` on several hosts. Returns the gate to `close` before
+    the context terminates."""
     global _gate
-    _gate = Gate(context, load_keys(Path(keys_dir))) if keys_dir else None
+    _gate = gate_for(context, plan, host)
     return _gate
 
 
@@ -179,7 +264,7 @@ def as_server(socket: zmq.Socket, endpoint: str) -> None:
 def as_client(socket: zmq.Socket, endpoint: str) -> None:
     """Before connecting to `endpoint`: CURVE client options, if installed and tcp."""
     if _gate is not None and endpoint.startswith("tcp://"):
-        _gate.dial(socket)
+        _gate.dial(socket, endpoint)
 
 
 def refused_connections() -> int:
@@ -285,8 +370,12 @@ def check_pipeline(pipeline) -> tuple[list[Problem], list[Problem]]:
     errors, warnings = [], []
     if curve is not None:
         where = pipeline.locate("security", "curve", "keys")
-        errors += [Problem(f"security.curve.keys: {problem}", where, KEYS_HINT)
-                   for problem in key_problems(keys_directory(pipeline))]
+        if pipeline.hosts:
+            errors += [Problem(f"security.curve.keys: {problem}", where, host_keys_hint(pipeline.hosts))
+                       for problem in host_key_problems(keys_directory(pipeline), pipeline.hosts)]
+        else:
+            errors += [Problem(f"security.curve.keys: {problem}", where, KEYS_HINT)
+                       for problem in key_problems(keys_directory(pipeline))]
         if transport.kind != "tcp" and not pipeline.hosts:  # with hosts every edge is tcp
             warnings.append(Problem("security.curve applies to tcp sockets; this pipeline uses ipc, guarded by "
                                     "its run directory's permissions", where, "remove security.curve, or use "

@@ -172,8 +172,11 @@ class Supervisor:
             if on_sigterm:
                 signal.signal(signal.SIGTERM, previous)
             self._control.close(0)
+            if refused := self.status.refused_connections():  # counted, not hidden
+                self.status.notes.append(f"workers refused {refused} tcp handshakes from peers without the "
+                                         "pipeline's keys")
             if self._link is not None:
-                self.status.notes += self._link.notes()  # counted, not hidden
+                self.status.notes += self._link.notes()
                 self._link.close()
             context.term()
 

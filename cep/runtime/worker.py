@@ -87,7 +87,7 @@ def worker_main(plan_data: dict, worker: str, incarnation: int, resume: bool, en
     control.setsockopt(zmq.LINGER, 2000)
     control.connect(plan.control)
     try:
-        gate = security.install(context, plan.curve_keys)
+        gate = security.install(context, plan, plan.process_of_worker(worker)[0].host)
         Worker(plan, worker, incarnation, resume, context, control).run()
     except WorkerOrphaned:  # nobody is left to tell
         context.destroy(linger=0)
