@@ -277,3 +277,60 @@ class _FailingJetStream:
         lost: asyncio.Future = asyncio.get_running_loop().create_future()
         lost.set_exception(NatsTimeout())
         return lost
+
+
+# -- nkeys and JWTs (what `nsc` makes, made here) ------------------------------------------------
+def nkey_pair(role: str = "user"):
+    """A fresh nkeys KeyPair of `role` (user, account, operator)."""
+    import nkeys
+    prefix = {"user": nkeys.PREFIX_BYTE_USER, "account": nkeys.PREFIX_BYTE_ACCOUNT,
+              "operator": nkeys.PREFIX_BYTE_OPERATOR}[role]
+    return nkeys.from_seed(nkeys.encode_seed(os.urandom(32), prefix))
+
+
+def _jwt(issuer, subject: str, name: str, nats: dict) -> str:
+    """A NATS JWT (ed25519-nkey) of `subject`, signed by `issuer`'s key pair."""
+    import base64
+    import hashlib
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    claims = {"iat": int(time.time()), "iss": issuer.public_key.decode(), "name": name, "sub": subject,
+              "nats": {**nats, "version": 2}}
+    claims["jti"] = base64.b32encode(hashlib.sha256(json.dumps(claims).encode()).digest()).decode().rstrip("=")
+    signed = f"{b64(json.dumps({'typ': 'JWT', 'alg': 'ed25519-nkey'}).encode())}.{b64(json.dumps(claims).encode())}"
+    return f"{signed}.{b64(issuer.sign(signed.encode()))}"
+
+
+class Operator:
+    """Decentralised authentication as `nsc` sets it up: an operator, its system account and
+    one account with JetStream, whose users log in with .creds files (`creds`)."""
+
+    UNLIMITED = {key: -1 for key in ("subs", "data", "payload", "imports", "exports", "conn", "leaf",
+                                     "mem_storage", "disk_storage", "streams", "consumer")}
+
+    def __init__(self) -> None:
+        self.operator, self.system, self.account = nkey_pair("operator"), nkey_pair("account"), nkey_pair("account")
+
+    def config(self) -> str:
+        """The server's configuration: the operator, and both accounts preloaded."""
+        operator = self.operator.public_key.decode()
+        system, account = self.system.public_key.decode(), self.account.public_key.decode()
+        jwts = {system: _jwt(self.operator, system, "SYS", {"type": "account"}),
+                account: _jwt(self.operator, account, "cep",
+                              {"type": "account", "limits": {**self.UNLIMITED, "wildcards": True}})}
+        preload = ", ".join(f'{key}: "{value}"' for key, value in jwts.items())
+        return (f'operator: "{_jwt(self.operator, operator, "op", {"type": "operator", "system_account": system})}"\n'
+                f"system_account: {system}\nresolver: MEMORY\nresolver_preload: {{ {preload} }}")
+
+    def creds(self, path: Path, account=None) -> Path:
+        """Write the .creds file of a new user of the account (or of another `account` key
+        pair, which the server does not know) to `path`."""
+        user, issuer = nkey_pair("user"), account or self.account
+        token = _jwt(issuer, user.public_key.decode(), "user",
+                     {"type": "user", "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1})
+        path.write_text(f"-----BEGIN NATS USER JWT-----\n{token}\n------END NATS USER JWT------\n\n"
+                        f"-----BEGIN USER NKEY SEED-----\n{user.seed.decode()}\n------END USER NKEY SEED------\n")
+        path.chmod(0o600)
+        return path

@@ -165,7 +165,7 @@ def to_mermaid(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-SECRET_PARAMS = frozenset({"token", "password"})
+SECRET_PARAMS = frozenset({"token", "password", "nkey", "creds"})
 """Component parameters and NATS settings whose values `cep graph` never prints (credentials,
 written in a pipeline as `${ENV}`); the other renderings print no parameters at all."""
 

@@ -45,6 +45,8 @@ class NatsOptions(_Strict):
     token: str | None = None
     user: str | None = None
     password: str | None = None
+    nkey: str | None = None     # a file holding the user's nkey seed
+    creds: str | None = None    # a .creds file (the user's JWT and nkey seed)
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None

@@ -7,7 +7,8 @@ later). The nats-py client keeps reading, answering pings and reconnecting on th
 the worker computes, so a busy pass never makes the server think the client is gone.
 
 `NatsConnection` is what a pipeline writes to reach a server: `url` (several, comma-separated,
-for a cluster) and how to authenticate. Its secrets never reach a message: `describe()` is the
+for a cluster) and how to authenticate (a token, a user and password, an nkey seed file or a
+.creds file). Its secrets never reach a message: `describe()` is the
 form errors and logs print.
 """
 from __future__ import annotations
@@ -101,6 +102,10 @@ class NatsConnection(BaseModel):
     tls_ca: str | None = Field(None, description="CA certificate file that signed the server's")
     tls_cert: str | None = Field(None, description="client certificate file (mutual TLS)")
     tls_key: str | None = Field(None, description="client key file (mutual TLS)")
+    nkey: str | None = Field(None, repr=False, description="file holding the user's nkey seed (SU...), "
+                                                           "e.g. ${NATS_NKEY_FILE}")
+    creds: str | None = Field(None, repr=False, description="user credentials file (.creds: the user's "
+                                                            "JWT and nkey seed), e.g. ${NATS_CREDS}")
 
     @field_validator("url")
     @classmethod
@@ -110,16 +115,19 @@ class NatsConnection(BaseModel):
                 raise ValueError(f"{redact(url)!r} is not a NATS URL (write nats://HOST:PORT)")
         return value
 
-    @field_validator("tls_ca", "tls_cert", "tls_key")
+    @field_validator("tls_ca", "tls_cert", "tls_key", "nkey", "creds")
     @classmethod
     def _file(cls, value: str | None, info: ValidationInfo) -> str | None:
         from cep.components.sources.files import resolve_existing
-        return value if value is None else str(resolve_existing(value, info, "TLS file"))
+        return value if value is None else str(resolve_existing(value, info, FILES[info.field_name]))
 
     @model_validator(mode="after")
     def _key_with_cert(self) -> "NatsConnection":
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: the client certificate and its key")
+        if self.nkey is not None and self.creds is not None:
+            raise ValueError("nkey and creds are two ways to log in as a user: give one (a .creds "
+                             "file holds the user's nkey seed already)")
         return self
 
     def describe(self) -> str:
@@ -133,6 +141,10 @@ class NatsConnection(BaseModel):
             value = getattr(self, key)
             if value is not None:
                 options[key] = value
+        if self.nkey is not None:
+            options["nkeys_seed"] = check_nkey_file(self.nkey)
+        if self.creds is not None:
+            options["user_credentials"] = check_creds_file(self.creds)
         if self.tls_ca or self.tls_cert:
             options["tls"] = self._tls_context()
         return options
@@ -143,6 +155,59 @@ class NatsConnection(BaseModel):
         if self.tls_cert:
             context.load_cert_chain(self.tls_cert, self.tls_key)
         return context
+
+
+FILES = {"tls_ca": "TLS file", "tls_cert": "TLS file", "tls_key": "TLS file",
+         "nkey": "nkey seed file", "creds": "credentials file"}
+CREDENTIAL_KEYS = ("token", "user", "password", "nkey", "creds")
+"""The settings that log in: a refused login points at them."""
+
+
+def require_nkeys() -> Any:
+    """The `nkeys` package (nats-py signs the server's challenge with it); NatsUnavailable with
+    the install command when it is absent."""
+    try:
+        import nkeys
+    except ImportError:
+        raise NatsUnavailable(f"NATS nkey and .creds logins need the nkeys package, which is not "
+                              f"installed: {INSTALL_HINT}") from None
+    return nkeys
+
+
+def check_nkey_file(path: str) -> str:
+    """`path`, once it holds one user's nkey seed; NatsUnavailable naming what is wrong, never
+    showing the file's content."""
+    nkeys = require_nkeys()
+    seed = _read_secret(path, "nkey seed file").strip()
+    try:
+        nkeys.from_seed(seed.encode())
+    except Exception:  # nkeys raises its own kinds, and binascii's for what is no base32
+        raise NatsUnavailable(f"the nkey seed file {path} holds no nkey seed (one line starting "
+                              f"with SU, as `nk -gen user` writes it)") from None
+    if not seed.startswith("SU"):
+        raise NatsUnavailable(f"the nkey seed file {path} holds the seed of an operator, account or "
+                              f"server, not of a user (SU...)")
+    return path
+
+
+def check_creds_file(path: str) -> str:
+    """`path`, once it looks like a user credentials file (a user JWT and its nkey seed);
+    NatsUnavailable naming what is missing."""
+    require_nkeys()
+    text = _read_secret(path, "credentials file")
+    for part, what in (("BEGIN NATS USER JWT", "user JWT"), ("BEGIN USER NKEY SEED", "nkey seed")):
+        if part not in text:
+            raise NatsUnavailable(f"the credentials file {path} has no {what} (a .creds file as `nsc "
+                                  f"generate creds` writes it holds both)")
+    return path
+
+
+def _read_secret(path: str, what: str) -> str:
+    try:
+        return open(path, encoding="ascii").read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NatsUnavailable(f"cannot read the {what} {path}: "
+                              f"{exc.strerror if isinstance(exc, OSError) else 'not text'}") from None
 
 
 def servers(url: str) -> list[str]:
@@ -161,6 +226,7 @@ def connect(connection: NatsConnection, name: str) -> Any:
     """A connected nats-py client (on this process's loop), named `name` in the server's
     monitoring; NatsUnavailable naming the servers (never the credentials) when none answers."""
     nats = require_nats()
+    options = connection.options()  # a credentials file that is wrong fails here, saying why
     errors: list[Exception] = []
 
     async def note(exc: Exception) -> None:
@@ -173,7 +239,7 @@ def connect(connection: NatsConnection, name: str) -> Any:
         # a lost server is retried without end, while a cluster's others take over
         client = await asyncio.wait_for(nats.connect(
             name=name, connect_timeout=2, reconnect_time_wait=0.25, max_reconnect_attempts=1,
-            allow_reconnect=True, error_cb=note, **connection.options()), CONNECT_S)
+            allow_reconnect=True, error_cb=note, **options), CONNECT_S)
         # nats-py has one option for both: how often the first connection tries each server
         # and how often a lost one is retried. It reads it from its public `options` at each
         # reconnection, so setting it once connected is how both hold (no other API does).
@@ -210,7 +276,7 @@ def login_hint(connection: NatsConnection, cause: Exception | None) -> str:
     reason: wrong credentials, or none where the server requires them."""
     if not isinstance(cause, ConnectionResetError):
         return ""
-    if any(getattr(connection, key) is not None for key in ("token", "user", "password")):
+    if any(getattr(connection, key) is not None for key in CREDENTIAL_KEYS):
         return " (the server closed the connection during login: check the credentials)"
     return " (the server closed the connection during login: does it require credentials?)"
 

@@ -15,7 +15,7 @@ from typing import Any
 from cep.jetstream.client import NatsConnection, close, connect, loop
 from cep.jetstream.streams import StreamLimits, ensure_stream
 
-CONNECTION_KEYS = ("url", "token", "user", "password", "tls_ca", "tls_cert", "tls_key")
+CONNECTION_KEYS = ("url", "token", "user", "password", "nkey", "creds", "tls_ca", "tls_cert", "tls_key")
 LIMIT_KEYS = ("replicas", "max_age", "max_bytes")
 RUN_KEY = "cep.run"
 """Stream metadata: the token of the run whose frames the stream holds."""
