@@ -86,3 +86,19 @@ def test_the_paper_venue_never_reports_before_it_said_a_report_is_due(quotes, or
                 kind = OrderType.MARKET if limit is None else OrderType.LIMIT
                 venue.place(OrderRequest(f"c{index}{name}{side}", name, Action(side), quantity, now, kind, limit))
                 venue.reports()  # what the place itself made is in its reply
+
+
+def test_with_no_report_due_the_executor_still_asks_every_so_many_quotes_so_its_venue_holds_no_more():
+    from cep.orders.node import SYNC_AT_LEAST_EVERY
+
+    service = VenueService(PaperVenue())
+    channel = LocalChannel(service)
+    node = ExecutorNode(ExecutorSettings(), channel, BuildContext(node="exec"))
+    waiting = 0
+    for i in range(5 * SYNC_AT_LEAST_EVERY):  # a quiet market: quotes, no signal, no order
+        quote = {"timestamp": T0 + i, "instrument": "A", "bid_price": 99.9, "ask_price": 100.0}
+        service.on_quotes([quote])
+        node.step([quote])
+        waiting = max(waiting, len(service.quotes))
+    assert waiting <= SYNC_AT_LEAST_EVERY  # the quotes the venue keeps until the executor's clock passes them
+    assert channel.calls == 5

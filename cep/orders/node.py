@@ -44,6 +44,11 @@ from cep.orders.settings import ExecutorSettings
 from cep.rows import Rows, as_records
 
 QUOTE_FIELDS = ("timestamp", "instrument", "bid_price", "ask_price", "bid_volume", "ask_volume")
+SYNC_AT_LEAST_EVERY = 1_000
+"""Quotes after which the executor asks its venue for the fill stream even when no report can be
+due: the venue keeps every quote past the executor's clock until a request moves the clock, so a
+quiet market (no order working for an hour) would otherwise grow it, and its checkpoint, without
+end. A request that finds nothing changes no fill and no decision."""
 DEAD_LETTERED = UNTRACKED | {Deny.CIRCUIT_OPEN}
 """Denials whose signal is kept in the dead-letter file: no order event records it (unreadable,
 a repeat) or it may be sent again once the venue is back (the breaker was open)."""
@@ -122,11 +127,12 @@ class ExecutorNode:
         self._note_venue()
 
     def _sync(self, out: list[OrderEvent], instrument: str | None = None, always: bool = False) -> None:
-        """The fills up to now (at a quote of `instrument`), if an order may have some by now
-        (and the venue is not known down)."""
+        """The fills up to now (at a quote of `instrument`), if an order may have some by now, or
+        `SYNC_AT_LEAST_EVERY` quotes after the last time (and the venue is not known down)."""
         now = (self.clock, self.quotes)
-        if now == self.synced or not (always or (any(True for _ in self.executor.ledger.working())
-                                                 and self.link.may_report(self.clock, instrument))):
+        if now == self.synced or not (always or self.quotes - self.synced[1] >= SYNC_AT_LEAST_EVERY
+                                      or (any(True for _ in self.executor.ledger.working())
+                                          and self.link.may_report(self.clock, instrument))):
             return
         self.synced = now
         self.link.at(*now)
