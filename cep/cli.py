@@ -363,7 +363,8 @@ def plugins(pipeline: Path | None, kind: str | None) -> None:
 
 @cli.command(short_help="Positions from an order journal, now or as of a time.", epilog="""\b
 Examples:
-  cep positions out/journal.db                 # quantity, average cost, realized PnL
+  cep positions out/journal.db                 # quantity, average cost, realized PnL (and
+                                               # unrealized, as of the latest quotes it keeps)
   cep positions out/journal.db --at 2024-08-08T23:55:00Z --json""")
 @click.argument("journal", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per instrument and line.")

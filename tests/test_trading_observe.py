@@ -17,7 +17,14 @@ from cep.events import TickEvent
 from cep.orders import PaperDesk, PaperVenue, RiskLimits
 from cep.orders.breaker import CircuitBreaker
 from cep.orders.gauges import executor_gauges, executors, line
+from cep.orders.journal import Journal, read_marks
+from cep.orders.queries import positions_report
 from cep.orders.summary import trading_summary
+from cep.components.base import BuildContext
+from cep.components.sinks.positions import PositionsSinkParams, positions_sink
+from cep.rows import Rows
+from tests.test_orders_cli import cep as cli
+from tests.test_orders_journal import issue_example_events
 from cep.runtime.metrics import RunStatus
 from tests.ports import free_port_range
 from tests.support import SHIPPED_TICKS, wait_for
@@ -190,9 +197,57 @@ def test_the_trading_summary_marks_each_position_at_its_last_quote_and_realized_
         risk["peak_equity"] - risk["equity"])
     journal = trading["journals"]["book"]
     assert journal["realized"] == pytest.approx(risk["realized"])  # another process, the same fills
+    assert journal["realized"] + journal["unrealized"] == pytest.approx(risk["equity"])  # and the same marks
     lines = result.stderr.splitlines()
     total = next(text for text in lines if text.startswith("  total equity "))
     assert f"peak {risk['peak_equity']:,.4f}, drawdown {risk['drawdown']:,.4f}" in total
     for p in positions:
         row = next(text for text in lines if text.strip().startswith(p["instrument"]))
         assert f"unrealized PnL {p['unrealized']:,.4f} at the " in row
+
+
+def a_journal_long_100_at_50(path: Path, marks: list[TickEvent]) -> Path:
+    """A journal of BUY 100 filled at 50 (event time 12), keeping `marks`."""
+    with Journal(path) as journal:
+        journal.append(issue_example_events()[:4])
+        journal.mark(marks)
+    return path
+
+
+def test_cep_positions_marks_a_long_position_at_the_journal_s_latest_bid_as_of_its_time(tmp_path):
+    journal = a_journal_long_100_at_50(tmp_path / "j.db", [TickEvent(2_000, "X", 51.0, 52.0)])
+    code, out, err = cli("positions", journal, "--json")
+    assert code == 0, err
+    assert [json.loads(text) for text in out.splitlines()] == [
+        {"instrument": "X", "quantity": 100.0, "average_cost": 50.0, "realized": 0.0, "unrealized": 100.0,
+         "exposure": 5_100.0, "mark": 51.0, "marked_at": 2_000}]
+    code, out, _ = cli("positions", journal)
+    header, row, total = out.splitlines()
+    assert header.split() == ["instrument", "quantity", "average_cost", "realized", "unrealized", "mark", "as", "of"]
+    assert row.split() == ["X", "100", "50", "0.000000", "100.000000", "51", "1970-01-01T00:00:00.000002000Z"]
+    assert total.split() == ["total", "0.000000", "100.000000"]
+    code, out, _ = cli("positions", journal, "--at", "1999", "--json")  # the mark is later: not the quote then
+    assert [json.loads(text) for text in out.splitlines()] == [
+        {"instrument": "X", "quantity": 100.0, "average_cost": 50.0, "realized": 0.0}]
+
+
+def test_the_journal_keeps_each_instrument_s_latest_quote_and_never_an_older_one(tmp_path):
+    journal = a_journal_long_100_at_50(tmp_path / "j.db", [TickEvent(2_000, "X", 51.0, 52.0),
+                                                           TickEvent(1_500, "Y", 9.0, 10.0)])
+    with Journal(journal) as again:  # a replay after a restart brings an older quote again
+        again.mark([TickEvent(1_000, "X", 40.0, 41.0), TickEvent(1_600, "Y", 9.5, 10.5)])
+    assert {name: (q.bid_price, q.ask_price, q.timestamp) for name, q in read_marks(journal).items()} == {
+        "X": (51.0, 52.0, 2_000), "Y": (9.5, 10.5, 1_600)}
+
+
+def test_the_positions_sink_marks_at_the_last_quote_of_each_instrument_in_rows_or_records(tmp_path):
+    ctx = BuildContext(node="book")
+    sink = positions_sink(PositionsSinkParams(journal=tmp_path / "j.db"), ctx)
+    sink.write([event.to_record() for event in issue_example_events()[:4]])
+    fields = ("timestamp", "instrument", "bid_price", "ask_price")
+    sink.write(Rows(fields, [(1_000, "X", 49.0, 50.0), (2_000, "X", 51.0, 52.0), (1_500, "Y", 9.0, 10.0)]))
+    sink.write([{"timestamp": 3_000, "instrument": "Y", "bid_price": float("nan"), "ask_price": 10.0}])
+    sink.close()
+    assert {name: q.bid_price for name, q in read_marks(tmp_path / "j.db").items()} == {"X": 51.0, "Y": 9.0}
+    assert ctx.counters.dropped == {"bad quote": 1} and ctx.counters.dead_lettered == 0
+    assert positions_report(tmp_path / "j.db")[0]["unrealized"] == 100.0

@@ -17,6 +17,12 @@ The file:
 - triggers refuse UPDATE and DELETE: append-only is enforced by the file, not by convention;
 - the file is 0600 (SQLite gives its -wal and -shm files the same mode): orders and positions
   are nobody else's business.
+
+Beside the facts, one read model: table `marks`, each instrument's latest quote (bid, ask, event
+time) that the `positions` sink was given, so that `cep positions` can mark a position where it
+could be closed (the bid when long, the ask when short). A quote is not an order event: keeping
+every one would make the journal the market's tape, so only the latest is kept, replaced in
+place, and never by an older quote (a replay after a restart leaves it as it was).
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from cep.errors import RuntimeFailure, UserError
-from cep.events import OrderEvent
+from cep.events import OrderEvent, TickEvent
 from cep.runtime.rundir import private_file
 
 FORMAT = "cep-journal 1"
@@ -54,7 +60,16 @@ CREATE TRIGGER IF NOT EXISTS order_events_no_update BEFORE UPDATE ON order_event
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS order_events_no_delete BEFORE DELETE ON order_events
     BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TABLE IF NOT EXISTS marks (
+    instrument TEXT PRIMARY KEY,
+    bid REAL NOT NULL,
+    ask REAL NOT NULL,
+    timestamp INTEGER NOT NULL
+);
 """
+MARK = """INSERT INTO marks (instrument, bid, ask, timestamp) VALUES (?, ?, ?, ?)
+    ON CONFLICT (instrument) DO UPDATE SET bid = excluded.bid, ask = excluded.ask, timestamp = excluded.timestamp
+    WHERE excluded.timestamp >= marks.timestamp"""
 
 
 class Journal:
@@ -94,6 +109,17 @@ class Journal:
         self.duplicates += len(rows) - added
         return added
 
+    def mark(self, quotes: Iterable[TickEvent]) -> None:
+        """Keep each quote as its instrument's latest, unless a later one is kept already."""
+        rows = [(q.instrument, q.bid_price, q.ask_price, q.timestamp) for q in quotes]
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.executemany(MARK, rows)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         self.db.close()
 
@@ -129,6 +155,21 @@ def read_events(path: Path | str, *, until: int | None = None, signal_id: str | 
         raise UserError(f"{path}: not a readable cep journal ({exc})") from exc
     finally:
         db.close()
+
+
+def read_marks(path: Path | str) -> dict[str, TickEvent]:
+    """Each instrument's latest quote the journal keeps (none in a journal written before it kept
+    quotes, or whose sink was given none)."""
+    db = open_for_reading(path)
+    try:
+        rows = db.execute("SELECT instrument, bid, ask, timestamp FROM marks").fetchall()
+    except sqlite3.OperationalError:  # no such table: an older journal
+        return {}
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path}: not a readable cep journal ({exc})") from exc
+    finally:
+        db.close()
+    return {instrument: TickEvent(timestamp, instrument, bid, ask) for instrument, bid, ask, timestamp in rows}
 
 
 def open_for_reading(path: Path | str) -> sqlite3.Connection:

@@ -2,8 +2,11 @@
 
 These are what `cep positions JOURNAL` and `cep orders JOURNAL` print. They open the journal
 read-only and fold its events in the order they were appended, so they never touch a running
-pipeline and answer the same while it runs and afterwards. The journal holds no quotes, so a
-position read from it has its realized PnL and average cost, not an unrealized PnL.
+pipeline and answer the same while it runs and afterwards. Its events hold no quotes; a journal
+whose `positions` sink was given the quotes keeps each instrument's latest (`read_marks`), and a
+position is marked at it (unrealized PnL at the bid when long, the ask when short, as of that
+quote's time). A mark later than the time asked for (`at`) is not used: the journal does not know
+the quote in force then, so such a position shows no unrealized PnL rather than a wrong one.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cep.events import OrderEvent
-from cep.orders.journal import read_events
+from cep.orders.journal import read_events, read_marks
 from cep.orders.positions import PositionBook
 
 
@@ -25,9 +28,19 @@ def positions_at(journal: Path | str, at: int | None = None) -> PositionBook:
 
 
 def positions_report(journal: Path | str, at: int | None = None) -> list[dict[str, Any]]:
-    """One plain dict per instrument traded: quantity, average cost, realized PnL."""
-    return [{"instrument": p.instrument, "quantity": p.quantity, "average_cost": p.average_cost,
-             "realized": p.realized} for p in positions_at(journal, at).positions()]
+    """One plain dict per instrument traded: quantity, average cost, realized PnL; and where the
+    journal keeps a mark for it (up to `at`), unrealized PnL, exposure, the mark and its time
+    (`PositionBook.snapshot`)."""
+    book = positions_at(journal, at)
+    marks = {name: quote for name, quote in read_marks(journal).items() if at is None or quote.timestamp <= at}
+    for quote in marks.values():
+        book.mark(quote)
+    return [row if row["instrument"] in marks else {key: row[key] for key in UNMARKED}
+            for row in book.snapshot()]
+
+
+UNMARKED = ("instrument", "quantity", "average_cost", "realized")
+"""What a position without a mark shows."""
 
 
 def order_history(journal: Path | str, *, signal_id: str | None = None,
@@ -64,14 +77,25 @@ def format_time(timestamp: int) -> str:
 
 
 def render_positions(rows: list[dict[str, Any]]) -> list[str]:
-    """`positions_report` as an aligned text table with the total realized PnL."""
+    """`positions_report` as an aligned text table with the total realized PnL; with unrealized
+    PnL, the mark and its time when the journal marks a position."""
     if not rows:
         return ["no fills in the journal (up to that time)"]
-    lines = [f"{'instrument':<12} {'quantity':>14} {'average_cost':>14} {'realized':>14}"]
-    lines += [f"{row['instrument']:<12} {row['quantity']:>14.8g} {row['average_cost']:>14.8g} {row['realized']:>14.6f}"
-              for row in rows]
-    lines.append(f"{'total':<12} {'':>14} {'':>14} {sum(row['realized'] for row in rows):>14.6f}")
-    return lines
+    marked = any("unrealized" in row for row in rows)
+    lines = [f"{'instrument':<12} {'quantity':>14} {'average_cost':>14} {'realized':>14}"
+             + (f" {'unrealized':>14} {'mark':>14}  as of" if marked else "")]
+    for row in rows:
+        line = f"{row['instrument']:<12} {row['quantity']:>14.8g} {row['average_cost']:>14.8g} {row['realized']:>14.6f}"
+        if "unrealized" in row:
+            mark = "-" if row["mark"] is None else f"{row['mark']:.8g}"
+            line += f" {row['unrealized']:>14.6f} {mark:>14}  {format_time(row['marked_at'])}"
+        elif marked:
+            line += f" {'-':>14} {'-':>14}  (no quote up to that time)"
+        lines.append(line)
+    total = f"{'total':<12} {'':>14} {'':>14} {sum(row['realized'] for row in rows):>14.6f}"
+    if marked:
+        total += f" {sum(row.get('unrealized', 0.0) for row in rows):>14.6f}"
+    return lines + [total]
 
 
 def render_orders(events: list[OrderEvent]) -> list[str]:

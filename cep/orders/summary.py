@@ -85,7 +85,8 @@ def _journal(path: Path) -> dict[str, Any]:
             "rejected": statuses["REJECTED"], "expired": statuses["EXPIRED"], "canceled": statuses["CANCELED"],
             "positions": positions, "realized": sum(p["realized"] for p in positions),
             "unrealized": sum(p.get("unrealized", 0.0) for p in positions)
-            if any("unrealized" in p for p in positions) else None}
+            if any("unrealized" in p for p in positions) else None,
+            "marked_at": max((p["marked_at"] for p in positions if p.get("marked_at") is not None), default=None)}
 
 
 def _journal_lines(name: str, journal: dict[str, Any]) -> list[str]:
@@ -96,6 +97,7 @@ def _journal_lines(name: str, journal: dict[str, Any]) -> list[str]:
              f"{journal['canceled']:,} canceled"]
     total = f"  total realized PnL {journal['realized']:,.4f}"
     if journal["unrealized"] is not None:
-        total += (f", unrealized PnL {journal['unrealized']:,.4f}, realized + unrealized "
+        total += (f", unrealized PnL {journal['unrealized']:,.4f} at the quotes it keeps (as of "
+                  f"{format_time(journal['marked_at'])}), realized + unrealized "
                   f"{journal['realized'] + journal['unrealized']:,.4f}")
     return lines + [total]
