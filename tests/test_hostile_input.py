@@ -14,6 +14,7 @@ import pytest
 import zmq
 
 import cep
+from cep.components.sinks.afresh import Afresh
 from cep.components.sinks.jsonl_file import JsonlSink
 from cep.components.sinks.stdout import StdoutParams, StdoutSink
 from cep.runtime.deadletter import DeadLetters
@@ -135,7 +136,7 @@ NON_FINITE = [{"price": math.nan, "low": -math.inf, "nested": {"high": [math.inf
 
 
 def test_the_jsonl_sink_writes_nan_and_infinity_as_null_so_every_line_is_json(tmp_path):
-    sink = JsonlSink(tmp_path / "out.jsonl", "truncate")
+    sink = JsonlSink(tmp_path / "out.jsonl", Afresh("truncate"))
     sink.write(NON_FINITE + [{"price": 1.5}])
     sink.close()
     lines = [strict_json(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]

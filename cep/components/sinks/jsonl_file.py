@@ -1,18 +1,16 @@
 """The `jsonl` sink: records appended to a JSON Lines file, one object per line."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from cep.components.base import BuildContext
+from cep.components.sinks.afresh import MODE, Afresh, OutputMode
 from cep.components.sinks.encoding import to_json
 from cep.components.state import restorer
 from cep.events import Batch
 from cep.plugins.markers import sink
-from cep.runtime.rundir import private_file, private_run_dir
 
 
 class JsonlSinkParams(BaseModel):
@@ -21,19 +19,14 @@ class JsonlSinkParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: Path = Field(description="output file, relative to the pipeline file")
-    mode: Literal["truncate", "append"] = Field(
-        "truncate", description="truncate: start the file afresh each run (a worker restarted "
-                                "after a crash appends); append: add to it")
+    mode: OutputMode = MODE
 
 
 class JsonlSink:
     """Buffers lines and writes them in batches; everything is on disk after `close()`.
 
     A file in `truncate` mode is started afresh when the first record comes (or at the end of a
-    run that had none), never when the sink is built: a run that fails while starting (a bad
-    data file, a busy socket) leaves the previous run's output as it was. A `claim` file in the
-    run directory says this run has started the file afresh, so a worker restarted after a crash
-    continues it, even if the crashed incarnation died before its first record.
+    run that had none), never when the sink is built (`cep.components.sinks.afresh`).
 
     Delivery: at-least-once on a reliable edge (the runtime calls `flush()` before it acknowledges
     the input, so a crash of this process loses nothing acknowledged; lines written again after a
@@ -41,21 +34,17 @@ class JsonlSink:
     restarted sink cuts the file back to it before the lost tail comes again.
     """
 
-    def __init__(self, path: Path, mode: str, claim: Path | None = None) -> None:
+    def __init__(self, path: Path, afresh: Afresh) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._claim = claim
-        self._afresh = mode == "truncate" and not (claim is not None and claim.exists())
+        self._afresh = afresh
         self._file = open(path, "a", encoding="utf-8")  # appending cuts nothing; fails now if it must
 
     def _start_afresh(self) -> None:
         """Empty the file the first time this run writes to it (or closes it)."""
-        if self._afresh:
-            self._afresh = False
+        if self._afresh.pending:
             self._cut(0)
-            if self._claim is not None:  # claimed after the cut: a crash in between cuts again
-                private_run_dir(self._claim.parent)
-                os.close(private_file(self._claim))
+            self._afresh.done()
 
     def write(self, batch: Batch) -> None:
         self._start_afresh()
@@ -71,7 +60,7 @@ class JsonlSink:
         state)."""
         if self._file.closed:
             return self._closed_at
-        if self._afresh:
+        if self._afresh.pending:
             return 0
         self.flush()
         return self._file.tell()
@@ -101,10 +90,6 @@ def jsonl_sink(params: JsonlSinkParams, ctx: BuildContext) -> JsonlSink:
     Flushed when its input is acknowledged (at_least_once) and on close; under exactly_once a
     restart cuts the file back to its checkpointed length, so no line is written twice.
     """
-    claim = ctx.run_dir / f"{ctx.node}.started" if ctx.run_dir is not None else None
-    if claim is not None and ctx.incarnation == 0:
-        claim.unlink(missing_ok=True)  # left by an earlier run
-    restarted = ctx.incarnation > 0 and claim is None  # without a run directory: assume started
-    sink = JsonlSink(ctx.resolve(params.path), "append" if restarted else params.mode, claim)
+    sink = JsonlSink(ctx.resolve(params.path), Afresh.of(params.mode, ctx))
     ctx.keep_state(sink.offset, restorer(NonNegativeInt, sink.rewind))
     return sink

@@ -23,18 +23,17 @@ matters, so no record is built for the others.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from cep.components.base import BuildContext
+from cep.components.sinks.afresh import MODE, Afresh, OutputMode
 from cep.events import OrderEvent, TickEvent
 from cep.orders.journal import Journal
 from cep.plugins.markers import sink
 from cep.rows import AnyBatch, Rows, as_records
-from cep.runtime.rundir import private_file, private_run_dir
 
 
 class PositionsSinkParams(BaseModel):
@@ -43,20 +42,17 @@ class PositionsSinkParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     journal: Path = Field(description="the journal file, relative to the pipeline file")
-    mode: Literal["truncate", "append"] = Field(
-        "truncate", description="truncate: a new journal each run (a worker restarted after a crash "
-                                "goes on with it); append: add this run's events to it")
+    mode: OutputMode = MODE
 
 
 class PositionsSink:
     """Journals each batch in one transaction. In `truncate` mode the previous run's journal is
-    removed when the first event comes (or at the end of a run without any), as the `jsonl` sink
-    does with its file: a run that fails while starting leaves it as it was."""
+    removed when the first record comes (or at the end of a run without any), as the `jsonl` sink
+    does with its file (`cep.components.sinks.afresh`)."""
 
-    def __init__(self, path: Path, mode: str, ctx: BuildContext, claim: Path | None) -> None:
+    def __init__(self, path: Path, afresh: Afresh, ctx: BuildContext) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self.ctx, self._claim = path, ctx, claim
-        self._afresh = mode == "truncate" and not (claim is not None and claim.exists())
+        self.path, self.ctx, self._afresh = path, ctx, afresh
         self.journal: Journal | None = None
 
     def write(self, batch: AnyBatch) -> None:
@@ -102,13 +98,12 @@ class PositionsSink:
 
     def _open(self) -> Journal:
         if self.journal is None:
-            if self._afresh:
+            if self._afresh.pending:
                 for suffix in ("", "-wal", "-shm"):
                     Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             self.journal = Journal(self.path)
-            if self._afresh and self._claim is not None:  # claimed after the removal
-                private_run_dir(self._claim.parent)
-                os.close(private_file(self._claim))
+            if self._afresh.pending:
+                self._afresh.done()
         return self.journal
 
 
@@ -133,9 +128,5 @@ def positions_sink(params: PositionsSinkParams, ctx: BuildContext) -> PositionsS
     An event that comes again is skipped (the journal is keyed by client order id and sequence),
     so under exactly_once nothing is journaled twice; read it with `cep positions JOURNAL`.
     """
-    claim = ctx.run_dir / f"{ctx.node}.started" if ctx.run_dir is not None else None
-    if claim is not None and ctx.incarnation == 0:
-        claim.unlink(missing_ok=True)  # left by an earlier run
-    restarted = ctx.incarnation > 0 and claim is None
     # no state to checkpoint: the journal skips what it has, so a replay after a restart is harmless
-    return PositionsSink(ctx.resolve(params.journal), "append" if restarted else params.mode, ctx, claim)
+    return PositionsSink(ctx.resolve(params.journal), Afresh.of(params.mode, ctx), ctx)
