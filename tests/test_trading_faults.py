@@ -64,7 +64,7 @@ def journaled(directory: Path) -> tuple[list[dict], list[dict]]:
 def fault_free(tmp_path_factory):
     """Per mode, the log and positions and the journal of a fault-free run."""
     runs = {}
-    for delivery in ("exactly_once", "at_least_once"):
+    for delivery in ("exactly_once", "at_least_once", "at_most_once"):
         directory = tmp_path_factory.mktemp(delivery)
         cep.run(cep.compile(write(directory, delivery)), inline=True)
         runs[delivery] = outcome(directory), journaled(directory)
@@ -109,14 +109,14 @@ def under_fire(workdir: Path, delivery: str, victim: str):
         assert len(fills) == len(set(fills)), f"a fill journaled twice: {where}"
         placed = placed_at_the_venue(Path(plan.run_dir))
         assert placed and max(placed.values()) == 1, f"a client order id placed twice: {where}"
-        yield placed, where
+        yield placed, where, status
 
 
 @pytest.mark.parametrize("victim", VICTIMS)
 def test_under_exactly_once_killing_the_executor_the_venue_or_the_positions_process_changes_nothing(
         workdir, fault_free, victim):
     (log, _), _ = fault_free["exactly_once"]
-    for placed, where in under_fire(workdir, "exactly_once", victim):
+    for placed, where, _ in under_fire(workdir, "exactly_once", victim):
         assert outcome(workdir) == fault_free["exactly_once"][0], where
         assert sum(placed.values()) == len({e["client_order_id"] for e in log if e["status"] == "SUBMITTED"}), where
 
@@ -125,12 +125,40 @@ def test_under_exactly_once_killing_the_executor_the_venue_or_the_positions_proc
 def test_under_at_least_once_a_restart_never_places_an_order_twice_nor_journals_a_fill_twice(
         workdir, fault_free, victim):
     _, (events, positions) = fault_free["at_least_once"]
-    for placed, where in under_fire(workdir, "at_least_once", victim):
+    for placed, where, _ in under_fire(workdir, "at_least_once", victim):
         after, book = journaled(workdir)
         assert {e["signal_id"] for e in after} >= {e["signal_id"] for e in events}, f"signals not decided: {where}"
         assert set(placed) == {e["client_order_id"] for e in after if e["status"] == "SUBMITTED"}, where
         if victim == "sink-book":  # events sent again are journaled later: positions add up in another order
             assert after == events and same_positions(book, positions), where
-        elif victim == "executor-exec":  # every order it sent got its fills: none is left working
-            final = {e["client_order_id"]: e["status"] for e in after}
-            assert set(final.values()) <= {"FILLED", "DENIED", "REJECTED", "EXPIRED"}, where
+        else:  # every order sent got its fills, or was canceled because the venue lost it
+            assert none_left_working(after), where
+
+
+FINAL = {"FILLED", "DENIED", "REJECTED", "EXPIRED", "CANCELED"}
+
+
+def none_left_working(events: list[dict]) -> bool:
+    """No order ends working: each was filled, expired, rejected, denied or canceled (a
+    restarted paper venue lost it: VENUE_RESTARTED)."""
+    final = {e["client_order_id"]: e for e in events}
+    return all(e["status"] in FINAL and (e["status"] != "CANCELED" or (e["reason"] or "").startswith("VENUE_RESTARTED"))
+               for e in final.values())
+
+
+@pytest.mark.parametrize("victim", ["executor-exec", "venue-paper"])
+def test_under_at_most_once_a_restart_loses_what_was_in_flight_counted_and_never_places_an_order_twice(
+        workdir, fault_free, victim):
+    """What was on its way to a killed process is lost, and counted on the edge it came by (the
+    signals and quotes to the executor, the quotes to the venue); nothing is placed twice; the
+    executor trades on with what its order log kept, and a venue that lost its book says so."""
+    _, (events, _) = fault_free["at_most_once"]
+    for _, where, status in under_fire(workdir, "at_most_once", victim):
+        after, _ = journaled(workdir)
+        lost = {e["signal_id"] for e in events} - {e["signal_id"] for e in after}
+        edges = status.edges()
+        if victim == "executor-exec":
+            assert len(lost) <= edges["exec.in->executor-exec"].dropped, where
+        else:  # the executor lived: its events all reached the journal
+            assert not lost and edges["ticks->venue-paper"].dropped > 0, where
+            assert none_left_working(after), where

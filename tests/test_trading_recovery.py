@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from cep.errors import RuntimeFailure
-from cep.orders.link import LocalChannel
+from cep.orders.link import LocalChannel, VenueUnavailable
 from cep.orders.recovery import OrderLog, Recovery
 from tests.test_trading_restore import executor, fault_free, market, venue
 
@@ -194,9 +194,77 @@ def test_a_venue_restarted_without_its_state_answers_a_repeat_of_an_order_it_too
     log = RequestLog(tmp_path / "paper.requests.sqlite", fresh=False, places_only=True)
     assert [r["op"] for r in log.since(0)] == ["place"]  # the sync is not kept: only a place must not be served twice
     restarted = VenueService(PaperVenue(), log)
-    restarted.restarted_without_state(log)
+    restarted.restarted_without_state(log, 1)
     restarted.quotes_ended()
     restarted.handle(dict(place, id="0:1"), answers.append)
     reply = messages.read_reply(answers[-1], "0:1")[0]
     assert reply.status.value == "REJECTED" and reply.reason.startswith("VENUE_RESTARTED") and reply.duplicate
     assert restarted.adapter.query("cep-1") is None and restarted.repeats == 1
+
+
+def test_a_venue_restarted_without_its_state_cancels_what_it_lost_and_skips_no_new_fill(tmp_path):
+    """The venue dies with its book while an order works there; one without its state takes over
+    (its request log says what was placed). The executor sees the venue's session change and asks for its
+    working orders: those the venue lost are CANCELED; the new venue numbers its fill stream on
+    from the executor's count, so the fills of orders sent after the restart all arrive."""
+    batches = market()
+    run = Run(tmp_path, batches)
+    run.service = venue(tmp_path)  # with its request log
+    recovery = run.start(0)
+    cut = 0
+    while not (any(recovery.node.executor.ledger.working()) and recovery.node.link.after > 20):
+        run.feed(recovery, cut, cut + 1)  # until an order works there and many fills were taken
+        cut += 1
+    working = {o.client_order_id for o in recovery.node.executor.ledger.working()}
+    run.service.log.close()
+    fresh = venue(tmp_path, fresh=False)
+    fresh.restarted_without_state(fresh.log, 1)
+    run.service, run.fed = fresh, run.starts[cut]
+    recovery.node.link.channel = Channel(fresh)
+    run.feed(recovery, cut)
+    run.finish(recovery)
+    last = {e["client_order_id"]: e for e in run.out}
+    assert {c: last[c]["status"] for c in working} == {c: "CANCELED" for c in working}
+    assert all(last[c]["reason"].startswith("VENUE_RESTARTED") for c in working)
+    sent_after = {c for c in fresh.placed if c not in fresh.lost}
+    assert sent_after and all(last[c]["status"] in ("FILLED", "EXPIRED") for c in sent_after if c != _final_open(batches))
+    assert fresh.adapter.query(next(iter(working))) is None  # nothing of before was placed again
+
+
+def _final_open(batches):
+    """The order of the last signal, which no later quote fills (in an uninterrupted run too)."""
+    last = [e for e in fault_free(batches) if e["status"] == "ACCEPTED"]
+    finals = {e["client_order_id"] for e in fault_free(batches) if e["status"] in ("FILLED", "EXPIRED")}
+    return next((e["client_order_id"] for e in reversed(last) if e["client_order_id"] not in finals), None)
+
+
+class LosesReply(LocalChannel):
+    """The venue in this process; the reply to the `lose`-th place never comes (the venue took it)."""
+
+    def __init__(self, service, lose):
+        super().__init__(service)
+        self.places, self.lose = 0, lose
+
+    def call(self, request):
+        answer = super().call(request)
+        if request["op"] == "place":
+            self.places += 1
+            if self.places == self.lose:
+                raise VenueUnavailable("no reply in time")
+        return answer
+
+
+@pytest.mark.parametrize("lose", [2, 7])
+def test_a_place_whose_reply_never_came_is_asked_for_and_gets_its_fills(tmp_path, lose):
+    """The venue took the order but its reply was lost (no restart): the order is not left
+    SUBMITTED with its fills refused; it is accepted and filled as in an uninterrupted run."""
+    batches = market()
+    run = Run(tmp_path, batches)
+    recovery = run.start(0)
+    recovery.node.link.channel = LosesReply(run.service, lose)
+    run.feed(recovery, 0)
+    run.finish(recovery)
+    expected = {e["client_order_id"]: e["status"] for e in _last_of_each(fault_free(batches))}
+    assert {e["client_order_id"]: e["status"] for e in _last_of_each(run.out)} == expected
+    assert recovery.node.executor.ledger.refused.get("ILLEGAL_TRANSITION", 0) == 0
+    assert run.service.repeats == 0 and recovery.node.executor.venue_errors == 1

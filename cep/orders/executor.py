@@ -98,27 +98,37 @@ class OrderExecutor:
             self._emit(decision, self.ledger.move(client_order_id, OrderStatus.CANCELED, now, reason=reply.reason))
         return decision.events
 
-    def reconcile(self, now: int, sent_at: Mapping[str, int] | None = None) -> list[OrderEvent]:
-        """After a restart that brought the ledger back from the order log (`cep.orders.recovery`):
-        ask the venue, by client order id, for each order still SUBMITTED, whose reply was lost
-        with the process, and take its answer (ACCEPTED, or REJECTED with its reason); an order
+    def reconcile(self, now: int, sent_at: Mapping[str, int] | None = None, every: bool = False) -> list[OrderEvent]:
+        """After a restart that brought the ledger back from the order log (`cep.orders.recovery`),
+        or once the venue answers again after a place went unanswered: ask the venue, by client
+        order id, for each order still SUBMITTED, whose reply was lost, and take its answer (ACCEPTED, or REJECTED with its reason); an order
         the venue never got is placed now, under the same client order id. Orders the venue had
         answered need no question: their fills come in the fill stream, read on from where the
         log says. A venue that does not answer is a breaker failure, and the order stays
         SUBMITTED, as after a failed place. An answer takes the time the order was sent
-        (`sent_at`, by client order id; default `now`), as the reply would have."""
+        (`sent_at`, by client order id; default `now`), as the reply would have.
+
+        `every`: the venue restarted and lost what it held, so every working order is asked for,
+        and one it no longer knows is CANCELED (`VENUE_RESTARTED`): it will never fill."""
         decision = Decision()
         sent_at = sent_at or {}
-        for order in [o for o in self.ledger.working() if o.status is OrderStatus.SUBMITTED]:
+        for order in [o for o in self.ledger.working() if every or o.status is OrderStatus.SUBMITTED]:
             try:
                 known = self.venue.query(order.client_order_id)
             except Exception:  # as in _send: the breaker's business
                 self.venue_errors += 1
                 self.breaker.record_failure()
                 continue
-            if known is None:
+            self.breaker.record_success()
+            if known is None and order.status is OrderStatus.SUBMITTED:
                 self._send(decision, OrderRequest(order.client_order_id, order.instrument, order.side,
                                                   order.quantity, now), now)
+                continue
+            if known is None:
+                self._emit(decision, self.ledger.move(order.client_order_id, OrderStatus.CANCELED, now,
+                                                      reason=LOST_BY_VENUE))
+                continue
+            if order.status is not OrderStatus.SUBMITTED:
                 continue
             rejected = known.status is OrderStatus.REJECTED
             self._emit(decision, self.ledger.move(order.client_order_id, known.status if rejected else
@@ -132,6 +142,10 @@ class OrderExecutor:
         decision = Decision()
         for report in reports:
             if isinstance(report, Fill):
+                order = self.ledger.order(report.client_order_id)
+                if order is not None and order.status is OrderStatus.SUBMITTED:  # its reply was lost:
+                    self._emit(decision, self.ledger.move(  # the venue took it, as its fill says
+                        report.client_order_id, OrderStatus.ACCEPTED, report.timestamp, order_id=report.order_id))
                 self._emit(decision, self.ledger.fill(report))
             elif isinstance(report, OrderUpdate):
                 self._emit(decision, self.ledger.move(report.client_order_id, report.status, report.timestamp,
@@ -177,6 +191,8 @@ class OrderExecutor:
         for listener in self.listeners:
             listener(event)
 
+
+LOST_BY_VENUE = "VENUE_RESTARTED: the venue lost the order when it restarted without its state"
 
 UNTRACKED = frozenset({Deny.BAD_SIGNAL, Deny.BAD_QUANTITY, Deny.BAD_PRICE, Deny.BAD_CONFIDENCE,
                        Deny.DUPLICATE_SIGNAL})

@@ -72,6 +72,9 @@ class VenueLink:
         """The report count and event time this executor resumes from after a restart (those of
         its last checkpoint), which the venue may forget what is before; None: where it is now
         (it keeps no checkpoint, so a restart starts afresh)."""
+        self.session = 0
+        """Which restart without a checkpoint the venue said it is (`VenueService.session`); a
+        change means it lost the orders it held."""
         self.due: ReportDue | None = None
         """When the venue's next report can come, as its last answer said (None: it did not say, or
         the call failed: the fill stream may have news at any quote)."""
@@ -125,5 +128,7 @@ class VenueLink:
             raise
         self._reports.extend(reports)
         self.after = max(self.after, count)
+        session = answer.get("session", 0)
+        self.session = session if isinstance(session, int) and not isinstance(session, bool) else self.session
         self.due = due
         return reply

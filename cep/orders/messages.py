@@ -8,8 +8,9 @@ it, so a reply lost and asked again loses no fill), `kept` the report count and 
 executor `by` would resume from after a restart (the venue may forget what is before them; both
 optional), `id` names the request (a retry carries the same id and the same client order id). A reply is `{"id", "reply": VenueReply or None,
 "reports": [Fill or OrderUpdate, ...], "count": reports so far, "due": [time or None, [instrument,
-...]]}` (`due` only from a venue that knows when its next report can come, `ReportDue`) or
-`{"id", "error": text}`.
+...], "session": int}` (`due` only from a venue that knows when its next report can come,
+`ReportDue`; `session` only from a venue restarted without its state, which lost the orders it
+held: an executor that sees it change asks for its working orders) or `{"id", "error": text}`.
 
 Nothing a peer sends is trusted: `read_reply` checks every field and raises `BadReply` with what
 was wrong, which the executor counts (`unparseable reply`) and treats as a failed call.

@@ -104,7 +104,7 @@ def _venue(plan: Plan, node: NodePlan, registry: Registry, observable: reactivex
                          places_only=not checkpointed)
     service = VenueService(adapter, log)
     if log is not None and ctx.incarnation > 0 and not checkpointed:  # no checkpoint brings its orders back
-        service.restarted_without_state(log)
+        service.restarted_without_state(log, ctx.incarnation)
 
     def snapshot() -> dict[str, Any]:
         if log is not None:

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from cep.errors import RuntimeFailure
 from cep.events import OrderEvent, OrderStatus, TickEvent
+from cep.orders.breaker import BreakerState
 from cep.orders.positions import TradingState
 from cep.orders.state import Quote, quote_data
 from cep.rows import Rows, as_records
@@ -112,7 +113,8 @@ class Recovery:
         self.at_clock = 0
         self._replay: list[dict[str, Any]] | None = None   # the first pass's output, after a restart
         self._restarted = False
-        self._sent_at: dict[str, int] = {}
+        self._sent_at: dict[str, int] = {}   # orders SUBMITTED, not answered yet: when they were sent
+        self._session = 0   # the venue's, as last seen
         self._made: list[OrderEvent] = []    # this pass's events so far
         node.executor.listeners.append(self._made_one)
         if restart:
@@ -129,22 +131,43 @@ class Recovery:
         clock = self.node.clock
         out += self.node.step(batch)
         self._count_at_clock(batch, clock)
+        out += self._reconciled_now()
         self._write(self._standing())
         return again + out
 
     def finish(self) -> list[dict[str, Any]]:
         again, out = self._after_restart()
         out += self.node.finish()
+        out += self._reconciled_now()
         self._write(self._standing())
         self.log.close()
         return again + out
+
+    def _reconciled_now(self) -> list[dict[str, Any]]:
+        """At the end of a pass: if the venue said it restarted without its state, every working
+        order is asked for (it lost what it held); else, while the breaker is closed, the orders
+        whose place went unanswered (the venue was down) are asked for, and placed again if the
+        venue never got them."""
+        executor = self.node.executor
+        every = self.node.link.session != self._session
+        if not (every or (self._sent_at and executor.breaker.state is BreakerState.CLOSED)):
+            return []
+        self._session = self.node.link.session
+        return [event.to_record() for event in executor.reconcile(self.node.clock, self._sent_at, every=every)]
 
     def _made_one(self, event: OrderEvent) -> None:
         """Every event as the executor makes it; an order is in the log before it is sent, so a
         restart after the venue took it but before the pass ended finds it and asks for it."""
         self._made.append(event)
+        self._note_sent(event)
         if event.status is OrderStatus.SUBMITTED:
             self._write(None)
+
+    def _note_sent(self, event: OrderEvent) -> None:
+        if event.status is OrderStatus.SUBMITTED:
+            self._sent_at[event.client_order_id] = event.timestamp
+        else:
+            self._sent_at.pop(event.client_order_id, None)
 
     def _write(self, standing: dict[str, Any] | None) -> None:
         self.log.write(self._made, standing)
@@ -157,8 +180,7 @@ class Recovery:
         node, executor = self.node, self.node.executor
         manager = executor.manager
         for event in events:
-            if event.status is OrderStatus.SUBMITTED:
-                self._sent_at[event.client_order_id] = event.timestamp
+            self._note_sent(event)
             executor.ledger.recall(event)
             manager.book.apply_event(event)
             executor.risk._seen.add(event.signal_id)

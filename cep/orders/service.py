@@ -70,15 +70,22 @@ class VenueService:
         self.handled = 0
         self.placed: set[str] = set()   # client order ids placed: a repeat is answered, never placed
         self.lost: set[str] = set()     # placed before a restart without a checkpoint: the adapter lost them
+        self.session = 0
+        """0, or which restart without a checkpoint this venue is: its answers say so, and an executor
+        that sees it change asks for its working orders (the adapter lost what it held)."""
+        self._renumber = False
         self.repeats = 0
 
-    def restarted_without_state(self, log: "RequestLog") -> None:
+    def restarted_without_state(self, log: "RequestLog", session: int) -> None:
         """This venue took over from one that died with its state (no checkpoint): it answers a
-        repeat of an order its log says was placed and never places it again, and numbers the
-        requests it serves on from the log's."""
+        repeat of an order its log says was placed and never places it again, numbers the
+        requests it serves on from the log's and its fill stream on from the count its first
+        request says was taken (so no new report is skipped as taken), and says `session` in
+        every answer."""
         self.lost = log.placed()
         self.placed |= self.lost
         self.handled = log.served()
+        self.session, self._renumber = session, True
 
     def on_quotes(self, records: list[dict[str, Any]]) -> None:
         for record in records:
@@ -144,6 +151,8 @@ class VenueService:
             return {"id": request["id"], "error": f"{type(exc).__name__}: {exc}"}
         self._collect()
         self.handled += 1
+        if self._renumber:
+            self.base, self._renumber = max(self.base, request["after"]), False
         end = self.base + len(self.reports)
         after = count = min(max(request["after"], self.base), end)
         while count < end and self.reports[count - self.base].timestamp <= t:
@@ -154,6 +163,8 @@ class VenueService:
         due = self._due(count)
         if due is not None:
             answer["due"] = messages.due_of(due)
+        if self.session:
+            answer["session"] = self.session
         if "kept" in request:
             self._forget(request.get("by", ""), request["kept"])
         return answer
