@@ -80,8 +80,8 @@ class VenueService:
         """This venue took over from one that died with its state (no checkpoint): it answers a
         repeat of an order its log says was placed and never places it again, numbers the
         requests it serves on from the log's and its fill stream on from the count its first
-        request says was taken (so no new report is skipped as taken), and says `session` in
-        every answer."""
+        request says was taken (so no new report is skipped as taken), serves each request with the
+        quotes it has, and says `session` in every answer."""
         self.lost = log.placed()
         self.placed |= self.lost
         self.handled = log.served()
@@ -129,7 +129,9 @@ class VenueService:
         self.waiting.extendleft((request, None) for request in reversed(requests))
 
     def _reached(self, request: dict[str, Any]) -> bool:
-        return self.ended or self.received >= request["n"] or self.latest > request["t"]
+        """The quotes up to the request's time are here (a venue restarted without its state
+        serves at once: its predecessor had quotes it will never get, so it cannot count them)."""
+        return self.ended or self.session > 0 or self.received >= request["n"] or self.latest > request["t"]
 
     def _serve(self, request: dict[str, Any]) -> dict[str, Any]:
         t, n = request["t"], request["n"]
