@@ -4,6 +4,7 @@ a reply that does not parse is a failed call; the DEALER retries with the same r
 from __future__ import annotations
 
 import math
+import time
 
 import msgpack
 import pytest
@@ -20,6 +21,7 @@ from cep.orders.paper import PaperVenue
 from cep.orders.service import VenueService
 from cep.orders.settings import ExecutorSettings
 from cep.runtime.transport.requests import DealerChannel
+from cep.runtime.transport.sockets import RECONNECT_MS
 
 T0 = 1_723_161_600_000_000_000
 
@@ -215,6 +217,27 @@ def test_the_dealer_sends_the_same_request_again_until_the_reply_comes_then_give
     assert channel.calls == 6
     channel.close()
     router.close()
+    context.term()
+
+
+def test_a_dealer_that_came_before_its_venue_says_so_until_it_connects(workdir):
+    """The executor's worker announces ready only once its DEALER is connected (so the sources
+    start after), and a DEALER that came first retries soon: left at ZeroMQ's 100 ms reconnect
+    interval, the first order of a run waited about 100 ms for the venue's bind."""
+    context = zmq.Context()
+    endpoint = f"ipc://{workdir}/venue.sock"
+    channel = DealerChannel(context, endpoint, timeout_ns=1_000_000_000, retries=0, identity="exec")
+    assert channel.socket.getsockopt(zmq.RECONNECT_IVL) == RECONNECT_MS
+    assert not channel.ready and channel.waiting_for() == [f"the venue at {endpoint}"]
+    router = context.socket(zmq.ROUTER)
+    router.bind(endpoint)
+    deadline = time.monotonic() + 10
+    while not channel.ready:
+        assert time.monotonic() < deadline, "the DEALER never said it connected"
+        channel.socket.poll(1)  # wait a little for the connection, not a blind sleep
+    assert channel.ready and channel.waiting_for() == []
+    channel.close()
+    router.close(0)
     context.term()
 
 

@@ -135,6 +135,7 @@ class Worker:
         self.waited = False  # the last report said it waits for peers on other hosts
         self.supervisor = multiprocessing.parent_process()  # None outside multiprocessing (tests)
         self.dead_letters = DeadLetters(plan.dead_letter, worker)
+        self.channels: list[Any] = []  # the executors' DEALERs to their venues (`_venue_channel`)
         self.graph: ProcessGraph = build_process(plan, self.process, self.index, registry_for(plan),
                                                  self.dead_letters, incarnation if resume else 0,
                                                  self._venue_channel)
@@ -166,9 +167,12 @@ class Worker:
 
     # -- setup ----------------------------------------------------------------------------------
     def _venue_channel(self, node):
-        """How executor `node` here reaches its venue: a DEALER to the venue worker's ROUTER."""
+        """How executor `node` here reaches its venue: a DEALER to the venue worker's ROUTER
+        (the worker is ready once it is connected)."""
         from cep.runtime.transport import requests  # the order half loads only where it runs
-        return requests.dealer_channel(self.context, self.plan, node, self.worker)
+        channel = requests.dealer_channel(self.context, self.plan, node, self.worker)
+        self.channels.append(channel)
+        return channel
 
     def _wire(self) -> None:
         is_stopping = lambda: self.stopping  # noqa: E731
@@ -340,8 +344,9 @@ class Worker:
             self._on_inbound(solo, self._idle_wait_ms())
 
     def _announce_ready(self) -> None:
-        """Tell the supervisor once every outlet's consumers can receive."""
-        if all(outlet.ready for outlet in self.outlets):
+        """Tell the supervisor once every outlet's consumers can receive and every executor
+        here is connected to its venue."""
+        if all(outlet.ready for outlet in self.outlets) and all(channel.ready for channel in self.channels):
             _send(self.control, {"t": "ready", "worker": self.worker, "pid": os.getpid(),
                                  "incarnation": self.incarnation})
             self.announced_ready = True
@@ -505,8 +510,8 @@ class Worker:
         nothing from yet."""
         if not self.plan.hosts or time.monotonic() - self.created < WAITING_AFTER_S:
             return
-        peers = [] if self.started else [peer for outlet in self.outlets if not outlet.ready
-                                         for peer in outlet.waiting_for()]
+        peers = [] if self.started else [peer for end in (*self.outlets, *self.channels) if not end.ready
+                                         for peer in end.waiting_for()]
         peers += [_awaited(inlet.edge, self.index) for inlet in self.inlets
                   if not inlet.counters.frames and not inlet.complete
                   and self.plan.process(inlet.edge.producer).host != self.process.host]

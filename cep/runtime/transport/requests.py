@@ -25,7 +25,7 @@ from cep.orders.link import VenueUnavailable
 from cep.orders.service import VenueService
 from cep.plan import EdgePlan, NodePlan, Plan
 from cep.runtime.transport.protocol import EdgeCounters
-from cep.runtime.transport.sockets import bind, connect
+from cep.runtime.transport.sockets import Connecting, bind
 
 BYE = "bye"
 
@@ -53,13 +53,23 @@ class DealerChannel:
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, identity.encode())
         self.socket.setsockopt(zmq.LINGER, 1000)
-        connect(self.socket, endpoint)
+        self.endpoint = endpoint
+        self._connecting = Connecting()
+        self._connecting.connect(endpoint, self.socket, endpoint)
         self.timeout_ms = max(1, timeout_ns // 1_000_000)
         self.retries = retries
         self.calls = 0       # requests sent, retries included
         self.stale = 0       # replies to requests already answered or given up
         self.resent = 0      # requests sent again after their timeout (the executor's `venue retry`)
         self.timeouts = 0    # requests given up after every retry (the executor's `venue timeout`)
+
+    @property
+    def ready(self) -> bool:
+        """Connected to the venue (`Connecting`): its worker says it is ready only then."""
+        return not self._connecting.pending()
+
+    def waiting_for(self) -> list[str]:
+        return [f"the venue at {endpoint}" for endpoint in self._connecting.pending()]
 
     def call(self, request: dict[str, Any]) -> dict[str, Any]:
         data = messages.encode(request)
@@ -87,6 +97,7 @@ class DealerChannel:
 
     def close(self) -> None:
         """Tell the venue this executor is done (its edge completes), then close."""
+        self._connecting.close()
         if not self.socket.closed:
             try:
                 self.socket.send(messages.encode({"op": BYE}), zmq.NOBLOCK)

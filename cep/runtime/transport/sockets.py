@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import errno
 import time
-from typing import Callable, Iterator
+from typing import Callable, Hashable, Iterator
 
 import zmq
 import zmq.backend
+from zmq.utils.monitor import recv_monitor_message
 
 from cep.errors import TransportError
 from cep.runtime import security
@@ -53,6 +54,41 @@ def connect(socket: zmq.Socket, endpoint: str) -> None:
     """Connect; a tcp socket is a CURVE client when the process has keys (`security.install`)."""
     security.as_client(socket, endpoint)
     socket.connect(endpoint)
+
+
+class Connecting:
+    """Sockets connecting in the background, each watched until it has connected once.
+
+    Why: a socket that connects before its peer binds retries only after its reconnect interval,
+    and what it sends meanwhile waits in its queue; a worker that says it is ready only once its
+    sockets are connected starts its run with nothing waiting (measured: a PUSH left to itself
+    delivered the first 50 ms of a run's signals late, a DEALER the first order 100 ms late)."""
+
+    def __init__(self) -> None:
+        self._monitors: dict[Hashable, tuple[zmq.Socket, zmq.Socket]] = {}
+
+    def connect(self, key: Hashable, socket: zmq.Socket, endpoint: str) -> None:
+        """`connect` `socket`, retrying every `RECONNECT_MS`, watched under `key`."""
+        socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+        self._monitors[key] = socket, socket.get_monitor_socket(zmq.EVENT_CONNECTED)
+        connect(socket, endpoint)
+
+    def pending(self) -> list[Hashable]:
+        """The keys of the sockets not connected yet (never waits)."""
+        for key, (socket, monitor) in list(self._monitors.items()):
+            try:
+                recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                continue
+            socket.disable_monitor()
+            monitor.close(0)
+            del self._monitors[key]
+        return list(self._monitors)
+
+    def close(self) -> None:
+        for _, monitor in self._monitors.values():
+            monitor.close(0)
+        self._monitors.clear()
 
 
 def drain(socket: zmq.Socket) -> Iterator[bytes]:

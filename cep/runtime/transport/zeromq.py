@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Callable
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from cep import codec
 from cep.errors import CodecError
@@ -34,6 +33,7 @@ from cep.runtime.transport.sockets import (
     NOBLOCK,
     POLLIN,
     RECONNECT_MS,
+    Connecting,
     bind,
     connect,
     drain,
@@ -222,14 +222,12 @@ class PushOutlet(ZmqOutlet):
         super().__init__(producer, edge.node, [edge], frame_size, stopping)
         self.workers = plan.process(edge.consumer).workers
         self.sockets = []
-        self._connecting: dict[int, zmq.Socket] = {}  # socket index -> its connection monitor
+        self._connecting = Connecting()  # by socket index
         for index, endpoint in enumerate(edge.endpoints):
             socket = context.socket(zmq.PUSH)
             socket.setsockopt(zmq.SNDHWM, edge.hwm)
             socket.setsockopt(zmq.LINGER, 0)  # END is acknowledged before close
-            socket.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
-            self._connecting[index] = socket.get_monitor_socket(zmq.EVENT_CONNECTED)
-            connect(socket, endpoint)
+            self._connecting.connect(index, socket, endpoint)
             self.sockets.append(socket)
         self.key = edge.partition_key
         self.partition = Partitioner(len(self.sockets))
@@ -239,21 +237,12 @@ class PushOutlet(ZmqOutlet):
 
     @property
     def ready(self) -> bool:
-        """Every consumer worker is connected. A PUSH connects in the background and, if it came
-        before its peer's bind, retries only after the reconnect interval: frames sent meanwhile
-        wait in its queue (measured: the first 50 ms of a run's signals arrived late)."""
-        for index, monitor in list(self._connecting.items()):
-            try:
-                recv_monitor_message(monitor, zmq.NOBLOCK)
-            except zmq.Again:
-                continue
-            self.sockets[index].disable_monitor()
-            monitor.close(0)
-            del self._connecting[index]
-        return not self._connecting
+        """Every consumer worker is connected (`Connecting`)."""
+        return not self._connecting.pending()
 
     def waiting_for(self) -> list[str]:
-        return [f"{self.workers[index]} at {self.edges[0].endpoints[index]}" for index in sorted(self._connecting)]
+        return [f"{self.workers[index]} at {self.edges[0].endpoints[index]}"
+                for index in sorted(self._connecting.pending())]
 
     def send(self, batch: AnyBatch) -> None:
         self._adopt(batch)
@@ -287,8 +276,7 @@ class PushOutlet(ZmqOutlet):
             send_frame(socket, self._frame(self.topic, codec.END, self.seq[index] + 1, None), True, self.stopping)
 
     def close(self) -> None:
-        for monitor in self._connecting.values():
-            monitor.close(0)
+        self._connecting.close()
         for socket in self.sockets:
             socket.close(0)
 
