@@ -42,6 +42,7 @@ from cep.orders.positions import TradingState
 from cep.orders.state import Quote, quote_data
 from cep.rows import Rows, as_records
 from cep.runtime.rundir import private_database
+from cep.runtime.wal import WalCheckpointer
 
 
 class Standing(BaseModel):
@@ -67,6 +68,7 @@ class OrderLog:
     def __init__(self, path: Path, fresh: bool) -> None:
         self.path = path
         self.db = private_database(path, fresh)
+        self._wal = WalCheckpointer(self.db, path)
         self.db.execute("CREATE TABLE IF NOT EXISTS events (position INTEGER PRIMARY KEY, event TEXT NOT NULL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS standing (id INTEGER PRIMARY KEY CHECK (id = 0), state BLOB)")
 
@@ -99,6 +101,7 @@ class OrderLog:
         return events, standing
 
     def close(self) -> None:
+        self._wal.close()
         self.db.close()
 
 

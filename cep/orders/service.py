@@ -45,6 +45,7 @@ from cep.events import OrderStatus, TickEvent
 from cep.orders import messages
 from cep.orders.venue import Report, ReportDue, VenueAdapter, VenueReply, forgotten
 from cep.runtime.rundir import private_database
+from cep.runtime.wal import WalCheckpointer
 
 Respond = Callable[[dict[str, Any]], None]
 Waiting = tuple[dict[str, Any], "Respond | None"]
@@ -232,6 +233,7 @@ class RequestLog:
     def __init__(self, path: Path, fresh: bool, places_only: bool = False) -> None:
         self.places_only = places_only
         self.db = private_database(path, fresh)
+        self._wal = WalCheckpointer(self.db, path)
         self.db.execute("CREATE TABLE IF NOT EXISTS served (position INTEGER PRIMARY KEY, request BLOB NOT NULL, "
                         "op TEXT NOT NULL)")
         self._covered = 0  # requests the last checkpoint covers
@@ -267,4 +269,5 @@ class RequestLog:
                 if isinstance(request.get("order"), dict) and isinstance(request["order"].get("client_order_id"), str)}
 
     def close(self) -> None:
+        self._wal.close()
         self.db.close()

@@ -36,6 +36,7 @@ from cep.components.state import InvalidState, restorer
 from cep.errors import RuntimeFailure
 from cep.runtime.delivery import Receipts, Window
 from cep.runtime.rundir import private_dir, private_file
+from cep.runtime.wal import WalCheckpointer
 
 Part = tuple[Callable[[], Any], Callable[[Any], None]]
 """`(snapshot, restore)` of one piece of a worker's state."""
@@ -81,6 +82,7 @@ class CheckpointStore:
         self.db = sqlite3.connect(path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self._wal = WalCheckpointer(self.db, path)
         self.db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value BLOB NOT NULL)")
         self.db.execute("CREATE TABLE IF NOT EXISTS outbox (outlet TEXT, worker TEXT, topic BLOB, seq INTEGER, "
                         "ordinal INTEGER, frame BLOB, PRIMARY KEY (outlet, worker, topic, seq))")
@@ -121,6 +123,7 @@ class CheckpointStore:
             raise RuntimeFailure(f"checkpoint store {self.path}: {exc}") from exc
 
     def close(self) -> None:
+        self._wal.close()
         self.db.close()
 
 
