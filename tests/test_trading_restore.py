@@ -149,3 +149,30 @@ def test_a_checkpoint_of_the_wrong_shape_is_refused(broken):
     broken(saved)
     with pytest.raises(InvalidState):
         restorer(ExecutorState, lambda state: restore_executor(executor(venue()), state))(saved)
+
+
+class _CountingChannel(LocalChannel):
+    """A LocalChannel that counts timeouts and retries as a DealerChannel does (set by the test)."""
+
+    timeouts = 0
+    resent = 0
+
+
+def test_venue_timeouts_and_retries_after_a_restore_are_counted_from_the_new_channel():
+    """Counts add up after restarts: the restored executor's channel is a new one, counting from
+    0; the counts its predecessor noted come back with the checkpoint, so the new channel's
+    first timeouts are noted, not hidden below the predecessor's total."""
+    service = venue()
+    channel = _CountingChannel(service)
+    node = ExecutorNode(ExecutorSettings.model_validate(SETTINGS), channel, BuildContext(node="exec"))
+    channel.timeouts, channel.resent = 3, 5
+    feed(node, service, market(count=20))
+    assert node.ctx.counters.noted["venue timeout"] == 3 and node.ctx.counters.noted["venue retry"] == 5
+    saved = through_a_checkpoint(executor_snapshot(node))
+    fresh = _CountingChannel(service)
+    restarted = ExecutorNode(ExecutorSettings.model_validate(SETTINGS), fresh, BuildContext(node="exec", incarnation=1))
+    restorer(ExecutorState, lambda state: restore_executor(restarted, state))(saved)
+    fresh.timeouts, fresh.resent = 2, 1
+    feed(restarted, service, market(seed=8, count=20))
+    noted = restarted.ctx.counters.noted
+    assert (noted.get("venue timeout"), noted.get("venue retry")) == (2, 1)

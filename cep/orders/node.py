@@ -152,8 +152,8 @@ class ExecutorNode:
     def _note_venue(self) -> None:
         """Venue failures, bad replies and the ledger's refusals, as notes of the node."""
         channel = self.link.channel  # a DealerChannel counts its timeouts and retries; one in process has none
-        seen = Counter({"venue failure": self.executor.venue_errors, "unparseable reply": self.link.bad_replies,
-                        "venue timeout": getattr(channel, "timeouts", 0), "venue retry": getattr(channel, "resent", 0)})
+        seen = Counter({"venue failure": self.executor.venue_errors, **dict(zip(LINK_NOTES, (
+            self.link.bad_replies, getattr(channel, "timeouts", 0), getattr(channel, "resent", 0))))})
         seen.update({f"refused {why.value}": count for why, count in self.executor.ledger.refused.items()})
         for reason, count in seen.items():
             if count > self._noted[reason]:
@@ -163,6 +163,11 @@ class ExecutorNode:
     def _records(self, events: list[OrderEvent]) -> list[dict[str, Any]]:
         self._note_venue()
         return [event.to_record() for event in events]
+
+
+LINK_NOTES = ("unparseable reply", "venue timeout", "venue retry")
+"""The notes counted by the executor's link and its channel, which a restarted executor makes
+anew: counted from 0 again, so a restored executor notes them afresh (`restore_executor`)."""
 
 
 def _price(value: Any) -> bool:

@@ -22,6 +22,7 @@ from cep.events import Action, OrderStatus, TickEvent
 from cep.orders import messages
 from cep.orders.breaker import BreakerState
 from cep.orders.lifecycle import Order, Refusal
+from cep.orders.node import LINK_NOTES
 from cep.orders.paper import PaperVenue, _Book, _Order
 from cep.orders.positions import Position, TradingState
 from cep.orders.risk import Deny
@@ -97,6 +98,8 @@ def restore_executor(node: Any, state: ExecutorState) -> None:
     executor, manager = node.executor, node.executor.manager
     node.pending, node.clock, node.quotes, node.synced = list(state.pending), state.clock, state.quotes, state.synced
     node.signals, node._noted = state.signals, Counter(state.noted)
+    for reason in LINK_NOTES:  # its new link and channel count from 0: what they count is news
+        node._noted.pop(reason, None)
     epoch, node.link.number, node.link.after = state.link
     node.link.epoch = f"{epoch}.{node.ctx.incarnation}"  # a new id space: no request of the crashed one is reused
     node.link.reconciling = True
