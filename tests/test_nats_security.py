@@ -171,12 +171,29 @@ def test_an_nkey_file_that_holds_no_user_seed_is_named(workdir, tmp_path, capsys
     from tests.natsserver import nkey_pair
     seed = tmp_path / "bad.nk"
     seed.write_bytes(content if content is not None else nkey_pair("account").seed)
+    seed.chmod(0o600)
     code, out, err = cep_cli("run", _write(workdir, "nats://127.0.0.1:4222", f", nkey: {seed}"), "-q",
                              capsys=capsys)
     assert code == 1
     assert f"the nkey seed file {seed} {message}" in err and "Traceback" not in err
     if content is None:
         assert seed.read_text() not in out + err
+
+
+@pytest.mark.parametrize("kind", ["nkey", "creds"])
+def test_a_key_file_other_users_may_read_is_refused_before_it_is_used(workdir, tmp_path, capsys, kind):
+    """As ssh does with a private key: a seed or .creds file open to other users is a leaked
+    secret; the run fails naming the file and the fix, and nothing of it is printed."""
+    pytest.importorskip("nkeys", reason="nkey logins need the nkeys package: pip install -e '.[dev]'")
+    from tests.natsserver import nkey_pair
+    secret = tmp_path / f"open.{kind}"
+    secret.write_bytes(nkey_pair().seed + b"\n")
+    secret.chmod(0o644)
+    code, out, err = cep_cli("run", _write(workdir, "nats://127.0.0.1:4222", f", {kind}: {secret}"), "-q",
+                             capsys=capsys)
+    assert code == 1 and "Traceback" not in err
+    assert f"{secret} is readable by other users (chmod 600 it" in err
+    assert secret.read_text().strip() not in out + err
 
 
 def test_nkey_and_creds_together_or_a_missing_file_are_mistakes_with_their_place(workdir, tmp_path, capsys):

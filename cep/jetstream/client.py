@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+from pathlib import Path
 from typing import Any, Awaitable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -153,6 +154,7 @@ class NatsConnection(BaseModel):
         import ssl
         context = ssl.create_default_context(cafile=self.tls_ca)
         if self.tls_cert:
+            check_private(self.tls_key, "TLS key")
             context.load_cert_chain(self.tls_cert, self.tls_key)
         return context
 
@@ -203,11 +205,24 @@ def check_creds_file(path: str) -> str:
 
 
 def _read_secret(path: str, what: str) -> str:
+    """The text of the secret file `path`; NatsUnavailable if it cannot be read, or is not kept
+    private (`secret_file_problems`)."""
+    check_private(path, what)
     try:
         return open(path, encoding="ascii").read()
     except (OSError, UnicodeDecodeError) as exc:
         raise NatsUnavailable(f"cannot read the {what} {path}: "
                               f"{exc.strerror if isinstance(exc, OSError) else 'not text'}") from None
+
+
+def check_private(path: str, what: str) -> None:
+    """NatsUnavailable naming what is wrong if the secret file `path` is not private to this user."""
+    from cep.runtime.security import secret_file_problems
+    if not Path(path).is_file():
+        return  # reading it says what is wrong
+    problems = secret_file_problems(Path(path))
+    if problems:
+        raise NatsUnavailable(f"the {what} {'; '.join(problems)}")
 
 
 def servers(url: str) -> list[str]:

@@ -103,7 +103,9 @@ def generate_keys(directory: Path, hosts: Iterable[str] = ()) -> list[Path]:
     return written
 
 
-def _secret_problems(secret: Path) -> list[str]:
+def secret_file_problems(secret: Path) -> list[str]:
+    """What makes `secret` (a private key, a seed) unfit to use: missing, another user's, or
+    open to other users (a secret they may have read already; ssh refuses such a key too)."""
     if not secret.is_file():
         return [f"{secret} is missing"]
     info = secret.stat()
@@ -119,7 +121,7 @@ def key_problems(directory: Path) -> list[str]:
     """What is wrong with a one-host pipeline's keys directory for use by this user (empty: nothing)."""
     if not directory.is_dir():
         return [f"keys directory {directory} does not exist"]
-    return [problem for name in (SERVER, CLIENT) for problem in _secret_problems(directory / f"{name}.key_secret")]
+    return [problem for name in (SERVER, CLIENT) for problem in secret_file_problems(directory / f"{name}.key_secret")]
 
 
 def host_key_problems(directory: Path, hosts: Iterable[str], host: str | None = None) -> list[str]:
@@ -134,12 +136,12 @@ def host_key_problems(directory: Path, hosts: Iterable[str], host: str | None = 
     problems = [f"{directory / f'{HOST_PREFIX}{name}.key'} (host {name}'s public key) is missing"
                 for name in hosts if not (directory / f"{HOST_PREFIX}{name}.key").is_file()]
     if host is not None:
-        return problems + _secret_problems(directory / f"{HOST_PREFIX}{host}.key_secret")
+        return problems + secret_file_problems(directory / f"{HOST_PREFIX}{host}.key_secret")
     secrets = [directory / f"{HOST_PREFIX}{name}.key_secret" for name in hosts]
     held = [secret for secret in secrets if secret.exists()]
     if not held:
         problems.append(f"{directory} holds no host's secret key (host-NAME.key_secret, on host NAME)")
-    return problems + [problem for secret in held for problem in _secret_problems(secret)]
+    return problems + [problem for secret in held for problem in secret_file_problems(secret)]
 
 
 def host_keypair(directory: Path, host: str) -> tuple[bytes, bytes | None]:
