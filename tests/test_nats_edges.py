@@ -8,7 +8,7 @@ from cep import codec
 from cep.jetstream.client import NatsConnection, close, connect, loop
 from cep.jetstream.publish import PublishFailed
 from cep.runtime.transport import jetstream
-from tests.support import KillOnce, inline_then_killed, signal_ids, wait_for
+from tests.support import KillOnce, inline_then_killed, kill_at, signal_ids, wait_for
 from tests.natsserver import FailingPublishes, nats_server  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.integration
@@ -72,6 +72,39 @@ def test_at_least_once_over_nats_killing_a_process_loses_nothing(workdir, nats_s
     inline, status = inline_then_killed(plan, lambda: set(signal_ids(workdir)), kill)
     assert kill.pid and status.restarts == {victim: 1}
     assert set(signal_ids(workdir)) >= inline
+
+
+TWO_READERS = """
+version: 1
+name: nats-two-readers-{delivery}
+transport: {{kind: nats, url: "{url}"}}
+defaults: {{delivery: {delivery}}}
+sources:
+  ticks: {{type: synthetic, instruments: 2, seed: 8, count: 6000}}
+rules:
+  up3: {{use: momentum, from: ticks, with: {{count: 3, direction: both, quantity: 1}}}}
+sinks:
+  log: {{type: jsonl, from: [up3], path: out/log.jsonl}}
+  copy: {{type: jsonl, from: [up3], path: out/copy.jsonl}}
+"""
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "exactly_once"])
+def test_every_process_reading_a_rules_output_gets_all_of_it(workdir, nats_server, delivery):
+    """One node's edges to two consumer processes are two subjects, each published by an outlet
+    of its own with the same frame numbers: their message ids must differ, or JetStream keeps
+    only the first of each pair (in a stream, a message id is unique across subjects) and the
+    consumers wait for frames that never come (the order executor's log and journal did)."""
+    path = workdir / "pipeline.yaml"
+    path.write_text(TWO_READERS.format(url=nats_server.url, delivery=delivery))
+    plan = cep.compile(path)
+    cep.run(plan, inline=True)
+    inline = (workdir / "out" / "log.jsonl").read_text()
+    assert inline and (workdir / "out" / "copy.jsonl").read_text() == inline
+    _, status, hung = kill_at(plan, [], deadline_s=30)
+    assert not hung, "the run hung: a consumer waited for frames JetStream never stored"
+    assert (workdir / "out" / "log.jsonl").read_text() == inline
+    assert (workdir / "out" / "copy.jsonl").read_text() == inline
 
 
 ONE_EDGE = """

@@ -23,7 +23,7 @@ Delivery:
   effects are safe (the worker's `Receipts`, as on ZeroMQ); JetStream delivers what was not
   acknowledged again after `ACK_WAIT_S`, to the restarted consumer worker.
 - exactly_once: at_least_once plus a message id per frame (`Nats-Msg-Id`: the run's token,
-  producer worker, topic, sequence number; without the token a second run's first frames would
+  producer worker, subject, topic, sequence number; without the token a second run's first frames would
   be taken for the first run's and dropped), so a restarted producer's resend of its
   checkpointed outbox is stored once,
   and the consumer's deduplicating inlet drops what its checkpoint says was delivered and
@@ -218,8 +218,11 @@ class ReliableNatsOutlet(RetainingOutlet, NatsOutlet):
         return True
 
     def _publish_frame(self, frame: bytes, topic: bytes, seq: int) -> Any:
-        """Publish with the frame's id: the run, the producer worker, the stream, the number."""
-        return self.publisher.publish(self.subject, frame, f"{self.run}:{self.producer}:{topic.decode()}:{seq}")
+        """Publish with the frame's id: the run, the producer worker, the subject, the stream, the
+        number. The subject tells apart a node's edges to several consumer processes, which
+        number their frames alike: JetStream deduplicates ids across the whole stream."""
+        return self.publisher.publish(self.subject, frame,
+                                      f"{self.run}:{self.producer}:{self.subject}:{topic.decode()}:{seq}")
 
     def _put(self, subject: str, frame: bytes, blocking: bool | None = None) -> bool:
         """The END: published once JetStream stored every data frame before it (`on_stored`).
