@@ -363,9 +363,9 @@ def plugins(pipeline: Path | None, kind: str | None) -> None:
 
 @cli.command(short_help="Positions from an order journal, now or as of a time.", epilog="""\b
 Examples:
-  cep positions out/journal.db                 # quantity, average cost, realized PnL (and
+  cep positions out/trading-journal.db         # quantity, average cost, realized PnL (and
                                                # unrealized, as of the latest quotes it keeps)
-  cep positions out/journal.db --at 2024-08-08T23:55:00Z --json""")
+  cep positions out/trading-journal.db --at 2024-08-08T23:55:00Z --json""")
 @click.argument("journal", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per instrument and line.")
 @click.option("--at", help="Only fills up to this event time: nanoseconds since the epoch or ISO 8601 "
@@ -386,8 +386,8 @@ def positions(journal: Path, as_json: bool, at: str | None) -> None:
 
 @cli.command(short_help="Orders in an order journal, or one order's history.", epilog="""\b
 Examples:
-  cep orders out/journal.db                    # each order's latest state
-  cep orders out/journal.db --signal 'momentum5:BTCUSDT:1723161254353491067:SELL'""")
+  cep orders out/trading-journal.db            # each order's latest state
+  cep orders out/trading-journal.db --signal 'momentum5:ETHUSDT:1723161254385738067:SELL'""")
 @click.argument("journal", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--signal", "signal_id", help="Every event of the order placed for this signal id.")
 @click.option("--order", "client_order_id", help="Every event of the order with this client order id.")
@@ -396,6 +396,8 @@ def orders(journal: Path, signal_id: str | None, client_order_id: str | None, as
     """The orders in JOURNAL (read-only: safe while a pipeline writes it)."""
     import json
     from cep.orders.queries import latest_per_order, order_history, render_history, render_orders
+    if signal_id is not None and client_order_id is not None:
+        raise click.UsageError("give --signal ID or --order COID, not both (each names one order)")
     one = signal_id is not None or client_order_id is not None
     events = (order_history(journal, signal_id=signal_id, client_order_id=client_order_id) if one
               else latest_per_order(journal))

@@ -55,3 +55,9 @@ def test_a_missing_journal_or_a_bad_time_is_exit_2_with_a_message_not_a_tracebac
                           (("positions", journal, "--at", "noon"), "ISO 8601")]:
         code, out, err = cep(*args)
         assert code == 2 and message in err and "Traceback" not in err, (args, err)
+
+
+def test_signal_and_order_together_are_a_usage_error_not_an_empty_answer(journal):
+    """`--signal ID | --order COID`: one order, named one way; both were read as both at once."""
+    code, out, err = cep("orders", journal, "--signal", "s1", "--order", "c0")
+    assert code == 2 and "--signal" in err and "--order" in err and not out, (out, err)
