@@ -17,7 +17,7 @@ from cep.errors import ConfigError
 from cep.runtime import security
 from cep.runtime.hostlink import HostLink, digest
 from tests.test_cli import cep as run_cli
-from tests.test_multihost import (cep_run, finished, lines_of, needs_aliases, reference_output, two_hosts,
+from tests.test_multihost import (SMALL, cep_run, finished, lines_of, needs_aliases, reference_output, two_hosts,
                                   wait_for)
 from tests.test_multihost_ops import host_links, settle
 
@@ -76,6 +76,17 @@ def test_a_multi_host_pipeline_with_the_one_pipeline_keypair_is_told_how_to_migr
     assert "holds one keypair for the whole pipeline (server, client)" in problem
     assert "cep keys generate" in problem and "--host core --host edge" in problem
     assert "host-NAME.key_secret to host NAME only" in problem
+
+
+def test_hosts_without_curve_are_told_the_command_that_makes_their_keys(pipeline_file, problems_of):
+    """The fix for hosts other machines reach is a keypair per host, not the one-host keypair
+    that would then be refused as the wrong form."""
+    path = pipeline_file(SMALL + "hosts:\n  feed: {address: 10.1.2.3}\n  trade: {address: 10.1.2.4}\n")
+    problems = problems_of(path)
+    assert len(problems) == 2 and all("is reachable from other machines" in p for p in problems)
+    for problem in problems:
+        assert "`cep keys generate DIR --host feed --host trade`" in problem, problem
+        assert "security: {curve: {keys: DIR}}" in problem, problem
 
 
 def test_validate_names_a_host_whose_public_key_is_missing(workdir, problems_of):

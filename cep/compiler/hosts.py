@@ -28,7 +28,7 @@ from cep.config.models import Pipeline
 from cep.config.problems import did_you_mean
 from cep.errors import Problem
 from cep.plan import Plan, ProcessPlan
-from cep.runtime.security import KEYS_HINT, is_loopback
+from cep.runtime.security import host_keys_hint, is_loopback
 
 DERIVED_PORTS = (20_000, 10_000)
 """A host without `port:` starts at 20000 + (crc32 of the pipeline's name) mod 10000: below the
@@ -91,8 +91,9 @@ def _unguarded_hosts(pipeline: Pipeline) -> list[Problem]:
     """A host others can reach, without CURVE: its ports would take anyone's frames."""
     if pipeline.security.curve is not None:
         return []
+    hint = "add `security: {curve: {keys: DIR}}` to the pipeline and " + host_keys_hint(pipeline.hosts)
     return [Problem(f'host "{name}": {host.address} is reachable from other machines, and tcp between hosts '
-                    "needs CURVE", pipeline.locate("hosts", name, "address"), KEYS_HINT)
+                    "needs CURVE", pipeline.locate("hosts", name, "address"), hint)
             for name, host in pipeline.hosts.items() if not is_loopback(host.address) and _is_ip(host.address)]
 
 
