@@ -53,7 +53,8 @@ def test_graph_shows_nats_edges_and_never_the_credentials(tmp_path, capsys, fmt)
 def test_a_parallel_consumer_over_nats_is_refused_with_its_place(tmp_path, capsys):
     code, _, err = _graph(tmp_path, capsys, "text", deploy="deploy:\n  up5: {parallelism: 2}\n")
     assert code == 2
-    assert "p.yaml:" in err and "a NATS edge feeds one worker per consuming process" in err
+    assert "p.yaml:15:9: " in err, err  # at up5's parallelism, not at the deploy: section
+    assert "a NATS edge feeds one worker per consuming process" in err
 
 
 @pytest.mark.parametrize("extra, message", [

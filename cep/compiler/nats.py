@@ -229,9 +229,17 @@ class _Chooser:
         by = self.decided_by.get(edge.id)
         return Problem(f"transport nats: process {process.name} has {process.parallelism} workers; a NATS edge "
                        f"feeds one worker per consuming process",
-                       by.place(self.pipeline, "kind") if by else self.pipeline.locate("deploy", process.nodes[0]),
+                       by.place(self.pipeline, "kind") if by else self._parallelism_place(process),
                        f'drop its parallelism, or keep the edge on ZeroMQ '
                        f'(transport: {{kind: zeromq}} on "{edge.node}")')
+
+
+    def _parallelism_place(self, process) -> Any:
+        """Where the pipeline gives `process` its workers: the `deploy:` entry of its node that
+        says `parallelism` (a process's first node is often a stream fused into it)."""
+        deploy = self.pipeline.deploy
+        node = next((n for n in process.nodes if n in deploy and deploy[n].parallelism != 1), process.nodes[0])
+        return self.pipeline.locate("deploy", node, "parallelism")
 
 
 def _mixed_market_data(pipeline: Pipeline, edges: list[EdgePlan], kinds: dict[str, str],
