@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from cep import compile as compile_pipeline, run as run_pipeline
 from cep.components.base import BuildContext
 from cep.components.sinks.nats_stream import NatsSink, NatsSinkParams
 from cep.jetstream.client import NatsConnection, close, connect, loop
@@ -50,3 +51,38 @@ def test_streams_without_a_server_fails_naming_it(capsys):
     assert code == 1
     assert "cannot connect to NATS at nats://***@127.0.0.1:" in err
     assert "secret" not in err and out == ""
+
+
+EDGES = """version: 1
+name: streams-edges
+transport: {{kind: nats, url: "{url}"}}
+sources:
+  ticks: {{type: synthetic, instruments: 2, seed: 8, count: 2000}}
+rules:
+  up3: {{use: momentum, from: ticks, with: {{count: 3, direction: both, quantity: 1}}}}
+sinks:
+  out: {{type: jsonl, from: [up3], path: out/signals.jsonl}}
+"""
+
+
+@pytest.mark.integration
+def test_an_edge_stream_shows_the_event_times_of_its_first_and_last_records(workdir, nats_server, capsys):
+    """A pipeline's edges over NATS (`CEP_<pipeline>`) hold frames with their topic, and end
+    with each producer's END: the times come from the first and last messages holding records."""
+    path = workdir / "p.yaml"
+    path.write_text(EDGES.format(url=nats_server.url))
+    run_pipeline(compile_pipeline(path))
+    client = connect(NatsConnection(url=nats_server.url), "test")
+    try:
+        js = client.jetstream()
+        state = loop().call(js.stream_info("CEP_streams-edges")).state
+        first = loop().call(js.get_msg("CEP_streams-edges", seq=state.first_seq)).data
+    finally:
+        close(client)
+    assert first.startswith(b"TICK.*\x00")  # a frame as ZeroMQ carries it, not a recorded body
+    code, out, err = cep("streams", nats_server.url, "--json", capsys=capsys)
+    assert code == 0, err
+    (row,) = [row for row in map(json.loads, out.splitlines()) if row["name"] == "CEP_streams-edges"]
+    signals = [json.loads(line) for line in (workdir / "out" / "signals.jsonl").read_text().splitlines()]
+    assert row["first_time"] is not None and row["last_time"] is not None, row
+    assert row["first_time"] <= signals[0]["timestamp"] and row["last_time"] >= signals[-1]["timestamp"], row

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from cep import codec
 from cep.durations import parse_duration
 from cep.errors import CodecError, RuntimeFailure
 from cep.jetstream.frames import event_time_range, read_message
@@ -145,14 +146,16 @@ def is_cep_stream(config: Any) -> bool:
 
 async def list_streams(js: Any, everything: bool = False) -> list[StreamSummary]:
     """cep's streams on the server (every stream with `everything`), by name, each with the
-    event times of its first and last records (read from its first and last messages)."""
+    event times of its first and last records (read from the messages at its ends)."""
     summaries = []
     for info in await js.streams_info():
         if not (everything or is_cep_stream(info.config)):
             continue
         state = info.state
-        first = await _event_times(js, info.config.name, state.first_seq) if state.messages else (None, None)
-        last = await _event_times(js, info.config.name, state.last_seq) if state.messages else (None, None)
+        first = last = (None, None)
+        if state.messages:
+            first = await _event_times(js, info.config.name, range(state.first_seq, state.last_seq + 1))
+            last = await _event_times(js, info.config.name, range(state.last_seq, state.first_seq - 1, -1))
         summaries.append(StreamSummary(
             name=info.config.name, subjects=tuple(info.config.subjects or ()), messages=state.messages,
             bytes=state.bytes, first_seq=state.first_seq, last_seq=state.last_seq,
@@ -160,14 +163,34 @@ async def list_streams(js: Any, everything: bool = False) -> list[StreamSummary]
     return sorted(summaries, key=lambda summary: summary.name)
 
 
-async def _event_times(js: Any, stream: str, seq: int) -> tuple[int | None, int | None]:
-    """The first and last event times in message `seq`, (None, None) if it is no cep frame."""
+ENDS_READ = 64
+"""How many messages at each end of a stream `cep streams` reads for one holding records: the
+stream of a pipeline's edges ends with an END frame per edge and producer."""
+
+
+async def _event_times(js: Any, stream: str, seqs: range) -> tuple[int | None, int | None]:
+    """The first and last event times of the first message in `seqs` (of the first
+    `ENDS_READ`) that holds records; (None, None) if none does."""
     from nats.js.errors import NotFoundError
+    for seq in seqs[:ENDS_READ]:
+        try:
+            message = await js.get_msg(stream, seq=seq)
+        except NotFoundError:  # deleted
+            continue
+        times = _records_times(message.data)
+        if times is not None:
+            return times
+    return None, None
+
+
+def _records_times(data: bytes) -> tuple[int | None, int | None] | None:
+    """The event times of a message's records: a body a `nats` sink recorded, or a frame with
+    its topic as an edge over NATS carries it; None for anything without records (an END)."""
     try:
-        message = await js.get_msg(stream, seq=seq, subject=">", next=True)
-    except NotFoundError:
-        return None, None
-    try:
-        return event_time_range(read_message(message.data)[3])
+        return event_time_range(read_message(data)[3])
     except CodecError:
-        return None, None
+        pass
+    try:
+        return event_time_range(read_message(codec.split_frame(data)[1])[3])
+    except CodecError:
+        return None
