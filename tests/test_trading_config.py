@@ -96,6 +96,20 @@ def test_each_mistake_in_the_trading_sections_is_named_at_its_line_with_a_fix(tm
     assert expected in problems(tmp_path, TRADING.replace(*change))
 
 
+@pytest.mark.parametrize("rules, deploy", [
+    ("", "deploy:\n  up3: {parallelism: 2}\n"),
+    ("  down3: {use: momentum, from: quotes, with: {count: 3, direction: down, quantity: 1}}\n",
+     "deploy:\n  down3: {parallelism: 2}\n"),  # its signals in two processes: no traceback
+], ids=["one rule on two workers", "two rules, one of them on two workers"])
+def test_an_executor_reading_signals_made_in_several_workers_is_named_at_its_from(tmp_path, rules, deploy):
+    text = TRADING.replace("venues:", rules + "venues:").replace("from: [up3]", "from: [up3, down3]" if rules
+                                                                 else "from: [up3]") + deploy
+    found = problems(tmp_path, text)
+    assert len(found) == 1 and found[0].startswith(f"p.yaml:{13 if rules else 12}:5: "), found  # at its from:
+    assert 'order executor "exec": its signals are made in several workers' in found[0]
+    assert "parallelism 1" in found[0]
+
+
 def test_cep_validate_checks_the_trading_sections(tmp_path):
     good = CliRunner().invoke(cli, ["validate", write(tmp_path, TRADING)])
     assert good.exit_code == 0 and "ok" in good.output

@@ -36,7 +36,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     from cep.compiler.hosts import endpoints_for, on_hosts, with_links
     from cep.compiler.nats import nats_settings, over_nats
     from cep.compiler.placement import place
-    from cep.compiler.trading import request_edges
+    from cep.compiler.trading import request_edges, signals_in_several_workers
     from cep.compiler.wiring import default_run_dir, wire
 
     checked = build_graph(pipeline)
@@ -47,6 +47,7 @@ def compile_pipeline(pipeline: Pipeline, registry: Registry, run_dir: Path | Non
     processes, host_problems = on_hosts(pipeline, processes)
     nats, nats_problems = nats_settings(pipeline)
     findings.errors += parallelism_problems + host_problems + nats_problems
+    findings.errors += signals_in_several_workers(pipeline, processes)
     findings.raise_errors()
     run_dir = run_dir or default_run_dir(pipeline)
     endpoints = endpoints_for(pipeline, run_dir, processes)

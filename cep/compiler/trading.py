@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import networkx as nx
 
 from cep.config.models import OrderSpec, Pipeline, StreamSpec
-from cep.errors import CompileError, Problem
+from cep.errors import Problem
 from cep.plan import EdgePlan, NodePlan
 
 MARKET_DATA = ("source", "stream")
@@ -111,22 +111,29 @@ def _makers(graph: nx.DiGraph, node: str) -> set[str]:
     return set().union(set(), *(_makers(graph, upstream) for upstream in graph.predecessors(node)))
 
 
+def signals_in_several_workers(pipeline: Pipeline, processes: list) -> list[Problem]:
+    """An executor decides its merged input in the order it was made, so the signals it reads
+    must be made in one worker (checked before the wiring, which gives a node one producer)."""
+    problems = []
+    for oid in pipeline.orders:
+        merged = [process for process in processes if f"{oid}.in" in process.nodes]
+        if len(merged) > 1 or any(process.parallelism > 1 for process in merged):
+            names = ", ".join(f"{p.name} x{p.parallelism}" if p.parallelism > 1 else p.name for p in merged)
+            problems.append(Problem(
+                f'order executor "{oid}": its signals are made in several workers ({names}), so their order '
+                "would differ from run to run", pipeline.locate("orders", oid, "from"),
+                "run the rules it reads in one process, with parallelism 1 (deploy: {RULE: {process: strategy}})"))
+    return problems
+
+
 def request_edges(pipeline: Pipeline, nodes: dict[str, NodePlan], processes: list, endpoint: Callable[..., str],
                   edges: list[EdgePlan]) -> list[EdgePlan]:
-    """Each executor's request/reply edge to its venue (DEALER -> ROUTER, the venue binds), and
-    a CompileError where the executor's signals are not made in one worker."""
+    """Each executor's request/reply edge to its venue (DEALER -> ROUTER, the venue binds)."""
     host = {node_id: process for process in processes for node_id in process.nodes}
     found = []
     for oid, spec in pipeline.orders.items():
         if oid not in nodes or spec.venue not in nodes:
             continue
-        merged = [process for process in processes if f"{oid}.in" in process.nodes]
-        if len(merged) > 1 or any(process.parallelism > 1 for process in merged):
-            names = ", ".join(f"{p.name} x{p.parallelism}" if p.parallelism > 1 else p.name for p in merged)
-            raise CompileError(Problem(
-                f'order executor "{oid}": its signals are made in several workers ({names}), so their order '
-                "would differ from run to run", pipeline.locate("orders", oid, "from"),
-                "run the rules it reads in one process, with parallelism 1 (deploy: {RULE: {process: strategy}})"))
         delivery = next((edge.delivery for edge in edges if edge.node == oid),
                         next((edge.delivery for edge in edges if edge.consumer == host[oid].name),
                              pipeline.defaults.delivery))
