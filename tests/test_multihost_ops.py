@@ -162,6 +162,28 @@ def test_top_shows_a_host_waiting_for_its_peer_then_connected(workdir):
 
 @needs_aliases
 @pytest.mark.integration
+def test_a_host_stopped_while_it_waits_for_its_peer_stops_at_once(workdir):
+    """Its workers were never told to start: there is nothing to drain, so Ctrl-C ends the run
+    at once instead of waiting out the drain timeout (10 s) and killing them."""
+    path = two_hosts(workdir, delivery="at_most_once", count=2000, speed="max")
+    log = workdir / "edge.log"
+    edge = cep_run(path, "edge", log)
+    try:
+        wait_for(lambda: link_state(workdir / "run-edge" / "twohost@edge", "core") == "waiting",
+                 "edge to wait for core")
+        edge.send_signal(signal.SIGINT)
+        asked = time.monotonic()
+        code = edge.wait(30)
+        took = time.monotonic() - asked
+    finally:
+        if edge.poll() is None:
+            edge.kill()
+    assert code == 130 and took < 5, (code, took, log.read_text())
+    assert "workers killed" not in log.read_text(), log.read_text()
+
+
+@needs_aliases
+@pytest.mark.integration
 def test_hosts_given_different_files_refuse_each_other_and_mix_nothing(workdir):
     path = two_hosts(workdir, delivery="at_most_once", count=2000, speed="max")
     other = other_pipeline(path)

@@ -295,9 +295,10 @@ class Worker:
 
     def _loop(self) -> None:
         """Passes until the worker is finished: each reads what came in, drives the sources,
-        ships and settles what the pass produced, and reports on time."""
+        ships and settles what the pass produced, and reports on time. Told to stop before it
+        was told to start (a host still waiting for its peers), it has nothing to drain."""
         self._register()
-        while not (self.started and self._finished()):
+        while not (self.started and self._finished()) and not (self.stopping and not self.started):
             held = bool(self.retaining) and any(outlet.held for outlet in self.retaining)
             self._read(held)
             if not self.announced_ready:
