@@ -47,7 +47,8 @@ def inputs_written(pipeline: Pipeline, section: str, node_id: str, spec: Any) ->
 
 
 def check_trading(pipeline: Pipeline, result: Any) -> None:
-    """Each executor names a venue that exists; each `quotes:` names market data, not signals."""
+    """Each executor names a venue that exists and no other executor names; each `quotes:` names
+    market data, not signals."""
     graph: nx.DiGraph = result.graph
     for oid, spec in pipeline.orders.items():
         if spec.venue not in pipeline.venues and spec.venue not in pipeline._broken:
@@ -58,6 +59,16 @@ def check_trading(pipeline: Pipeline, result: Any) -> None:
                 f'did you mean "{close[0]}"?' if close else (
                     "known: " + ", ".join(sorted(pipeline.venues)) if pipeline.venues
                     else "declare it under venues:, e.g. venues: {paper: {type: paper, quotes: quotes}}")))
+    served: dict[str, str] = {}  # venue -> the executor it serves
+    for oid, spec in pipeline.orders.items():
+        if spec.venue in served:
+            result.errors.append(Problem(
+                f'order executor "{oid}": venue "{spec.venue}" serves order executor "{served[spec.venue]}" '
+                "already (a venue matches each request at the event time its one executor has reached)",
+                pipeline.locate("orders", oid, "venue"),
+                f"give each executor a venue of its own, e.g. venues: {{{spec.venue}2: "
+                f"{{type: {pipeline.venues[spec.venue].type}, quotes: ...}}}}"))
+        served.setdefault(spec.venue, oid)
     own_quotes = [("venues", vid, spec.quotes) for vid, spec in pipeline.venues.items()]
     own_quotes += [("orders", oid, spec.quotes) for oid, spec in pipeline.orders.items() if spec.quotes]
     for section, node_id, quotes in own_quotes:  # an executor's default is its venue's, checked there
