@@ -5,7 +5,10 @@ paper venue rejected 416 of its orders as STALE_REQUEST), and the run never ende
 went to one ROUTER). Each executor gets a venue of its own."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 import cep
 from tests.test_trading_run import write_trading
@@ -40,7 +43,20 @@ def test_a_second_executor_on_a_venue_is_refused_at_its_venue_line(workdir, prob
     assert "give each executor a venue of its own" in problem
 
 
-def test_two_executors_with_a_venue_each_compile(workdir):
+@pytest.mark.integration
+def test_two_executors_with_a_venue_each_trade_as_processes_as_they_do_inline(workdir):
     plan = cep.compile(write_two(workdir, "paper2"))
     assert sorted(edge.id for edge in plan.edges if edge.pattern == "dealer/router") == [
         "exec->venue-paper", "exec2->venue-paper2"]
+    cep.run(plan, inline=True)
+    inline = orders_of(workdir)
+    assert {event["signal_id"].split(":")[0] for event in inline} == {"momentum5", "levels10s"}
+    cep.run(plan)
+    assert orders_of(workdir) == inline
+
+
+def orders_of(directory: Path) -> list[dict]:
+    """The order log's events in a stable order (two executors' events interleave as they come)."""
+    with open(directory / "out" / "trading-orders.jsonl") as file:
+        events = [json.loads(line) for line in file]
+    return sorted(events, key=lambda event: (event["signal_id"], event["sequence"]))
