@@ -49,3 +49,13 @@ def test_each_hot_path_log_has_its_wal_moved_in_the_background_until_closed(work
     for log in logs:
         log.close()
     assert wal_threads() == before
+
+
+def test_a_log_dropped_unclosed_takes_its_thread_with_it(workdir):
+    """A log dropped without close (a crashed executor's, in a test) leaves no thread behind."""
+    before = wal_threads()
+    log = OrderLog(workdir / "dropped.orders.sqlite", fresh=True)
+    (thread,) = wal_threads() - before
+    del log
+    thread.join(DEADLINE_S)
+    assert not thread.is_alive()

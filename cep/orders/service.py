@@ -77,6 +77,11 @@ class VenueService:
         self._renumber = False
         self.repeats = 0
 
+    def close(self) -> None:
+        """The process is done with the venue: its request log closes."""
+        if self.log is not None:
+            self.log.close()
+
     def restarted_without_state(self, log: "RequestLog", session: int) -> None:
         """This venue took over from one that died with its state (no checkpoint): it answers a
         repeat of an order its log says was placed and never places it again, numbers the

@@ -49,6 +49,11 @@ class ProcessGraph:
     def sinks_done(self) -> bool:
         return not self.open_sinks
 
+    def close(self) -> None:
+        """The process is done with the graph: what its venues keep open closes."""
+        for venue in self.venues.values():
+            venue.close()
+
     def raise_failure(self) -> None:
         if self.failure is not None:
             if isinstance(self.failure, CepError):

@@ -58,6 +58,7 @@ def run_inline(plan: Plan, stopping: Callable[[], bool] = lambda: False) -> RunS
                     graph.raise_failure()
                 status.interrupted = stopping()
     finally:
+        graph.close()
         dead_letters.close()
     graph.raise_failure()
     status.finished = time.monotonic()

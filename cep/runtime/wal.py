@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from pathlib import Path
 
 EVERY_S = 0.25
@@ -26,20 +27,24 @@ class WalCheckpointer:
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         db.execute("PRAGMA wal_autocheckpoint=0")
         self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(path,), name=f"wal {path.name}", daemon=True)
+        self._thread = threading.Thread(target=_move, args=(path, self._closing, weakref.ref(self)),
+                                        name=f"wal {path.name}", daemon=True)
         self._thread.start()
-
-    def _run(self, path: Path) -> None:
-        db = sqlite3.connect(path, isolation_level=None)
-        try:
-            while not self._closing.wait(EVERY_S):
-                try:
-                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.OperationalError:  # busy or locked for a moment: the next round moves it
-                    pass
-        finally:
-            db.close()
 
     def close(self) -> None:
         self._closing.set()
         self._thread.join()
+
+
+def _move(path: Path, closing: threading.Event, owner: "weakref.ref[WalCheckpointer]") -> None:
+    """The thread: a checkpoint every `EVERY_S` until closed, or until its `WalCheckpointer` is
+    gone (a log dropped unclosed, as a crashed process's is in tests: no thread outlives it)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        while not closing.wait(EVERY_S) and owner() is not None:
+            try:
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.OperationalError:  # busy or locked for a moment: the next round moves it
+                pass
+    finally:
+        db.close()

@@ -383,6 +383,7 @@ class Worker:
             inlet.close()
         if self.checkpointer is not None:
             self.checkpointer.close()
+        self.graph.close()
         self.dead_letters.close()
 
     def _note_offsets(self, now: float) -> None:
