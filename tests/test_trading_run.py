@@ -15,11 +15,23 @@ from tests.support import SHIPPED_TICKS
 
 REPO = Path(__file__).resolve().parents[1]
 TRADING = (REPO / "pipelines" / "trading.yaml").read_text()
+SHIPPED_REQUEST = "request: {timeout: 250ms, retries: 3}"
+PATIENT = "{timeout: 2s, retries: 5}"
+"""The executor's venue requests in a test whose orders must not depend on the host's load: a
+venue that does not answer within `timeout` times `retries + 1` is a venue failure, which leaves
+an order's acceptance to its fill and, repeated, opens the breaker, so the orders differ. The
+shipped 250 ms times 4 is a second; a loaded 2-core host (the tests run at nice 19) starves a
+process that long. 2 s times 6 lets only a venue stalled for 12 s fail."""
 
 
-def write_trading(directory: Path, delivery: str = "at_most_once", extra: str = "") -> Path:
+def write_trading(directory: Path, delivery: str = "at_most_once", extra: str = "", request: str | None = None) -> Path:
+    """pipelines/trading.yaml in `directory`, on the shipped ticks, under `delivery`, with `extra`
+    appended and the executor's `request:` settings replaced by `request` if given."""
     text = TRADING.replace("../data/binance_btcusdt_ethusdt_20240808.csv.gz", str(SHIPPED_TICKS))
     text = text.replace("../out/", "out/").replace("{delivery: at_most_once}", f"{{delivery: {delivery}}}")
+    if request is not None:
+        assert SHIPPED_REQUEST in text, f"pipelines/trading.yaml no longer says {SHIPPED_REQUEST!r}"
+        text = text.replace(SHIPPED_REQUEST, f"request: {request}")
     path = directory / "trading.yaml"
     path.write_text(text + extra)
     return path
@@ -34,7 +46,7 @@ def outcome(directory: Path) -> tuple[list[dict], list[dict]]:
 
 @pytest.mark.integration
 def test_the_trading_pipeline_gives_the_same_orders_and_positions_inline_as_processes_and_on_a_rerun(workdir):
-    plan = cep.compile(write_trading(workdir))
+    plan = cep.compile(write_trading(workdir, request=PATIENT))
     assert {process.role for process in plan.processes} >= {"executor", "venue"}
     cep.run(plan, inline=True)
     inline = outcome(workdir)
