@@ -207,6 +207,38 @@ def test_exactly_once_pub_sub_holds_frames_until_released_and_drops_a_resend(wor
     restarted.inlet.close()
 
 
+def test_a_subscriber_restarted_before_its_publisher_saw_it_go_gets_what_it_had_not_acknowledged(workdir, context):
+    """A killed subscriber's connection is torn down by its publisher's ZeroMQ threads, which a
+    loaded host may run late: the new incarnation can subscribe while the old one still counts
+    as subscribed. Its join must still be seen, or it never gets the resend (under exactly_once
+    it then holds every later frame for it: the run hung)."""
+    plan = compiled(workdir, "at_least_once")
+    edge = edge_of(plan, "pub/sub")
+    outlet = transport.pub_outlet(context, plan, "gateway-ticks", 0, "ticks", [edge], lambda: False)
+    crashed = Consumer(transport.inlet(context, plan, edge, "strategy", 0, 0, lambda *a: pytest.fail(str(a)),
+                                       Receipts(clock=time.monotonic)))
+    wait_ready(outlet)
+    outlet.send(ticks(0, 300))
+    outlet.flush()
+    crashed.read(outlet, until=lambda: len(crashed.records) == 300)  # read, never acknowledged
+    receipts = Receipts(clock=time.monotonic)
+    restarted = Consumer(transport.inlet(context, plan, edge, "strategy", 0, 1, lambda *a: pytest.fail(str(a)),
+                                         receipts))
+    restarted.read(outlet, until=lambda: len(restarted.records) == 300)
+    crashed.inlet.close()  # only now does the publisher see the old incarnation go
+    outlet.end()
+    restarted.read(outlet, until=lambda: restarted.inlet.complete)
+    assert restarted.records == as_records(ticks(0, 300)) and restarted.ended == ["gateway-ticks"]
+    assert outlet.counters.retransmitted == 2  # 256 + 44 records
+    receipts.end_pass()
+    transport.send_acks(receipts, {edge.id: restarted.inlet})
+    outlet.acknowledged("strategy")
+    restarted.read(outlet, until=lambda: outlet.done)
+    assert "strategy" in outlet.joined and outlet.counters.unacked == 0
+    outlet.close()
+    restarted.inlet.close()
+
+
 def test_drain_reads_what_waits_and_never_waits(context):
     pull, push = context.socket(zmq.PULL), context.socket(zmq.PUSH)
     pull.bind("inproc://drain")

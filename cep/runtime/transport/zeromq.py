@@ -5,6 +5,9 @@ transport protocol (`protocol.py`) with no acknowledgements; `reliable.py` build
   never by sleeping: each subscribes to everything, then to its own `!HELLO.<worker>` topic; the
   XPUB sees that subscription arrive after the first, so once it is seen the subscriber gets every
   frame that follows. XPUB_NODROP makes a full peer visible (EAGAIN) instead of a silent drop.
+  XPUB_VERBOSE passes on every subscription, not only a topic's first: a restarted consumer
+  worker may subscribe before the XPUB has torn down its killed predecessor's connection (its
+  threads run late on a loaded host), and its HELLO must still be seen as a join.
 - push/pull: every consumer worker binds a PULL; the producer connects one PUSH to each and routes
   records by partition key, so a key always reaches the same worker.
 
@@ -127,6 +130,7 @@ class PubOutlet(ZmqOutlet):
         self.socket.setsockopt(zmq.SNDHWM, edges[0].hwm)
         self.socket.setsockopt(zmq.LINGER, 0)   # END is acknowledged before close; nothing left to flush
         self.socket.setsockopt(zmq.XPUB_NODROP, 1)
+        self.socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # a restart's HELLO while its predecessor's lingers
         bind(self.socket, edges[0].endpoints[0])
         self.readers[self.socket] = self.on_subscriptions
         self.expected = {w for edge in edges for w in plan.process(edge.consumer).workers}
