@@ -82,14 +82,24 @@ class KillOnce:
 def kill_at(plan, volleys, deadline_s: float, drain_timeout_s: float = 10.0):
     """Run `plan` under a Supervisor while a thread SIGKILLs workers: each volley is `(at_s,
     victims)` or `(at_s, victims, gaps_ms)`, its victims killed one after another (`gaps_ms`
-    apart) `at_s` after the pipeline started. A run still going `deadline_s` after the last
-    volley is stopped (drained) and counts as hung. Returns `(pids killed, status, hung)`."""
+    apart) `at_s` after the pipeline started. A victim that an earlier shot killed and that is
+    not back yet is killed as soon as the supervisor has started it again: every shot lands
+    while the run goes on, however long a restart takes on a loaded host. A run still going
+    `deadline_s` after the last volley is stopped (drained) and counts as hung. Returns `(pids
+    killed, status, hung)`."""
     from cep.runtime.supervisor import Supervisor
 
     supervisor = Supervisor(plan, backoff_s=0.05, drain_timeout_s=drain_timeout_s)
     finished = threading.Event()
     killed: list[int] = []
     hung: list[bool] = []
+
+    def restarted(victim: str) -> int | None:
+        """The victim's pid once it is not one killed already (None if the run ended first)."""
+        while (pid := supervisor.status.pids.get(victim)) in killed:
+            if finished.wait(0.005):
+                return None
+        return pid
 
     def fire() -> None:
         while supervisor.status.started is None and not finished.wait(0.005):
@@ -99,13 +109,12 @@ def kill_at(plan, volleys, deadline_s: float, drain_timeout_s: float = 10.0):
             if finished.wait(max(0.0, began + at_s - time.monotonic())):
                 return
             for victim, gap_ms in zip(victims, [*(gaps[0] if gaps else []), *[0.0] * len(victims)]):
-                pid = supervisor.status.pids.get(victim)
+                pid = restarted(victim)
                 try:
-                    if pid not in killed:  # else it is dead, not yet restarted
-                        os.kill(pid, signal.SIGKILL)
-                        killed.append(pid)
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
                 except (ProcessLookupError, TypeError):
-                    pass  # restarting at that instant
+                    pass  # it ended (the run did), or the run ended before it came back
                 time.sleep(gap_ms / 1000)
         if not finished.wait(deadline_s):
             hung.append(True)
