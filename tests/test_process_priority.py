@@ -57,7 +57,10 @@ def test_a_niceness_that_needs_privileges_is_a_pipeline_error(workdir):
 
 
 def test_the_gateway_worker_runs_at_its_niceness(workdir):
+    """Niceness adds to the supervisor's, up to the kernel's 19: under `nice -n 19` (as the tests
+    run on a shared host) a gateway can be no nicer than the rest, and it is not."""
     seen = {}
+    here = os.getpriority(os.PRIO_PROCESS, 0)
 
     def look(status):
         if status.nodes()["ticks"].emitted and "gateway-ticks" in status.pids and not seen:
@@ -65,4 +68,4 @@ def test_the_gateway_worker_runs_at_its_niceness(workdir):
                 seen[worker] = os.getpriority(os.PRIO_PROCESS, status.pids[worker]) - os.getpriority(os.PRIO_PROCESS, 0)
 
     cep.run(compile_with(workdir, count=3000), on_status=look)  # 1.5 s: metrics come every 0.5 s
-    assert seen == {"gateway-ticks": GATEWAY_NICE, "strategy": 0}
+    assert seen == {"gateway-ticks": min(here + GATEWAY_NICE, 19) - here, "strategy": 0}
