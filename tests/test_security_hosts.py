@@ -89,6 +89,17 @@ def test_hosts_without_curve_are_told_the_command_that_makes_their_keys(pipeline
         assert "security: {curve: {keys: DIR}}" in problem, problem
 
 
+def test_a_mistake_in_one_host_is_named_once_and_not_taken_for_a_missing_host(workdir, problems_of):
+    """A host entry with a mistake is left out, not the whole `hosts:` section: the pipeline is
+    still on several hosts (no one-host keypair asked for) and the nodes deployed there are not
+    told to list a host that is listed."""
+    path = two_hosts(workdir)
+    path.write_text(path.read_text().replace("edge: {address:", "edge: {adress:"))
+    problems = problems_of(path)
+    assert problems and all(": host \"edge\": " in problem for problem in problems), problems
+    assert any("unknown key 'adress' (did you mean 'address'?" in problem for problem in problems), problems
+
+
 def test_validate_names_a_host_whose_public_key_is_missing(workdir, problems_of):
     path = two_hosts(workdir)
     (workdir / "keys" / "host-core.key").unlink()

@@ -70,8 +70,8 @@ def on_hosts(pipeline: Pipeline, processes: list[ProcessPlan]) -> tuple[list[Pro
 def _unknown_hosts(pipeline: Pipeline) -> list[Problem]:
     problems = []
     for node, deploy in pipeline.deploy.items():
-        if deploy.host is None or deploy.host in pipeline.hosts:
-            continue
+        if deploy.host is None or deploy.host in pipeline.hosts or deploy.host in pipeline._broken:
+            continue  # (a host left out for its own mistake is reported as such)
         hint = (did_you_mean(deploy.host, pipeline.hosts, "known hosts") if pipeline.hosts
                 else "list it under hosts: {NAME: {address: ...}}")
         problems.append(Problem(f'deploy "{node}": no host "{deploy.host}"', pipeline.locate("deploy", node, "host"),

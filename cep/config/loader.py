@@ -24,8 +24,8 @@ from cep.config.yamlsafe import YamlDocument, parse_yaml, read_yaml_file
 from cep.plugins import Registry, default_registry
 
 _SUBJECTS = {"sources": "source", "streams": "stream", "rules": "rule", "sinks": "sink",
-             "venues": "venue", "orders": "order executor", "deploy": "deploy"}
-_SECTIONS = ("sources", "streams", "rules", "sinks", "venues", "orders", "deploy")
+             "venues": "venue", "orders": "order executor", "deploy": "deploy", "hosts": "host"}
+_SECTIONS = ("sources", "streams", "rules", "sinks", "venues", "orders", "deploy", "hosts")
 _PLACEHOLDER_NAME = "pipeline"
 """The name a deferred load gives a pipeline whose `name:` is missing or wrong (reported)."""
 
@@ -106,8 +106,9 @@ def _load(doc: YamlDocument, path: Path | None, base_dir: Path, registry: Regist
     templates = _load_imports(_paths(data, "imports", report), base_dir, report)
     registry.templates = templates
     validator = ParamsValidator(registry, report, {"base_dir": base_dir, "registry": registry})
+    written = {section: list(data[section]) for section in _SECTIONS if isinstance(data.get(section), dict)}
     envelope = Normaliser(report, validator, templates).pipeline(data)
-    pipeline = _envelope(envelope, path, report)
+    pipeline = _envelope(envelope, path, report)  # leaving a broken part out may reach into `data`
     if pipeline is None or not defer_errors:
         report.raise_if_any()
     assert pipeline is not None
@@ -117,8 +118,7 @@ def _load(doc: YamlDocument, path: Path | None, base_dir: Path, registry: Regist
     pipeline._warnings = tuple(report.warnings)
     pipeline._unresolved = frozenset(report.unresolved)
     pipeline._broken = frozenset(
-        cid for section in _SECTIONS if isinstance(data.get(section), dict)
-        for cid in data[section] if cid not in getattr(pipeline, section))
+        cid for section, ids in written.items() for cid in ids if cid not in getattr(pipeline, section))
     return pipeline
 
 
