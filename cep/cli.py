@@ -216,7 +216,7 @@ def _run_plan(plan, inline: bool, quiet: bool, max_restarts: int, reporting: Rep
     trading = {}
     if any(node.kind == "order" for node in plan.nodes.values()):
         from cep.orders.summary import trading_report, trading_summary  # signals, denials, breaker, PnL
-        trading = {"trading": trading_report(plan, status)}
+        trading = {"trading": trading_report(plan, status, host)}
         for line in trading_summary(trading["trading"]):
             click.echo(line, err=True)
     code, reason = _exit_of(status, reporting.max_dead_letters)

@@ -251,3 +251,34 @@ def test_the_positions_sink_marks_at_the_last_quote_of_each_instrument_in_rows_o
     assert {name: q.bid_price for name, q in read_marks(tmp_path / "j.db").items()} == {"X": 51.0, "Y": 9.0}
     assert ctx.counters.dropped == {"bad quote": 1} and ctx.counters.dead_lettered == 0
     assert positions_report(tmp_path / "j.db")[0]["unrealized"] == 100.0
+
+
+ON_TWO_HOSTS = """
+hosts:
+  feed: {address: 127.0.0.2}
+  trade: {address: 127.0.0.3}
+deploy:
+  ticks: {host: feed}
+  momentum5: {host: feed}
+  levels10s: {host: feed}
+  exec: {host: trade}
+  paper: {host: trade}
+  orders: {host: trade}
+  book: {host: trade}
+"""
+
+
+def test_a_host_summarizes_only_the_journals_its_own_processes_write(workdir):
+    """`cep run --host feed` ran no positions sink: the journal is trade's (on another machine
+    it is not there at all), so feed's summary says nothing of it."""
+    from cep.orders.summary import trading_report
+    from cep.runtime.hostlink import local_view
+    plan = cep.compile(write_trading(workdir, extra=ON_TWO_HOSTS))
+    (workdir / "out").mkdir(exist_ok=True)
+    with Journal(workdir / "out" / "trading-journal.db") as journal:
+        journal.append(issue_example_events())
+    feed, trade = (RunStatus(local_view(plan, host)) for host in ("feed", "trade"))  # as each host counts
+    assert trading_report(plan, feed, "feed")["journals"] == {}
+    assert trading_summary(trading_report(plan, feed, "feed")) == []
+    assert trading_report(plan, trade, "trade")["journals"]["book"]["fills"] == 3
+    assert trading_report(plan, RunStatus(plan))["journals"]["book"]["fills"] == 3  # one host: every journal
