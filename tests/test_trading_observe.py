@@ -282,3 +282,21 @@ def test_a_host_summarizes_only_the_journals_its_own_processes_write(workdir):
     assert trading_summary(trading_report(plan, feed, "feed")) == []
     assert trading_report(plan, trade, "trade")["journals"]["book"]["fills"] == 3
     assert trading_report(plan, RunStatus(plan))["journals"]["book"]["fills"] == 3  # one host: every journal
+
+
+def test_a_host_summarizes_the_executors_it_runs_with_the_signals_they_took(workdir):
+    """On trade (the executor's host) the signals come from the executor's own count: the rules
+    that make them run on feed, whose counts trade never sees; feed says nothing of exec."""
+    from cep.orders.summary import trading_report
+    from cep.runtime.hostlink import local_view
+    plan = cep.compile(write_trading(workdir, extra=ON_TWO_HOSTS))
+    feed, trade = (RunStatus(local_view(plan, host)) for host in ("feed", "trade"))
+    from tests.test_trading_executor_node import T0, node_with, paper, quote, run, signal as a_signal
+    service, channel = paper()
+    node, _, _ = node_with(channel)
+    run(node, service, [[a_signal(1, T0), quote(T0)], [a_signal(2, T0 + 1_000_000), quote(T0 + 2_000_000)]])
+    worker = plan.process("executor-exec").workers[0]
+    trade.update(worker, {"incarnation": 0, "nodes": {"exec": {"in": 4, "out": 0, "dropped": {}, "dead_lettered": 0}},
+                          "gauges": {"nodes": {"exec": executor_gauges(node)}}})
+    assert trading_report(plan, trade, "trade")["executors"]["exec"]["signals"] == 2
+    assert trading_report(plan, feed, "feed")["executors"] == {}

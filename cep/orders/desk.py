@@ -28,6 +28,7 @@ class PaperDesk:
         listeners = [self._unjournaled.append] if journal is not None else []
         self.executor = OrderExecutor(self.venue, limits, manager=manager, breaker=breaker, listeners=listeners)
         self.now = 0
+        self.signals = 0  # signals taken, as an executor node counts them (`executor_gauges`)
 
     @property
     def manager(self) -> RiskManager:
@@ -46,6 +47,7 @@ class PaperDesk:
         timestamp = record.get("timestamp")
         if isinstance(timestamp, int) and not isinstance(timestamp, bool):
             self.now = max(self.now, timestamp)
+        self.signals += 1
         decision = self.executor.on_signal(record, self.now)
         self._journal()
         return decision

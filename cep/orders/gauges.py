@@ -35,6 +35,7 @@ def executor_gauges(node: Any) -> dict[str, Any]:
     in_state_s = max(0.0, breaker.clock() - breaker.changed_at)
     positions = book.snapshot()
     return {"trading": {
+        "signals": node.signals,  # its own count: the rules that make them may run on another host
         "state": manager.state.value,
         "breaker": breaker.state.value,
         "breaker_since": round(time.time() - in_state_s, 3),  # wall-clock seconds since the epoch
@@ -69,7 +70,7 @@ def executors(status: Any) -> dict[str, dict[str, Any]]:
     view = {}
     for node in ids:
         counts = totals[node]
-        view[node] = {
+        view[node] = {  # signals: the rules' count until the executor's own comes with its report
             "signals": sum(totals[n].emitted for n in _signal_makers(status.plan, node) if n in totals),
             "denied": counts.dropped, "denials": dict(sorted(counts.drops.items())),
             "venue": {key: counts.noted.get(reason, 0) for reason, key in VENUE_NOTES.items()},

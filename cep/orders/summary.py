@@ -32,12 +32,13 @@ from cep.plan import Plan
 def trading_report(plan: Plan, status: Any, host: str | None = None) -> dict[str, Any]:
     """The trading summary as plain data: `executors` (`cep.orders.gauges.executors`) and
     `journals` (per positions sink: its file, order and fill counts, positions); on one `host`
-    of several, the journals its own processes write (another host's is not on this machine)."""
+    of several, the executors and journals of its own processes (another host's are not here)."""
     journals = {}
     ours = {node for process in plan.processes if host is None or process.host == host for node in process.nodes}
     for sink in (n for n in plan.nodes.values() if n.kind == "sink" and n.type == "positions" and n.id in ours):
         journals[sink.id] = _journal(Path(plan.base_dir) / sink.params["journal"])
-    return {"executors": executors(status), "journals": journals}
+    ran = {node: view for node, view in executors(status).items() if node in ours}
+    return {"executors": ran, "journals": journals}
 
 
 def trading_summary(report: dict[str, Any]) -> list[str]:
