@@ -67,3 +67,11 @@ def shared_data() -> Path:
     if not support.SHARED_DATA.is_dir():
         pytest.skip(f"needs the real datasets in {support.SHARED_DATA} (not shipped with the project)")
     return support.SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def no_run_outlives_its_test():
+    """A `cep run` a test started in the background (`support.STARTED`) ends with the test,
+    whatever the test's outcome: a host left waiting for its peer would load the tests after."""
+    yield
+    support.kill_started()

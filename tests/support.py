@@ -18,6 +18,20 @@ SHIPPED_TICKS = ROOT / "data" / "binance_btcusdt_ethusdt_20240808.csv.gz"
 SHARED_DATA = (ROOT / ".." / "shared" / "data").resolve()
 
 
+STARTED: list = []
+"""`cep run` processes a test started in the background (`subprocess.Popen`): any still running
+when the test ends is killed (conftest), so a failing test leaves no host waiting for its peer."""
+
+
+def kill_started() -> None:
+    """SIGKILL every `STARTED` process still running (its workers exit once their supervisor is gone)."""
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
 def wait_for(condition, timeout_s: float, what: str, every_s: float = 0.02):
     """The first true value of `condition()`, polled every `every_s`; AssertionError naming `what`
     after the deadline."""

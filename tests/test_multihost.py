@@ -252,7 +252,9 @@ def cep_run(path: Path, host: str | None, log: Path) -> subprocess.Popen:
     env = dict(os.environ, CEP_RUN_DIR=str(path.parent / f"run-{host or 'one'}"))
     command = [sys.executable, "-m", "cep.cli", "run", str(path), "-q"] + (["--host", host] if host else [])
     with log.open("w") as stderr:
-        return subprocess.Popen(command, cwd=path.parent, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen(command, cwd=path.parent, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    support.STARTED.append(process)
+    return process
 
 
 def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
