@@ -346,15 +346,18 @@ sinks:
 
 @pytest.mark.integration
 def test_a_worker_busy_in_one_long_computation_is_reported_stuck(workdir):
+    """The gateway, done after its 100 ticks, reports while it waits for the sink: it must not
+    be called stuck. `--stuck-after` is 2.5 s, not less: a loaded 2-core host leaves a nice-19
+    worker without CPU for a second at times, a real silence that a 1 s threshold reports."""
     summary = workdir / "summary.json"
-    result = cep_run(workdir, spinning_pipeline(workdir, 2.5), "--stuck-after", "1s", "--summary-json", str(summary))
+    result = cep_run(workdir, spinning_pipeline(workdir, 4.0), "--stuck-after", "2.5s", "--summary-json", str(summary))
     assert result.returncode == 0, result.stderr
     stuck = [line for line in result.stderr.splitlines() if line.startswith("stuck:")]
     assert len(stuck) == 1 and "sink-out" in stuck[0] and "busy" in stuck[0], result.stderr
     seconds = float(stuck[0].split("no progress for ")[1].split("s")[0])
-    assert 2.0 <= seconds < 10
+    assert 3.5 <= seconds < 12
     workers = json.loads(summary.read_text())["workers"]
-    assert workers["sink-out"]["stuck"] and workers["sink-out"]["longest_silence_s"] >= 2.0
+    assert workers["sink-out"]["stuck"] and workers["sink-out"]["longest_silence_s"] >= 3.5
     assert not workers["gateway-ticks"]["stuck"]
 
 
