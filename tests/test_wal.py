@@ -4,13 +4,13 @@ COMMIT never runs SQLite's automatic checkpoint (with its syncs) while the worke
 from __future__ import annotations
 
 import threading
-import time
 
 from cep.orders.recovery import OrderLog
 from cep.orders.service import RequestLog
 from cep.runtime.checkpoint import CheckpointStore
 from cep.runtime.rundir import private_database
 from cep.runtime.wal import WalCheckpointer
+from tests.support import wait_for
 
 DEADLINE_S = 20
 
@@ -29,10 +29,8 @@ def test_commits_never_checkpoint_and_the_thread_moves_the_wal_into_the_database
     db.execute("CREATE TABLE t (v BLOB)")
     for _ in range(1_500):  # ~6 MB of WAL: SQLite alone would checkpoint inside some COMMIT
         db.execute("INSERT INTO t VALUES (?)", (b"x" * 4_000,))
-    deadline = time.monotonic() + DEADLINE_S
-    while path.stat().st_size < 4_000_000:  # only a checkpoint writes pages into the database file
-        assert time.monotonic() < deadline, "the WAL was never moved into the database"
-        time.sleep(0.01)
+    # only a checkpoint writes pages into the database file
+    wait_for(lambda: path.stat().st_size >= 4_000_000, DEADLINE_S, "the WAL moved into the database")
     assert db.execute("SELECT count(*) FROM t").fetchone()[0] == 1_500
     wal.close()
     assert wal_threads() == before
