@@ -53,7 +53,6 @@ class DealerChannel:
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, identity.encode())
         self.socket.setsockopt(zmq.LINGER, 1000)
-        self.endpoint = endpoint
         self._connecting = Connecting()
         self._connecting.connect(endpoint, self.socket, endpoint)
         self.timeout_ms = max(1, timeout_ns // 1_000_000)
