@@ -286,9 +286,6 @@ def run_hosts(path, first, logs):
 
 @needs_aliases
 @pytest.mark.integration
-@pytest.mark.xfail(reason="known defect (issue 19, README Several hosts): a second run over the same stream "
-                          "sometimes never ends: JetStream gets no acknowledgement from the consumer's bridge (its "
-                          "inproc ack socket receives none) while the END was released", strict=False)
 @pytest.mark.parametrize("first", ["edge", "core"])
 def test_two_hosts_over_nats_started_in_either_order_equal_one_host(workdir, nats_server, first):
     """The second run reads none of the first run's messages, still in the stream, whichever

@@ -129,6 +129,40 @@ def test_host_links_of_one_pipeline_agree_and_say_since_when(workdir):
         assert edge.different == core.different == 0
 
 
+@needs_aliases
+def test_a_peer_that_agreed_and_went_away_is_shown_waiting_and_still_agreed(workdir):
+    """A host's workers may become ready after its peer's whole run is over (a gateway's part
+    can take 60 ms): the peer's word that it runs this pipeline still holds."""
+    plan = cep.compile(two_hosts(workdir, delivery="at_most_once"))
+    with host_links(workdir, plan, plan) as (edge, core):
+        settle([edge, core], lambda: edge.agreed() and core.agreed())
+        edge.close()
+        settle([core], lambda: core.states()["edge"]["state"] == "waiting")
+        assert core.agreed()
+        edge.close = lambda: None  # closed already
+
+
+@needs_aliases
+def test_a_host_that_agreed_and_ended_before_its_own_link_connected_still_lets_its_peer_start(workdir):
+    """edge started first, so its link to core failed and retries only after ZeroMQ's reconnect
+    interval. core's link reaches edge at once; edge hears core's hello, agrees, runs its short
+    part and ends before its own link ever connected. core must not wait for a hello that edge
+    will never send (it did, and never started its workers: issue 19's hang over NATS)."""
+    plan = cep.compile(two_hosts(workdir, delivery="at_most_once"))
+    contexts = [zmq.Context(), zmq.Context()]
+    edge = HostLink(contexts[0], plan, "edge")  # core is not bound yet: this link retries later
+    core = HostLink(contexts[1], plan, "core")
+    try:
+        settle([core, edge], edge.agreed)
+        assert not edge.monitors["core"].poll(0), "edge's own link connected already: nothing tested"
+        edge.close()
+        contexts[0].term()
+        settle([core], core.agreed)
+    finally:
+        core.close()
+        contexts[1].term()
+
+
 # -- real hosts ----------------------------------------------------------------------------------
 @needs_aliases
 @pytest.mark.integration

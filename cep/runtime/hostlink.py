@@ -11,9 +11,12 @@ sends until its peer is there, so a host that starts later, or again, still gets
 
 The link is also where hosts find out that they run one pipeline. Each time a host's DEALER
 completes a handshake with a peer (at its start, and after the peer restarted) it says hello
-with the digest of its plan (`digest`: the parts every host compiles alike). A hello with
-another digest is refused and said on both sides, since each host hears the other's; END
-acknowledgements carry the digest too. The supervisor starts its workers only once every host
+with the digest of its plan (`digest`: the parts every host compiles alike), and the peer
+answers on that connection with a welcome carrying its own. One connection is enough for both
+to know: a host that started first may hear the other's hello, start, and end its run before
+its own DEALER connected (it retries after ZeroMQ's reconnect interval), and its welcome is
+then the only word the other gets from it. A hello or welcome with another digest is refused
+and said on both sides; END acknowledgements carry the digest too. The supervisor starts its workers only once every host
 its processes exchange data with has said hello with the same digest, so hosts given different
 files never mix their records. What each peer link is doing (waiting since when, connected,
 refused) is `HostLink.states`, which the status file and `cep top` show.
@@ -69,6 +72,8 @@ SHARED = ("name", "nodes", "processes", "edges", "hosts", "batch_size", "frame_s
 """What every host of a pipeline must compile alike; not where each keeps its files (run directory,
 keys, dead letters, the pipeline's path) nor its NATS settings (the edges name their subjects)."""
 WAITING, CONNECTED, DIFFERENT = "waiting", "connected", "different pipeline"
+MAX_LINK_MESSAGE = 65536
+"""The largest message a link takes from a peer (a hello, a welcome, an END acknowledgement)."""
 LINK_EVENTS = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
 
 
@@ -93,10 +98,11 @@ class PeerState:
     address: str
     state: str = WAITING
     since: float = dataclasses.field(default_factory=time.time)
-    digest: str | None = None  # the peer's, from its last hello
+    digest: str | None = None  # the peer's, from its last hello or welcome (kept while it is away)
 
     def become(self, state: str, digest: str | None = None) -> bool:
-        """Move to `state` (with the peer's digest); True if anything changed."""
+        """Move to `state` (with the peer's digest, if it said one); True if anything changed."""
+        digest = self.digest if digest is None else digest
         changed = (state, digest) != (self.state, self.digest)
         if state != self.state:
             self.since = time.time()
@@ -121,8 +127,8 @@ class HostLink:
         gate = security.gate_for(context, plan, host)
         self.gate = gate
         self.inbox = context.socket(zmq.ROUTER)
-        self.inbox.setsockopt(zmq.LINGER, 0)
-        self.inbox.setsockopt(zmq.MAXMSGSIZE, 65536)
+        self.inbox.setsockopt(zmq.LINGER, 2000)  # a welcome still leaves when the run ends right after it
+        self.inbox.setsockopt(zmq.MAXMSGSIZE, MAX_LINK_MESSAGE)
         if gate is not None:
             gate.serve(self.inbox)
         bind(self.inbox, plan.hosts[host])
@@ -135,6 +141,7 @@ class HostLink:
                 continue
             peer = context.socket(zmq.DEALER)
             peer.setsockopt(zmq.LINGER, 2000)  # a last acknowledgement still reaches a peer that is there
+            peer.setsockopt(zmq.MAXMSGSIZE, MAX_LINK_MESSAGE)  # what comes back: the peer's welcome
             if gate is not None:
                 gate.dial(peer, endpoint)
             self.monitors[name] = peer.get_monitor_socket(LINK_EVENTS)
@@ -145,9 +152,10 @@ class HostLink:
         return self._host_of.get(worker) == self.host
 
     def agreed(self) -> bool:
-        """Every host this one exchanges data with said hello with this plan's digest (the
-        supervisor starts its workers only then)."""
-        return all(self.peer_states[name].state == CONNECTED for name in self.partners)
+        """Every host this one exchanges data with said it runs this plan (the supervisor
+        starts its workers only then). A peer that said so and went away since (its run ended
+        first: a gateway's part can be over in a blink) still runs the same pipeline."""
+        return all(self.peer_states[name].digest == self.digest for name in self.partners)
 
     def states(self) -> dict[str, dict[str, Any]]:
         """Per other host: its link address, `state`, `since` (time.time()) and its digest."""
@@ -173,15 +181,42 @@ class HostLink:
                 return accepted
             message = _decoded(frames[1].bytes) if len(frames) == 2 else None
             if message is not None and message.get("t") == "hello" and self._hello(message, self._sender(frames[1])):
+                self._welcome(frames[0].bytes)
                 continue
             if message is not None and self._plausible(message):
                 accepted.append(message)
             else:
                 self.refused += 1
 
+    def _welcome(self, identity: bytes) -> None:
+        """Answer a hello on its connection with our digest (`_welcomed` reads it)."""
+        try:
+            self.inbox.send_multipart([identity, self._greeting("welcome")], zmq.NOBLOCK)
+        except zmq.ZMQError:  # the peer went away meanwhile: its next hello gets one
+            pass
+
+    def _greeting(self, kind: str) -> bytes:
+        return msgpack.packb({"t": kind, "host": self.host, "digest": self.digest})
+
+    def _welcomed(self) -> None:
+        """The peers' answers to our hellos: each says which pipeline the peer runs, as a hello
+        of its own would. Whoever answers on a link is that link's peer (with per-host CURVE
+        keys, the connection authenticated the peer's key); anything else is refused."""
+        for name, peer in self.peers.items():
+            while True:
+                try:
+                    raw = peer.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                message = _decoded(raw)
+                if (message is None or message.get("t") != "welcome" or message.get("host") != name
+                        or not self._hello(message, name)):
+                    self.refused += 1
+
     def _watch_peers(self) -> None:
         """A peer link that completed a handshake (the peer started, or started again) gets our
         hello; one that lost its peer waits for it again."""
+        self._welcomed()
         for name, monitor in self.monitors.items():
             while monitor.poll(0):
                 event = recv_monitor_message(monitor)["event"]
@@ -191,8 +226,7 @@ class HostLink:
                     self.peer_states[name].become(WAITING)
         for name in list(self._hello_due):
             try:
-                self.peers[name].send(msgpack.packb({"t": "hello", "host": self.host, "digest": self.digest}),
-                                      zmq.NOBLOCK)
+                self.peers[name].send(self._greeting("hello"), zmq.NOBLOCK)
                 self._hello_due.discard(name)
             except zmq.Again:  # its queue is full: next time
                 pass
