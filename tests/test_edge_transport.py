@@ -148,9 +148,6 @@ def mistake(workdir, problems_of, layout="nats-nodes", **edits):
     ({"path: out/signals.jsonl}": "path: out/signals.jsonl, transport: {kind: zeromq}}"}, 18,
      'sink "signals": transport: kind zeromq for the edge up3->sink-signals, but rule "up3" says kind nats',
      'write transport: only on "up3"'),
-    ({"  quotes: {process: feed}": "  quotes: {process: feed}\n  up3: {parallelism: 2}"}, 11,
-     "transport nats: process strategy-x2-instrument has 2 workers; a NATS edge feeds one worker per consuming "
-     "process", 'keep the edge on ZeroMQ (transport: {kind: zeromq} on "quotes")'),
 ])
 def test_misuse_is_refused_at_its_line_with_the_fix(workdir, problems_of, edit, line, message, hint):
     problems = mistake(workdir, problems_of, **edit)

@@ -50,11 +50,14 @@ def test_graph_shows_nats_edges_and_never_the_credentials(tmp_path, capsys, fmt)
         assert "up5: strategy -> sink-out  nats subject cep.momentum.up5.sink-out  at_least_once" in out
 
 
-def test_a_parallel_consumer_over_nats_is_refused_with_its_place(tmp_path, capsys):
-    code, _, err = _graph(tmp_path, capsys, "text", deploy="deploy:\n  up5: {parallelism: 2}\n")
-    assert code == 2
-    assert "p.yaml:15:9: " in err, err  # at up5's parallelism, not at the deploy: section
-    assert "a NATS edge feeds one worker per consuming process" in err
+def test_a_process_of_two_workers_reads_the_market_data_subject_whole(tmp_path, capsys):
+    """Each worker reads the subject (a durable consumer each) and keeps its instruments: the
+    edge carries one topic, not one per partition as a ZeroMQ publisher does."""
+    code, out, err = _graph(tmp_path, capsys, "json", deploy="deploy:\n  up5: {parallelism: 2}\n")
+    assert code == 0, err
+    (edge,) = [e for e in json.loads(out)["edges"] if e["to"] == "strategy-x2-instrument"]
+    assert (edge["subject"], edge["topic"], edge["topic_partitions"]) == ("cep.momentum.ticks", "TICK.*", 1)
+    assert edge["partition_key"] == "instrument"
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -11,6 +11,9 @@ A NATS edge keeps its place in the plan; its `subject` says what carries it (`ce
 for market data, which every consuming process reads, `....<node>.<consumer process>` for
 signals), and its endpoints become inproc addresses inside the consuming worker, where a bridge
 hands the messages to the same inlets ZeroMQ edges use (`cep.runtime.transport.jetstream`).
+Every worker of a consuming process reads the whole subject through a durable consumer of its
+own and keeps its partition's records, as every worker's subscriber does on ZeroMQ; so a NATS
+edge carries one topic (`TICK.*`), never a topic per partition.
 Every NATS edge of a pipeline uses one set of servers and credentials, given on the pipeline's
 `transport:` or on a node's, and one JetStream stream, `CEP_<pipeline>`.
 """
@@ -22,6 +25,7 @@ from typing import Any
 import networkx as nx
 from pydantic import ValidationError
 
+from cep.compiler.wiring import market_data_topic
 from cep.config.models import NatsOptions, Pipeline
 from cep.errors import Location, Problem
 from cep.jetstream.client import NatsConnection
@@ -165,7 +169,7 @@ def over_nats(pipeline: Pipeline, graph: nx.DiGraph, edges: list[EdgePlan],
               processes: list[ProcessPlan]) -> tuple[list[EdgePlan], list[Problem]]:
     """The edges, those NATS carries on their subject, and every problem: a node whose
     `transport:` has no edge to carry, a market-data node that would reach some readers over
-    NATS and others over ZeroMQ, a NATS edge into a process of several workers."""
+    NATS and others over ZeroMQ."""
     chooser = _Chooser(pipeline, graph, {process.name: process for process in processes})
     kinds = {edge.id: chooser.kind(edge) for edge in edges if edge.pattern in ("pub/sub", "push/pull")}
     problems = chooser.problems + _mixed_market_data(pipeline, edges, kinds, chooser) + _idle(pipeline, chooser)
@@ -173,18 +177,25 @@ def over_nats(pipeline: Pipeline, graph: nx.DiGraph, edges: list[EdgePlan],
     for edge in edges:
         if kinds.get(edge.id) != "nats":  # request/reply stays on ZeroMQ, as does what no one moved
             moved.append(edge)
-        elif (problem := chooser.parallel_consumer(edge)) is not None:
-            problems.append(problem)
         else:
-            moved.append(_on_subject(pipeline, edge, chooser.processes[edge.producer]))
+            moved.append(_on_subject(pipeline, edge, chooser.processes[edge.producer],
+                                     chooser.processes[edge.consumer]))
     return moved, problems
 
 
-def _on_subject(pipeline: Pipeline, edge: EdgePlan, producer: ProcessPlan) -> EdgePlan:
+def _on_subject(pipeline: Pipeline, edge: EdgePlan, producer: ProcessPlan, consumer: ProcessPlan) -> EdgePlan:
+    """The edge as its subject carries it: inproc endpoints in each consumer worker (one XPUB
+    for market data, a PULL per worker for signals, as on ZeroMQ), an ack endpoint per producer
+    worker, one topic."""
     address = f"inproc://cep-nats/{edge.id}"
     acks = tuple(f"{address}.ack.{worker}" for worker in producer.workers)
-    consumer = None if edge.pattern == "pub/sub" else edge.consumer  # market data: one subject for all
-    return replace(edge, subject=subject(pipeline.name, edge.node, consumer), endpoints=(address,),
+    if edge.pattern == "pub/sub":  # market data: one subject for every consuming process
+        on_subject = subject(pipeline.name, edge.node, None)
+        endpoints, topic = (address,), market_data_topic(1)
+    else:
+        on_subject = subject(pipeline.name, edge.node, edge.consumer)
+        endpoints, topic = tuple(f"{address}.{worker}" for worker in consumer.workers), edge.topic
+    return replace(edge, subject=on_subject, endpoints=endpoints, topic=topic, topic_partitions=1,
                    acks=acks if edge.delivery.reliable else ())
 
 
@@ -220,26 +231,6 @@ class _Chooser:
             return self.default
         self.used.add(decider)
         return decider.kind
-
-    def parallel_consumer(self, edge: EdgePlan) -> Problem | None:
-        """NATS edges take one worker per consuming process."""
-        process = self.processes[edge.consumer]
-        if process.parallelism == 1:
-            return None
-        by = self.decided_by.get(edge.id)
-        return Problem(f"transport nats: process {process.name} has {process.parallelism} workers; a NATS edge "
-                       f"feeds one worker per consuming process",
-                       by.place(self.pipeline, "kind") if by else self._parallelism_place(process),
-                       f'drop its parallelism, or keep the edge on ZeroMQ '
-                       f'(transport: {{kind: zeromq}} on "{edge.node}")')
-
-
-    def _parallelism_place(self, process) -> Any:
-        """Where the pipeline gives `process` its workers: the `deploy:` entry of its node that
-        says `parallelism` (a process's first node is often a stream fused into it)."""
-        deploy = self.pipeline.deploy
-        node = next((n for n in process.nodes if n in deploy and deploy[n].parallelism != 1), process.nodes[0])
-        return self.pipeline.locate("deploy", node, "parallelism")
 
 
 def _mixed_market_data(pipeline: Pipeline, edges: list[EdgePlan], kinds: dict[str, str],

@@ -42,9 +42,10 @@ def subject(pipeline: str, node: str, consumer: str | None = None) -> str:
     return base if consumer is None else f"{base}.{token(consumer)}"
 
 
-def durable(node: str, consumer: str) -> str:
-    """The durable consumer through which process `consumer` reads `node`'s edge."""
-    return token(f"{node}--{consumer}")
+def durable(node: str, worker: str) -> str:
+    """The durable consumer through which consumer `worker` reads `node`'s edge (a process of
+    one worker: the process's name)."""
+    return token(f"{node}--{worker}")
 
 
 def connection(settings: dict[str, Any]) -> NatsConnection:
@@ -59,7 +60,7 @@ def prepare(pipeline: str, settings: dict[str, Any], consumers: list[tuple[str, 
             host: str | None = None, subjects: list[str] | None = None) -> str:
     """Before any worker starts: the pipeline's stream exists (created, or checked against the
     limits the pipeline states), and for a `fresh` run (one that does not resume from
-    checkpoints) holds no earlier run's messages, nor durable consumers (`(node, consumer)`).
+    checkpoints) holds no earlier run's messages, nor durable consumers (`(node, consumer worker)`).
     Returns the run's token, which message ids carry so that JetStream's deduplication never
     takes a frame of this run for one of an earlier run (a resumed run goes on with its own).
     One `host` of several readies only its part: the `subjects` its processes publish on and the
@@ -85,9 +86,9 @@ async def _prepare(js: Any, pipeline: str, settings: dict[str, Any], consumers: 
         return run or await _new_run(js, config, run_key)
     for subject in [None] if subjects is None else subjects:
         await js.purge_stream(name, subject=subject)
-    for node, consumer in consumers:
+    for node, worker in consumers:
         try:
-            await js.delete_consumer(name, durable(node, consumer))
+            await js.delete_consumer(name, durable(node, worker))
         except NotFoundError:
             pass
     return await _new_run(js, config, run_key)

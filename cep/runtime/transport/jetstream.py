@@ -3,10 +3,11 @@
 With `transport: {kind: nats, url: ...}` every edge of a pipeline travels as messages, each one
 frame as the codec makes it (unchanged bytes), on a subject of the pipeline's stream
 `CEP_<pipeline>`: `cep.<pipeline>.<node>` for market data (every consumer process reads it),
-`cep.<pipeline>.<node>.<consumer process>` for what rules emit. Each consumer process reads its
-subject through a durable consumer of its own (named after the edge; it pushes, with flow
-control), so a restarted consumer worker goes on where its predecessor's acknowledgements got
-to. `prepared` runs in the supervisor before any worker starts: it creates or checks the stream
+`cep.<pipeline>.<node>.<consumer process>` for what rules emit. Each consumer worker reads its
+subject through a durable consumer of its own (named after the node and the worker; it pushes,
+with flow control), so a restarted consumer worker goes on where its predecessor's
+acknowledgements got to; the workers of a partitioned process each read the whole subject and
+keep their partition's records (the inlet's filter, as on ZeroMQ). `prepared` runs in the supervisor before any worker starts: it creates or checks the stream
 and, for a run that does not resume from checkpoints, empties it of an earlier run's messages
 and consumers and gives the run a token of its own.
 
@@ -83,7 +84,8 @@ def prepared(plan: Plan, fresh: bool, host: str | None = None) -> Plan:
         return plan
     mine = {p.name for p in plan.processes if host is None or p.host == host}
     edges = [e for e in plan.edges if e.subject]
-    token = prepare_stream(plan.name, plan.nats, [(e.node, e.consumer) for e in edges if e.consumer in mine], fresh,
+    consumers = [(e.node, worker) for e in edges if e.consumer in mine for worker in plan.process(e.consumer).workers]
+    token = prepare_stream(plan.name, plan.nats, consumers, fresh,
                            host, None if host is None else sorted({e.subject for e in edges if e.producer in mine}))
     return replace(plan, nats={**plan.nats, RUN: token})
 
@@ -340,7 +342,7 @@ class InletBridge:
         """The edge's durable consumer, pushing to this bridge: each message as it is stored,
         with flow control, so a consumer worker that falls behind holds the server back."""
         from nats.js import api
-        name = durable(self.edge.node, self.edge.consumer)
+        name = durable(self.edge.node, self.worker)
         config = api.ConsumerConfig(
             durable_name=name, deliver_policy=api.DeliverPolicy.ALL,
             ack_policy=api.AckPolicy.EXPLICIT if self.reliable else api.AckPolicy.NONE,

@@ -307,8 +307,10 @@ class ZmqInlet:
         self.partitions = consumer.parallelism
         self.index = index
         self.partition = Partitioner(self.partitions)
-        self.topic_filter = self.partitions > 1 and edge.pattern == "pub/sub" and edge.partition_key == "instrument"
-        self.record_filter = self.partitions > 1 and edge.pattern == "pub/sub" and not self.topic_filter
+        every_record = edge.pattern == "pub/sub" or edge.subject is not None  # NATS: one subject for all workers
+        self.topic_filter = (self.partitions > 1 and every_record and edge.partition_key == "instrument"
+                             and edge.topic_partitions > 1)
+        self.record_filter = self.partitions > 1 and every_record and not self.topic_filter
         self._wait_ms = -1  # the socket's RCVTIMEO (ZeroMQ's default: wait forever)
         if edge.pattern == "pub/sub":
             self.socket = context.socket(zmq.SUB)
