@@ -16,7 +16,7 @@ import click
 
 import cep
 from cep.compiler.render import FORMATS
-from cep.errors import CepError, UserError
+from cep.errors import CepError, ConfigError, UserError
 from cep.runtime.metrics import STUCK_AFTER_S
 from cep.runtime.processes import start_server
 
@@ -173,14 +173,19 @@ def run(pipeline: Path, inline: bool, run_dir: Path | None, quiet: bool, max_res
     """Run PIPELINE until its sources are exhausted; Ctrl-C or SIGTERM drains every process and
     stops. The live status and the summary go to stderr; stdout is left to the records of a
     stdout sink."""
+    from cep.config import load_pipeline
     if not inline:
         start_server()  # it imports the worker's code while the pipeline compiles
-    plan = cep.compile(pipeline, run_dir=run_dir)
+    model = load_pipeline(pipeline, defer_errors=True)  # every problem in one report (cep.compile)
+    plan = cep.compile(model, run_dir=run_dir)
     if host is not None:
         from cep.runtime.hostlink import host_plan
+        from cep.runtime.security import host_problems
         if inline:
             raise UserError("--host runs one host's worker processes: drop --inline")
         plan = host_plan(plan, host, run_dir_given=run_dir is not None)
+        if problems := host_problems(model, host):  # validate cannot know which machine it is on
+            raise ConfigError(problems)
     _run_plan(plan, inline, quiet, max_restarts, Reporting(**reporting), drain_timeout, metrics_port, host)
 
 

@@ -159,6 +159,24 @@ def test_a_host_cannot_say_hello_in_another_hosts_name(workdir):
         assert edge.states()["third"]["state"] == "waiting"
 
 
+def test_run_on_a_host_whose_secret_key_is_not_on_its_machine_names_the_file_and_line(workdir, capsys):
+    """`cep validate` accepts a keys directory holding some host's secret (it cannot know which
+    machine it is on); `cep run --host core` knows, and says where the keys are set."""
+    path = two_hosts(workdir)
+    home = workdir / "edge-machine"
+    home.mkdir()
+    as_shipped_to(workdir / "keys", "edge", home / "keys")
+    shipped = home / "hosts.yaml"
+    shipped.write_text(path.read_text())
+    line = next(n for n, text in enumerate(shipped.read_text().splitlines(), 1) if "keys:" in text)
+    code, _, err = run_cli("validate", shipped, capsys=capsys)
+    assert code == 0, err
+    code, _, err = run_cli("run", shipped, "--host", "core", capsys=capsys)
+    assert code == 2, err
+    assert f"{shipped}:{line}:" in err and "host-core.key_secret is missing" in err, err
+    assert "Traceback" not in err
+
+
 # -- two real hosts ------------------------------------------------------------------------------
 @needs_aliases
 @pytest.mark.integration

@@ -375,8 +375,7 @@ def check_pipeline(pipeline) -> tuple[list[Problem], list[Problem]]:
             return errors, warnings  # every host was left out for a mistake of its own: keys wait for the fix
         where = pipeline.locate("security", "curve", "keys")
         if pipeline.hosts:
-            errors += [Problem(f"security.curve.keys: {problem}", where, host_keys_hint(pipeline.hosts))
-                       for problem in host_key_problems(keys_directory(pipeline), pipeline.hosts)]
+            errors += host_problems(pipeline)
         else:
             errors += [Problem(f"security.curve.keys: {problem}", where, KEYS_HINT)
                        for problem in key_problems(keys_directory(pipeline))]
@@ -390,6 +389,17 @@ def check_pipeline(pipeline) -> tuple[list[Problem], list[Problem]]:
             "who reaches its ports can inject frames and acknowledgements",
             pipeline.locate("transport", "host"), KEYS_HINT, severity="warning"))
     return errors, warnings
+
+
+def host_problems(pipeline, host: str | None = None) -> list[Problem]:
+    """The keys of a pipeline on several hosts, as the machine of `host` holds them (None, as
+    `cep validate` sees them: whichever host's secret keys the directory holds), each problem at
+    the pipeline's `security.curve.keys`."""
+    if pipeline.security.curve is None or not pipeline.hosts:
+        return []
+    where = pipeline.locate("security", "curve", "keys")
+    return [Problem(f"security.curve.keys: {problem}", where, host_keys_hint(pipeline.hosts))
+            for problem in host_key_problems(keys_directory(pipeline), pipeline.hosts, host)]
 
 
 def keys_directory(pipeline) -> Path:
