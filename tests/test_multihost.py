@@ -325,10 +325,11 @@ def test_a_killed_host_rejoins(workdir, delivery, killed):
     kill_and_rejoin(two_hosts(workdir, **pipeline), expected, delivery, killed)
 
 
-def kill_and_rejoin(path: Path, expected: list[str], delivery: str, killed: str) -> None:
+def kill_and_rejoin(path: Path, expected: list[str], delivery: str, killed: str) -> str:
     """Run both hosts of `path`, SIGKILL the `killed` one's `cep run` midway, start it again in
     its run directory, and compare the output with `expected` (the one-host run's): equal under
-    exactly_once, at most a momentum streak per instrument missing otherwise."""
+    exactly_once, at most a momentum streak per instrument missing otherwise. Returns the
+    restarted host's summary."""
     workdir = path.parent
     survivor = "edge" if killed == "core" else "core"
     logs = {name: workdir / f"{name}.log" for name in ("edge", "core", "again")}
@@ -350,3 +351,4 @@ def kill_and_rejoin(path: Path, expected: list[str], delivery: str, killed: str)
         assert "starting afresh" in rejoined
         missing = set(expected) - set(out.read_text().splitlines())
         assert len(missing) <= 4, missing
+    return rejoined

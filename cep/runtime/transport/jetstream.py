@@ -79,12 +79,19 @@ def prepared(plan: Plan, fresh: bool, host: str | None = None) -> Plan:
     """In the supervisor, before any worker starts: the plan as its workers run it. For NATS
     edges the pipeline's stream is made ready (emptied of an earlier run's messages and
     consumers unless the run resumes, `fresh` False) and the run's token joins the settings;
-    one `host` of several readies only what its processes publish and read (`presence`)."""
+    one `host` of several readies only what its processes publish and read (`presence`).
+
+    A host keeps the durable consumers of the edges it reads from another host: if that host
+    runs on, this one goes on from what its predecessor acknowledged (as a ZeroMQ producer sends
+    a restarted consumer only what it had not acknowledged); if that host starts a run of its
+    own, it empties its subjects before this host reads them (`wait_for_host`), and the kept
+    consumer reads that run's messages, which come after any it had read."""
     if plan.nats is None:
         return plan
     mine = {p.name for p in plan.processes if host is None or p.host == host}
     edges = [e for e in plan.edges if e.subject]
-    consumers = [(e.node, worker) for e in edges if e.consumer in mine for worker in plan.process(e.consumer).workers]
+    consumers = [(e.node, worker) for e in edges if e.consumer in mine and e.producer in mine
+                 for worker in plan.process(e.consumer).workers]
     token = prepare_stream(plan.name, plan.nats, consumers, fresh,
                            host, None if host is None else sorted({e.subject for e in edges if e.producer in mine}))
     return replace(plan, nats={**plan.nats, RUN: token})
