@@ -2,9 +2,9 @@
 
 With `transport: {kind: nats}` every edge of pipeline P travels on a subject of P's stream
 `CEP_<P>` (subjects `cep.<P>.>`): `cep.<P>.<node>` for market data, which every consuming
-process reads, `cep.<P>.<node>.<consumer process>` for what rules emit. Each consuming process
-reads through a durable consumer named after its edge. `prepare` readies the stream before any
-worker starts.
+process reads, `cep.<P>.<node>.<consumer process>` for what rules emit. Each consuming worker
+reads through a durable consumer named after the node and the worker (`durable`). `prepare`
+readies the stream before any worker starts.
 """
 from __future__ import annotations
 
