@@ -17,8 +17,9 @@ import asyncio
 import concurrent.futures
 import os
 import threading
+from collections import deque
 from pathlib import Path
-from typing import Any, Awaitable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
@@ -57,8 +58,26 @@ class EventLoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self.pid = os.getpid()
+        self._posted: deque[tuple[Callable[..., Any], tuple]] = deque()
+        self._woken = False  # a run of `_run_posted` is scheduled and has not begun
         self._thread = threading.Thread(target=self.loop.run_forever, name="cep-nats", daemon=True)
         self._thread.start()
+
+    def post(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run `callback(*args)` on the loop soon, after everything posted before it. A burst of
+        posts wakes the loop once: each wake-up is a write to the loop's self-pipe, after which
+        the posting thread waits for the loop thread to let go of the GIL (profiled: a fifth of
+        a gateway's samples under at_least_once over NATS)."""
+        self._posted.append((callback, args))
+        if not self._woken:
+            self._woken = True
+            self.loop.call_soon_threadsafe(self._run_posted)
+
+    def _run_posted(self) -> None:
+        self._woken = False  # first: what is posted from now on wakes the loop again
+        while self._posted:
+            callback, args = self._posted.popleft()
+            callback(*args)
 
     def call(self, coroutine: Awaitable[T], timeout: float | None = CALL_TIMEOUT_S) -> T:
         """Run `coroutine` on the loop and return its result (or raise its exception)."""

@@ -64,7 +64,7 @@ class Publisher:
         done: concurrent.futures.Future = concurrent.futures.Future()
         self._unacked.append(done)
         headers = {MSG_ID: msg_id} if msg_id is not None else None
-        self._loop.loop.call_soon_threadsafe(self._outgoing.put_nowait, _Message(subject, body, headers, done))
+        self._loop.post(self._outgoing.put_nowait, _Message(subject, body, headers, done))
         return done
 
     async def _send(self) -> None:

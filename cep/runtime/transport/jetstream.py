@@ -168,7 +168,7 @@ class NatsOutlet(ZmqOutlet):
         while not self._slots.acquire(timeout=0.1 if blocking else 0):
             if not blocking or self.stopping():
                 return False
-        loop().loop.call_soon_threadsafe(self._start_core, subject, frame)
+        loop().post(self._start_core, subject, frame)
         return True
 
     def _start_core(self, subject: str, frame: bytes) -> None:
