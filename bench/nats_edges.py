@@ -6,7 +6,10 @@ at a paced rate (the latency plugin's samples; its wall-clock source and sink ca
 exactly_once, so that mode gets throughput only).
 
     PYTHONPATH=$PWD python bench/nats_edges.py [--ticks 200000] [--pairs 3] [--rate 50000] [--seconds 4]
-        [--delivery at_most_once,at_least_once,exactly_once]
+        [--delivery at_most_once,at_least_once,exactly_once] [--latency-only]
+
+`--latency-only` runs the NATS side's latency `--pairs` times and prints each run (one run's p99
+moves a lot: compare commits on several).
 """
 from __future__ import annotations
 
@@ -61,6 +64,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50_000)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--delivery", default="at_most_once,at_least_once,exactly_once")
+    parser.add_argument("--latency-only", action="store_true", help="NATS latency runs only, each printed")
     args = parser.parse_args()
     binary = server_binary()
     if binary is None:
@@ -69,10 +73,19 @@ def main() -> None:
     server = NatsServer(binary, directory).start()
     try:
         for delivery in args.delivery.split(","):
-            report(delivery, args, server.url)
+            (report_latency if args.latency_only else report)(delivery, args, server.url)
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def report_latency(delivery: str, args: argparse.Namespace, url: str) -> None:
+    runs = [latency(args.rate, args.seconds, delivery, url) for _ in range(args.pairs)]
+    print(f"{delivery} over NATS, {args.rate:,.0f} ticks/s for {args.seconds:g} s: p50 "
+          + " / ".join(f"{run['p50_ms']:.2f}" for run in runs) + " ms, p99 "
+          + " / ".join(f"{run['p99_ms']:.2f}" for run in runs) + " ms; medians "
+          f"{statistics.median(run['p50_ms'] for run in runs):.2f} / "
+          f"{statistics.median(run['p99_ms'] for run in runs):.2f} ms")
 
 
 def report(delivery: str, args: argparse.Namespace, url: str) -> None:
