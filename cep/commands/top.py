@@ -1,6 +1,7 @@
 """`cep top`: watch a running pipeline from another terminal (`cep.observe.top`)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -27,7 +28,7 @@ def top(target: Path | None, host: str | None, once: bool) -> None:
         raise click.UsageError("--host names a host of a PIPELINE file: give the file")
     run_dir = run_dir_of(target, host)
     snapshot = current_status(run_dir)
-    on_terminal = click.get_text_stream("stdout").isatty()
+    on_terminal = sys.stdout.isatty()
     if once or not on_terminal:  # a view redrawn in place means nothing in a pipe or a file
         from rich.console import Console
         Console(width=None if on_terminal else 160).print(render(snapshot, run_dir))
