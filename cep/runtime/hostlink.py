@@ -16,9 +16,9 @@ answers on that connection with a welcome carrying its own. One connection is en
 to know: a host that started first may hear the other's hello, start, and end its run before
 its own DEALER connected (it retries after ZeroMQ's reconnect interval), and its welcome is
 then the only word the other gets from it. A hello or welcome with another digest is refused
-and said on both sides; END acknowledgements carry the digest too. The supervisor starts its workers only once every host
-its processes exchange data with has said hello with the same digest, so hosts given different
-files never mix their records. What each peer link is doing (waiting since when, connected,
+and said on both sides; END acknowledgements carry the digest too. The supervisor starts its
+workers only once every host its processes exchange data with has said (in a hello or a
+welcome) that it runs the same digest, so hosts given different files never mix their records. What each peer link is doing (waiting since when, connected,
 refused) is `HostLink.states`, which the status file and `cep top` show.
 """
 from __future__ import annotations
