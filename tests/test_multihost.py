@@ -313,11 +313,11 @@ def test_two_hosts_started_in_either_order_equal_one_host(workdir, first):
 @needs_aliases
 @pytest.mark.integration
 @pytest.mark.parametrize("delivery, killed", [("exactly_once", "core"), ("exactly_once", "edge"),
-                                               ("at_least_once", "core")])
+                                               ("at_least_once", "core"), ("at_least_once", "edge")])
 def test_a_killed_host_rejoins(workdir, delivery, killed):
     """One host's `cep run` is SIGKILLed midway and started again in its run directory.
     exactly_once: the output equals the one-host run's, whichever host died. at_least_once,
-    the downstream host: nothing is missing (its restarted host starts afresh, so the sink
+    whichever host died: nothing is missing (a restarted host starts afresh, so the sink
     appends; a momentum streak in progress when the host died may be lost, as a rule's state is
     on one host too: at most one signal per instrument)."""
     pipeline = {"delivery": delivery, "count": 200_000, "speed": "50x", "mode": "append"}  # about 4 s of ticks
