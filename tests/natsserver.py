@@ -29,6 +29,7 @@ import pytest
 
 import cep
 from tests.ports import free_port_range
+from tests.support import wait_for
 
 READY_S = 10.0
 _LISTENING = re.compile(rb"Listening for client connections on [^\s]*?:(\d+)")
@@ -92,16 +93,16 @@ class NatsServer:
         return self
 
     def _listening_port(self) -> int:
-        deadline = time.monotonic() + READY_S
-        while time.monotonic() < deadline:
+        def listening() -> int | None:
             text = self.log.read_bytes()
             match = _LISTENING.search(text)
             if match and b"Server is ready" in text:
                 return int(match.group(1))
             if self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited ({self.process.returncode}): {text.decode()[-2000:]}")
-            time.sleep(0.01)
-        raise RuntimeError(f"nats-server not ready within {READY_S} s: {self.log.read_text()[-2000:]}")
+            return None
+
+        return wait_for(listening, READY_S, f"nats-server to say it is ready (log: {self.log})", every_s=0.01)
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -141,16 +142,16 @@ class Cluster:
         """Servers say ready before the cluster elected its JetStream leader: ask until it has."""
         from cep.jetstream.client import NatsConnection, close, connect, loop
         client = connect(NatsConnection(url=self.urls), "test")
-        deadline = time.monotonic() + within_s
+
+        def answers() -> bool:
+            try:
+                loop().call(client.jetstream().account_info(), timeout=5)
+                return True
+            except Exception:
+                return False
+
         try:
-            while True:
-                try:
-                    loop().call(client.jetstream().account_info(), timeout=5)
-                    return
-                except Exception:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
+            wait_for(answers, within_s, "the cluster to elect its JetStream leader", every_s=0.1)
         finally:
             close(client)
 
