@@ -286,7 +286,7 @@ class HostLink:
             monitor.close(0)
         for peer in self.peers.values():
             peer.close()
-        self.inbox.close(0)
+        self.inbox.close()  # with its LINGER: a welcome just sent still leaves
         if self.gate is not None:
             self.gate.close()
 
