@@ -7,9 +7,10 @@ frame as the codec makes it (unchanged bytes), on a subject of the pipeline's st
 subject through a durable consumer of its own (named after the node and the worker; it pushes,
 with flow control), so a restarted consumer worker goes on where its predecessor's
 acknowledgements got to; the workers of a partitioned process each read the whole subject and
-keep their partition's records (the inlet's filter, as on ZeroMQ). `prepared` runs in the supervisor before any worker starts: it creates or checks the stream
-and, for a run that does not resume from checkpoints, empties it of an earlier run's messages
-and consumers and gives the run a token of its own.
+keep their partition's records (the inlet's filter, as on ZeroMQ). `prepared` runs in the
+supervisor before any worker starts: it creates or checks the stream and, for a run that does
+not resume from checkpoints, empties it of an earlier run's messages and consumers and gives
+the run a token of its own.
 
 Delivery:
 - at_most_once: the producer publishes without waiting for JetStream (a core publish); consumers
