@@ -184,3 +184,39 @@ def test_a_bad_limit_in_the_environment_stops_the_run_with_a_message(workdir, in
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "CEP_DEAD_LETTERS_MAX_SIZE=lots" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_writer_paused_between_its_stat_and_its_write_loses_nothing_to_two_rotations(tmp_path, monkeypatch):
+    """A writer that looked at the file and then lost the CPU while another process rotated it
+    twice wrote its letter into the dropped file, uncounted (a full suite on a loaded host lost
+    one that way). Here the other writer rotates twice while this one is between the two."""
+    import threading
+
+    import cep.runtime.deadletter as deadletter
+
+    path = tmp_path / "deadletter.jsonl"
+    rotation = Rotation(max_bytes=300, keep=1)
+    paused, other = DeadLetters(path, "paused", rotation), DeadLetters(path, "other", rotation)
+    paused("n", "first", {"pad": "y" * 40})
+    real_stat, rotated_twice = os.stat, threading.Event()
+
+    def rotate_twice() -> None:
+        for index in range(20):  # 20 letters of about 140 bytes: past two rotations at 300 bytes
+            other("n", f"other {index}", {"pad": "y" * 40})
+        rotated_twice.set()
+
+    def stat_then_pause(target, *args, **kwargs):
+        found = real_stat(target, *args, **kwargs)
+        if threading.current_thread() is threading.main_thread() and str(target) == str(path):
+            threading.Thread(target=rotate_twice).start()
+            rotated_twice.wait(1.0)  # the lock holds the other writer back: this wait times out
+        return found
+
+    monkeypatch.setattr(deadletter.os, "stat", stat_then_pause)
+    paused("n", "second", {"pad": "y" * 40})
+    monkeypatch.setattr(deadletter.os, "stat", real_stat)
+    assert rotated_twice.wait(10)
+    paused.close()
+    other.close()
+    kept, dropped = kept_and_dropped(path, rotation)
+    assert kept + dropped == 22

@@ -22,7 +22,7 @@ import json
 import os
 import re
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -125,20 +125,22 @@ class DeadLetters:
 
     def _write(self, data: bytes) -> None:
         """Append `data` to the file now at `path`: one stat per letter tells whether another
-        process rotated it away (and how big it is), so no letter goes to a file about to be
-        dropped unless two rotations pass between the stat and the write."""
-        try:
-            found = os.stat(self.path)
-        except FileNotFoundError:
-            found = None
-        if self._fd is not None and (found is None or found.st_ino != self._inode):
-            self.close()
-        if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            self._inode = os.fstat(self._fd).st_ino
-        os.write(self._fd, data)
+        process rotated it away (and how big it is). With rotation on, the stat and the write
+        hold the rotation lock shared, so no rotation drops the file in between (one did, on a
+        loaded host, and its letter was lost uncounted)."""
         limit = self.rotation.max_bytes
+        with _shared(dropped_path(self.path)) if limit is not None else nullcontext():
+            try:
+                found = os.stat(self.path)
+            except FileNotFoundError:
+                found = None
+            if self._fd is not None and (found is None or found.st_ino != self._inode):
+                self.close()
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._inode = os.fstat(self._fd).st_ino
+            os.write(self._fd, data)
         if limit is not None and (found.st_size if found is not None else 0) + len(data) > limit:
             self._rotate(limit)
 
@@ -167,6 +169,18 @@ class DeadLetters:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+@contextmanager
+def _shared(path: Path) -> Iterator[None]:
+    """The rotation lock (`_locked`) held shared: writers together, no rotation meanwhile."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextmanager
